@@ -1,0 +1,88 @@
+"""The recflow pipeline, read top to bottom:
+
+    locate -> ingest -> split -> features -> train[model] -> evaluate[model] -> MLflow
+
+Every step but ``locate`` and the MLflow logging is a cached task (see ``tasks/caching.py``);
+models train and evaluate concurrently and fail independently.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.futures import PrefectFuture, wait
+
+from recflow.config import load_config
+from recflow.store import artifacts_root
+from recflow.tracking import log_pipeline_run
+from tasks.caching import results_storage
+from tasks.evaluate import evaluate
+from tasks.features import features
+from tasks.ingest import ingest, locate_source
+from tasks.split import split
+from tasks.train import train
+
+
+class ModelsFailed(RuntimeError):
+    """Raised after logging, when at least one model failed (the others are still tracked)."""
+
+
+# result_storage is resolved at import for deployments; run_pipeline() rebinds it to a chosen root.
+@flow(name="recflow-pipeline", log_prints=True, result_storage=results_storage())
+def pipeline(config_path: str | None = None, overrides: list[str] | None = None) -> dict[str, Any]:
+    cfg = load_config(config_path, overrides)
+    source = locate_source(cfg.dataset)
+
+    data = ingest.submit(source, cfg.dataset.max_reject_fraction)
+    parts = split.submit(data, cfg.split)
+    feats = features.submit(data, parts, cfg.features)
+    trained = {m.name: train.submit(parts, feats, m) for m in cfg.models}
+    scored = {name: evaluate.submit(model, parts, cfg.evaluation) for name, model in trained.items()}
+
+    futures: list[PrefectFuture] = [data, parts, feats, *trained.values(), *scored.values()]
+    wait(futures)
+    counts = count_states(futures)
+    models = {name: model_outcome(trained[name], scored[name]) for name in trained}
+    tracking = log_pipeline_run(
+        cfg,
+        dataset_path=source.path,
+        data=data.result(),
+        split=parts.result(),
+        features=feats.result(),
+        models=models,
+        task_counts=counts,
+        run_name=Path(config_path).stem if config_path else "default",
+    )
+    failed = {name: m["error"] for name, m in models.items() if "error" in m}
+    if failed:
+        raise ModelsFailed("; ".join(f"{n}: {e}" for n, e in failed.items()))
+    get_run_logger().info("tasks: %d ran, %d cached", counts["ran"], counts["cached"])
+    return {
+        "tasks": counts,
+        "metrics": {name: m["evaluate"].meta["metrics"] for name, m in models.items()},
+        "protocol": parts.result().meta["protocol"],
+        "tracking": tracking,
+    }
+
+
+def count_states(futures: list[PrefectFuture]) -> dict[str, int]:
+    names = [f.state.name for f in futures]
+    cached = sum(n == "Cached" for n in names)
+    return {"ran": len(names) - cached, "cached": cached}
+
+
+def model_outcome(trained: PrefectFuture, scored: PrefectFuture) -> dict[str, Any]:
+    for future in (trained, scored):
+        if not future.state.is_completed():
+            return {"error": str(future.state.message or future.state.name)}
+    return {"train": trained.result(), "evaluate": scored.result()}
+
+
+def run_pipeline(config_path: str | None = None, overrides: list[str] | None = None, root: Path | None = None) -> dict[str, Any]:
+    """Run the flow with task results persisted under the artifacts root (the cache lives there)."""
+    root = root or artifacts_root()
+    storage = results_storage(root)
+    storage.mkdir(parents=True, exist_ok=True)
+    return pipeline.with_options(result_storage=storage)(config_path=config_path, overrides=overrides)

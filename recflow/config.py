@@ -1,0 +1,191 @@
+"""A run's configuration: YAML validated by pydantic, unknown keys rejected by name.
+
+Each stage reads only its own slice (``cfg.split``, ``cfg.features`` ...), and that slice is
+part of the stage's cache key, so changing one model's parameter reruns only that model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SynthConfig(Strict):
+    """A synthetic dataset written in a real MovieLens format (see ``recflow synth``)."""
+
+    n_users: int = Field(500, gt=0)
+    n_items: int = Field(300, gt=0)
+    n_ratings: int = Field(20_000, gt=0)
+    rank: int = Field(8, gt=0)
+    format: Literal["ml-100k", "ml-1m", "ml-25m"] = "ml-25m"
+    seed: int = 0
+
+
+class DatasetConfig(Strict):
+    name: str = "ml-latest-small"
+    path: Path | None = Field(None, description="explicit dataset folder or zip; overrides the search order")
+    synth: SynthConfig | None = Field(None, description="generate this synthetic dataset instead of reading one")
+    tmdb_path: Path | None = Field(None, description="TMDB movies CSV joined through links.csv")
+    download: bool = True
+    max_reject_fraction: float = Field(0.001, ge=0, le=1)
+
+
+class SplitConfig(Strict):
+    protocol: Literal["temporal", "user_random", "leave_last_k", "random", "recbole"] = "temporal"
+    test_fraction: float = Field(0.1, gt=0, lt=1)
+    valid_fraction: float = Field(0.0, ge=0, lt=1)
+    last_k: int = Field(1, gt=0, description="leave_last_k: test items per user (valid takes as many when valid_fraction > 0)")
+    min_rating: float | None = Field(None, description="drop ratings below this before splitting (recbole: 3)")
+    min_user_interactions: int = Field(0, ge=0)
+    min_item_interactions: int = Field(0, ge=0)
+    seed: int = 42
+
+    @model_validator(mode="after")
+    def _fractions_leave_training(self) -> "SplitConfig":
+        if self.test_fraction + self.valid_fraction >= 1:
+            raise ValueError("test_fraction + valid_fraction must be < 1")
+        return self
+
+
+class FeaturesConfig(Strict):
+    activity_bins: list[float] = [0, 5, 20, 100, float("inf")]
+    activity_labels: list[str] = ["inactive", "casual", "active", "super"]
+    popularity_bins: list[float] = [0, 10, 100, 500, float("inf")]
+    popularity_labels: list[str] = ["niche", "moderate", "popular", "blockbuster"]
+
+    @model_validator(mode="after")
+    def _labels_match_bins(self) -> "FeaturesConfig":
+        for bins, labels, what in (
+            (self.activity_bins, self.activity_labels, "activity"),
+            (self.popularity_bins, self.popularity_labels, "popularity"),
+        ):
+            if len(labels) != len(bins) - 1:
+                raise ValueError(f"{what}_labels needs {len(bins) - 1} labels for {len(bins)} bin edges")
+        return self
+
+
+class EvaluationConfig(Strict):
+    ks: list[int] = [10, 20]
+    mask_valid: bool = Field(True, description="exclude validation items from the test ranking (RecBole default)")
+    relevance_threshold: float | None = Field(None, description="test ratings below this are not relevant")
+    batch_users: int = Field(2048, gt=0)
+
+
+# ----------------------------------------------------------------------------- models
+
+
+class PopularParams(Strict):
+    name: Literal["popular"] = "popular"
+
+
+class BiasParams(Strict):
+    """Global mean + user and item biases, fitted by alternating ridge steps (Surprise's ALS baseline)."""
+
+    name: Literal["bias"] = "bias"
+    reg_user: float = Field(15.0, ge=0)
+    reg_item: float = Field(10.0, ge=0)
+    epochs: int = Field(10, gt=0)
+
+
+ModelParams = Annotated[Union[PopularParams, BiasParams], Field(discriminator="name")]
+
+
+class TrackingConfig(Strict):
+    tracking_uri: str | None = Field(None, description="default: $MLFLOW_TRACKING_URI, else sqlite:///<artifacts>/mlflow.db")
+    experiment: str | None = Field(None, description="default: recflow/<dataset name>")
+
+
+class RunConfig(Strict):
+    dataset: DatasetConfig = DatasetConfig()
+    split: SplitConfig = SplitConfig()
+    features: FeaturesConfig = FeaturesConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+    models: list[ModelParams] = [PopularParams(), BiasParams()]
+    tracking: TrackingConfig = TrackingConfig()
+
+    @model_validator(mode="after")
+    def _model_names_unique(self) -> "RunConfig":
+        names = [m.name for m in self.models]
+        if len(names) != len(set(names)):
+            raise ValueError(f"models listed twice: {sorted({n for n in names if names.count(n) > 1})}")
+        return self
+
+    def model(self, name: str) -> ModelParams:
+        for m in self.models:
+            if m.name == name:
+                return m
+        raise KeyError(name)
+
+
+class ConfigError(ValueError):
+    """A config that does not validate; the message names the file and every offending key."""
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
+    raw: dict[str, Any] = {}
+    source = "<defaults>"
+    if path is not None:
+        source = str(path)
+        try:
+            raw = yaml.safe_load(Path(path).read_text()) or {}
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {path}") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: expected a mapping at the top level")
+    for item in overrides or []:
+        apply_override(raw, item)
+    try:
+        return RunConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(source, exc)) from None
+
+
+def format_validation_error(source: str, exc: ValidationError) -> str:
+    lines = [f"{source}: invalid config"]
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "extra_forbidden":
+            lines.append(f"  unknown key '{loc}'")
+        else:
+            lines.append(f"  {loc}: {err['msg']}")
+    return "\n".join(lines)
+
+
+def apply_override(raw: dict[str, Any], item: str) -> None:
+    """``a.b.c=value``; ``models.<name>.<param>=value`` addresses a model by name (added if absent)."""
+    if "=" not in item:
+        raise ConfigError(f"--set expects key=value, got {item!r}")
+    dotted, text = item.split("=", 1)
+    value = yaml.safe_load(text) if text != "" else None
+    keys = dotted.strip().split(".")
+    node: Any = raw
+    for i, key in enumerate(keys[:-1]):
+        if isinstance(node, dict) and key == "models" and i == 0:
+            models = node.setdefault("models", [dict(m) for m in (p.model_dump() for p in RunConfig().models)])
+            name = keys[1]
+            entry = next((m for m in models if isinstance(m, dict) and m.get("name") == name), None)
+            if entry is None:
+                entry = {"name": name}
+                models.append(entry)
+            if len(keys) == 2:
+                raise ConfigError(f"--set {dotted}: name a parameter, e.g. models.{name}.<param>=value")
+            node = entry
+            for sub in keys[2:-1]:
+                node = node.setdefault(sub, {})
+            break
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {dotted}: '{key}' is not a section")
+    if dotted == "models":
+        raw["models"] = value
+        return
+    node[keys[-1]] = value

@@ -1,0 +1,137 @@
+"""MLflow layout for a pipeline run: one parent run, one nested run per model.
+
+Logging reads only the stage descriptors and their small JSON outputs, so a fully cached rerun
+still produces a complete MLflow run (with the same metrics) without executing any task.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from recflow.config import RunConfig
+from recflow.store import Artifact, artifacts_root
+
+METRIC_ORDER = ("rmse", "mae", "recall", "precision", "ndcg", "map", "hit_rate", "coverage")
+
+
+def tracking_uri(cfg: RunConfig, root: Path | None = None) -> str:
+    """Config, else ``$MLFLOW_TRACKING_URI``, else ``sqlite:///<artifacts>/mlflow.db``."""
+    root = root or artifacts_root()
+    return cfg.tracking.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{root / 'mlflow.db'}"
+
+
+def experiment_name(cfg: RunConfig) -> str:
+    return cfg.tracking.experiment or f"recflow/{cfg.dataset.name}"
+
+
+def use_experiment(cfg: RunConfig, root: Path | None = None) -> tuple[Any, str]:
+    """Point MLflow at the project's store; artifacts of a new experiment go under the artifacts root."""
+    import mlflow
+
+    root = root or artifacts_root()
+    uri = tracking_uri(cfg, root)
+    mlflow.set_tracking_uri(uri)
+    name = experiment_name(cfg)
+    experiment = mlflow.get_experiment_by_name(name)
+    if experiment is None:
+        location = (root / "mlruns").as_uri() if uri.startswith("sqlite:") else None
+        mlflow.create_experiment(name, artifact_location=location)
+        experiment = mlflow.get_experiment_by_name(name)
+    mlflow.set_experiment(experiment_id=experiment.experiment_id)
+    return experiment, uri
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{key}."))
+        else:
+            out[key] = v
+    return out
+
+
+def model_run_params(params: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in flatten(params).items() if k != "name"}
+
+
+def log_pipeline_run(
+    cfg: RunConfig,
+    *,
+    dataset_path: str,
+    data: Artifact,
+    split: Artifact,
+    features: Artifact | None,
+    models: dict[str, dict[str, Any]],
+    task_counts: dict[str, int],
+    root: Path | None = None,
+    run_name: str | None = None,
+) -> dict[str, Any]:
+    """Log the parent run and one nested run per model; returns ids and where to look.
+
+    ``models[name]`` holds ``train`` / ``evaluate`` descriptors, or ``error`` when a model failed
+    (its nested run is then marked FAILED with the error as a tag).
+    """
+    import mlflow
+    from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+
+    root = root or artifacts_root()
+    experiment, uri = use_experiment(cfg, root)
+    protocol = split.meta.get("protocol", cfg.split.protocol)
+    config_json = cfg.model_dump(mode="json")
+    with mlflow.start_run(run_name=run_name) as parent:
+        mlflow.set_tags({"dataset": cfg.dataset.name, "protocol": protocol, "recflow.kind": "pipeline"})
+        params = {k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in flatten(config_json).items() if k != "models"}
+        params["models"] = ",".join(m.name for m in cfg.models)
+        mlflow.log_params(params)
+        mlflow.log_dict(config_json, "config.json")
+        source = resolve_dataset_source(dataset_path)
+        mlflow.log_input(MetaDataset(source=source, name=cfg.dataset.name, digest=data.fingerprint[:20]), context="training")
+        quality = {k: data.meta[k] for k in ("rows_read", "rows_rejected", "n_ratings", "n_users", "n_items") if k in data.meta}
+        mlflow.log_metrics({k: float(v) for k, v in quality.items()})
+        mlflow.log_dict(data.meta, "data/ingest_summary.json")
+        mlflow.log_dict(split.meta, "data/split_stats.json")
+        rejects = data.file("rejects.parquet", root)
+        if data.meta.get("rows_rejected") and rejects.exists():
+            mlflow.log_artifact(str(rejects), "data")
+        if features is not None:
+            mlflow.log_dict(features.meta, "features/manifest.json")
+        mlflow.log_metrics({f"tasks_{k}": float(v) for k, v in task_counts.items()})
+
+        children: dict[str, str] = {}
+        table: dict[str, dict[str, float]] = {}
+        for name, result in models.items():
+            with mlflow.start_run(run_name=name, nested=True) as child:
+                children[name] = child.info.run_id
+                mlflow.set_tags({"model": name, "protocol": protocol, "dataset": cfg.dataset.name})
+                mlflow.log_params(model_run_params(cfg.model(name).model_dump(mode="json")))
+                if "error" in result:
+                    mlflow.set_tag("error", result["error"][:5000])
+                    mlflow.end_run(status="FAILED")
+                    continue
+                trained, scored = result["train"], result["evaluate"]
+                metrics = {k: float(v) for k, v in scored.meta["metrics"].items()}
+                metrics["fit_seconds"] = float(trained.meta["fit_seconds"])
+                metrics["train_examples_per_second"] = float(trained.meta["train_examples_per_second"])
+                mlflow.log_metrics(metrics)
+                mlflow.log_artifacts(str(trained.file("model", root)), "model")
+                table[name] = {k: v for k, v in scored.meta["metrics"].items() if not k.startswith("n_")}
+        mlflow.log_dict(table, "metrics_table.json")
+    return {
+        "tracking_uri": uri,
+        "experiment": experiment.name,
+        "experiment_id": experiment.experiment_id,
+        "run_id": parent.info.run_id,
+        "model_runs": children,
+    }
+
+
+def metric_sort_key(name: str) -> tuple[int, int, str]:
+    base, _, k = name.partition("_at_")
+    order = METRIC_ORDER.index(base) if base in METRIC_ORDER else len(METRIC_ORDER)
+    return (int(k) if k.isdigit() else 0, order, name)

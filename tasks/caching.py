@@ -1,0 +1,138 @@
+"""How every recflow task is cached: inputs + code + config, verified on every hit.
+
+Prefect's default policy includes the run id, so nothing would be reused across runs. Ours keys
+a task run on
+  * the task's own source and the source of the library modules it delegates to (a change to
+    ``recflow/split.py`` invalidates ``split`` and everything downstream of it),
+  * its inputs rendered as canonical JSON: descriptors contribute their content fingerprints,
+    config slices their values.
+On a hit it checks that every artifact in the cached result is still intact (manifest present,
+checksums match); if not, the stale record is dropped and the task runs again.
+
+The same key names the task's output folder (``<root>/<stage>/<key>``), so the cache record and
+the artifacts it points at can never disagree about which inputs made them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from prefect import task
+from prefect.cache_policies import CachePolicy
+from prefect.context import TaskRunContext
+
+from recflow.store import Artifact, artifacts_root, hash_parts
+
+
+def _source_digest(objs: Iterable[Any], inputs: dict[str, Any]) -> str:
+    """Source of the task and its library modules; a callable in ``code`` picks modules from the inputs."""
+    h = hashlib.sha256()
+    expanded: list[Any] = []
+    for obj in objs:
+        expanded.extend([obj] if isinstance(obj, ModuleType) else obj(inputs))
+    for obj in expanded:
+        try:
+            h.update(inspect.getsource(obj).encode())
+        except (OSError, TypeError):
+            h.update(repr(obj).encode())
+    return h.hexdigest()
+
+
+def iter_artifacts(value: Any) -> Iterable[Artifact]:
+    if isinstance(value, Artifact):
+        yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from iter_artifacts(v)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            yield from iter_artifacts(v)
+
+
+@dataclass
+class VerifiedStageCache(CachePolicy):
+    """Key = stage + code digest + canonical inputs; a hit whose artifacts are damaged is discarded."""
+
+    stage: str = ""
+    code: tuple = field(default_factory=tuple)
+
+    def compute_key(self, task_ctx: TaskRunContext, inputs: dict[str, Any], flow_parameters: dict[str, Any], **kwargs: Any) -> str:
+        key = stage_key_for(self.stage, task_ctx.task.fn, self.code, inputs)
+        self._drop_if_damaged(task_ctx, key)
+        return key
+
+    @staticmethod
+    def _drop_if_damaged(task_ctx: TaskRunContext, key: str) -> None:
+        store = task_ctx.result_store
+        if store is None or store.result_storage is None or not store.exists(key):
+            return
+        try:
+            record = store.read(key)
+            intact = all(a.is_intact() for a in iter_artifacts(record.result))
+        except Exception:  # an unreadable record is as good as none
+            intact = False
+        if intact:
+            return
+        path = store._resolved_key_path(key)
+        store.cache.pop(path, None)
+        Path(path).unlink(missing_ok=True)
+
+
+def stage_key_for(stage: str, fn: Callable, code: tuple, inputs: dict[str, Any]) -> str:
+    return hash_parts(stage, _source_digest(code, inputs), inspect.getsource(fn), inputs)[:20]
+
+
+def current_key() -> str:
+    """The running task's cache key, which is also its output folder name."""
+    ctx = TaskRunContext.get()
+    if ctx is None:
+        raise RuntimeError("current_key() called outside a Prefect task run")
+    policy = ctx.task.cache_policy
+    return stage_key_for(policy.stage, ctx.task.fn, policy.code, ctx.parameters)
+
+
+def stage(name: str, *, code: tuple[ModuleType, ...] = (), retries: int = 0, **task_kwargs: Any):
+    """Declare a cached recflow task; ``code`` lists the library modules whose source is in the key."""
+
+    def decorate(fn: Callable) -> Any:
+        return task(
+            fn,
+            name=name,
+            cache_policy=VerifiedStageCache(stage=name, code=code),
+            persist_result=True,
+            retries=retries,
+            **task_kwargs,
+        )
+
+    return decorate
+
+
+def results_storage(root: Path | None = None) -> Path:
+    return (root or artifacts_root()) / ".prefect" / "results"
+
+
+def produce(stage_name: str, build: Callable[[Path], dict[str, Any]]) -> Artifact:
+    """Run ``build(out_dir)`` into the running task's content-addressed folder and describe it.
+
+    ``build`` writes its files and returns a small JSON-able summary (kept as ``summary.json``
+    and as the descriptor's ``meta``). If an intact folder for this key already exists (the
+    cache record was lost but the files were not), it is reused instead of rebuilt.
+    """
+    import json
+
+    from recflow.store import building, describe, stage_dir, verify_stage_dir, write_json_atomic
+
+    key = current_key()
+    folder = stage_dir(stage_name, key)
+    if verify_stage_dir(folder) is None:
+        with building(stage_name, key) as scratch:
+            summary = build(scratch)
+            write_json_atomic(scratch / "summary.json", summary)
+    summary = json.loads((folder / "summary.json").read_text())
+    return describe(stage_name, key, **summary)

@@ -1,0 +1,41 @@
+"""Shared fixtures: one Prefect test server for the session, a fresh artifacts root and MLflow store per test."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATASETS = REPO.parent / "shared" / "datasets"
+
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
+os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+
+
+@pytest.fixture(scope="session")
+def shared_datasets() -> Path:
+    """../shared/datasets beside the repo; tests that need it skip on a user's fresh clone."""
+    if not SHARED_DATASETS.is_dir():
+        pytest.skip("../shared/datasets is absent")
+    return SHARED_DATASETS
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture
+def recflow_home(tmp_path, monkeypatch) -> Path:
+    home = tmp_path / "artifacts"
+    home.mkdir()
+    monkeypatch.setenv("RECFLOW_HOME", str(home))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{home / 'mlflow.db'}")
+    monkeypatch.chdir(REPO)
+    return home

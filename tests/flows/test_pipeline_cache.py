@@ -1,0 +1,70 @@
+"""The pipeline's caching contract, end to end on the smoke config (tiny synthetic data)."""
+
+from __future__ import annotations
+
+import shutil
+
+import mlflow
+import pytest
+
+from flows.pipeline import run_pipeline
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
+
+SMOKE = "configs/smoke.yaml"
+N_TASKS = 3 + 2 * 2  # ingest, split, features + train/evaluate for popular and bias
+
+
+def test_first_run_executes_every_task(recflow_home):
+    result = run_pipeline(SMOKE, root=recflow_home)
+    assert result["tasks"] == {"ran": N_TASKS, "cached": 0}
+
+
+def test_unchanged_rerun_executes_no_task(recflow_home):
+    first = run_pipeline(SMOKE, root=recflow_home)
+    second = run_pipeline(SMOKE, root=recflow_home)
+    assert second["tasks"] == {"ran": 0, "cached": N_TASKS}
+    assert second["metrics"] == first["metrics"]
+
+
+def test_changing_one_model_parameter_reruns_only_that_model(recflow_home):
+    run_pipeline(SMOKE, root=recflow_home)
+    result = run_pipeline(SMOKE, ["models.bias.reg_user=3.0"], root=recflow_home)
+    assert result["tasks"] == {"ran": 2, "cached": N_TASKS - 2}
+
+
+def test_damaged_artifact_is_rebuilt_not_trusted(recflow_home):
+    run_pipeline(SMOKE, root=recflow_home)
+    split_dir = next((recflow_home / "split").iterdir())
+    (split_dir / "split.parquet").write_bytes(b"corrupt")
+    result = run_pipeline(SMOKE, root=recflow_home)
+    assert result["tasks"]["ran"] == 1  # split rebuilt; same content, so its consumers stay cached
+    assert (split_dir / "split.parquet").read_bytes() != b"corrupt"
+
+
+def test_deleted_stage_folder_is_rebuilt(recflow_home):
+    run_pipeline(SMOKE, root=recflow_home)
+    shutil.rmtree(recflow_home / "features")
+    result = run_pipeline(SMOKE, root=recflow_home)
+    assert result["tasks"]["ran"] >= 1
+    assert any((recflow_home / "features").iterdir())
+
+
+def test_mlflow_holds_parent_and_nested_model_runs(recflow_home):
+    result = run_pipeline(SMOKE, root=recflow_home)
+    tracking = result["tracking"]
+    mlflow.set_tracking_uri(tracking["tracking_uri"])
+    parent = mlflow.get_run(tracking["run_id"])
+    assert parent.data.params["split.protocol"] == "user_random"
+    assert parent.data.metrics["rows_rejected"] == 0
+    children = mlflow.search_runs(
+        experiment_ids=[tracking["experiment_id"]],
+        filter_string=f"tags.mlflow.parentRunId = '{tracking['run_id']}'",
+        output_format="list",
+    )
+    by_model = {run.data.tags["model"]: run for run in children}
+    assert set(by_model) == {"popular", "bias"}
+    assert by_model["bias"].data.tags["protocol"] == "user_random"
+    for metric in ("recall_at_10", "ndcg_at_10", "precision_at_10", "map_at_10", "hit_rate_at_10", "coverage_at_10", "recall_at_5"):
+        assert metric in by_model["popular"].data.metrics
+    assert {"rmse", "mae"} <= set(by_model["bias"].data.metrics)

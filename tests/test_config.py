@@ -1,0 +1,60 @@
+"""Configs: YAML validated by pydantic; unknown keys are errors that name the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from recflow.config import ConfigError, RunConfig, load_config
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+@pytest.mark.parametrize("name", ["default", "ml-1m", "ml-1m-rmse", "ml-1m-recbole", "smoke"])
+def test_every_preset_validates(name):
+    assert isinstance(load_config(CONFIGS / f"{name}.yaml"), RunConfig)
+
+
+def test_unknown_key_is_rejected_by_name(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("split:\n  protocl: random\n")
+    with pytest.raises(ConfigError, match=r"unknown key 'split\.protocl'") as info:
+        load_config(path)
+    assert str(path) in str(info.value)
+
+
+def test_unknown_model_parameter_is_rejected_by_name(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("models:\n  - name: bias\n    reg_usr: 1\n")
+    with pytest.raises(ConfigError, match="reg_usr"):
+        load_config(path)
+
+
+def test_set_overrides_nested_key():
+    cfg = load_config(None, ["split.protocol=random", "evaluation.ks=[5, 10]"])
+    assert cfg.split.protocol == "random"
+    assert cfg.evaluation.ks == [5, 10]
+
+
+def test_set_addresses_a_model_by_name():
+    cfg = load_config(CONFIGS / "smoke.yaml", ["models.bias.reg_user=3.5"])
+    assert cfg.model("bias").reg_user == 3.5
+    assert cfg.model("popular").name == "popular"
+
+
+def test_set_without_equals_is_an_error():
+    with pytest.raises(ConfigError, match="key=value"):
+        load_config(None, ["split.protocol"])
+
+
+def test_duplicate_models_are_rejected():
+    with pytest.raises(ConfigError, match="listed twice"):
+        load_config(None, ["models=[{name: popular}, {name: popular}]"])
+
+
+def test_invalid_yaml_names_the_file(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("split: [unclosed\n")
+    with pytest.raises(ConfigError, match="broken.yaml"):
+        load_config(path)
