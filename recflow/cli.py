@@ -31,7 +31,7 @@ def run(
     from recflow.store import artifacts_root
 
     root = artifacts_root()
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # offline: no telemetry calls
     from flows.pipeline import run_pipeline
 
     try:
@@ -50,12 +50,14 @@ def print_summary(cfg, result: dict) -> None:
 
     console = Console()
     metric_names = sorted({k for m in result["metrics"].values() for k in m if not k.startswith("n_")}, key=metric_sort_key)
+    models = list(result["metrics"])
     table = Table(title=f"{cfg.dataset.name} - protocol {result['protocol']}")
-    table.add_column("model")
+    table.add_column("metric")
+    for model in models:
+        table.add_column(model, justify="right")
     for name in metric_names:
-        table.add_column(name, justify="right")
-    for model, metrics in result["metrics"].items():
-        table.add_row(model, *(f"{metrics[n]:.4f}" if n in metrics else "-" for n in metric_names))
+        values = (result["metrics"][m].get(name) for m in models)
+        table.add_row(name, *("-" if v is None else f"{v:.4f}" for v in values))
     console.print(table)
     t = result["tracking"]
     console.print(f"MLflow: run {t['run_id']} in experiment '{t['experiment']}' at {t['tracking_uri']}")

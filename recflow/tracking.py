@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -90,7 +91,9 @@ def log_pipeline_run(
         params["models"] = ",".join(m.name for m in cfg.models)
         mlflow.log_params(params)
         mlflow.log_dict(config_json, "config.json")
-        source = resolve_dataset_source(dataset_path)
+        with warnings.catch_warnings():  # a local path matches two equivalent registered source types
+            warnings.simplefilter("ignore", UserWarning)
+            source = resolve_dataset_source(dataset_path)
         mlflow.log_input(MetaDataset(source=source, name=cfg.dataset.name, digest=data.fingerprint[:20]), context="training")
         quality = {k: data.meta[k] for k in ("rows_read", "rows_rejected", "n_ratings", "n_users", "n_items") if k in data.meta}
         mlflow.log_metrics({k: float(v) for k, v in quality.items()})

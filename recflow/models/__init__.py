@@ -1,0 +1,37 @@
+"""Model registry: config params -> unfitted model, saved folder -> fitted model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from recflow.models.base import NotFittedError, Recommender
+from recflow.models.bias import BiasRecommender
+from recflow.models.popular import PopularRecommender
+
+MODELS: dict[str, type[Recommender]] = {
+    PopularRecommender.name: PopularRecommender,
+    BiasRecommender.name: BiasRecommender,
+}
+
+
+def build_model(params: BaseModel) -> Recommender:
+    """An unfitted model from its config params (``PopularParams``, ``BiasParams`` ...)."""
+    try:
+        cls = MODELS[params.name]
+    except KeyError:
+        raise KeyError(f"unknown model {params.name!r}; known: {sorted(MODELS)}") from None
+    return cls(**params.model_dump(exclude={"name"}))
+
+
+def load_model(path: str | Path) -> Recommender:
+    """A fitted model from a folder written by ``save``, whatever its class."""
+    name = json.loads((Path(path) / "params.json").read_text())["name"]
+    if name not in MODELS:
+        raise KeyError(f"{path} holds an unknown model {name!r}; known: {sorted(MODELS)}")
+    return MODELS[name].load(path)
+
+
+__all__ = ["MODELS", "build_model", "load_model", "Recommender", "NotFittedError", "BiasRecommender", "PopularRecommender"]
