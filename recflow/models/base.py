@@ -17,6 +17,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recflow.interactions import Interactions
+from recflow.progress import track
 
 
 class NotFittedError(RuntimeError):
@@ -75,7 +76,8 @@ class Recommender(ABC):
         k_eff = min(k, n_items)
         out_items = np.full((len(users), k), -1, dtype=np.int64)
         out_scores = np.full((len(users), k), -np.inf, dtype=np.float32)
-        for start in range(0, len(users), batch_size):
+        starts = range(0, len(users), batch_size)
+        for start in track(starts, desc=f"{self.name}: ranking", min_total=4):
             batch = users[start : start + batch_size]
             scores = np.asarray(self.score(batch), dtype=np.float32)
             if scores.shape != (len(batch), n_items):
