@@ -58,6 +58,7 @@ def print_summary(cfg, result: dict) -> None:
     for name in metric_names:
         values = (result["metrics"][m].get(name) for m in models)
         table.add_row(name, *("-" if v is None else f"{v:.4f}" for v in values))
+    table.add_row("users evaluated", *(str(result["metrics"][m].get("n_eval_users", "-")) for m in models), end_section=True)
     console.print(table)
     t = result["tracking"]
     console.print(f"MLflow: run {t['run_id']} in experiment '{t['experiment']}' at {t['tracking_uri']}")
