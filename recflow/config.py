@@ -7,10 +7,12 @@ part of the stage's cache key, so changing one model's parameter reruns only tha
 from __future__ import annotations
 
 from pathlib import Path
+import inspect
+import typing
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 
 
 class Strict(BaseModel):
@@ -81,20 +83,33 @@ class EvaluationConfig(Strict):
 # ----------------------------------------------------------------------------- models
 
 
-class PopularParams(Strict):
-    name: Literal["popular"] = "popular"
+def _params_model(cls: type) -> type[BaseModel]:
+    """A strict pydantic model of a recommender's ``__init__`` signature (its defaults, its types).
+
+    The model class stays the single source of hyperparameters and defaults; the config only
+    validates them (unknown keys, wrong types) and adds the ``name`` discriminator.
+    """
+    hints = typing.get_type_hints(cls.__init__)
+    fields: dict[str, Any] = {"name": (Literal[cls.name], cls.name)}
+    for pname, param in inspect.signature(cls.__init__).parameters.items():
+        if pname == "self" or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            continue
+        default = ... if param.default is param.empty else param.default
+        fields[pname] = (hints.get(pname, Any), default)
+    title = "".join(part.capitalize() for part in cls.name.split("_")) + "Params"
+    return create_model(title, __base__=Strict, __doc__=(cls.__doc__ or "").strip().split("\n")[0], **fields)
 
 
-class BiasParams(Strict):
-    """Global mean + user and item biases, fitted by alternating ridge steps (Surprise's ALS baseline)."""
+def _model_params() -> dict[str, type[BaseModel]]:
+    from recflow.models import MODELS
 
-    name: Literal["bias"] = "bias"
-    reg_user: float = Field(15.0, ge=0)
-    reg_item: float = Field(10.0, ge=0)
-    epochs: int = Field(10, gt=0)
+    return {name: _params_model(cls) for name, cls in MODELS.items()}
 
 
-ModelParams = Annotated[Union[PopularParams, BiasParams], Field(discriminator="name")]
+MODEL_PARAMS = _model_params()
+PopularParams = MODEL_PARAMS["popular"]
+BiasParams = MODEL_PARAMS["bias"]
+ModelParams = Annotated[Union[tuple(MODEL_PARAMS.values())], Field(discriminator="name")]
 
 
 class TrackingConfig(Strict):
@@ -107,7 +122,7 @@ class RunConfig(Strict):
     split: SplitConfig = SplitConfig()
     features: FeaturesConfig = FeaturesConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
-    models: list[ModelParams] = [PopularParams(), BiasParams()]
+    models: list[ModelParams] = Field(default_factory=lambda: [PopularParams(), BiasParams()])
     tracking: TrackingConfig = TrackingConfig()
 
     @model_validator(mode="after")
