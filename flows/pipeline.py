@@ -1,6 +1,6 @@
 """The recflow pipeline, read top to bottom:
 
-    locate -> ingest -> split -> features -> train[model] -> evaluate[model] -> MLflow
+    locate -> ingest -> split -> features -> sampling -> train[model] -> evaluate[model] -> MLflow
 
 Every step but ``locate`` and the MLflow logging is a cached task (see ``tasks/caching.py``);
 models train and evaluate concurrently and fail independently.
@@ -21,6 +21,7 @@ from tasks.caching import results_storage
 from tasks.evaluate import evaluate
 from tasks.features import features
 from tasks.ingest import ingest, locate_source
+from tasks.sampling import sampling, sampling_plan
 from tasks.split import split
 from tasks.train import train
 
@@ -38,10 +39,12 @@ def pipeline(config_path: str | None = None, overrides: list[str] | None = None)
     data = ingest.submit(source, cfg.dataset.max_reject_fraction)
     parts = split.submit(data, cfg.split)
     feats = features.submit(data, parts, cfg.features)
-    trained = {m.name: train.submit(parts, feats, m) for m in cfg.models}
+    plan = sampling_plan(cfg)
+    samples = sampling.submit(parts, plan) if plan is not None else None
+    trained = {m.name: train.submit(data, parts, feats, samples, m) for m in cfg.models}
     scored = {name: evaluate.submit(model, parts, cfg.evaluation) for name, model in trained.items()}
 
-    futures: list[PrefectFuture] = [data, parts, feats, *trained.values(), *scored.values()]
+    futures: list[PrefectFuture] = [data, parts, feats, *([samples] if samples else []), *trained.values(), *scored.values()]
     wait(futures)
     counts = count_states(futures)
     models = {name: model_outcome(trained[name], scored[name]) for name in trained}

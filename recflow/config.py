@@ -73,6 +73,18 @@ class FeaturesConfig(Strict):
         return self
 
 
+class SamplingConfig(Strict):
+    """Negatives for pairwise (BPR) models, notebook 1's three kinds; sequences and walks follow the models' own settings."""
+
+    n_random: int = Field(1, ge=0, description="unseen items drawn uniformly, per user")
+    n_popular: int = Field(5, ge=0, description="unseen items from the popular-and-well-rated pool, per user")
+    n_disliked: int = Field(3, ge=0, description="seen items the user rated below the item's mean, per user")
+    popular_pool: int = Field(200, gt=0)
+    negatives_per_positive: int = Field(4, gt=0)
+    positive_threshold: Union[Literal["user_mean"], float] = "user_mean"
+    seed: int = 0
+
+
 class EvaluationConfig(Strict):
     ks: list[int] = [10, 20]
     mask_valid: bool = Field(True, description="exclude validation items from the test ranking (RecBole default)")
@@ -121,6 +133,7 @@ class RunConfig(Strict):
     dataset: DatasetConfig = DatasetConfig()
     split: SplitConfig = SplitConfig()
     features: FeaturesConfig = FeaturesConfig()
+    sampling: SamplingConfig = SamplingConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     models: list[ModelParams] = Field(default_factory=lambda: [PopularParams(), BiasParams()])
     tracking: TrackingConfig = TrackingConfig()

@@ -122,6 +122,10 @@ def log_pipeline_run(
                 metrics["fit_seconds"] = float(trained.meta["fit_seconds"])
                 metrics["train_examples_per_second"] = float(trained.meta["train_examples_per_second"])
                 mlflow.log_metrics(metrics)
+                log_history(trained.file("history.json", root))
+                curve = trained.file("loss_curve.png", root)
+                if curve.exists():
+                    mlflow.log_artifact(str(curve), "plots")
                 mlflow.log_artifacts(str(trained.file("model", root)), "model")
                 table[name] = {k: v for k, v in scored.meta["metrics"].items() if not k.startswith("n_")}
         mlflow.log_dict(table, "metrics_table.json")
@@ -132,6 +136,19 @@ def log_pipeline_run(
         "run_id": parent.info.run_id,
         "model_runs": children,
     }
+
+
+def log_history(path: Path) -> None:
+    """Per-epoch values as MLflow metrics with ``step`` = epoch (MLflow draws them as curves)."""
+    import mlflow
+
+    if not path.exists():
+        return
+    for row in json.loads(path.read_text()):
+        step = int(row.get("epoch", 0))
+        values = {k: float(v) for k, v in row.items() if k != "epoch" and isinstance(v, (int, float))}
+        if values:
+            mlflow.log_metrics(values, step=step)
 
 
 def metric_sort_key(name: str) -> tuple[int, int, str]:

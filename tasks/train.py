@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from pathlib import Path
@@ -10,9 +11,10 @@ import recflow.interactions as interactions_lib
 import recflow.models.base as base_lib
 from recflow.config import ModelParams
 from recflow.models import MODELS, build_model
+from recflow.plots import loss_curve
 from recflow.store import Artifact
 from tasks.caching import produce, stage
-from tasks.loading import load_parts
+from tasks.loading import fit_context, load_parts
 
 
 def _model_code(inputs: dict) -> list:
@@ -21,20 +23,25 @@ def _model_code(inputs: dict) -> list:
 
 
 @stage("train", code=(interactions_lib, base_lib, _model_code), task_run_name="train[{params.name}]")
-def train(split: Artifact, features: Artifact, params: ModelParams) -> Artifact:
+def train(data: Artifact, split: Artifact, features: Artifact, samples: Artifact | None, params: ModelParams) -> Artifact:
     def build(out: Path) -> dict:
         parts = load_parts(split)
+        context = fit_context(parts, data, features, samples)
         model = build_model(params)
         started = time.perf_counter()
-        model.fit(parts["train"])
+        model.fit(parts["train"], context)
         seconds = time.perf_counter() - started
         model.save(out / "model")
+        history = list(getattr(model, "history_", []) or [])
+        (out / "history.json").write_text(json.dumps(history, default=float))
+        loss_curve(history, out / "loss_curve.png", title=params.name)
         return {
             "model": params.name,
             "params": params.model_dump(mode="json"),
             "fit_seconds": round(seconds, 4),
             "n_train": len(parts["train"]),
             "train_examples_per_second": round(len(parts["train"]) / max(seconds, 1e-9), 1),
+            "epochs_run": len(history),
         }
 
     return produce("train", build)

@@ -9,11 +9,17 @@ from pydantic import BaseModel
 
 from recflow.models.base import NotFittedError, Recommender
 from recflow.models.bias import BiasRecommender
+from recflow.models.deepwalk import DeepWalkRecommender
+from recflow.models.ease import EASERecommender
+from recflow.models.item2vec import Item2VecRecommender
 from recflow.models.popular import PopularRecommender
 
 MODELS: dict[str, type[Recommender]] = {
     PopularRecommender.name: PopularRecommender,
     BiasRecommender.name: BiasRecommender,
+    EASERecommender.name: EASERecommender,
+    Item2VecRecommender.name: Item2VecRecommender,
+    DeepWalkRecommender.name: DeepWalkRecommender,
 }
 
 

@@ -17,6 +17,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recflow.interactions import Interactions
+from recflow.models.context import FitContext
 from recflow.progress import track
 
 
@@ -33,7 +34,16 @@ class Recommender(ABC):
 
     # -- learning ---------------------------------------------------------------------
     @abstractmethod
-    def fit(self, train: Interactions) -> "Recommender": ...
+    def fit(self, train: Interactions, context: FitContext | None = None) -> "Recommender":
+        """Learn from ``train``; ``context`` offers side tables, validation data and samples."""
+
+    def sampling_needs(self) -> dict[str, dict[str, Any]]:
+        """Outputs of the sampling stage this model can reuse, with the settings it needs them made with.
+
+        Keys are ``recflow.sampling`` outputs (``triplets``, ``sequences``, ``walks``); the pipeline
+        merges the needs of every enabled model into one cached sampling task.
+        """
+        return {}
 
     @abstractmethod
     def score(self, users: np.ndarray) -> np.ndarray:

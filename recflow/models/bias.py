@@ -6,6 +6,7 @@ import numpy as np
 
 from recflow.interactions import Interactions
 from recflow.metrics import rmse
+from recflow.models.context import FitContext
 from recflow.models.base import Recommender
 
 
@@ -30,7 +31,7 @@ class BiasRecommender(Recommender):
         self.reg_item = reg_item
         self.epochs = epochs
 
-    def fit(self, train: Interactions) -> "BiasRecommender":
+    def fit(self, train: Interactions, context: FitContext | None = None) -> "BiasRecommender":
         if self.reg_user < 0 or self.reg_item < 0:
             raise ValueError("reg_user and reg_item must be >= 0")
         if int(self.epochs) < 1:

@@ -1,0 +1,82 @@
+"""sampling: BPR triplets (three kinds of negatives), liked-item sequences and item-graph walks.
+
+One cached task for every model that trains on samples; what it makes is the union of the
+enabled models' ``sampling_needs()``, so it is skipped when no model needs it.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+import recflow.sampling as sampling_lib
+from recflow.config import RunConfig, SamplingConfig
+from recflow.models import build_model
+from recflow.store import Artifact
+from tasks.caching import produce, stage
+from tasks.loading import load_parts
+
+
+class SamplingPlan(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    negatives: SamplingConfig | None = None
+    sequences: dict[str, Any] | None = None
+    walks: dict[str, Any] | None = None
+
+
+def sampling_plan(cfg: RunConfig) -> SamplingPlan | None:
+    """What the enabled models want sampled; the first model to ask for an output sets its settings."""
+    needs: dict[str, dict[str, Any]] = {}
+    for params in cfg.models:
+        for output, settings in build_model(params).sampling_needs().items():
+            needs.setdefault(output, settings)
+    if not needs:
+        return None
+    return SamplingPlan(
+        negatives=cfg.sampling if "triplets" in needs else None,
+        sequences=needs.get("sequences"),
+        walks=needs.get("walks"),
+    )
+
+
+@stage("sampling", code=(sampling_lib,))
+def sampling(split: Artifact, plan: SamplingPlan) -> Artifact:
+    def build(out: Path) -> dict:
+        train = load_parts(split)["train"]
+        made: dict[str, Any] = {}
+        params: dict[str, dict[str, Any]] = {}
+        seconds: dict[str, float] = {}
+        if plan.negatives is not None:
+            neg = plan.negatives
+            started = time.perf_counter()
+            made["negatives"] = sampling_lib.sample_negatives(
+                train, n_random=neg.n_random, n_popular=neg.n_popular, n_disliked=neg.n_disliked,
+                popular_pool=neg.popular_pool, seed=neg.seed,
+            )
+            made["triplets"] = sampling_lib.bpr_triplets(
+                train, made["negatives"], positive_threshold=neg.positive_threshold,
+                negatives_per_positive=neg.negatives_per_positive, seed=neg.seed,
+            )
+            seconds["negatives_and_triplets"] = time.perf_counter() - started
+            params["negatives"] = params["triplets"] = neg.model_dump(mode="json")
+        if plan.sequences is not None:
+            started = time.perf_counter()
+            made["sequences"] = sampling_lib.liked_sequences(train, **plan.sequences)
+            seconds["sequences"] = time.perf_counter() - started
+            params["sequences"] = plan.sequences
+        if plan.walks is not None:
+            started = time.perf_counter()
+            made["walks"] = sampling_lib.random_walks(train, **plan.walks)
+            seconds["walks"] = time.perf_counter() - started
+            params["walks"] = plan.walks
+        sampling_lib.write_samples(out, train=train, params=params, **made)
+        return {
+            "rows": {name: len(value) for name, value in made.items()},
+            "seconds": {k: round(v, 3) for k, v in seconds.items()},
+        }
+
+    return produce("sampling", build)
