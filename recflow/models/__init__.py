@@ -10,9 +10,14 @@ from pydantic import BaseModel
 from recflow.models.base import NotFittedError, Recommender
 from recflow.models.bias import BiasRecommender
 from recflow.models.deepwalk import DeepWalkRecommender
+from recflow.models.dssm import DSSMRecommender
 from recflow.models.ease import EASERecommender
+from recflow.models.hybrid import HybridRecommender
 from recflow.models.item2vec import Item2VecRecommender
+from recflow.models.mf import BiasedMFRecommender
 from recflow.models.popular import PopularRecommender
+from recflow.models.two_tower import TwoTowerRecommender
+from recflow.models.user_cf import UserCFRecommender
 
 MODELS: dict[str, type[Recommender]] = {
     PopularRecommender.name: PopularRecommender,
@@ -20,6 +25,11 @@ MODELS: dict[str, type[Recommender]] = {
     EASERecommender.name: EASERecommender,
     Item2VecRecommender.name: Item2VecRecommender,
     DeepWalkRecommender.name: DeepWalkRecommender,
+    BiasedMFRecommender.name: BiasedMFRecommender,
+    UserCFRecommender.name: UserCFRecommender,
+    TwoTowerRecommender.name: TwoTowerRecommender,
+    DSSMRecommender.name: DSSMRecommender,
+    HybridRecommender.name: HybridRecommender,
 }
 
 

@@ -1,0 +1,812 @@
+"""Hybrid content + collaborative retrieval model (plain Keras 3), trained on user feedback.
+
+After the reference notebook's hybrid (TF-IDF -> SVD text, genre multi-hot and scaled numerics
+feed a content branch, an item-ID embedding is the CF branch, a fusion head joins them, an
+alignment loss pulls the branches together), with its defect fixed: the notebook regressed a
+per-movie popularity score (``vote_average * log1p(vote_count)``), so nothing in it depended on
+any user; here the item vectors are learned from who liked what, against user vectors.
+
+Content features (one row per item of the split's index, built in ``fit``)
+    * text: the title without its trailing ``(year)``, the item's tags (``context.tags``, every
+      tag of the release, lower-cased, ``use_tags``), and TMDB ``overview`` + ``keywords``
+      (``context.tmdb``, ``use_tmdb``) where the item has them -> ``TfidfVectorizer(max_features,
+      sublinear_tf=True, stop_words="english", min_df)`` -> ``TruncatedSVD(text_components,
+      random_state=seed)`` -> rows L2-normalised and scaled by sqrt(components) (an RMS of 1 per
+      component, like the other inputs). The vectoriser is fitted on the texts of every index
+      item: text is metadata, not feedback. Tags are user-made, though, and a release's tags
+      table is not split by time, so ``use_tags=False`` gives a strictly feedback-free content
+      side. A vocabulary left empty by ``min_df`` gives no text columns.
+    * genres: multi-hot of ``context.items.genres`` (``(no genres listed)`` and empty names are
+      no genre), also kept (int8 + names) for ``similar`` and the genre-overlap metrics.
+    * numerics: the numeric columns of ``context.item_features`` (the features stage: train-only),
+      minus its ``genre_<g>`` multi-hot (the genre block above already holds it; ``genre_purity``
+      stays), ``rating_count`` as ``log1p``; standardised, clipped to +-``feature_clip``, NaN -> 0
+      (``recflow.models.two_tower.numeric_feature_table``). TMDB's own numbers (popularity, votes)
+      are not used: they are feedback from TMDB's users, gathered after any split's cut-off.
+    Items of the index missing from a table get zeros there; an item with no content input at all
+    has no content vector (``valid_["content"]`` False).
+
+Network (``keras_model``: inputs ``user_idx``, ``item_idx``; outputs user, content, cf, hybrid)
+    content branch: frozen content table -> Dense(h, relu) for h in ``hidden`` -> Dense(dim) -> unit
+    CF branch:      item ID embedding (dim) -> unit; multiplied by 0 for items without train
+                    interactions ("cold": their embedding was never trained)
+    fusion head:    concat(content, cf) -> Dense(h, relu) for h in ``fusion_hidden`` (None: ``hidden``)
+                    -> Dense(dim) -> unit                                        = the hybrid item vector
+    user side:      user ID embedding (dim) -> unit
+    ``score(u, i) = <user(u), hybrid(i)>`` (a cosine).
+
+Training
+    Examples are the (user, positive item) pairs of train: ratings >= ``positive_threshold``; a
+    user with no such rating contributes all their train items (they are still the user's
+    choices); when the threshold keeps less than ``min_positive_fraction`` of train (implicit data,
+    a scale without 4s) or ``positive_threshold`` is None, every train interaction is a positive.
+    Loss per batch = in-batch sampled softmax over the batch's positives on ``<user, hybrid> /
+    temperature`` (other slots holding the row's own item masked; ``logq_correction`` subtracts log
+    of each item's share of the examples) + ``alignment_weight * mean_b(1 - cos(content_b, cf_b))``
+    over the batch's items + ``l2`` * mean squared norm of the batch's ID embeddings.
+    ``cf_dropout``: the probability that a batch item's CF vector is zeroed before the fusion head,
+    so the head learns the cold-item case it meets at inference (DropoutNet-style).
+    ``tf.data`` batches of a seeded permutation, Adam. With ``context.valid`` each epoch ends with
+    Recall@``early_stopping_k`` on it (``recflow.evaluate.evaluate_ranking``, train items masked);
+    training stops after ``patience`` epochs without improvement and the best epoch's weights are
+    restored. ``history_``: per epoch ``epoch``, ``loss`` (the whole objective), ``softmax_loss``,
+    ``alignment_loss`` (the unweighted mean 1 - cos), ``valid_recall_at_{k}`` (NaN without valid),
+    ``seconds``; ``context.on_epoch_end(epoch, those minus epoch)`` is called each epoch.
+
+After fit (NumPy, float32, rows unit-norm or zero)
+    ``item_embeddings(mode)`` for ``mode`` in content / cf / hybrid, ``user_embeddings()``,
+    ``valid_[mode]`` (which items have a vector in that mode: cf needs train interactions,
+    content needs some content input, hybrid is every item). ``similar_items`` / ``similar`` rank by
+    cosine in one mode among the items valid in it, the query excluded. ``genre_overlap_`` holds
+    ``genre_overlap_at_{k}_{mode}`` and ``genre_jaccard_at_{k}_{mode}`` for the three modes
+    (``genre_overlap_at_k``; k = ``genre_overlap_k``), for the pipeline to log as metrics.
+
+Determinism: as ``two_tower`` (global seeds, seeded initialisers, shuffles and SVD; op
+determinism when ``deterministic``). On CPU, refits with one seed agreed bitwise in our tests.
+
+Persistence: ``model.keras`` (Keras native, the whole network with the content table as frozen
+weights) + ``params.json`` / ``arrays.npz``: seen matrix, the three item-vector sets and their
+validity masks, user vectors, raw item ids, titles (unicode array), genres (int8 multi-hot + names),
+train interaction counts per item, the genre-overlap values. ``load`` reads only the npz:
+``score``, ``recommend``, ``similar`` and ``genre_overlap_at_k`` need no TensorFlow;
+``keras_model`` loads ``model.keras`` on first access. No pickle anywhere.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from recflow.interactions import Interactions
+from recflow.models.base import Recommender, topk
+from recflow.models.context import FitContext
+
+MODEL_FILE = "model.keras"
+MODES = ("content", "cf", "hybrid")
+NO_GENRES_MARKER = "(no genres listed)"
+#: fuzzy title matching: the difflib ratio a title needs to count as a match
+FUZZY_CUTOFF = 0.6
+_YEAR_SUFFIX = re.compile(r"\s*\(\d{4}(?:\s*[-\u2013]\s*\d{0,4})?\)\s*$")
+_TRAILING_ARTICLE = re.compile(
+    r"^(?P<rest>.+), (?P<art>the|a|an|les|la|le|l'|il|el|los|las|lo|das|der|die|den|det)$"
+)
+
+
+# ----------------------------------------------------------------------------- pure helpers
+
+
+def strip_year(title: str) -> str:
+    """``"Toy Story (1995)"`` -> ``"Toy Story"``."""
+    return _YEAR_SUFFIX.sub("", str(title)).strip()
+
+
+def canonical_title(title: str) -> str:
+    """Lower-case, year stripped, MovieLens's trailing article moved back: ``"Matrix, The (1999)"`` -> ``"the matrix"``."""
+    s = " ".join(strip_year(title).lower().split())
+    m = _TRAILING_ARTICLE.match(s)
+    if m:
+        art = m.group("art")
+        s = f"{art}{m.group('rest')}" if art.endswith("'") else f"{art} {m.group('rest')}"
+    return s
+
+
+def _as_list(value) -> list:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    try:
+        return [v for v in value if v is not None and not (isinstance(v, float) and np.isnan(v))]
+    except TypeError:
+        return []
+
+
+def _align(table: pd.DataFrame | None, item_ids: np.ndarray) -> tuple[pd.DataFrame | None, np.ndarray]:
+    """(rows of ``table`` whose item_id is in the index, their dense indices); None when no table."""
+    if table is None or len(table) == 0 or "item_id" not in table.columns:
+        return None, np.zeros(0, np.int64)
+    raw = table["item_id"].to_numpy(np.int64)
+    pos = np.clip(np.searchsorted(item_ids, raw), 0, max(len(item_ids) - 1, 0))
+    ok = (item_ids[pos] == raw) if len(item_ids) else np.zeros(len(raw), bool)
+    return table.loc[ok], pos[ok].astype(np.int64)
+
+
+def item_texts(item_ids: np.ndarray, items: pd.DataFrame | None, tags: pd.DataFrame | None,
+               tmdb: pd.DataFrame | None) -> list[str]:
+    """One text per index item: title (year stripped), tags, TMDB overview and keywords ("" if none)."""
+    n = len(item_ids)
+    parts: list[list[str]] = [[] for _ in range(n)]
+    rows, idx = _align(items, item_ids)
+    if rows is not None and "title" in rows.columns:
+        for i, t in zip(idx, rows["title"].to_numpy(dtype=object)):
+            if isinstance(t, str) and t:
+                parts[i].append(strip_year(t))
+    rows, idx = _align(tags, item_ids)
+    if rows is not None and "tag" in rows.columns:
+        frame = pd.DataFrame({"i": idx, "tag": rows["tag"].astype(str).str.lower().to_numpy(dtype=object)})
+        for i, group in frame.groupby("i", sort=True)["tag"]:
+            parts[int(i)].append(" . ".join(group.tolist()))
+    rows, idx = _align(tmdb, item_ids)
+    if rows is not None:
+        overview = rows["overview"].to_numpy(dtype=object) if "overview" in rows.columns else [None] * len(idx)
+        keywords = rows["keywords"].to_numpy(dtype=object) if "keywords" in rows.columns else [None] * len(idx)
+        for i, o, k in zip(idx, overview, keywords):
+            if isinstance(o, str) and o:
+                parts[i].append(o)
+            kw = [str(w) for w in _as_list(k)]
+            if kw:
+                parts[i].append(" . ".join(kw))
+    return [" . ".join(p) for p in parts]
+
+
+def text_features(texts: list[str], *, max_features: int, min_df: int, n_components: int, seed: int) -> np.ndarray:
+    """(n, c) float32 LSA features: TF-IDF (sublinear, English stop words) -> TruncatedSVD -> unit rows * sqrt(c).
+
+    ``c = min(n_components, vocabulary - 1, n - 1)``; 0 columns when there is nothing to fit.
+    Rows of empty texts are zero.
+    """
+    from sklearn.decomposition import TruncatedSVD
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    n = len(texts)
+    if n < 2 or not any(texts):
+        return np.zeros((n, 0), np.float32)
+    vec = TfidfVectorizer(max_features=int(max_features), sublinear_tf=True, stop_words="english",
+                          min_df=min(int(min_df), n), dtype=np.float32)
+    try:
+        tfidf = vec.fit_transform(texts)
+    except ValueError:  # empty vocabulary (only stop words, or min_df removed everything)
+        return np.zeros((n, 0), np.float32)
+    c = min(int(n_components), tfidf.shape[1] - 1, n - 1)
+    if c < 1:
+        return np.zeros((n, 0), np.float32)
+    svd = TruncatedSVD(n_components=c, random_state=int(seed))
+    z = svd.fit_transform(tfidf).astype(np.float32)
+    norms = np.linalg.norm(z, axis=1, keepdims=True)
+    z = np.divide(z, norms, out=np.zeros_like(z), where=norms > 0) * np.float32(np.sqrt(c))
+    return z.astype(np.float32)
+
+
+def genre_matrix(item_ids: np.ndarray, items: pd.DataFrame | None) -> tuple[np.ndarray, np.ndarray]:
+    """(n, g) int8 multi-hot of the items table's genres aligned with the index, genre names (sorted)."""
+    n = len(item_ids)
+    rows, idx = _align(items, item_ids)
+    if rows is None or "genres" not in rows.columns:
+        return np.zeros((n, 0), np.int8), np.zeros(0, dtype=np.str_)
+    lists = [[str(g) for g in _as_list(v) if str(g) and str(g) != NO_GENRES_MARKER] for v in rows["genres"].to_numpy(dtype=object)]
+    names = sorted({g for gl in lists for g in gl})
+    col = {g: j for j, g in enumerate(names)}
+    m = np.zeros((n, len(names)), np.int8)
+    for i, gl in zip(idx, lists):
+        for g in gl:
+            m[i, col[g]] = 1
+    return m, np.array(names, dtype=np.str_)
+
+
+def _normalise(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return np.divide(x, norms, out=np.zeros_like(x), where=norms > 0).astype(np.float32)
+
+
+def cosine_neighbours(vectors: np.ndarray, queries: np.ndarray, k: int, valid: np.ndarray | None = None,
+                      batch_size: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+    """Top-``k`` cosine neighbours of each query row among the ``valid`` rows, the query excluded.
+
+    Best first, ties to the lower index; padded with -1 / -inf (also for a query that is not valid).
+    """
+    unit = _normalise(vectors)
+    n = len(unit)
+    valid = np.ones(n, bool) if valid is None else np.asarray(valid, bool)
+    q = np.asarray(queries, dtype=np.int64).reshape(-1)
+    if len(q) and (q.min() < 0 or q.max() >= n):
+        raise IndexError(f"item indices must lie in [0, {n})")
+    k_eff = min(int(k), n)
+    out_i = np.full((len(q), int(k)), -1, dtype=np.int64)
+    out_s = np.full((len(q), int(k)), -np.inf, dtype=np.float32)
+    for start in range(0, len(q), batch_size):
+        b = q[start : start + batch_size]
+        sims = (unit[b] @ unit.T).astype(np.float32)
+        sims[:, ~valid] = -np.inf
+        sims[~valid[b]] = -np.inf
+        sims[np.arange(len(b)), b] = -np.inf
+        top = topk(sims, k_eff)
+        top_s = np.take_along_axis(sims, top, axis=1)
+        out_i[start : start + len(b), :k_eff] = np.where(np.isneginf(top_s), -1, top)
+        out_s[start : start + len(b), :k_eff] = top_s
+    return out_i, out_s
+
+
+def genre_overlap_at_k(vectors: np.ndarray, genres: np.ndarray, k: int = 10, queries: np.ndarray | None = None,
+                       valid: np.ndarray | None = None) -> dict[str, float]:
+    """Genre agreement of each query item with its ``k`` nearest neighbours by cosine.
+
+    ``genres``: (n, g) 0/1. Queries: ``queries`` (item indices; default every ``valid`` item),
+    keeping only those with >= 1 genre and a valid vector. Each query's neighbours are its top-``k``
+    cosine items among the ``valid`` ones, the query excluded. With ``G(x)`` an item's genre set:
+
+    * ``genre_overlap_at_{k}``: mean over queries of the fraction of its neighbours with
+      ``|G(q) & G(n)| >= 1`` (the reference notebook's "genre overlap@10");
+    * ``genre_jaccard_at_{k}``: mean over queries of the mean over its neighbours of
+      ``|G(q) & G(n)| / |G(q) | G(n)|`` (a neighbour without genres scores 0);
+    * ``n_queries``: how many queries were averaged (queries without any neighbour are skipped;
+      a query with fewer than ``k`` candidates averages over the ones it has).
+    NaN when no query counts.
+    """
+    g = np.asarray(genres) > 0
+    n = len(g)
+    valid = np.ones(n, bool) if valid is None else np.asarray(valid, bool)
+    q = np.flatnonzero(valid) if queries is None else np.asarray(queries, dtype=np.int64).reshape(-1)
+    q = q[valid[q] & g[q].any(axis=1)] if len(q) else q
+    nan = {f"genre_overlap_at_{k}": float("nan"), f"genre_jaccard_at_{k}": float("nan"), "n_queries": 0}
+    if not len(q) or not g.shape[1]:
+        return nan
+    nb, _ = cosine_neighbours(vectors, q, k, valid)
+    ok = nb >= 0
+    gi = g.astype(np.int32)
+    inter = np.einsum("qg,qkg->qk", gi[q], gi[np.where(ok, nb, 0)])
+    union = gi[q].sum(axis=1)[:, None] + gi[np.where(ok, nb, 0)].sum(axis=2) - inter
+    jac = np.where(ok, inter / np.maximum(union, 1), 0.0)
+    share = np.where(ok, inter >= 1, False)
+    n_nb = ok.sum(axis=1)
+    has = n_nb > 0
+    if not has.any():
+        return nan
+    return {
+        f"genre_overlap_at_{k}": float((share.sum(axis=1)[has] / n_nb[has]).mean()),
+        f"genre_jaccard_at_{k}": float((jac.sum(axis=1)[has] / n_nb[has]).mean()),
+        "n_queries": int(has.sum()),
+    }
+
+
+# ----------------------------------------------------------------------------- network
+
+
+def _mlp(keras, x, hidden, dim: int, name: str, seed: int):
+    for j, h in enumerate(hidden):
+        x = keras.layers.Dense(int(h), activation="relu", name=f"{name}_dense_{j}",
+                               kernel_initializer=keras.initializers.GlorotUniform(seed=seed + 1 + j))(x)
+    x = keras.layers.Dense(dim, name=f"{name}_out", kernel_initializer=keras.initializers.GlorotUniform(seed=seed + 101))(x)
+    return keras.layers.UnitNormalization(name=f"{name}_unit")(x)
+
+
+def _build_network(keras, n_users: int, n_items: int, dim: int, hidden, fusion_hidden, content: np.ndarray,
+                   has_cf: np.ndarray, seed: int):
+    """(whole model, user tower, content branch, cf branch, fusion head); see the module doc."""
+    init = lambda s: keras.initializers.RandomNormal(stddev=0.1, seed=s)  # noqa: E731
+
+    u_in = keras.Input(shape=(), dtype="int32", name="user_idx")
+    u = keras.layers.Embedding(n_users, dim, name="user_id_embedding", embeddings_initializer=init(seed))(u_in)
+    user_tower = keras.Model(u_in, keras.layers.UnitNormalization(name="user_unit")(u), name="user_tower")
+
+    c_in = keras.Input(shape=(), dtype="int32", name="content_item_idx")
+    table = keras.layers.Embedding(n_items, content.shape[1], trainable=False, name="content_features")
+    c = _mlp(keras, table(c_in), hidden, dim, "content", seed + 1000)
+    content_branch = keras.Model(c_in, c, name="content_branch")
+
+    f_in = keras.Input(shape=(), dtype="int32", name="cf_item_idx")
+    f = keras.layers.Embedding(n_items, dim, name="item_id_embedding", embeddings_initializer=init(seed + 2000))(f_in)
+    cf_branch = keras.Model(f_in, keras.layers.UnitNormalization(name="cf_unit")(f), name="cf_branch")
+
+    hc = keras.Input(shape=(dim,), name="fusion_content")
+    hf = keras.Input(shape=(dim,), name="fusion_cf")
+    h = _mlp(keras, keras.layers.Concatenate(name="fusion_concat")([hc, hf]), fusion_hidden, dim, "fusion", seed + 3000)
+    fusion = keras.Model([hc, hf], h, name="fusion_head")
+
+    # the whole network, as saved: cold items (no train interactions) enter the head with cf = 0
+    uu = keras.Input(shape=(), dtype="int32", name="user_idx")
+    ii = keras.Input(shape=(), dtype="int32", name="item_idx")
+    keep_table = keras.layers.Embedding(n_items, 1, trainable=False, name="has_cf")
+    cv, fv = content_branch(ii), cf_branch(ii)
+    fv_eff = keras.layers.Multiply(name="cf_cold_mask")([fv, keep_table(ii)])
+    model = keras.Model([uu, ii], [user_tower(uu), cv, fv, fusion([cv, fv_eff])], name="hybrid")
+    table.set_weights([content.astype(np.float32)])
+    keep_table.set_weights([has_cf.astype(np.float32).reshape(-1, 1)])
+    return model, user_tower, content_branch, cf_branch, fusion
+
+
+# ----------------------------------------------------------------------------- model
+
+
+class HybridRecommender(Recommender):
+    """Content branch (text LSA, genres, numerics) + item-ID CF branch + fusion head vs user embeddings; see the module doc."""
+
+    name = "hybrid"
+
+    def __init__(
+        self,
+        dim: int = 64,
+        text_components: int = 64,
+        max_features: int = 20_000,
+        min_df: int = 2,
+        hidden: tuple[int, ...] | list[int] = (128,),
+        fusion_hidden: tuple[int, ...] | list[int] | None = None,
+        alignment_weight: float = 0.1,
+        branch_loss_weight: float = 0.0,
+        temperature: float = 0.1,
+        logq_correction: bool = True,
+        cf_dropout: float = 0.1,
+        positive_threshold: float | None = 4.0,
+        min_positive_fraction: float = 0.2,
+        use_tags: bool = True,
+        use_tmdb: bool = True,
+        use_item_features: bool = True,
+        feature_clip: float = 5.0,
+        batch_size: int = 1024,
+        epochs: int = 20,
+        lr: float = 3e-3,
+        l2: float = 0.0,
+        early_stopping_k: int = 10,
+        patience: int = 2,
+        genre_overlap_k: int = 10,
+        genre_overlap_queries: int | None = 2000,
+        seed: int = 0,
+        deterministic: bool = True,
+        threads: int | None = None,
+        verbose: bool = False,
+    ) -> None:
+        self.dim = dim
+        self.text_components = text_components
+        self.max_features = max_features
+        self.min_df = min_df
+        self.hidden = hidden
+        self.fusion_hidden = fusion_hidden
+        self.alignment_weight = alignment_weight
+        self.branch_loss_weight = branch_loss_weight
+        self.temperature = temperature
+        self.logq_correction = logq_correction
+        self.cf_dropout = cf_dropout
+        self.positive_threshold = positive_threshold
+        self.min_positive_fraction = min_positive_fraction
+        self.use_tags = use_tags
+        self.use_tmdb = use_tmdb
+        self.use_item_features = use_item_features
+        self.feature_clip = feature_clip
+        self.batch_size = batch_size
+        self.epochs = epochs
+        self.lr = lr
+        self.l2 = l2
+        self.early_stopping_k = early_stopping_k
+        self.patience = patience
+        self.genre_overlap_k = genre_overlap_k
+        self.genre_overlap_queries = genre_overlap_queries
+        self.seed = seed
+        self.deterministic = deterministic
+        self.threads = threads
+        self.verbose = verbose
+
+    def get_params(self) -> dict[str, Any]:
+        params = super().get_params()
+        params["hidden"] = [int(h) for h in params["hidden"]]  # JSON: a list
+        if params["fusion_hidden"] is not None:
+            params["fusion_hidden"] = [int(h) for h in params["fusion_hidden"]]
+        return params
+
+    # -- checks -----------------------------------------------------------------------------
+    def _check_params(self) -> None:
+        if int(self.dim) < 1 or int(self.batch_size) < 2 or int(self.epochs) < 1:
+            raise ValueError("dim must be >= 1, batch_size >= 2, epochs >= 1")
+        if int(self.text_components) < 0 or int(self.max_features) < 1 or int(self.min_df) < 1:
+            raise ValueError("text_components must be >= 0, max_features and min_df >= 1")
+        if not self.temperature > 0 or not self.lr > 0 or min(self.l2, self.alignment_weight, self.branch_loss_weight) < 0:
+            raise ValueError("temperature and lr must be > 0, l2, alignment_weight and branch_loss_weight >= 0")
+        if not 0 <= self.cf_dropout < 1 or not 0 <= self.min_positive_fraction <= 1:
+            raise ValueError("cf_dropout must lie in [0, 1), min_positive_fraction in [0, 1]")
+        if any(int(h) < 1 for h in [*self.hidden, *(self.fusion_hidden or [])]):
+            raise ValueError("hidden layer sizes must be >= 1")
+        if int(self.early_stopping_k) < 1 or int(self.patience) < 0 or int(self.genre_overlap_k) < 1:
+            raise ValueError("early_stopping_k and genre_overlap_k must be >= 1, patience >= 0")
+
+    # -- features ---------------------------------------------------------------------------
+    def _content(self, train: Interactions, context: FitContext) -> np.ndarray:
+        from recflow.models.two_tower import numeric_feature_table
+
+        item_ids = np.asarray(train.item_ids)
+        texts = item_texts(item_ids, context.items, context.tags if self.use_tags else None,
+                           context.tmdb if self.use_tmdb else None)
+        text = text_features(texts, max_features=self.max_features, min_df=self.min_df,
+                             n_components=self.text_components, seed=int(self.seed)) if int(self.text_components) else \
+            np.zeros((len(item_ids), 0), np.float32)
+        self.genres_, self.genre_names_ = genre_matrix(item_ids, context.items)
+        table = context.item_features if self.use_item_features else None
+        if table is not None and len(table):
+            drop = [c for c in table.columns if c.startswith("genre_") and c != "genre_purity"]
+            table = table.drop(columns=drop)
+            if "rating_count" in table.columns:
+                table = table.assign(rating_count=np.log1p(np.maximum(table["rating_count"].to_numpy(np.float64), 0)))
+        numeric, self.numeric_columns_, _, _ = numeric_feature_table(
+            table, "item_id", train.item_index, train.n_items, float(self.feature_clip))
+        content = np.hstack([text, self.genres_.astype(np.float32), numeric]).astype(np.float32)
+        self.content_dims_ = {"text": text.shape[1], "genres": self.genres_.shape[1], "numeric": numeric.shape[1]}
+        self.has_content_ = (content != 0).any(axis=1) if content.shape[1] else np.zeros(train.n_items, bool)
+        if content.shape[1] == 0:  # no side information at all: one constant-zero column keeps the branch defined
+            content = np.zeros((train.n_items, 1), np.float32)
+        return content
+
+    def _positives(self, train: Interactions) -> tuple[np.ndarray, np.ndarray]:
+        keep = np.ones(len(train), bool)
+        if self.positive_threshold is not None and len(train):
+            liked = train.ratings >= float(self.positive_threshold)
+            if liked.mean() >= float(self.min_positive_fraction):
+                users_with = np.bincount(train.user_idx[liked], minlength=train.n_users) > 0
+                keep = liked | ~users_with[train.user_idx]  # users with no positive keep everything
+        self.positive_rule_ = "threshold" if not keep.all() else "all"
+        return train.user_idx[keep].astype(np.int32), train.item_idx[keep].astype(np.int32)
+
+    # -- learning ---------------------------------------------------------------------------
+    def fit(self, train: Interactions, context: FitContext | None = None) -> "HybridRecommender":
+        from recflow.models.two_tower import import_tf
+
+        self._check_params()
+        context = context or FitContext()
+        n_users, n_items = train.n_users, train.n_items
+        dim, seed = int(self.dim), int(self.seed)
+        started = time.perf_counter()
+
+        # ---- side data (NumPy / scikit-learn)
+        content = self._content(train, context)
+        self.item_ids_ = np.asarray(train.item_ids)
+        titles = np.full(n_items, "", dtype=object)
+        rows, idx = _align(context.items, self.item_ids_)
+        if rows is not None and "title" in rows.columns:
+            titles[idx] = rows["title"].astype(str).to_numpy(dtype=object)
+        self.titles_ = np.array(titles.tolist(), dtype=np.str_)
+        self.item_counts_ = np.bincount(train.item_idx, minlength=n_items).astype(np.int64)
+        has_cf = self.item_counts_ > 0
+        pos_u, pos_i = self._positives(train)
+        if len(pos_u) == 0:
+            raise ValueError("no training examples (empty train)")
+        counts = np.bincount(pos_i, minlength=n_items).astype(np.float64)
+        log_q = np.log(np.maximum(counts, 1.0) / max(counts.sum(), 1.0)).astype(np.float32)
+
+        # ---- network
+        tf, keras = import_tf(self.threads)
+        keras.utils.set_random_seed(seed)
+        if self.deterministic:
+            tf.config.experimental.enable_op_determinism()
+        hidden = [int(h) for h in self.hidden]
+        fusion_hidden = hidden if self.fusion_hidden is None else [int(h) for h in self.fusion_hidden]
+        self._model, user_tower, content_branch, cf_branch, fusion = _build_network(
+            keras, n_users, n_items, dim, hidden, fusion_hidden, content, has_cf, seed)
+        variables = (user_tower.trainable_variables + content_branch.trainable_variables
+                     + cf_branch.trainable_variables + fusion.trainable_variables)
+        optimizer = keras.optimizers.Adam(learning_rate=float(self.lr))
+        optimizer.build(variables)
+        user_emb = user_tower.get_layer("user_id_embedding").embeddings
+        item_emb = cf_branch.get_layer("item_id_embedding").embeddings
+        inv_t = tf.constant(1.0 / float(self.temperature), tf.float32)
+        align_w = tf.constant(float(self.alignment_weight), tf.float32)
+        l2 = float(self.l2)
+        log_q_t = tf.constant(log_q)
+        use_logq = bool(self.logq_correction)
+        drop_p = float(self.cf_dropout)
+        branch_w = float(self.branch_loss_weight)
+        step_seed = tf.Variable([seed, 0], dtype=tf.int64, trainable=False)
+        idx_spec = tf.TensorSpec([None], tf.int32)
+
+        @tf.function(input_signature=[idx_spec, idx_spec], reduce_retracing=True)
+        def train_step(u, i):
+            with tf.GradientTape() as tape:
+                ue = user_tower(u, training=True)
+                ce = content_branch(i, training=True)
+                fe = cf_branch(i, training=True)
+                fe_in = fe
+                if drop_p > 0:
+                    step_seed.assign_add(tf.constant([0, 1], tf.int64))
+                    keep = tf.random.stateless_uniform(tf.shape(i), seed=step_seed) >= drop_p
+                    fe_in = fe * tf.cast(keep, fe.dtype)[:, None]
+                he = fusion([ce, fe_in], training=True)
+                b = tf.shape(i)[0]
+                dup = tf.logical_and(tf.equal(i[:, None], i[None, :]), tf.logical_not(tf.eye(b, dtype=tf.bool)))
+                correction = tf.gather(log_q_t, i)[None, :] if use_logq else 0.0
+
+                def softmax_loss(items):
+                    logits = tf.matmul(ue, items, transpose_b=True) * inv_t - correction
+                    logits = tf.where(dup, tf.constant(-1e9, logits.dtype), logits)
+                    return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.range(b), logits=logits))
+
+                sm = softmax_loss(he)
+                align = tf.reduce_mean(1.0 - tf.reduce_sum(ce * fe, axis=1))
+                total = sm + align_w * align
+                if branch_w:
+                    total += branch_w * 0.5 * (softmax_loss(ce) + softmax_loss(fe))
+                if l2:
+                    total += l2 * (tf.reduce_mean(tf.reduce_sum(tf.square(tf.gather(user_emb, u)), axis=1))
+                                   + tf.reduce_mean(tf.reduce_sum(tf.square(tf.gather(item_emb, i)), axis=1)))
+            grads = tape.gradient(total, variables)
+            optimizer.apply(grads, variables)
+            return total, sm, align
+
+        rng = np.random.default_rng(seed)
+        bs = int(self.batch_size)
+
+        def dataset():
+            perm = rng.permutation(len(pos_u))
+            tu, ti = tf.constant(pos_u[perm]), tf.constant(pos_i[perm])
+            starts = tf.data.Dataset.range(0, len(perm), bs)
+            return starts.map(lambda s: (tu[s : s + bs], ti[s : s + bs])).prefetch(tf.data.AUTOTUNE)
+
+        # ---- training
+        self._remember_seen(train)
+        self._has_cf = has_cf
+        valid = context.valid if context.valid is not None and len(context.valid) else None
+        k = int(self.early_stopping_k)
+        metric = f"valid_recall_at_{k}"
+        if valid is not None:
+            from recflow.evaluate import evaluate_ranking
+        self.history_: list[dict[str, Any]] = []
+        best, best_weights, best_epoch, bad = -np.inf, None, 0, 0
+        for epoch in range(1, int(self.epochs) + 1):
+            t0 = time.perf_counter()
+            sums, n_batches = np.zeros(3), 0
+            for bu, bi in dataset():
+                sums += [float(v) for v in train_step(bu, bi)]
+                n_batches += 1
+            seconds = time.perf_counter() - t0
+            total, sm, align = sums / max(n_batches, 1)
+            self._set_vectors()
+            recall = float("nan")
+            if valid is not None:
+                recall = float(evaluate_ranking(self, train, valid, ks=[k])[f"recall_at_{k}"])
+            entry = {"epoch": epoch, "loss": float(total), "softmax_loss": float(sm), "alignment_loss": float(align),
+                     metric: recall, "seconds": seconds}
+            self.history_.append(entry)
+            if self.verbose:
+                print(f"{self.name} epoch {epoch}: " + ", ".join(f"{a}={b:.4g}" for a, b in entry.items() if a != "epoch"), flush=True)
+            if context.on_epoch_end is not None:
+                context.on_epoch_end(epoch, {a: b for a, b in entry.items() if a != "epoch"})
+            if not np.isfinite(total):
+                raise FloatingPointError(f"{self.name}: the training loss is {total} at epoch {epoch}")
+            if valid is None:
+                continue
+            if recall > best:
+                best, best_epoch, bad = recall, epoch, 0
+                best_weights = self._model.get_weights()
+            else:
+                bad += 1
+                if bad > int(self.patience):
+                    break
+        if best_weights is not None and best_epoch != len(self.history_):
+            self._model.set_weights(best_weights)
+            self._set_vectors()
+        self.best_epoch_ = best_epoch if valid is not None else len(self.history_)
+        self.genre_overlap_ = self._all_genre_overlaps()
+        self.fit_seconds_ = time.perf_counter() - started
+        return self
+
+    def _set_vectors(self, batch: int = 8192) -> None:
+        """Precompute every user vector and the three item-vector sets from the network (NumPy)."""
+        model = self._model
+        user_tower = model.get_layer("user_tower")
+        content_branch, cf_branch, fusion = (model.get_layer(n) for n in ("content_branch", "cf_branch", "fusion_head"))
+        n_users, n_items = self._seen.shape
+        users = [np.asarray(user_tower(np.arange(s, min(s + batch, n_users), dtype=np.int32), training=False))
+                 for s in range(0, n_users, batch)]
+        c, f, h = [], [], []
+        for s in range(0, n_items, batch):
+            idx = np.arange(s, min(s + batch, n_items), dtype=np.int32)
+            cv = np.asarray(content_branch(idx, training=False))
+            fv = np.asarray(cf_branch(idx, training=False)) * self._has_cf[idx, None].astype(np.float32)
+            c.append(cv)
+            f.append(fv)
+            h.append(np.asarray(fusion([cv, fv], training=False)))
+        dim = int(self.dim)
+        cat = lambda parts, n: np.concatenate(parts).astype(np.float32) if parts else np.zeros((n, dim), np.float32)  # noqa: E731
+        self.user_vectors_ = _normalise(cat(users, 0))
+        content, cf, hybrid = (_normalise(cat(p, 0)) for p in (c, f, h))
+        content[~self.has_content_] = 0.0
+        self.valid_ = {"content": self.has_content_.copy(), "cf": self._has_cf.copy(), "hybrid": np.ones(n_items, bool)}
+        self.item_vectors_ = {"content": content, "cf": cf, "hybrid": hybrid}
+
+    @property
+    def keras_model(self):
+        """The Keras network (inputs user_idx, item_idx; outputs user, content, cf, hybrid vectors); loaded lazily after ``load``."""
+        self._check_fitted()
+        if getattr(self, "_model", None) is None:
+            path = getattr(self, "_model_path", None)
+            if path is None:
+                raise FileNotFoundError("no Keras model: fit the model or load it from a saved folder")
+            from recflow.models.two_tower import import_tf
+
+            _, keras = import_tf(self.threads)
+            self._model = keras.saving.load_model(path, compile=False)
+        return self._model
+
+    # -- scoring ----------------------------------------------------------------------------
+    def score(self, users: np.ndarray) -> np.ndarray:
+        self._check_fitted()
+        users = np.asarray(users, dtype=np.int64).reshape(-1)
+        return np.ascontiguousarray(self.user_vectors_[users] @ self.item_vectors_["hybrid"].T, dtype=np.float32)
+
+    def user_embeddings(self) -> np.ndarray:
+        """(n_users, dim) float32 unit user vectors."""
+        self._check_fitted()
+        return self.user_vectors_.copy()
+
+    def item_embeddings(self, mode: Literal["content", "cf", "hybrid"] = "hybrid") -> np.ndarray:
+        """(n_items, dim) float32 item vectors of one mode: unit rows, zero where ``valid_[mode]`` is False."""
+        self._check_fitted()
+        return self.item_vectors_[_mode(mode)].copy()
+
+    # -- similarity -------------------------------------------------------------------------
+    def similar_items(self, items, k: int = 10, mode: Literal["content", "cf", "hybrid"] = "hybrid",
+                      batch_size: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` items closest by cosine in ``mode`` to each query item, best first (ties: lower index).
+
+        ``items``: one item index (1-D results) or an array of them ((n, k) results). The query and
+        items without a vector in that mode are never returned; a query without one, or a row with
+        fewer candidates than ``k``, is padded with ``-1`` / ``-inf``.
+        """
+        self._check_fitted()
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        mode = _mode(mode)
+        scalar = np.ndim(items) == 0
+        out_i, out_s = cosine_neighbours(self.item_vectors_[mode], np.asarray(items, dtype=np.int64).reshape(-1),
+                                         int(k), self.valid_[mode], batch_size)
+        return (out_i[0], out_s[0]) if scalar else (out_i, out_s)
+
+    def find_title(self, title: str) -> int:
+        """The item index of ``title`` (see ``similar`` for the matching rules); ``LookupError`` if none."""
+        self._check_fitted()
+        query = " ".join(str(title).lower().split())
+        canon = canonical_title(title)
+        full = np.char.lower(self.titles_.astype(str))
+        canon_all = self._canonical_titles()
+        named = self.titles_ != ""
+
+        def best(mask: np.ndarray) -> int | None:
+            cand = np.flatnonzero(mask & named)
+            if not len(cand):
+                return None
+            return int(cand[np.argmax(self.item_counts_[cand])])  # most train interactions; ties: lower index
+
+        for mask in (full == query, canon_all == canon):
+            hit = best(mask)
+            if hit is not None:
+                return hit
+        if len(canon) >= 3:  # the query as whole words inside a title ("star wars" in "star wars: episode iv ...")
+            pattern = re.compile(r"(?<!\w)" + re.escape(canon) + r"(?!\w)")
+            hit = best(np.array([bool(pattern.search(t)) for t in canon_all], dtype=bool))
+            if hit is not None:
+                return hit
+        unique = sorted(set(canon_all[named].tolist()))
+        close = difflib.get_close_matches(canon, unique, n=1, cutoff=FUZZY_CUTOFF)
+        if close:
+            return best(canon_all == close[0])
+        suggestions = difflib.get_close_matches(canon, unique, n=5, cutoff=0.0)
+        shown = [str(self.titles_[best(canon_all == s)]) for s in suggestions]
+        raise LookupError(f"no title matches {title!r}; closest titles: " + "; ".join(shown))
+
+    def similar(self, title: str, k: int = 10, mode: Literal["content", "cf", "hybrid"] = "hybrid") -> pd.DataFrame:
+        """The ``k`` items most similar to the item called ``title``: a frame of ``item_id``, ``title``, ``score``.
+
+        Matching, case-insensitive, first that succeeds: the full title (``"Toy Story (1995)"``),
+        the title without its year and with MovieLens's trailing article moved back
+        (``"The Matrix"`` for ``"Matrix, The (1999)"``), the query as whole words inside a title
+        (3+ characters), then the closest title by ``difflib`` with a ratio >= ``FUZZY_CUTOFF``.
+        Several matches: the one with the most train interactions. No match: ``LookupError`` whose
+        message lists the five closest titles. ``frame.attrs`` holds ``query_item_id`` and
+        ``query_title`` (the title actually matched).
+        """
+        q = self.find_title(title)
+        idx, scores = self.similar_items(q, k, mode)
+        ok = idx >= 0
+        frame = pd.DataFrame({"item_id": self.item_ids_[idx[ok]], "title": self.titles_[idx[ok]].astype(str),
+                              "score": scores[ok]})
+        frame.attrs.update(query_item_id=int(self.item_ids_[q]), query_title=str(self.titles_[q]), mode=_mode(mode))
+        return frame
+
+    def _canonical_titles(self) -> np.ndarray:
+        cached = getattr(self, "_canon_cache", None)
+        if cached is None or len(cached) != len(self.titles_):
+            cached = np.array([canonical_title(t) if t else "" for t in self.titles_.tolist()], dtype=object)
+            self._canon_cache = cached
+        return cached
+
+    # -- genre agreement --------------------------------------------------------------------
+    def genre_overlap_at_k(self, k: int = 10, mode: Literal["content", "cf", "hybrid"] = "hybrid",
+                           items: np.ndarray | None = None) -> dict[str, float]:
+        """``genre_overlap_at_k`` (module function) on this model's vectors of ``mode``.
+
+        Default queries: the items with train interactions and >= 1 genre (one set for the three
+        modes, so they compare), a seeded sample of ``genre_overlap_queries`` of them when more.
+        """
+        self._check_fitted()
+        mode = _mode(mode)
+        if items is None:
+            items = self._default_overlap_queries()
+        return genre_overlap_at_k(self.item_vectors_[mode], self.genres_, int(k), items, self.valid_[mode])
+
+    def _default_overlap_queries(self) -> np.ndarray:
+        cand = np.flatnonzero((self.item_counts_ > 0) & (self.genres_ > 0).any(axis=1)) if self.genres_.shape[1] else np.zeros(0, np.int64)
+        cap = self.genre_overlap_queries
+        if cap is not None and len(cand) > int(cap):
+            cand = np.sort(np.random.default_rng(int(self.seed)).choice(cand, int(cap), replace=False))
+        return cand
+
+    def _all_genre_overlaps(self) -> dict[str, float]:
+        k = int(self.genre_overlap_k)
+        queries = self._default_overlap_queries()
+        out: dict[str, float] = {}
+        for mode in MODES:
+            r = self.genre_overlap_at_k(k, mode, queries)
+            out[f"genre_overlap_at_{k}_{mode}"] = r[f"genre_overlap_at_{k}"]
+            out[f"genre_jaccard_at_{k}_{mode}"] = r[f"genre_jaccard_at_{k}"]
+        return out
+
+    # -- persistence -------------------------------------------------------------------------
+    def _state(self) -> dict[str, np.ndarray]:
+        keys = sorted(self.genre_overlap_)
+        state = {
+            "user_vectors": self.user_vectors_,
+            "item_ids": self.item_ids_,
+            "titles": self.titles_.astype(np.str_),
+            "genres": self.genres_.astype(np.int8),
+            "genre_names": np.asarray(self.genre_names_, dtype=np.str_),
+            "item_counts": self.item_counts_,
+            "has_content": self.has_content_,
+            "genre_overlap_names": np.array(keys, dtype=np.str_),
+            "genre_overlap_values": np.array([self.genre_overlap_[k] for k in keys], dtype=np.float64),
+        }
+        for mode in MODES:
+            state[f"vectors_{mode}"] = self.item_vectors_[mode]
+            state[f"valid_{mode}"] = self.valid_[mode]
+        return state
+
+    def _restore(self, arrays: dict[str, np.ndarray]) -> None:
+        self.user_vectors_ = arrays["user_vectors"].astype(np.float32)
+        self.item_ids_ = arrays["item_ids"]
+        self.titles_ = arrays["titles"].astype(np.str_)
+        self.genres_ = arrays["genres"].astype(np.int8)
+        self.genre_names_ = arrays["genre_names"].astype(np.str_)
+        self.item_counts_ = arrays["item_counts"].astype(np.int64)
+        self.has_content_ = arrays["has_content"].astype(bool)
+        self._has_cf = self.item_counts_ > 0
+        self.item_vectors_ = {m: arrays[f"vectors_{m}"].astype(np.float32) for m in MODES}
+        self.valid_ = {m: arrays[f"valid_{m}"].astype(bool) for m in MODES}
+        self.genre_overlap_ = {str(k): float(v) for k, v in zip(arrays["genre_overlap_names"], arrays["genre_overlap_values"])}
+        self.history_ = []
+
+    def save(self, path: str | Path) -> None:
+        super().save(path)
+        self.keras_model.save(Path(path) / MODEL_FILE)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "HybridRecommender":
+        model = super().load(path)
+        model._model = None
+        model._model_path = str(Path(path) / MODEL_FILE)
+        return model
+
+
+def _mode(mode: str) -> str:
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    return mode

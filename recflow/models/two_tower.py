@@ -1,0 +1,583 @@
+"""Two-tower retrieval model (user tower x item tower, dot product of unit vectors) in plain Keras 3.
+
+Each tower maps a dense index to an L2-normalised ``dim`` vector::
+
+    [ID embedding (dim) | standardised numeric features] -> Dense(h, relu) for h in hidden -> Dense(dim) -> unit norm
+
+``score(u, i) = <user(u), item(i)>`` (a cosine). Two losses, both on scores divided by
+``temperature`` (unit vectors give scores in [-1, 1], far too flat for a logistic or softmax loss
+without it):
+
+``"softmax"`` (default)
+    In-batch sampled softmax over the positives of the batch (Yi et al. 2019, "Sampling-bias-
+    corrected neural modeling"): for a batch of (user, positive item) pairs, row ``b`` scores user
+    ``b`` against every positive item ``j`` of the batch, ``logit[b, j] = s(u_b, i_j) / T``, and the
+    label is the diagonal. With ``logq_correction`` the logit of item ``j`` is reduced by
+    ``log q_j``, ``q_j`` = item j's share of the training examples (the probability that a batch
+    slot holds it), so popular items are not punished for appearing as negatives more often.
+    Other slots holding the user's own positive item (duplicates within a batch) are masked out.
+``"bpr"``
+    ``-log sigmoid((s(u, pos) - s(u, neg)) / T)`` over (user, positive, negative) triplets: read
+    from ``context.samples/triplets.parquet`` when that file fits this train part
+    (``recflow.sampling.load_matching``), else every training positive gets one uniformly random
+    item the user did not interact with in train, redrawn each epoch (vectorised rejection
+    sampling in NumPy).
+
+Features (``use_features``): the numeric columns of ``context.user_features`` /
+``context.item_features`` (int, float, bool and nullable integer dtypes; the id column excluded).
+String columns (``favorite_genre``, ``activity_level``, ``popularity`` of ``recflow.features``)
+are dropped: each is a coarse function of numeric columns that are kept (genre counts,
+``rating_count``). Each column is standardised with the mean and std of the table rows that map
+onto the split's index (a std of 0 counts as 1), clipped to +-``feature_clip``, and NaN (a
+nullable ``year``, an index without a feature row) becomes 0, the mean. So raw scales (a year
+near 1995, counts in the thousands) never reach the network: the reference notebook fed them raw
+and its loss went NaN. The standardised tables are frozen (non-trainable) embedding layers inside
+the towers, so features are gathered by index in the graph, never materialised per example.
+
+Training: a ``tf.data`` pipeline over index arrays (seeded shuffle, batch, prefetch), a
+``tf.function`` step with Adam, ``l2`` times the mean squared norm of the batch's ID embeddings.
+``positive_threshold``: ratings below it are not positives (None: every train interaction is).
+With ``context.valid`` each epoch ends with Recall@``early_stopping_k`` on it
+(``recflow.evaluate.evaluate_ranking``, train items masked); training stops after ``patience``
+epochs without improvement and the best epoch's weights are restored. ``history_`` holds one dict
+per epoch: ``epoch``, ``loss``, ``valid_recall_at_{k}`` (NaN without valid), ``examples_per_second``
+(training examples over the epoch's training time, validation excluded), ``seconds``.
+
+Determinism: ``fit`` calls ``keras.utils.set_random_seed(seed)`` (Python, NumPy and TF global
+seeds: initial weights) and the shuffle and negative draws are seeded, so a refit in a fresh
+process repeats the run. Within one process TF's op-level seeds advance between fits; with
+``deterministic=True`` ``tf.config.experimental.enable_op_determinism()`` is switched on (a
+process-wide setting). On CPU consecutive fits with the same seed then agree bitwise in our tests
+(no thread-order-dependent reductions are used by these ops on CPU); if a platform ever differs,
+they still agree to float32 round-off.
+
+Threads: the first use of TensorFlow in the process sets intra-op threads to ``threads`` (None:
+the CPUs this process may use) and inter-op threads to 1 when not already fixed; TF only allows
+that before its runtime starts, so later settings are ignored.
+
+Persistence: ``save`` writes the Keras native ``model.keras`` (both towers, feature tables as
+frozen weights) plus ``params.json`` / ``arrays.npz`` (seen matrix, precomputed user and item
+embeddings, the feature columns and their standardisation stats, training frequencies). ``load``
+reads only the npz: ``score``/``recommend`` need no TensorFlow; ``keras_model`` loads
+``model.keras`` on first access.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from recflow.interactions import Interactions
+from recflow.models.base import Recommender
+from recflow.models.context import FitContext
+
+MODEL_FILE = "model.keras"
+LOSSES = ("softmax", "bpr")
+
+_TF_READY = False
+
+
+def import_tf(threads: int | None = None):
+    """(tensorflow, keras), imported on first use with the thread pools set (see module doc)."""
+    global _TF_READY
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+    import keras
+
+    if not _TF_READY:
+        _TF_READY = True
+        n = int(threads) if threads else _available_cpus()
+        try:
+            if tf.config.threading.get_intra_op_parallelism_threads() == 0:
+                tf.config.threading.set_intra_op_parallelism_threads(n)
+            if tf.config.threading.get_inter_op_parallelism_threads() == 0:
+                tf.config.threading.set_inter_op_parallelism_threads(1)
+        except RuntimeError:  # the runtime is already running: keep what it has
+            pass
+    return tf, keras
+
+
+def _available_cpus() -> int:
+    try:
+        return max(len(os.sched_getaffinity(0)), 1)
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(os.cpu_count() or 1, 1)
+
+
+# ----------------------------------------------------------------------------- features
+
+
+def numeric_feature_table(
+    table: pd.DataFrame | None, id_column: str, index_of, n: int, clip: float
+) -> tuple[np.ndarray, list[str], np.ndarray, np.ndarray]:
+    """(n, d) float32 standardised features aligned with the dense index, the column names, mean, std.
+
+    ``index_of`` maps raw ids to dense indices (-1 unknown; rows for unknown ids are ignored).
+    See the module doc for the column choice and the standardisation.
+    """
+    if table is None or len(table) == 0:
+        return np.zeros((n, 0), np.float32), [], np.zeros(0), np.ones(0)
+    cols = [
+        c for c in table.columns
+        if c != id_column and (pd.api.types.is_numeric_dtype(table[c]) or pd.api.types.is_bool_dtype(table[c]))
+    ]
+    idx = np.asarray(index_of(table[id_column].to_numpy()), dtype=np.int64)
+    keep = idx >= 0
+    raw = np.full((n, len(cols)), np.nan)
+    if cols and keep.any():
+        values = np.column_stack(
+            [table[c].to_numpy(dtype=np.float64, na_value=np.nan) for c in cols]
+        )
+        raw[idx[keep]] = values[keep]
+    with np.errstate(invalid="ignore"):
+        present = raw[idx[keep]] if keep.any() else np.zeros((0, len(cols)))
+        finite = np.where(np.isfinite(present), present, np.nan)
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN column: mean 0, std 1
+            mean = np.nanmean(finite, axis=0) if len(finite) else np.zeros(len(cols))
+            std = np.nanstd(finite, axis=0) if len(finite) else np.ones(len(cols))
+    mean = np.where(np.isfinite(mean), mean, 0.0)
+    std = np.where(np.isfinite(std) & (std > 0), std, 1.0)
+    z = (raw - mean) / std
+    z = np.clip(z, -clip, clip)
+    z = np.where(np.isfinite(z), z, 0.0).astype(np.float32)
+    return z, cols, mean, std
+
+
+# ----------------------------------------------------------------------------- model
+
+
+def tower(keras, name: str, n: int, dim: int, hidden, features: np.ndarray, seed: int, unit: bool = True):
+    """Functional tower: int index (batch,) -> (batch, dim) vector, a unit vector when ``unit``.
+
+    ``[Embedding(n, dim) | features[index]] -> Dense(h, relu)... -> Dense(dim)``; ``features`` (an
+    (n, d) table, d may be 0) is a frozen embedding layer, so it is saved with the model and
+    gathered in the graph.
+    """
+    inp = keras.Input(shape=(), dtype="int32", name=f"{name}_idx")
+    emb = keras.layers.Embedding(
+        n, dim, name=f"{name}_id_embedding",
+        embeddings_initializer=keras.initializers.RandomNormal(stddev=0.1, seed=seed),
+    )(inp)
+    parts = [emb]
+    feat_layer = None
+    if features.shape[1]:
+        feat_layer = keras.layers.Embedding(n, features.shape[1], trainable=False, name=f"{name}_features")
+        parts.append(feat_layer(inp))
+    x = keras.layers.Concatenate(name=f"{name}_concat")(parts) if len(parts) > 1 else emb
+    for j, h in enumerate(hidden):
+        x = keras.layers.Dense(
+            int(h), activation="relu", name=f"{name}_dense_{j}",
+            kernel_initializer=keras.initializers.GlorotUniform(seed=seed + 1 + j),
+        )(x)
+    x = keras.layers.Dense(
+        dim, name=f"{name}_out", kernel_initializer=keras.initializers.GlorotUniform(seed=seed + 101)
+    )(x)
+    out = keras.layers.UnitNormalization(name=f"{name}_unit")(x) if unit else x
+    model = keras.Model(inp, out, name=f"{name}_tower")
+    if feat_layer is not None:
+        feat_layer.set_weights([features])
+    return model
+
+
+def _two_tower_model(keras, user_tower, item_tower):
+    u = keras.Input(shape=(), dtype="int32", name="user_idx")
+    i = keras.Input(shape=(), dtype="int32", name="item_idx")
+    return keras.Model([u, i], [user_tower(u), item_tower(i)], name="two_tower")
+
+
+def shuffled_batches(tf, arrays: tuple[np.ndarray, ...], batch_size: int, rng: np.random.Generator):
+    """A ``tf.data`` pipeline of one epoch: the aligned ``arrays`` in a seeded random order, batched.
+
+    The shuffle is one ``rng.permutation`` (NumPy, seeded), and each batch is a slice of the
+    permuted arrays taken inside ``tf.data`` (``range`` -> ``map`` -> ``prefetch``): a per-element
+    ``Dataset.shuffle(...).batch(...)`` costs ~4.6 s an epoch on ml-1m's 673k examples, a ceiling
+    of ~150k examples/s before any compute, where one slice per batch costs next to nothing.
+    """
+    perm = rng.permutation(len(arrays[0]))
+    tensors = tuple(tf.constant(a[perm]) for a in arrays)
+    starts = tf.data.Dataset.range(0, len(perm), batch_size)
+    ds = starts.map(lambda s: tuple(t[s : s + batch_size] for t in tensors))
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def tower_outputs(tower, n: int, batch: int = 8192) -> np.ndarray:
+    """All ``n`` rows of a tower, as float32 NumPy."""
+    out = []
+    for start in range(0, n, batch):
+        idx = np.arange(start, min(start + batch, n), dtype=np.int32)
+        out.append(np.asarray(tower(idx, training=False)))
+    return np.concatenate(out).astype(np.float32) if out else np.zeros((0, 0), np.float32)
+
+
+def unseen_negatives(users: np.ndarray, seen_keys: np.ndarray, n_items: int, rng: np.random.Generator,
+                     max_rounds: int = 100) -> np.ndarray:
+    """One uniform random item per entry of ``users`` that the user has not interacted with.
+
+    ``seen_keys``: sorted ``user * n_items + item`` of the train interactions. Vectorised
+    rejection sampling; after ``max_rounds`` rounds the (vanishingly rare) leftovers keep their
+    last draw (only possible for a user who has seen nearly every item).
+    """
+    users = users.astype(np.int64)
+    neg = rng.integers(0, n_items, size=len(users), dtype=np.int64)
+    todo = np.arange(len(users))
+    for _ in range(max_rounds):
+        keys = users[todo] * n_items + neg[todo]
+        pos = np.searchsorted(seen_keys, keys)
+        hit = seen_keys[np.minimum(pos, len(seen_keys) - 1)] == keys if len(seen_keys) else np.zeros(len(todo), bool)
+        todo = todo[hit]
+        if not len(todo):
+            break
+        neg[todo] = rng.integers(0, n_items, size=len(todo), dtype=np.int64)
+    return neg
+
+
+def make_lazy_adam(tf, variables, lr: float, beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-7):
+    """Adam whose update of an embedding table touches only the rows the batch used ("lazy Adam").
+
+    Keras 3's Adam densifies an embedding's sparse gradient and updates every row's moments each
+    step: on ml-1m that was half the step time. Here a ``tf.IndexedSlices`` gradient updates the
+    moments and values of its (deduplicated) rows only; dense gradients get the usual Adam step.
+    Returns ``apply(grads)`` for use inside a ``tf.function``.
+    """
+    tvars = [v.value if hasattr(v, "value") and isinstance(v.value, tf.Variable) else v for v in variables]
+    ms = [tf.Variable(tf.zeros_like(v), trainable=False) for v in tvars]
+    vs = [tf.Variable(tf.zeros_like(v), trainable=False) for v in tvars]
+    step = tf.Variable(0.0, trainable=False, dtype=tf.float32)
+
+    def apply(grads):
+        t = step.assign_add(1.0)
+        alpha = lr * tf.sqrt(1.0 - tf.pow(beta_2, t)) / (1.0 - tf.pow(beta_1, t))
+        for g, var, m, v in zip(grads, tvars, ms, vs):
+            if g is None:
+                continue
+            if isinstance(g, tf.IndexedSlices):
+                rows, pos = tf.unique(g.indices)
+                gv = tf.math.unsorted_segment_sum(g.values, pos, tf.shape(rows)[0])
+                m_rows = beta_1 * tf.gather(m, rows) + (1.0 - beta_1) * gv
+                v_rows = beta_2 * tf.gather(v, rows) + (1.0 - beta_2) * tf.square(gv)
+                m.scatter_update(tf.IndexedSlices(m_rows, rows))
+                v.scatter_update(tf.IndexedSlices(v_rows, rows))
+                var.scatter_sub(tf.IndexedSlices(alpha * m_rows / (tf.sqrt(v_rows) + epsilon), rows))
+            else:
+                m_new = m.assign(beta_1 * m + (1.0 - beta_1) * g)
+                v_new = v.assign(beta_2 * v + (1.0 - beta_2) * tf.square(g))
+                var.assign_sub(alpha * m_new / (tf.sqrt(v_new) + epsilon))
+
+    return apply
+
+
+class TwoTowerRecommender(Recommender):
+    """User and item towers trained by in-batch softmax (log-Q corrected) or BPR; see the module doc."""
+
+    name = "two_tower"
+
+    def __init__(
+        self,
+        dim: int = 64,
+        hidden: tuple[int, ...] | list[int] = (128,),
+        loss: str = "softmax",
+        temperature: float = 0.05,
+        logq_correction: bool = True,
+        batch_size: int = 1024,
+        epochs: int = 20,
+        lr: float = 3e-3,
+        l2: float = 0.0,
+        use_features: bool = True,
+        feature_clip: float = 5.0,
+        positive_threshold: float | None = None,
+        early_stopping_k: int = 10,
+        patience: int = 2,
+        seed: int = 0,
+        deterministic: bool = True,
+        jit_compile: bool = True,
+        threads: int | None = None,
+        verbose: bool = False,
+    ) -> None:
+        self.dim = dim
+        self.hidden = hidden
+        self.loss = loss
+        self.temperature = temperature
+        self.logq_correction = logq_correction
+        self.batch_size = batch_size
+        self.epochs = epochs
+        self.lr = lr
+        self.l2 = l2
+        self.use_features = use_features
+        self.feature_clip = feature_clip
+        self.positive_threshold = positive_threshold
+        self.early_stopping_k = early_stopping_k
+        self.patience = patience
+        self.seed = seed
+        self.deterministic = deterministic
+        self.jit_compile = jit_compile
+        self.threads = threads
+        self.verbose = verbose
+
+    def get_params(self) -> dict[str, Any]:
+        params = super().get_params()
+        params["hidden"] = [int(h) for h in params["hidden"]]  # JSON: a list
+        return params
+
+    def sampling_needs(self) -> dict[str, dict]:
+        """BPR reads the sampling stage's triplets (the notebook's three negative kinds)."""
+        return {"triplets": {}} if self.loss == "bpr" else {}
+
+    # -- learning ---------------------------------------------------------------------
+    def _check_params(self) -> None:
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        if int(self.dim) < 1 or int(self.batch_size) < 2 or int(self.epochs) < 1:
+            raise ValueError("dim must be >= 1, batch_size >= 2, epochs >= 1")
+        if not self.temperature > 0 or not self.lr > 0 or self.l2 < 0:
+            raise ValueError("temperature and lr must be > 0, l2 >= 0")
+        if any(int(h) < 1 for h in self.hidden):
+            raise ValueError("hidden layer sizes must be >= 1")
+        if int(self.early_stopping_k) < 1 or int(self.patience) < 0:
+            raise ValueError("early_stopping_k must be >= 1, patience >= 0")
+
+    def fit(self, train: Interactions, context: FitContext | None = None) -> "TwoTowerRecommender":
+        self._check_params()
+        tf, keras = import_tf(self.threads)
+        context = context or FitContext()
+        keras.utils.set_random_seed(int(self.seed))
+        if self.deterministic:
+            tf.config.experimental.enable_op_determinism()
+        n_users, n_items = train.n_users, train.n_items
+        dim, seed = int(self.dim), int(self.seed)
+
+        # ---- features
+        clip = float(self.feature_clip)
+        uf = context.user_features if self.use_features else None
+        itf = context.item_features if self.use_features else None
+        self.user_feature_table_, self.user_feature_columns_, self.user_feature_mean_, self.user_feature_std_ = (
+            numeric_feature_table(uf, "user_id", train.user_index, n_users, clip))
+        self.item_feature_table_, self.item_feature_columns_, self.item_feature_mean_, self.item_feature_std_ = (
+            numeric_feature_table(itf, "item_id", train.item_index, n_items, clip))
+
+        # ---- examples
+        keep = np.ones(len(train), bool)
+        if self.positive_threshold is not None:
+            keep = train.ratings >= float(self.positive_threshold)
+        pos_u = train.user_idx[keep].astype(np.int32)
+        pos_i = train.item_idx[keep].astype(np.int32)
+        counts = np.bincount(pos_i, minlength=n_items).astype(np.float64)
+        self.item_frequency_ = counts
+        log_q = np.log(np.maximum(counts, 1.0) / max(counts.sum(), 1.0)).astype(np.float32)
+        triplets = None
+        if self.loss == "bpr":
+            from recflow.sampling import load_matching
+
+            samples = context.samples
+            triplets = load_matching(samples, "triplets", train, {}) if samples is not None else None
+            if triplets is not None and len(triplets) == 0:
+                triplets = None
+        seen = train.seen.tocoo()
+        seen_keys = np.unique(seen.row.astype(np.int64) * n_items + seen.col.astype(np.int64))
+        rng = np.random.default_rng(seed)
+        if triplets is not None:
+            n_examples = len(triplets)
+        else:
+            n_examples = len(pos_u)
+        self.n_examples_ = int(n_examples)
+        if n_examples == 0:
+            raise ValueError("no training examples (empty train, or no rating >= positive_threshold)")
+
+        # ---- model
+        hidden = [int(h) for h in self.hidden]
+        user_tower = tower(keras, "user", n_users, dim, hidden, self.user_feature_table_, seed)
+        item_tower = tower(keras, "item", n_items, dim, hidden, self.item_feature_table_, seed + 1000)
+        self._model = _two_tower_model(keras, user_tower, item_tower)
+        user_emb_var = user_tower.get_layer("user_id_embedding").embeddings
+        item_emb_var = item_tower.get_layer("item_id_embedding").embeddings
+        variables = user_tower.trainable_variables + item_tower.trainable_variables
+        apply_gradients = make_lazy_adam(tf, variables, float(self.lr))
+        inv_t = tf.constant(1.0 / float(self.temperature), tf.float32)
+        l2 = tf.constant(float(self.l2), tf.float32)
+        log_q_t = tf.constant(log_q)
+        use_logq = bool(self.logq_correction)
+        softmax = self.loss == "softmax"
+
+        def reg(u, i, n=None):
+            if not float(self.l2):
+                return 0.0
+            terms = [tf.gather(user_emb_var, u), tf.gather(item_emb_var, i)]
+            if n is not None:
+                terms.append(tf.gather(item_emb_var, n))
+            return l2 * tf.add_n([tf.reduce_mean(tf.reduce_sum(tf.square(t), axis=1)) for t in terms])
+
+        idx_spec = tf.TensorSpec([None], tf.int32)
+
+        @tf.function(input_signature=[idx_spec, idx_spec], reduce_retracing=True, jit_compile=bool(self.jit_compile))
+        def softmax_step(u, i):
+            with tf.GradientTape() as tape:
+                ue = user_tower(u, training=True)
+                ie = item_tower(i, training=True)
+                logits = tf.matmul(ue, ie, transpose_b=True) * inv_t
+                if use_logq:
+                    logits = logits - tf.gather(log_q_t, i)[None, :]
+                b = tf.shape(i)[0]
+                dup = tf.logical_and(tf.equal(i[:, None], i[None, :]), tf.logical_not(tf.eye(b, dtype=tf.bool)))
+                logits = tf.where(dup, tf.constant(-1e9, logits.dtype), logits)
+                labels = tf.range(b)
+                loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
+                total = loss + reg(u, i)
+            grads = tape.gradient(total, variables)
+            apply_gradients(grads)
+            return loss
+
+        @tf.function(input_signature=[idx_spec, idx_spec, idx_spec], reduce_retracing=True, jit_compile=bool(self.jit_compile))
+        def bpr_step(u, i, n):
+            with tf.GradientTape() as tape:
+                ue = user_tower(u, training=True)
+                ie = item_tower(i, training=True)
+                ne = item_tower(n, training=True)
+                diff = tf.reduce_sum(ue * (ie - ne), axis=1) * inv_t
+                loss = tf.reduce_mean(tf.nn.softplus(-diff))  # = -log sigmoid(diff), stable
+                total = loss + reg(u, i, n)
+            grads = tape.gradient(total, variables)
+            apply_gradients(grads)
+            return loss
+
+        def dataset(epoch: int):
+            if softmax:
+                arrays = (pos_u, pos_i)
+            elif triplets is not None:
+                arrays = tuple(triplets[c].to_numpy(np.int32) for c in ("user_idx", "pos_idx", "neg_idx"))
+            else:
+                neg = unseen_negatives(pos_u, seen_keys, n_items, rng).astype(np.int32)
+                arrays = (pos_u, pos_i, neg)
+            return shuffled_batches(tf, arrays, int(self.batch_size), rng)
+
+        # ---- training
+        self._remember_seen(train)  # needed by the per-epoch validation ranking
+        valid = context.valid
+        k = int(self.early_stopping_k)
+        metric = f"valid_recall_at_{k}"
+        if valid is not None and len(valid) == 0:
+            valid = None
+        if valid is not None:
+            from recflow.evaluate import evaluate_ranking
+        self.history_: list[dict[str, Any]] = []
+        best, best_weights, best_epoch, bad = -np.inf, None, 0, 0
+        step = softmax_step if softmax else bpr_step
+        for epoch in range(1, int(self.epochs) + 1):
+            ds = dataset(epoch)
+            t0 = time.perf_counter()
+            total, n_batches = 0.0, 0
+            for batch in ds:
+                total += float(step(*batch))  # a float per batch: a NaN would surface here
+                n_batches += 1
+            seconds = time.perf_counter() - t0
+            loss_value = total / max(n_batches, 1)
+            self._set_embeddings()
+            recall = float("nan")
+            if valid is not None:
+                recall = float(evaluate_ranking(self, train, valid, ks=[k])[f"recall_at_{k}"])
+            entry = {
+                "epoch": epoch,
+                "loss": loss_value,
+                metric: recall,
+                "examples_per_second": n_examples / seconds if seconds > 0 else float("inf"),
+                "seconds": seconds,
+            }
+            self.history_.append(entry)
+            if self.verbose:
+                print(f"{self.name} epoch {epoch}: " + ", ".join(f"{a}={b:.4g}" for a, b in entry.items() if a != "epoch"), flush=True)
+            if context.on_epoch_end is not None:
+                context.on_epoch_end(epoch, {a: b for a, b in entry.items() if a != "epoch"})
+            if not np.isfinite(loss_value):
+                raise FloatingPointError(f"{self.name}: the training loss is {loss_value} at epoch {epoch}")
+            if valid is None:
+                continue
+            if recall > best:
+                best, best_epoch, bad = recall, epoch, 0
+                best_weights = self._model.get_weights()
+            else:
+                bad += 1
+                if bad > int(self.patience):
+                    break
+        if best_weights is not None and best_epoch != len(self.history_):
+            self._model.set_weights(best_weights)
+            self._set_embeddings()
+        self.best_epoch_ = best_epoch if valid is not None else len(self.history_)
+        return self
+
+    def _set_embeddings(self) -> None:
+        user_tower, item_tower = self._towers()
+        self.user_embeddings_ = tower_outputs(user_tower, self._seen.shape[0])
+        self.item_embeddings_ = tower_outputs(item_tower, self._seen.shape[1])
+
+    def _towers(self):
+        model = self.keras_model
+        return model.get_layer("user_tower"), model.get_layer("item_tower")
+
+    @property
+    def keras_model(self):
+        """The Keras model (inputs user_idx, item_idx; outputs the two unit vectors); loaded lazily after ``load``."""
+        self._check_fitted()
+        if getattr(self, "_model", None) is None:
+            path = getattr(self, "_model_path", None)
+            if path is None:
+                raise FileNotFoundError("no Keras model: fit the model or load it from a saved folder")
+            _, keras = import_tf(self.threads)
+            self._model = keras.saving.load_model(path, compile=False)
+        return self._model
+
+    # -- scoring ----------------------------------------------------------------------------
+    def user_embeddings(self) -> np.ndarray:
+        """(n_users, dim) float32 unit vectors of the user tower."""
+        self._check_fitted()
+        return self.user_embeddings_.copy()
+
+    def item_embeddings(self) -> np.ndarray:
+        """(n_items, dim) float32 unit vectors of the item tower."""
+        self._check_fitted()
+        return self.item_embeddings_.copy()
+
+    def score(self, users: np.ndarray) -> np.ndarray:
+        self._check_fitted()
+        users = np.asarray(users, dtype=np.int64).reshape(-1)
+        return np.ascontiguousarray(self.user_embeddings_[users] @ self.item_embeddings_.T, dtype=np.float32)
+
+    # -- persistence -------------------------------------------------------------------------
+    def _state(self) -> dict[str, np.ndarray]:
+        return {
+            "user_embeddings": self.user_embeddings_,
+            "item_embeddings": self.item_embeddings_,
+            "item_frequency": self.item_frequency_,
+            "user_feature_columns": np.array(self.user_feature_columns_, dtype=np.str_),
+            "user_feature_mean": self.user_feature_mean_,
+            "user_feature_std": self.user_feature_std_,
+            "item_feature_columns": np.array(self.item_feature_columns_, dtype=np.str_),
+            "item_feature_mean": self.item_feature_mean_,
+            "item_feature_std": self.item_feature_std_,
+        }
+
+    def _restore(self, arrays: dict[str, np.ndarray]) -> None:
+        self.user_embeddings_ = arrays["user_embeddings"].astype(np.float32)
+        self.item_embeddings_ = arrays["item_embeddings"].astype(np.float32)
+        self.item_frequency_ = arrays["item_frequency"]
+        for side in ("user", "item"):
+            setattr(self, f"{side}_feature_columns_", [str(c) for c in arrays[f"{side}_feature_columns"]])
+            setattr(self, f"{side}_feature_mean_", arrays[f"{side}_feature_mean"])
+            setattr(self, f"{side}_feature_std_", arrays[f"{side}_feature_std"])
+        self.history_ = []
+
+    def save(self, path: str | Path) -> None:
+        super().save(path)
+        self.keras_model.save(Path(path) / MODEL_FILE)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "TwoTowerRecommender":
+        model = super().load(path)
+        model._model = None
+        model._model_path = str(Path(path) / MODEL_FILE)
+        return model

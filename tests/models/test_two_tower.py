@@ -1,0 +1,234 @@
+"""TwoTowerRecommender on a tiny two-cluster data set (TensorFlow is imported by these tests only)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recflow import sampling as S
+from recflow.evaluate import evaluate_ranking
+from recflow.interactions import Interactions
+from recflow.models.base import NotFittedError
+from recflow.models.context import FitContext
+
+tt = pytest.importorskip("recflow.models.two_tower")
+TwoTowerRecommender = tt.TwoTowerRecommender
+
+N_USERS, N_ITEMS = 40, 24
+FAST = dict(dim=8, hidden=(16,), batch_size=64, epochs=2, lr=0.01, jit_compile=False, seed=0)
+
+
+def two_clusters(seed: int = 0) -> tuple[Interactions, Interactions]:
+    """Users 0-19 interact with items 0-11, users 20-39 with items 12-23: 7 train + 2 valid each."""
+    rng = np.random.default_rng(seed)
+    rows = {"train": ([], []), "valid": ([], [])}
+    for user in range(N_USERS):
+        base = 0 if user < 20 else 12
+        items = base + rng.choice(12, 9, replace=False)
+        rows["train"][0].extend([user] * 7)
+        rows["train"][1].extend(items[:7].tolist())
+        rows["valid"][0].extend([user] * 2)
+        rows["valid"][1].extend(items[7:].tolist())
+    out = []
+    for part in ("train", "valid"):
+        u, i = (np.array(x, np.int32) for x in rows[part])
+        out.append(Interactions(u, i, np.full(len(u), 4.0, np.float32), np.zeros(len(u), np.int64),
+                                np.arange(100, 100 + N_USERS), np.arange(1000, 1000 + N_ITEMS)))
+    return out[0], out[1]
+
+
+def raw_features() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Feature tables on raw scales (the notebook's NaN-loss trigger): years ~1995, counts ~2000,
+    a nullable year with a missing value, a string column, and an unknown id."""
+    rng = np.random.default_rng(1)
+    users = pd.DataFrame({
+        "user_id": np.r_[np.arange(100, 100 + N_USERS), 999],
+        "rating_count": rng.integers(1500, 2500, N_USERS + 1),
+        "mean_rating": rng.uniform(1, 5, N_USERS + 1),
+        "activity_level": pd.Series(["super"] * (N_USERS + 1), dtype="str"),
+    })
+    years = pd.array(rng.integers(1930, 2000, N_ITEMS), dtype="Int16")
+    years[3] = pd.NA
+    items = pd.DataFrame({
+        "item_id": np.arange(1000, 1000 + N_ITEMS),
+        "year": years,
+        "rating_count": rng.integers(0, 3000, N_ITEMS),
+        "has_train_ratings": np.ones(N_ITEMS, bool),
+        "constant": np.full(N_ITEMS, 7.0),
+        "popularity": pd.Series(["popular"] * N_ITEMS, dtype="str"),
+    })
+    return users, items
+
+
+@pytest.fixture(scope="module")
+def data():
+    return two_clusters()
+
+
+@pytest.fixture(scope="module")
+def context(data):
+    users, items = raw_features()
+    return FitContext(user_features=users, item_features=items)
+
+
+@pytest.fixture(scope="module")
+def model(data, context):
+    return TwoTowerRecommender(**FAST).fit(data[0], context)
+
+
+def test_feature_table_standardised_and_string_columns_dropped(data):
+    users, items = raw_features()
+    train = data[0]
+    z, cols, mean, std = tt.numeric_feature_table(items, "item_id", train.item_index, N_ITEMS, clip=5.0)
+    assert cols == ["year", "rating_count", "has_train_ratings", "constant"]
+    assert z.shape == (N_ITEMS, 4) and z.dtype == np.float32
+    assert np.isfinite(z).all() and np.abs(z).max() <= 5.0
+    assert z[3, 0] == 0.0  # missing year -> the mean
+    assert np.all(z[:, 3] == 0.0) and std[3] == 1.0  # a constant column: std 0 counts as 1
+    np.testing.assert_allclose(z[:, 1].mean(), 0.0, atol=1e-5)
+    zu, ucols, _, _ = tt.numeric_feature_table(users, "user_id", train.user_index, N_USERS, clip=5.0)
+    assert ucols == ["rating_count", "mean_rating"] and zu.shape == (N_USERS, 2)  # id 999 ignored
+
+
+def test_shapes_unit_vectors_and_history(model, data):
+    train = data[0]
+    assert model.user_embeddings().shape == (N_USERS, 8)
+    assert model.item_embeddings().shape == (N_ITEMS, 8)
+    np.testing.assert_allclose(np.linalg.norm(model.item_embeddings(), axis=1), 1.0, atol=1e-5)
+    scores = model.score(np.array([0, 5, 39]))
+    assert scores.shape == (3, N_ITEMS) and scores.dtype == np.float32
+    assert [h["epoch"] for h in model.history_] == [1, 2]
+    for h in model.history_:
+        assert set(h) >= {"epoch", "loss", "valid_recall_at_10", "examples_per_second"}
+        assert np.isfinite(h["loss"]) and h["examples_per_second"] > 0
+    assert model.n_examples_ == len(train)
+
+
+def test_raw_scale_features_keep_the_loss_finite(data, context):
+    # a large learning rate on unscaled-looking inputs: the standardisation keeps it finite
+    for loss in ("softmax", "bpr"):
+        m = TwoTowerRecommender(**{**FAST, "lr": 0.1, "loss": loss}).fit(data[0], context)
+        assert all(np.isfinite(h["loss"]) for h in m.history_)
+        assert np.isfinite(m.item_embeddings()).all()
+
+
+def test_seen_items_excluded(model, data):
+    train = data[0]
+    users = np.arange(N_USERS)
+    recs, scores = model.recommend(users, k=10)
+    seen = train.seen.toarray().astype(bool)
+    assert not seen[users[:, None], recs].any()
+    assert (recs >= 0).all() and np.isfinite(scores).all()
+
+
+def test_not_fitted_and_bad_params(data):
+    with pytest.raises(NotFittedError):
+        TwoTowerRecommender().score(np.array([0]))
+    with pytest.raises(ValueError):
+        TwoTowerRecommender(loss="hinge").fit(data[0])
+
+
+def test_early_stopping_restores_the_best_epoch_and_reports(data, context):
+    train, valid = data
+    calls = []
+    ctx = FitContext(valid=valid, user_features=context.user_features, item_features=context.item_features,
+                     on_epoch_end=lambda epoch, metrics: calls.append((epoch, metrics)))
+    # (the raw features here are noise: without them the clusters are learnt within ~10 epochs)
+    m = TwoTowerRecommender(**{**FAST, "epochs": 20, "patience": 4, "use_features": False}).fit(train, ctx)
+    recalls = [h["valid_recall_at_10"] for h in m.history_]
+    assert all(0.0 <= r <= 1.0 for r in recalls)
+    assert m.best_epoch_ == int(np.argmax(recalls)) + 1
+    assert [c[0] for c in calls] == [h["epoch"] for h in m.history_]
+    assert set(calls[0][1]) >= {"loss", "valid_recall_at_10", "examples_per_second"}
+    # the kept embeddings are those of the best epoch
+    again = evaluate_ranking(m, train, valid, ks=[10])["recall_at_10"]
+    assert again == pytest.approx(max(recalls))
+    # and they are the restored towers' outputs
+    user_tower = m.keras_model.get_layer("user_tower")
+    np.testing.assert_allclose(tt.tower_outputs(user_tower, N_USERS), m.user_embeddings(), atol=1e-6)
+    # the clusters are learnable: a cluster's users are recommended mostly their cluster's items
+    recs, _ = m.recommend(np.arange(N_USERS), k=3)
+    same = (recs < 12) == (np.arange(N_USERS) < 20)[:, None]
+    assert same.mean() > 0.8
+
+
+def test_seeded_fits_agree(data, context):
+    # fit() seeds Keras (weights) and NumPy (shuffle, negatives) and turns on TF op determinism;
+    # on CPU two fits with one seed then give bitwise identical embeddings
+    for loss in ("softmax", "bpr"):
+        a = TwoTowerRecommender(**{**FAST, "loss": loss}).fit(data[0], context)
+        b = TwoTowerRecommender(**{**FAST, "loss": loss}).fit(data[0], context)
+        np.testing.assert_array_equal(a.item_embeddings(), b.item_embeddings())
+        np.testing.assert_array_equal(a.user_embeddings(), b.user_embeddings())
+    c = TwoTowerRecommender(**{**FAST, "seed": 1}).fit(data[0], context)
+    assert not np.allclose(a.item_embeddings(), c.item_embeddings())
+
+
+def test_jit_compiled_step_and_no_features(data):
+    m = TwoTowerRecommender(**{**FAST, "jit_compile": True, "use_features": False}).fit(data[0], FitContext())
+    assert m.user_feature_columns_ == [] and np.isfinite(m.history_[-1]["loss"])
+
+
+def test_bpr_takes_matching_triplets(data, tmp_path):
+    train = data[0]
+    triplets = pd.DataFrame({
+        "user_idx": train.user_idx[:50], "pos_idx": train.item_idx[:50],
+        "neg_idx": (train.item_idx[:50] + 12) % N_ITEMS,
+    })
+    S.write_samples(tmp_path, train=train, triplets=triplets)
+    m = TwoTowerRecommender(**{**FAST, "loss": "bpr"}).fit(train, FitContext(samples=tmp_path))
+    assert m.n_examples_ == 50
+    # without samples: one on-the-fly negative per positive
+    m2 = TwoTowerRecommender(**{**FAST, "loss": "bpr"}).fit(train, FitContext(samples=tmp_path / "absent"))
+    assert m2.n_examples_ == len(train)
+
+
+def test_unseen_negatives_are_unseen():
+    rng = np.random.default_rng(0)
+    n_items = 10
+    users = np.repeat(np.arange(3), 200)
+    seen = {0: [0, 1, 2], 1: list(range(9)), 2: []}  # user 1 has one free item
+    keys = np.sort(np.array([u * n_items + i for u, items in seen.items() for i in items], np.int64))
+    neg = tt.unseen_negatives(users, keys, n_items, rng)
+    for u in range(3):
+        assert not np.isin(neg[users == u], seen[u]).any()
+    assert (neg[users == 1] == 9).all()
+    assert len(np.unique(neg[users == 2])) == n_items
+
+
+def test_save_load_round_trip(model, tmp_path):
+    path = tmp_path / "tt"
+    model.save(path)
+    assert (path / "model.keras").is_file() and (path / "arrays.npz").is_file()
+    loaded = TwoTowerRecommender.load(path)
+    users = np.arange(N_USERS)
+    a, sa = model.recommend(users, k=5)
+    b, sb = loaded.recommend(users, k=5)
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(sa, sb)
+    assert loaded.get_params() == model.get_params()
+    assert loaded.item_feature_columns_ == model.item_feature_columns_
+    # the Keras model loads lazily and reproduces the saved embeddings
+    item_tower = loaded.keras_model.get_layer("item_tower")
+    np.testing.assert_allclose(tt.tower_outputs(item_tower, N_ITEMS), model.item_embeddings(), atol=1e-6)
+
+
+def test_load_for_retrieval_needs_no_tensorflow(model, tmp_path):
+    path = tmp_path / "tt"
+    model.save(path)
+    expected, _ = model.recommend(np.arange(N_USERS), k=5)
+    np.save(tmp_path / "expected.npy", expected)
+    code = textwrap.dedent(f"""
+        import sys, numpy as np
+        from recflow.models.two_tower import TwoTowerRecommender
+        m = TwoTowerRecommender.load({str(path)!r})
+        recs, _ = m.recommend(np.arange({N_USERS}), k=5)
+        assert (recs == np.load({str(tmp_path / 'expected.npy')!r})).all()
+        assert "tensorflow" not in sys.modules and "keras" not in sys.modules, "TF was imported"
+    """)
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
