@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test bench install clean
+.PHONY: run test bench install clean deploy serve
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,15 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# Register prefect.yaml's deployments on the server at $$PREFECT_API_URL (see README, Operations).
+deploy: $(STAMP)
+	$(BIN)/prefect work-pool create recflow-process --type process --overwrite
+	$(BIN)/prefect work-pool set-concurrency-limit recflow-process 1
+	$(BIN)/prefect --no-prompt deploy --all
+
+serve: $(STAMP)
+	$(BIN)/recflow serve
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.pipeline

@@ -16,6 +16,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="MovieLens ra
 def run(
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config (default: configs/default.yaml if present)"),
     set_: list[str] = typer.Option([], "--set", help="override a config key: key=value (models.<name>.<param>=value)"),
+    refresh: bool = typer.Option(False, "--refresh", help="rerun every task and rewrite its cache (the weekly rebuild)"),
 ) -> None:
     """Run the pipeline: ingest, split, features, train and evaluate every model, log to MLflow."""
     from recflow.config import ConfigError, load_config
@@ -35,7 +36,7 @@ def run(
     from flows.pipeline import run_pipeline
 
     try:
-        result = run_pipeline(str(config) if config else None, set_, root=root)
+        result = run_pipeline(str(config) if config else None, set_, root=root, refresh=refresh)
     except Exception as exc:  # the flow's own failure message is the useful part
         typer.secho(f"pipeline failed: {type(exc).__name__}: {exc}", fg="red", err=True)
         raise typer.Exit(1) from None
@@ -64,6 +65,10 @@ def print_summary(cfg, result: dict) -> None:
     console.print(f"MLflow: run {t['run_id']} in experiment '{t['experiment']}' at {t['tracking_uri']}")
     if t["tracking_uri"].startswith("sqlite:"):
         console.print(f"  browse: mlflow ui --backend-store-uri {t['tracking_uri']}")
+    from recflow.serving import summary_lines
+
+    for line in summary_lines(result.get("serving") or {}):
+        console.print(line, highlight=False)
     print(f"tasks: {result['tasks']['ran']} ran, {result['tasks']['cached']} cached")
 
 
@@ -85,6 +90,18 @@ def synth(
     started = time.perf_counter()
     write_synthetic(out, n_users=users, n_items=items, n_ratings=ratings, rank=rank, format=format, seed=seed)
     typer.echo(f"wrote {ratings:,} ratings ({format} format) to {out} in {time.perf_counter() - started:.1f} s")
+
+
+from recflow.retrieval_cli import recommend, similar  # noqa: E402  (typer only; the commands import the rest)
+
+app.command()(recommend)
+app.command()(similar)
+
+from recflow.ops_cli import compare, serve, ui  # noqa: E402  (typer only; the commands import the rest)
+
+app.command()(compare)
+app.command()(ui)
+app.command()(serve)
 
 
 def main() -> None:  # pragma: no cover

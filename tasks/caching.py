@@ -128,9 +128,11 @@ def produce(stage_name: str, build: Callable[[Path], dict[str, Any]]) -> Artifac
 
     from recflow.store import building, describe, stage_dir, verify_stage_dir, write_json_atomic
 
+    from tasks.operations import refreshing
+
     key = current_key()
     folder = stage_dir(stage_name, key)
-    if verify_stage_dir(folder) is None:
+    if refreshing() or verify_stage_dir(folder) is None:  # a refresh (weekly rebuild) rewrites it
         with building(stage_name, key) as scratch:
             summary = build(scratch)
             write_json_atomic(scratch / "summary.json", summary)

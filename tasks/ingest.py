@@ -5,12 +5,14 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from prefect import task
+from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict
 
 import recflow.data.ingest as ingest_lib
 import recflow.data.releases as releases_lib
 from recflow.config import DatasetConfig
-from recflow.data import TooManyRejectsError, ingest_dataset, locate_dataset, raw_files, write_synthetic
+from recflow.data import ChecksumMismatchError, DownloadError, TooManyRejectsError, ingest_dataset, locate_dataset, raw_files, write_synthetic
 from recflow.store import Artifact, artifacts_root, fingerprint_files, hash_parts, stage_dir, verify_stage_dir, building
 from tasks.caching import current_key, produce, stage
 
@@ -51,6 +53,19 @@ def locate_source(dataset: DatasetConfig, root: Path | None = None) -> RawSource
     )
 
 
+def _download_failed(_task, _task_run, state) -> bool:
+    """Retry only a download that failed (the network may be back); a bad checksum or a missing file is final."""
+    exc = state.result(raise_on_failure=False)
+    return isinstance(exc, DownloadError) and not isinstance(exc, ChecksumMismatchError)
+
+
+@task(name="locate", task_run_name="locate[{dataset.name}]", cache_policy=NO_CACHE,
+      retries=2, retry_delay_seconds=[60, 300], retry_condition_fn=_download_failed)
+def locate(dataset: DatasetConfig) -> RawSource:
+    """``locate_source`` as a visible, uncached task: a download still failing after its own retries is tried again later."""
+    return locate_source(dataset)
+
+
 def synthetic_source(dataset: DatasetConfig, root: Path) -> Path:
     key = hash_parts("synth", dataset.synth)[:20]
     folder = stage_dir("synth", key, root)
@@ -62,7 +77,7 @@ def synthetic_source(dataset: DatasetConfig, root: Path) -> Path:
     return folder
 
 
-@stage("ingest", code=(ingest_lib, releases_lib))
+@stage("ingest", code=(ingest_lib, releases_lib), task_run_name="ingest[{source.name}]")
 def ingest(source: RawSource, max_reject_fraction: float) -> Artifact:
     def build(out: Path) -> dict:
         try:

@@ -15,6 +15,7 @@ from recflow.plots import loss_curve
 from recflow.store import Artifact
 from tasks.caching import produce, stage
 from tasks.loading import fit_context, load_parts
+from tasks.reporting import epoch_progress
 
 
 def _model_code(inputs: dict) -> list:
@@ -27,6 +28,7 @@ def train(data: Artifact, split: Artifact, features: Artifact, samples: Artifact
     def build(out: Path) -> dict:
         parts = load_parts(split)
         context = fit_context(parts, data, features, samples)
+        context.on_epoch_end = context.on_epoch_end or epoch_progress(params.name, getattr(params, "epochs", None))
         model = build_model(params)
         started = time.perf_counter()
         model.fit(parts["train"], context)

@@ -1,0 +1,429 @@
+"""After a pipeline run: index metrics into MLflow, a serving record, a packaged champion.
+
+``publish_run`` (called by the flow after ``log_pipeline_run``):
+
+1. builds the run's *catalogue* (id maps, titles, training counts, rated pairs; content-addressed
+   under ``<root>/catalogue/<key>``, like a stage output) from the split and ingest outputs;
+2. logs every index to its model's nested MLflow run (``log_index``);
+3. writes ``<root>/serving/runs/<run_id>.json``: which files serve each model of the run, their
+   metrics, the best model by ``serving.champion_metric`` and the best model with an item index
+   (what ``similar`` uses when the best model has none, e.g. ``popular``);
+4. packages the best model as an MLflow pyfunc (``recflow.pyfunc_model``: catalogue, index,
+   model files when it needs them, titles, signature), registered as ``recflow-<dataset>``, and
+   moves the ``champion`` alias to it only when it beats the current champion on the metric.
+   A bundle identical to the champion's (a fully cached rerun) is not registered again.
+   ``<root>/serving/champions/recflow-<dataset>.json`` records the alias for the CLI.
+
+The CLI resolves the champion (or ``--run``) from those JSON records, never importing MLflow
+(2 s of start-up), and reads the very files the pyfunc bundles. The record follows the alias
+as recflow moves it; an alias moved by hand in the MLflow UI is not seen by the CLI until the
+next ``recflow run``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import math
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the CLI imports this module: keep recflow.store (pydantic) out of its start-up path
+    from recflow.store import Artifact
+
+ALIAS = "champion"
+SERVING_DIR = "serving"
+PYFUNC_NAME = "serving"
+PYFUNC_FILE = Path(__file__).with_name("pyfunc_model.py")
+INDEX_METRICS = ("qps", "p50_ms", "p99_ms", "build_seconds", "bytes")
+
+
+def registered_model_name(dataset: str) -> str:
+    return f"recflow-{dataset}"
+
+
+class ServingNotFound(LookupError):
+    """No champion or run to serve from; the message says what exists and what to run."""
+
+
+# ----------------------------------------------------------------------------- catalogue
+
+
+def ensure_catalogue(split: Artifact, data: Artifact, root: Path | None = None) -> Path:
+    """The serving catalogue of a split, built once per (split, ingest, code) and verified like a stage."""
+    from recflow.retrieval import build_catalogue
+    from recflow.store import artifacts_root, building, hash_parts, stage_dir, verify_stage_dir
+
+    root = root or artifacts_root()
+    key = hash_parts("catalogue", inspect.getsource(build_catalogue), split.fingerprint, data.fingerprint)[:20]
+    folder = stage_dir("catalogue", key, root)
+    if verify_stage_dir(folder) is None:
+        with building("catalogue", key, root) as scratch:
+            summary = build_catalogue(split.file("split.parquet", root), data.file("items.parquet", root), scratch)
+            (scratch / "summary.json").write_text(json.dumps(summary, indent=2))
+    return folder
+
+
+# ----------------------------------------------------------------------------- MLflow: indexes
+
+
+def index_metrics(summary: dict[str, Any]) -> dict[str, float]:
+    """MLflow metrics of an index summary: the primary space's chosen index unprefixed
+    (``ann_recall_at_10``, ``index_qps``, ``index_p50_ms`` ...), every space and kind under
+    ``index/<space>/<kind>/`` and every space's chosen index under ``index/<space>/``."""
+    k = summary["k"]
+    recall = f"ann_recall_at_{k}"
+    out: dict[str, float] = {}
+    for name, space in summary["spaces"].items():
+        chosen = space["metrics"]
+        if name == summary["primary"]:
+            out[recall] = chosen[recall]
+            out.update({f"index_{m}": chosen[m] for m in INDEX_METRICS})
+        out[f"index/{name}/{recall}"] = chosen[recall]
+        out.update({f"index/{name}/{m}": chosen[m] for m in INDEX_METRICS})
+        for kind, r in space["kinds"].items():
+            if r.get("skipped"):
+                continue
+            out[f"index/{name}/{kind}/{recall}"] = r["recall"]
+            out.update({f"index/{name}/{kind}/{m}": r[m] for m in INDEX_METRICS})
+    return {k: float(v) for k, v in out.items() if v is not None and math.isfinite(float(v))}
+
+
+def log_index(index: Artifact, root: Path | None = None) -> None:
+    """Index metrics, chosen kinds and search settings, tuning curves and plots, into the active run."""
+    import mlflow
+
+    from recflow.store import artifacts_root
+
+    root = root or artifacts_root()
+    summary = index.meta
+    mlflow.log_metrics(index_metrics(summary))
+    params = {"index.kind": summary["spaces"][summary["primary"]]["kind"], "index.recommend_via": summary["recommend_via"]}
+    for name, space in summary["spaces"].items():
+        params[f"index.{name}.kind"] = space["kind"]
+        params[f"index.{name}.search"] = json.dumps(space["index"]["search"], sort_keys=True)
+        params[f"index.{name}.build"] = json.dumps(space["index"]["build"], sort_keys=True)
+    mlflow.log_params(params)
+    mlflow.set_tags({f"index.{name}.reason": space["reason"][:5000] for name, space in summary["spaces"].items()})
+    mlflow.log_dict(summary, "index/summary.json")
+    for name in summary["spaces"]:
+        folder = index.dir(root) / "spaces" / name
+        for file in ("recall_qps.png", "tuning.json"):
+            if (folder / file).exists():
+                mlflow.log_artifact(str(folder / file), f"index/{name}")
+
+
+# ----------------------------------------------------------------------------- the run record
+
+
+def _better(value: float, than: float, greater_is_better: bool) -> bool:
+    return value > than if greater_is_better else value < than
+
+
+def _best(candidates: dict[str, float], greater_is_better: bool) -> str | None:
+    finite = {n: v for n, v in candidates.items() if v is not None and math.isfinite(v)}
+    if not finite:
+        return None
+    return (max if greater_is_better else min)(finite, key=lambda n: finite[n])
+
+
+def run_record(cfg: Any, tracking: dict[str, Any], models: dict[str, dict[str, Any]], catalogue: Path, root: Path) -> dict[str, Any]:
+    """What serves each successful model of a run (paths relative to the artifacts root) and the best ones."""
+    metric, greater = cfg.serving.champion_metric, cfg.serving.greater_is_better
+    entries: dict[str, dict[str, Any]] = {}
+    for name, result in models.items():
+        if "error" in result:
+            continue
+        index = result.get("index")
+        index_meta = index.meta if index is not None else {}
+        entries[name] = {
+            "run_id": tracking["model_runs"].get(name),
+            "model": str(Path(result["train"].path) / "model"),
+            "index": index.path if index is not None else None,
+            "recommend_via": index_meta.get("recommend_via", "model"),
+            "similar": bool(index_meta) and any(s["entity"] == "item" for s in index_meta["spaces"].values()),
+            "metrics": result["evaluate"].meta["metrics"],
+        }
+    scores = {n: e["metrics"].get(metric) for n, e in entries.items()}
+    best = _best(scores, greater)
+    similar = best if best and entries[best]["similar"] else _best({n: s for n, s in scores.items() if entries[n]["similar"]}, greater)
+    if similar is None:  # nothing has the metric: any model with an item index will do
+        similar = next((n for n, e in entries.items() if e["similar"]), None)
+    return {
+        "dataset": cfg.dataset.name,
+        "registered_model": registered_model_name(cfg.dataset.name),
+        "run_id": tracking["run_id"],
+        "experiment": tracking["experiment"],
+        "tracking_uri": tracking["tracking_uri"],
+        "catalogue": str(catalogue.relative_to(root)),
+        "metric": metric,
+        "greater_is_better": greater,
+        "best": best,
+        "similar": similar,
+        "models": entries,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def runs_dir(root: Path) -> Path:
+    return root / SERVING_DIR / "runs"
+
+
+def champions_dir(root: Path) -> Path:
+    return root / SERVING_DIR / "champions"
+
+
+def sources_for(record: dict[str, Any], root: Path, model: str | None = None) -> tuple[dict[str, Path | None], dict[str, Any]]:
+    """The files a ``Retriever`` reads for a run record (its best model, or ``model``), and its info."""
+    models = record["models"]
+    if model is not None and model not in models:
+        raise ServingNotFound(f"model {model!r} is not in run {record['run_id']}; it has: {', '.join(sorted(models)) or 'none'}")
+    rec = model or record["best"]
+    if rec is None:
+        raise ServingNotFound(f"run {record['run_id']} has no model with a {record['metric']}; name one with --model")
+    sim = model or record["similar"]
+    entry = models[rec]
+    index = root / entry["index"] if entry["index"] else None
+    sim_index = root / models[sim]["index"] if sim and sim != rec and models[sim]["index"] else None
+    sources = {
+        "catalogue": root / record["catalogue"],
+        "index": index,
+        "model": root / entry["model"] if entry["recommend_via"] == "model" else None,
+        "similar_index": sim_index,
+    }
+    info = {
+        "dataset": record["dataset"],
+        "run_id": record["run_id"],
+        "model_run_id": entry["run_id"],
+        "recommend_model": rec,
+        "similar_model": sim if (sim_index is not None or (sim == rec and entry["similar"])) else None,
+        "metric": record["metric"],
+        "metric_value": entry["metrics"].get(record["metric"]),
+    }
+    return sources, info
+
+
+# ----------------------------------------------------------------------------- MLflow: the champion
+
+
+def serving_signature():
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
+
+    inputs = Schema([ColSpec("long", "user_id", required=False), ColSpec("string", "title", required=False)])
+    outputs = Schema([ColSpec("long", "query_row"), ColSpec("string", "query"), ColSpec("long", "rank"),
+                      ColSpec("long", "item_id"), ColSpec("string", "title"), ColSpec("double", "score"),
+                      ColSpec("string", "model")])
+    params = ParamSchema([ParamSpec("k", "long", 10), ParamSpec("mode", "string", ""), ParamSpec("fallback", "string", "")])
+    return ModelSignature(inputs=inputs, outputs=outputs, params=params)
+
+
+def _requirements() -> list[str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = []
+    for dist in ("recflow", "mlflow", "numpy", "pandas", "pyarrow", "scipy", "faiss-cpu", "hnswlib"):
+        try:
+            out.append(f"{dist}=={version(dist)}")
+        except PackageNotFoundError:
+            out.append(dist)
+    return out
+
+
+def bundle_fingerprint(sources: dict[str, Path | None], info: dict[str, Any], root: Path) -> str:
+    """Stage folders are content-addressed, so their paths (and the models served) identify a bundle."""
+    from recflow.store import hash_parts
+
+    paths = {k: str(v.relative_to(root)) if v is not None else None for k, v in sources.items()}
+    return hash_parts(paths, info["recommend_model"], info["similar_model"])[:20]
+
+
+def current_champion(client: Any, name: str) -> Any | None:
+    """The model version holding the ``champion`` alias, or None (also when the model is not registered)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version_by_alias(name, ALIAS)
+    except MlflowException:
+        return None
+
+
+def _log_pyfunc(sources: dict[str, Path | None], info: dict[str, Any]) -> Any:
+    """Log the bundle into the model's nested run as a pyfunc (registered by the caller, silently)."""
+    import os
+
+    import mlflow
+    import pandas as pd
+
+    from recflow.retrieval import Catalogue
+
+    users = Catalogue(sources["catalogue"]).user_ids
+    example = pd.DataFrame({"user_id": users[:1].astype("int64")})
+    quiet = {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
+    saved = {k: os.environ.get(k) for k in quiet}
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ.update(quiet)
+        try:
+            bundle = Path(tmp) / "bundle.json"
+            bundle.write_text(json.dumps(info, indent=2, default=str))
+            artifacts = {"bundle": str(bundle), **{k: str(v) for k, v in sources.items() if v is not None}}
+            with mlflow.start_run(run_id=info["model_run_id"]):
+                return mlflow.pyfunc.log_model(
+                    name=PYFUNC_NAME, python_model=str(PYFUNC_FILE), artifacts=artifacts, signature=serving_signature(),
+                    input_example=example, pip_requirements=_requirements(), metadata={"recflow": info},
+                )
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+
+
+def _write_champion(root: Path, record: dict[str, Any], name: str, version: int, info: dict[str, Any]) -> None:
+    from recflow.store import write_json_atomic
+
+    write_json_atomic(champions_dir(root) / f"{name}.json", {
+        "registered_model": name, "version": version, "run_id": record["run_id"],
+        "record": str((runs_dir(root) / f"{record['run_id']}.json").relative_to(root)),
+        "model": info["recommend_model"], "metric": record["metric"], "value": info["metric_value"],
+        "updated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    })
+
+
+def register_champion(record: dict[str, Any], root: Path) -> dict[str, Any]:
+    """Log the run's best model as a pyfunc, register it, and move ``champion`` if it wins."""
+    from mlflow import MlflowClient
+
+    name, metric, greater = record["registered_model"], record["metric"], record["greater_is_better"]
+    sources, info = sources_for(record, root)
+    value = info["metric_value"]
+    fingerprint = bundle_fingerprint(sources, info, root)
+    client = MlflowClient()
+    champion = current_champion(client, name)
+    out: dict[str, Any] = {"registered_model": name, "metric": metric, "model": info["recommend_model"], "value": value}
+    if champion is not None and champion.tags.get("bundle") == fingerprint:
+        if not (champions_dir(root) / f"{name}.json").exists():  # same files, recorded under another run id
+            _write_champion(root, record, name, int(champion.version), info)
+        return {**out, "version": int(champion.version), "champion_version": int(champion.version), "moved": False,
+                "reason": f"unchanged: champion v{champion.version} already serves this bundle"}
+
+    logged = _log_pyfunc(sources, info)
+    tags = {"bundle": fingerprint, "model": info["recommend_model"], "similar_model": str(info["similar_model"]),
+            "pipeline_run_id": record["run_id"], "dataset": record["dataset"], "metric": metric, "metric_value": str(value)}
+    if not client.search_registered_models(filter_string=f"name = '{name}'"):
+        client.create_registered_model(name, description=f"recflow serving bundles for {record['dataset']} (see recflow.serving)")
+    version = str(client.create_model_version(name, source=logged.model_uri, run_id=info["model_run_id"], tags=tags,
+                                              model_id=logged.model_id).version)
+
+    previous = None
+    if champion is not None:
+        previous = client.get_run(champion.run_id).data.metrics.get(metric) if champion.run_id else None
+    if champion is None or previous is None or (value is not None and _better(value, previous, greater)):
+        client.set_registered_model_alias(name, ALIAS, version)
+        why = ("first champion" if champion is None else
+               f"{metric} {value:.4f} beats champion v{champion.version} ({previous:.4f})" if previous is not None else
+               f"champion v{champion.version} has no {metric}")
+        _write_champion(root, record, name, int(version), info)
+        return {**out, "version": int(version), "champion_version": int(version), "moved": True, "reason": why}
+    return {**out, "version": int(version), "champion_version": int(champion.version), "moved": False,
+            "reason": f"{metric} {value:.4f} does not beat champion v{champion.version} ({previous:.4f})"}
+
+
+def publish_run(cfg: Any, tracking: dict[str, Any], models: dict[str, dict[str, Any]], split: Artifact, data: Artifact,
+                root: Path | None = None) -> dict[str, Any]:
+    """Everything after logging: indexes into MLflow, the run record, the champion (module doc)."""
+    import mlflow
+
+    from recflow.store import artifacts_root, write_json_atomic
+
+    root = root or artifacts_root()
+    mlflow.set_tracking_uri(tracking["tracking_uri"])
+    catalogue = ensure_catalogue(split, data, root)
+    for name, result in models.items():
+        run_id = tracking["model_runs"].get(name)
+        if "error" not in result and result.get("index") is not None and run_id:
+            with mlflow.start_run(run_id=run_id):
+                log_index(result["index"], root)
+    record = run_record(cfg, tracking, models, catalogue, root)
+    write_json_atomic(runs_dir(root) / f"{record['run_id']}.json", record)
+    out: dict[str, Any] = {"record": str(runs_dir(root) / f"{record['run_id']}.json"), "best": record["best"],
+                           "similar": record["similar"]}
+    if cfg.serving.register_model and record["best"] is not None:
+        out["champion"] = register_champion(record, root)
+    return out
+
+
+def summary_lines(serving: dict[str, Any]) -> list[str]:
+    """What ``recflow run`` prints about serving: the champion and how to query it."""
+    champion = serving.get("champion")
+    if not champion:
+        return []
+    value = champion["value"]
+    shown = f"{value:.4f}" if isinstance(value, (int, float)) else "-"
+    return [f"champion: {champion['registered_model']} v{champion['champion_version']} "
+            f"(this run's best: {champion['model']}, {champion['metric']} {shown}; {champion['reason']})",
+            "  try: recflow recommend --user <id> | recflow similar --title <title>"]
+
+
+# ----------------------------------------------------------------------------- the CLI's side (no MLflow)
+
+
+def _read(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text())
+
+
+def find_run(root: Path, run_id: str) -> tuple[dict[str, Any], str | None]:
+    """The record of a pipeline run id, or of the run holding a model run id (then that model too)."""
+    path = runs_dir(root) / f"{run_id}.json"
+    if path.is_file():
+        return _read(path), None
+    for path in sorted(runs_dir(root).glob("*.json")) if runs_dir(root).is_dir() else []:
+        record = _read(path)
+        for name, entry in record["models"].items():
+            if entry.get("run_id") == run_id:
+                return record, name
+    raise ServingNotFound(f"no pipeline or model run {run_id!r} recorded under {runs_dir(root)} (runs are recorded by `recflow run`)")
+
+
+def find_champion(root: Path, dataset: str | None = None, default_dataset: str | None = None) -> dict[str, Any]:
+    """The champion record of ``dataset``; without one, of ``default_dataset`` or of the only dataset there is."""
+    folder = champions_dir(root)
+    known = sorted(p.stem for p in folder.glob("*.json")) if folder.is_dir() else []
+    if dataset is not None:
+        name = registered_model_name(dataset)
+        if name not in known:
+            raise ServingNotFound(f"no champion for dataset {dataset!r} under {folder}; "
+                                  + (f"champions: {', '.join(known)}" if known else "run `recflow run` first"))
+    elif default_dataset is not None and registered_model_name(default_dataset) in known:
+        name = registered_model_name(default_dataset)
+    elif len(known) == 1:
+        name = known[0]
+    elif not known:
+        raise ServingNotFound(f"no champion yet under {folder}: run `recflow run` first")
+    else:
+        raise ServingNotFound(f"several datasets have a champion ({', '.join(known)}); choose one with --dataset")
+    return _read(folder / f"{name}.json")
+
+
+def resolve(root: Path | None = None, *, dataset: str | None = None, run: str | None = None, model: str | None = None,
+            default_dataset: str | None = None) -> tuple[dict[str, Path | None], dict[str, Any]]:
+    """Sources and info for a ``Retriever``: the champion (default) or a named run, optionally one model of it."""
+    from recflow.store import artifacts_root
+
+    root = root or artifacts_root()
+    if run is not None:
+        record, run_model = find_run(root, run)
+        sources, info = sources_for(record, root, model or run_model)
+        info["served_from"] = f"run {record['run_id']}"
+    else:
+        champion = find_champion(root, dataset, default_dataset)
+        record = _read(root / champion["record"])
+        sources, info = sources_for(record, root, model)
+        info["served_from"] = f"{champion['registered_model']}@{ALIAS} v{champion['version']}"
+    for key, path in sources.items():
+        if path is not None and not path.exists():
+            raise ServingNotFound(f"{path} ({key}) is missing: the artifacts were removed; rerun `recflow run`")
+    return sources, info

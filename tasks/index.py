@@ -1,0 +1,34 @@
+"""index[<model>]: tuned FAISS / hnswlib indexes over one trained model's embeddings, saved natively."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+
+import recflow.index as index_lib
+import recflow.retrieval as retrieval_lib
+from recflow.config import IndexConfig
+from recflow.index import TuningGrid
+from recflow.models import MODELS, load_model
+from recflow.store import Artifact
+from tasks.caching import produce, stage
+
+
+def has_embeddings(model_name: str) -> bool:
+    """Whether a model class offers vectors to index (decided by class, before anything is trained)."""
+    cls = MODELS[model_name]
+    return hasattr(cls, "item_embeddings") or hasattr(cls, "user_embeddings")
+
+
+@stage("index", code=(index_lib, retrieval_lib), task_run_name="index[{model.meta[model]}]")
+def index(model: Artifact, split: Artifact, config: IndexConfig) -> Artifact:
+    def build(out: Path) -> dict:
+        ids = pq.read_table(split.file("split.parquet"), columns=["user_id", "item_id"])
+        user_ids = np.unique(ids["user_id"].to_numpy())
+        item_ids = np.unique(ids["item_id"].to_numpy())
+        fitted = load_model(model.file("model"))
+        return retrieval_lib.build_serving_indexes(fitted, item_ids, user_ids, TuningGrid.from_config(config), out)
+
+    return produce("index", build)

@@ -1,0 +1,203 @@
+"""What a pipeline run shows in the Prefect UI besides its task runs.
+
+* a table artifact of every model's metrics and a markdown summary linking the MLflow runs,
+  keyed per dataset (``recflow-<dataset>-metrics`` / ``-summary``) so the Artifacts page keeps
+  each dataset's history;
+* progress artifacts for long loops: every ``recflow.progress.track`` loop that runs inside a
+  task, and every epoch of a model that reports epochs.
+
+Reporting never fails a run: an artifact the API refuses is logged as a warning and skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import quote
+
+from prefect.artifacts import create_markdown_artifact, create_progress_artifact, create_table_artifact, update_progress_artifact
+from prefect.context import TaskRunContext
+
+import recflow.progress
+from recflow.config import RunConfig
+from recflow.store import artifacts_root
+from recflow.tracking import metric_sort_key
+
+log = logging.getLogger("recflow.reporting")
+
+#: the MLflow UI to link to; else an http(s) tracking URI, else the one `recflow ui` runs
+MLFLOW_URL_ENV = "RECFLOW_MLFLOW_URL"
+
+
+def artifact_key(*parts: str) -> str:
+    """Prefect artifact keys allow lowercase letters, digits and dashes only."""
+    return re.sub(r"-+", "-", re.sub(r"[^a-z0-9-]", "-", "-".join(parts).lower())).strip("-")
+
+
+def mlflow_ui_base(tracking_uri: str) -> str | None:
+    if os.environ.get(MLFLOW_URL_ENV):
+        return os.environ[MLFLOW_URL_ENV].rstrip("/")
+    if tracking_uri.startswith(("http://", "https://")):
+        return tracking_uri.rstrip("/")
+    from recflow.servers import running_ui
+
+    ui = running_ui(artifacts_root())
+    return ui["mlflow_url"] if ui else None
+
+
+def mlflow_run_url(base: str, experiment_id: str, run_id: str) -> str:
+    return f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
+def mlflow_compare_url(base: str, experiment_id: str, run_ids: list[str]) -> str:
+    runs = quote(json.dumps(run_ids, separators=(",", ":")))
+    experiments = quote(json.dumps([experiment_id], separators=(",", ":")))
+    return f"{base}/#/compare-runs?runs={runs}&experiments={experiments}"
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def metric_rows(models: dict[str, dict[str, Any]], model_runs: dict[str, str]) -> list[dict[str, Any]]:
+    """One row per model: status, every metric (ordered), fit time, MLflow run id; failed models keep their error."""
+    names = sorted({k for m in models.values() if "evaluate" in m for k in m["evaluate"].meta["metrics"] if not k.startswith("n_")}, key=metric_sort_key)
+    rows = []
+    for model, outcome in models.items():
+        row: dict[str, Any] = {"model": model, "status": "failed" if "error" in outcome else "ok"}
+        metrics = outcome["evaluate"].meta["metrics"] if "evaluate" in outcome else {}
+        row.update({name: round(float(metrics[name]), 6) if name in metrics else None for name in names})
+        row["fit_seconds"] = outcome["train"].meta.get("fit_seconds") if "train" in outcome else None
+        row["mlflow_run_id"] = model_runs.get(model)
+        row["error"] = outcome.get("error", "")[:300]
+        rows.append(row)
+    return rows
+
+
+def summary_markdown(cfg: RunConfig, rows: list[dict[str, Any]], tracking: dict[str, Any], counts: dict[str, int],
+                     protocol: str, run_name: str | None, mlflow_base: str | None) -> str:
+    """The headline metrics (smallest K, plus RMSE / MAE) per model, with links into MLflow."""
+    metric_names = [k for k in rows[0] if k not in ("model", "status", "fit_seconds", "mlflow_run_id", "error")] if rows else []
+    ks = sorted({int(k.rpartition("_at_")[2]) for k in metric_names if "_at_" in k})
+    shown = [k for k in metric_names if "_at_" not in k or (ks and k.endswith(f"_at_{ks[0]}"))]
+    exp_id, parent = tracking["experiment_id"], tracking["run_id"]
+    lines = [
+        f"# recflow run {run_name or ''} on {cfg.dataset.name}".rstrip(),
+        "",
+        f"protocol **{protocol}** · tasks **{counts['ran']} ran, {counts['cached']} cached** · "
+        f"MLflow experiment `{tracking['experiment']}`, parent run `{parent}`",
+        "",
+        "| model | status | " + " | ".join(shown) + " | MLflow |",
+        "|---|---|" + "---:|" * len(shown) + "---|",
+    ]
+    for row in rows:
+        run_id = row["mlflow_run_id"]
+        link = f"[{run_id[:8]}]({mlflow_run_url(mlflow_base, exp_id, run_id)})" if mlflow_base and run_id else f"`{run_id or '-'}`"
+        values = " | ".join("-" if row[k] is None else _fmt(row[k]) for k in shown)
+        lines.append(f"| {row['model']} | {row['status']} | {values} | {link} |")
+    failed = [row for row in rows if row["status"] == "failed"]
+    if failed:
+        lines += ["", "**Failed models**", ""] + [f"- `{row['model']}`: {row['error']}" for row in failed]
+    lines.append("")
+    if mlflow_base:
+        ok_runs = [row["mlflow_run_id"] for row in rows if row["status"] == "ok" and row["mlflow_run_id"]]
+        lines.append(f"[Parent run in MLflow]({mlflow_run_url(mlflow_base, exp_id, parent)})")
+        if len(ok_runs) > 1:
+            lines.append(f" · [compare the models in MLflow]({mlflow_compare_url(mlflow_base, exp_id, ok_runs)})")
+    else:
+        lines.append(f"Browse: `mlflow ui --backend-store-uri {tracking['tracking_uri']}` (or `recflow ui`), run `{parent}`.")
+    return "\n".join(lines)
+
+
+def publish_run_report(cfg: RunConfig, models: dict[str, dict[str, Any]], tracking: dict[str, Any], counts: dict[str, int], protocol: str) -> None:
+    """Table + markdown artifacts for this flow run; the MLflow parent run gets the flow run's id and link."""
+    from prefect.runtime import flow_run
+
+    run_name = flow_run.get_name() if flow_run.get_id() else None
+    rows = metric_rows(models, tracking.get("model_runs", {}))
+    base = mlflow_ui_base(tracking["tracking_uri"])
+    dataset_key = artifact_key("recflow", cfg.dataset.name)
+    try:
+        create_table_artifact(rows, key=f"{dataset_key}-metrics", description=f"Every model's metrics on {cfg.dataset.name} ({protocol})")
+        create_markdown_artifact(
+            summary_markdown(cfg, rows, tracking, counts, protocol, run_name, base),
+            key=f"{dataset_key}-summary", description=f"Run summary with MLflow links ({cfg.dataset.name})",
+        )
+    except Exception as exc:  # reporting must never fail a run
+        log.warning("could not publish the Prefect run report: %s", exc)
+    tag_mlflow_run(tracking, run_name, flow_run.get_id(), flow_run.ui_url)
+
+
+def tag_mlflow_run(tracking: dict[str, Any], run_name: str | None, run_id: str | None, ui_url: str | None) -> None:
+    """Link back from MLflow to Prefect: the parent run gets the flow run's name, id and UI address."""
+    if not run_id:
+        return
+    try:
+        from mlflow import MlflowClient
+
+        client = MlflowClient(tracking["tracking_uri"])
+        tags = {"prefect.flow_run_id": run_id, "prefect.flow_run_name": run_name or ""}
+        if ui_url:
+            tags["prefect.flow_run_url"] = ui_url
+        for key, value in tags.items():
+            client.set_tag(tracking["run_id"], key, value)
+    except Exception as exc:
+        log.warning("could not tag the MLflow run with the Prefect flow run: %s", exc)
+
+
+# ----------------------------------------------------------------------------- progress
+
+
+class StageProgress:
+    """A Prefect progress artifact for one long loop; updates at most every ``interval`` seconds (and at the end)."""
+
+    def __init__(self, description: str, total: int, interval: float = 2.0) -> None:
+        self.description, self.total, self.interval = description, max(int(total), 1), interval
+        self.last = time.monotonic()
+        self.artifact_id = None
+        try:
+            self.artifact_id = create_progress_artifact(0.0, description=description)
+        except Exception as exc:
+            log.warning("no progress artifact for %s: %s", description, exc)
+
+    def __call__(self, done: int, note: str = "") -> None:
+        now = time.monotonic()
+        if self.artifact_id is None or (done < self.total and now - self.last < self.interval):
+            return
+        self.last = now
+        try:
+            update_progress_artifact(self.artifact_id, min(100.0, 100.0 * done / self.total),
+                                     description=f"{self.description} {note}".strip())
+        except Exception as exc:
+            log.warning("progress update failed for %s: %s", self.description, exc)
+
+
+def task_progress(desc: str, total: int | None) -> Callable[[int], None] | None:
+    """``recflow.progress`` listener: a tracked loop inside a task run gets a progress artifact."""
+    ctx = TaskRunContext.get()
+    if ctx is None or not total:
+        return None
+    return StageProgress(f"{ctx.task_run.name}: {desc}", total)
+
+
+def epoch_progress(model: str, epochs: int | None) -> Callable[[int, dict], None] | None:
+    """``FitContext.on_epoch_end`` for a model with an ``epochs`` budget: one progress artifact, made at the first epoch."""
+    if not epochs or TaskRunContext.get() is None:
+        return None
+    bar: list[StageProgress] = []
+
+    def on_epoch_end(epoch: int, values: dict) -> None:
+        if not bar:
+            bar.append(StageProgress(f"train[{model}]: epochs", int(epochs), interval=0.0))
+        shown = ", ".join(f"{k}={v:.4g}" for k, v in values.items() if isinstance(v, (int, float)))
+        bar[0](epoch, f"epoch {epoch}/{epochs} {shown}")
+
+    return on_epoch_end
+
+
+recflow.progress.add_listener(task_progress)

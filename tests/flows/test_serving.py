@@ -1,0 +1,172 @@
+"""Index stage, run records, the packaged champion and the retrieval commands, end to end on smoke data.
+
+One pipeline run (popular, mf, item2vec on configs/smoke.yaml) is shared by the module's tests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+from typer.testing import CliRunner
+
+from flows.pipeline import run_pipeline
+from recflow.cli import app
+from recflow.serving import ALIAS, register_champion, runs_dir
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
+
+SMOKE = "configs/smoke.yaml"
+MODELS = ["models=[{name: popular}, {name: mf}, {name: item2vec}]"]
+NAME = "recflow-synthetic-smoke"
+N_TASKS = 4 + 3 * 2 + 2  # ingest, split, features, sampling; train + evaluate x 3; index for mf and item2vec
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, prefect_harness):
+    home = tmp_path_factory.mktemp("serving") / "artifacts"
+    home.mkdir()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RECFLOW_HOME", str(home))
+        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{home / 'mlflow.db'}")
+        mp.chdir(Path(__file__).resolve().parents[2])
+        result = run_pipeline(SMOKE, MODELS, root=home)
+        mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
+        yield home, result
+
+
+def cli(*args: str):
+    return runner.invoke(app, list(args))
+
+
+def table(output: str) -> list[tuple[int, float, str]]:
+    """(item_id, score, title) rows of a recommend / similar table."""
+    lines = output.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.lstrip().startswith("rank")) + 1
+    rows = []
+    for line in lines[start:]:
+        rank, score, item, title = line.split(maxsplit=3)
+        rows.append((int(item), float(score), title))
+    return rows
+
+
+def test_models_with_embeddings_get_an_index_task(served):
+    _, result = served
+    assert result["tasks"] == {"ran": N_TASKS, "cached": 0}
+
+
+def test_index_metrics_plot_and_choice_are_on_the_model_run(served):
+    _, result = served
+    client = MlflowClient()
+    for model in ("mf", "item2vec"):
+        run = client.get_run(result["tracking"]["model_runs"][model])
+        metrics = run.data.metrics
+        assert metrics["ann_recall_at_10"] == 1.0  # 150 items: exact search is served
+        assert metrics["index_qps"] > 0 and 0 < metrics["index_p50_ms"] <= metrics["index_p99_ms"] and metrics["index_bytes"] > 0
+        for kind in ("flat", "hnsw", "hnswlib"):
+            assert metrics[f"index/items/{kind}/ann_recall_at_10"] >= 0.99
+        assert "index/items/ivf_pq/ann_recall_at_10" not in metrics  # skipped: too few vectors to train
+        assert run.data.params["index.kind"] == "flat"
+        assert re.match(r"exact: 1[45]\d vectors < index.exact_below=20000", run.data.tags["index.items.reason"])
+        artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "index/items")}
+        assert {"index/items/recall_qps.png", "index/items/tuning.json"} <= artifacts
+
+
+def test_indexes_are_saved_natively_with_a_parquet_row_map(served):
+    home, _ = served
+    folders = list((home / "index").iterdir())
+    assert len(folders) == 2
+    for folder in folders:
+        files = {p.name for p in (folder / "spaces" / "items").iterdir()}
+        assert {"flat.faiss", "hnsw.faiss", "hnswlib.bin", "rows.parquet", "vectors.npy"} <= files
+        assert not [p for p in folder.rglob("*") if p.suffix in (".pkl", ".pickle", ".joblib")]
+        rows = pd.read_parquet(folder / "spaces" / "items" / "rows.parquet")
+        assert rows["row"].tolist() == list(range(len(rows))) and rows["id"].is_monotonic_increasing
+
+
+def test_the_champion_is_the_best_model_of_the_run_by_recall(served):
+    _, result = served
+    recall = {name: m["recall_at_10"] for name, m in result["metrics"].items()}
+    best = max(recall, key=recall.get)
+    champion = MlflowClient().get_model_version_by_alias(NAME, ALIAS)
+    assert champion.tags["model"] == best
+    assert champion.run_id == result["tracking"]["model_runs"][best]
+    assert result["serving"]["champion"]["moved"] is True
+
+
+def test_the_registered_champion_answers_like_the_cli(served):
+    model = mlflow.pyfunc.load_model(f"models:/{NAME}@{ALIAS}")
+    assert model.metadata.signature.params.to_dict()[0]["name"] == "k"
+    for user in (1, 2):
+        packaged = model.predict(pd.DataFrame({"user_id": [user]}), params={"k": 5})
+        shown = cli("recommend", "--user", str(user), "-k", "5")
+        assert shown.exit_code == 0, shown.output
+        assert [(r[0], round(r[1], 4)) for r in table(shown.output)] == list(zip(packaged["item_id"], packaged["score"].round(4)))
+    packaged = model.predict(pd.DataFrame({"title": ["synthetic movie 12"]}), params={"k": 10})
+    shown = cli("similar", "--title", "synthetic movie 12")
+    assert shown.exit_code == 0, shown.output
+    assert [r[0] for r in table(shown.output)] == packaged["item_id"].tolist()
+    assert len(packaged) == 10 and set(packaged["query"]) == {"Synthetic Movie 12 (2009)"}
+
+
+def test_a_nonsense_title_exits_non_zero_listing_the_closest_titles(served):
+    shown = cli("similar", "--title", "qqqq zzzz xxxx")
+    assert shown.exit_code == 1
+    assert "no title matches 'qqqq zzzz xxxx'; closest titles: Synthetic Movie" in shown.output
+
+
+def test_an_unknown_user_is_refused_unless_the_popular_fallback_is_asked_for(served):
+    refused = cli("recommend", "--user", "999999")
+    assert refused.exit_code == 1
+    assert "user 999999 is unknown" in refused.output and "--fallback popular" in refused.output
+    answered = cli("recommend", "--user", "999999", "--fallback", "popular")
+    assert answered.exit_code == 0 and len(table(answered.output)) == 10
+    assert "popularity fallback" in answered.output
+
+
+def test_a_named_model_run_serves_that_model(served):
+    _, result = served
+    shown = cli("recommend", "--user", "1", "--run", result["tracking"]["model_runs"]["mf"], "-k", "3")
+    assert shown.exit_code == 0, shown.output
+    assert "[mf, exact dot product; run " in shown.output and len(table(shown.output)) == 3
+    unknown = cli("recommend", "--user", "1", "--run", "no-such-run")
+    assert unknown.exit_code == 1 and "no pipeline or model run 'no-such-run'" in unknown.output
+
+
+def test_the_alias_moves_only_to_a_model_that_beats_the_champion(served):
+    home, result = served
+    record = json.loads((runs_dir(home) / f"{result['tracking']['run_id']}.json").read_text())
+    record["registered_model"] = "recflow-alias-test"  # a registry entry of its own
+    best = record["best"]
+    value = record["models"][best]["metrics"]["recall_at_10"]
+    other = next(name for name in record["models"] if name != best)
+    try:
+        first = register_champion(record, home)
+        assert (first["moved"], first["version"], first["reason"]) == (True, 1, "first champion")
+        record["best"] = other
+        record["models"][other]["metrics"]["recall_at_10"] = value - 0.01
+        worse = register_champion(record, home)
+        assert (worse["moved"], worse["version"], worse["champion_version"]) == (False, 2, 1)
+        assert worse["reason"].startswith("recall_at_10 ") and "does not beat champion v1" in worse["reason"]
+        record["models"][other]["metrics"]["recall_at_10"] = value + 0.01
+        better = register_champion(record, home)
+        assert (better["moved"], better["version"], better["champion_version"]) == (True, 3, 3)
+        assert MlflowClient().get_model_version_by_alias("recflow-alias-test", ALIAS).tags["model"] == other
+    finally:  # the CLI picks the only champion there is: leave just the smoke one
+        (home / "serving" / "champions" / "recflow-alias-test.json").unlink(missing_ok=True)
+
+
+def test_an_unchanged_rerun_is_cached_and_registers_nothing_new(served):
+    home, first = served
+    versions = len(MlflowClient().search_model_versions(f"name='{NAME}'"))
+    again = run_pipeline(SMOKE, MODELS, root=home)
+    assert again["tasks"] == {"ran": 0, "cached": N_TASKS}
+    assert again["serving"]["champion"]["reason"].startswith("unchanged: champion v1 already serves this bundle")
+    assert len(MlflowClient().search_model_versions(f"name='{NAME}'")) == versions

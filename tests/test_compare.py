@@ -1,0 +1,122 @@
+"""``recflow compare``: recent model runs from MLflow, best first, against the champion."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from mlflow import MlflowClient
+from typer.testing import CliRunner
+
+from recflow.cli import app
+from recflow.compare import CompareError, compare, log_report
+
+DATASET = "tiny"
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    """An empty MLflow store with the experiment a pipeline run on ``tiny`` would log to."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    client = MlflowClient(uri)
+    client.create_experiment(f"recflow/{DATASET}", artifact_location=(tmp_path / "mlruns").as_uri())
+    return client
+
+
+def pipeline_run(client: MlflowClient, name: str, models: dict[str, dict[str, float]]) -> dict[str, str]:
+    """A parent run tagged like recflow's with one nested run per model; returns model -> run id."""
+    exp = client.get_experiment_by_name(f"recflow/{DATASET}").experiment_id
+    parent = client.create_run(exp, run_name=name, tags={"recflow.kind": "pipeline", "dataset": DATASET, "protocol": "temporal"})
+    ids = {}
+    for model, metrics in models.items():
+        child = client.create_run(exp, run_name=model, tags={"mlflow.parentRunId": parent.info.run_id, "model": model,
+                                                            "dataset": DATASET, "protocol": "temporal"})
+        for key, value in metrics.items():
+            client.log_metric(child.info.run_id, key, value)
+        client.set_terminated(child.info.run_id)
+        ids[model] = child.info.run_id
+    client.set_terminated(parent.info.run_id)
+    time.sleep(0.01)  # distinct start times
+    return ids
+
+
+def crown(client: MlflowClient, run_id: str) -> None:
+    name = f"recflow-{DATASET}"
+    client.create_registered_model(name)
+    version = client.create_model_version(name, source=f"runs:/{run_id}/model", run_id=run_id)
+    client.set_registered_model_alias(name, "champion", version.version)
+
+
+def test_rows_are_ranked_best_first_on_the_metric(store):
+    pipeline_run(store, "nightly", {"popular": {"recall_at_10": 0.1}, "bias": {"recall_at_10": 0.3}, "ease": {"recall_at_10": 0.2}})
+    result = compare(metric="recall_at_10")
+    assert [r.model for r in result.rows] == ["bias", "ease", "popular"]
+
+
+def test_error_metrics_rank_smallest_first_and_runs_without_the_metric_last(store):
+    pipeline_run(store, "nightly", {"popular": {"recall_at_10": 0.1}, "bias": {"rmse": 0.95}, "mf": {"rmse": 0.88}})
+    assert [r.model for r in compare(metric="rmse").rows] == ["mf", "bias", "popular"]
+
+
+def test_last_keeps_only_the_newest_pipeline_runs(store):
+    pipeline_run(store, "old", {"bias": {"recall_at_10": 0.9}})
+    pipeline_run(store, "new", {"bias": {"recall_at_10": 0.2}})
+    rows = compare(last=1).rows
+    assert [(r.pipeline_run_name, r.metrics["recall_at_10"]) for r in rows] == [("new", 0.2)]
+
+
+def test_without_a_champion_the_table_says_so(store):
+    pipeline_run(store, "nightly", {"bias": {"recall_at_10": 0.3}})
+    result = compare()
+    assert result.champions == {}
+    assert result.rows[0].delta is None
+    assert result.notes == ["no champion for tiny yet (registered model 'recflow-tiny' has no alias 'champion')"]
+
+
+def test_change_is_measured_against_the_champion(store):
+    first = pipeline_run(store, "monday", {"bias": {"recall_at_10": 0.25}})
+    pipeline_run(store, "tuesday", {"bias": {"recall_at_10": 0.30}, "popular": {"recall_at_10": 0.10}})
+    crown(store, first["bias"])
+    result = compare()
+    assert [(r.pipeline_run_name, r.model) for r in result.rows] == [("tuesday", "bias"), ("monday", "bias"), ("tuesday", "popular")]
+    assert [r.delta for r in result.rows] == pytest.approx([0.05, 0.0, -0.15])
+    assert [r.is_champion for r in result.rows] == [False, True, False]
+    assert result.champions["tiny"].value == 0.25
+
+
+def test_an_unknown_metric_names_the_ones_there_are(store):
+    pipeline_run(store, "nightly", {"bias": {"recall_at_10": 0.3, "rmse": 0.9}})
+    with pytest.raises(CompareError, match=r"'recall@10'.*\['recall_at_10', 'rmse'\]"):
+        compare(metric="recall@10")
+
+
+def test_report_is_logged_as_markdown_and_one_chart_per_metric(store):
+    pipeline_run(store, "nightly", {"bias": {"recall_at_10": 0.3, "ndcg_at_10": 0.2}, "popular": {"recall_at_10": 0.1, "ndcg_at_10": 0.05}})
+    result = compare()
+    run_id = log_report(result)
+    files = {a.path for a in store.list_artifacts(run_id, "comparison")}
+    assert files == {"comparison/comparison.md", "comparison/recall_at_10.png", "comparison/ndcg_at_10.png"}
+    run = store.get_run(run_id)
+    assert run.data.tags["recflow.kind"] == "comparison"
+    assert run.data.tags["best_model"] == "bias"
+    # a comparison run is never compared itself
+    assert {r.model for r in compare().rows} == {"bias", "popular"}
+
+
+def test_cli_prints_the_table_after_two_runs(store):
+    pipeline_run(store, "monday", {"bias": {"recall_at_10": 0.25}})
+    pipeline_run(store, "tuesday", {"bias": {"recall_at_10": 0.30}})
+    result = CliRunner().invoke(app, ["compare", "--metric", "recall_at_10", "--last", "5", "--no-log"])
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.output.splitlines() if "bias" in line]
+    assert "0.3000" in lines[0] and "tuesday" in lines[0]
+    assert "0.2500" in lines[1] and "monday" in lines[1]
+    assert "no champion for tiny yet" in result.output
+
+
+def test_cli_without_a_store_says_what_to_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'absent.db'}")
+    result = CliRunner().invoke(app, ["compare"])
+    assert result.exit_code == 2
+    assert "recflow run" in result.output

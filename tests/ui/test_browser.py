@@ -1,0 +1,141 @@
+"""What a person sees after a run: the Prefect flow-run page and the MLflow run comparison, in headless Chromium.
+
+Each test opens one page, waits until the expected text is rendered (both UIs are single-page
+apps that fill in after load), checks run names, task names and metric values, and saves a
+screenshot named after what it shows.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytestmark = [pytest.mark.ui, pytest.mark.slow, pytest.mark.timeout(900)]
+
+WAIT_S = 60
+
+
+def page_text(browser) -> str:
+    return browser.find_element("tag name", "body").text
+
+
+def wait_for_text(browser, *needles: str, timeout: float = WAIT_S) -> str:
+    """The page's text once every needle is in it; on time-out, an assertion naming what is missing."""
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    try:
+        WebDriverWait(browser, timeout, poll_frequency=0.5).until(lambda b: all(n in page_text(b) for n in needles))
+    except TimeoutException:
+        text = page_text(browser)
+        missing = [n for n in needles if n not in text]
+        raise AssertionError(f"{browser.current_url}: not on the page after {timeout} s: {missing}\n--- page text ---\n{text[:3000]}") from None
+    return page_text(browser)
+
+
+def click_text(browser, text: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    # the innermost element whose whole text is ``text`` (a tab, a button, a link)
+    found = browser.find_elements(By.XPATH, f"//*[normalize-space(.)='{text}' and not(*[normalize-space(.)='{text}'])]")
+    visible = [e for e in found if e.is_displayed()]
+    assert visible, f"{browser.current_url}: nothing to click labelled {text!r}"
+    visible[0].click()
+
+
+def mlflow_shown(value: float) -> str:
+    """How MLflow's compare table prints a metric: 3 decimals, trailing zeros dropped."""
+    return f"{round(value, 3):.3f}".rstrip("0").rstrip(".")
+
+
+def test_prefect_flow_run_page_shows_the_run_and_its_tasks(browser, live_servers, smoke_run, screenshots):
+    flow_run = smoke_run["flow_run"]
+    browser.get(f"{live_servers.urls['prefect_url']}/runs/flow-run/{flow_run['id']}")
+    wait_for_text(browser, flow_run["name"], "Completed", f"{len(smoke_run['task_runs'])} Task runs")
+    browser.save_screenshot(str(screenshots / "prefect-flow-run.png"))
+
+    click_text(browser, "Task Runs")
+    names = ["locate[synthetic-smoke]", "ingest[synthetic-smoke]", "split[user_random]", "features", "train[popular]", "train[bias]", "evaluate[popular]", "evaluate[bias]"]
+    text = wait_for_text(browser, *names)
+    assert "dataset:synthetic-smoke" in text
+    browser.save_screenshot(str(screenshots / "prefect-task-runs.png"))
+
+
+def test_prefect_artifact_page_shows_every_models_metrics(browser, live_servers, smoke_run, screenshots, api):
+    artifact = api("/artifacts/filter", {
+        "artifacts": {"key": {"any_": ["recflow-synthetic-smoke-metrics"]}}, "sort": "CREATED_DESC", "limit": 1})[0]
+    assert artifact["flow_run_id"] == smoke_run["flow_run"]["id"]
+    rows = {row["model"]: row for row in json.loads(artifact["data"])}
+    browser.get(f"{live_servers.urls['prefect_url']}/artifacts/artifact/{artifact['id']}")
+    expected = [str(rows["bias"]["recall_at_10"]), str(rows["popular"]["recall_at_10"]), str(rows["bias"]["rmse"])]
+    wait_for_text(browser, "recflow-synthetic-smoke-metrics", "popular", "bias", *expected)
+    browser.save_screenshot(str(screenshots / "prefect-metrics-artifact.png"))
+
+
+# MLflow's compare tables are virtualised grids: a names grid kept level with a scrolling values
+# grid, each cell absolutely positioned at its row's ``top``. To read a row as a person would: wheel
+# the values grid until the row's name is in view, then take every cell at that ``top``.
+_VISIBLE_ROW_TOP = """
+const own = e => [...e.childNodes].filter(n => n.nodeType === 3).map(n => n.textContent).join('').trim();
+const cellOf = e => { while (e && !(e.style && e.style.position === 'absolute' && e.style.top)) e = e.parentElement; return e; };
+const label = [...document.querySelectorAll('.ReactVirtualized__Grid *')].filter(e => own(e) === arguments[0]).pop();
+if (!label || !cellOf(label)) return null;
+const r = label.getBoundingClientRect(), g = label.closest('.ReactVirtualized__Grid').getBoundingClientRect();
+return r.top >= g.top && r.bottom <= g.bottom ? cellOf(label).style.top : null;
+"""
+_VALUES_GRID = """
+return [...document.querySelectorAll('.ReactVirtualized__Grid')].filter(g => getComputedStyle(g).overflowY === 'auto').pop();
+"""
+_ROW_CELLS = """
+return [...document.querySelectorAll('.ReactVirtualized__Grid [style]')]
+  .filter(e => e.style.position === 'absolute' && e.style.top === arguments[0])
+  .map(e => [e.textContent.trim(), Math.round(e.getBoundingClientRect().top)]);
+"""
+
+
+def mlflow_metric_row(browser, metric: str) -> list[str]:
+    """The cells of ``metric``'s row in the compare page's Metrics table: its name and one value per run."""
+    import time
+
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.actions.wheel_input import ScrollOrigin
+
+    grid = browser.execute_script(_VALUES_GRID)
+    assert grid is not None, f"{browser.current_url}: no metrics table"
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", grid)
+    for _ in range(40):
+        top = browser.execute_script(_VISIBLE_ROW_TOP, metric)
+        if top is not None:
+            # the names grid follows the values grid one wheel event late: a 1px nudge brings it level
+            ActionChains(browser).scroll_from_origin(ScrollOrigin.from_element(grid), 0, 1).perform()
+            time.sleep(0.5)
+            cells = browser.execute_script(_ROW_CELLS, top)
+            ys = [y for _, y in cells]
+            assert max(ys) - min(ys) <= 2, f"row {metric!r} is not level on screen: {cells}"
+            return [text for text, _ in cells]
+        ActionChains(browser).scroll_from_origin(ScrollOrigin.from_element(grid), 0, 90).perform()
+        time.sleep(0.2)
+    raise AssertionError(f"{browser.current_url}: no row {metric!r} in the metrics table")
+
+
+def test_mlflow_compare_page_shows_both_models_metrics(browser, live_servers, smoke_run, screenshots):
+    from tasks.reporting import mlflow_compare_url
+
+    models = smoke_run["models"]
+    url = mlflow_compare_url(live_servers.urls["mlflow_url"], smoke_run["experiment"].experiment_id, [r.info.run_id for r in models.values()])
+    browser.get(url)
+    text = wait_for_text(browser, "Comparing 2 Runs", "Run Name:", "popular", "bias", "coverage_at_10")
+    assert models["bias"].info.run_id in text and models["popular"].info.run_id in text
+    recall = mlflow_metric_row(browser, "recall_at_10")
+    assert sorted(recall) == sorted(["recall_at_10", *(mlflow_shown(models[m].data.metrics["recall_at_10"]) for m in ("popular", "bias"))])
+    browser.save_screenshot(str(screenshots / "mlflow-compare-runs.png"))
+    rmse = mlflow_metric_row(browser, "rmse")
+    assert "rmse" in rmse and mlflow_shown(models["bias"].data.metrics["rmse"]) in rmse  # popular only ranks: NaN
+
+
+def test_run_summary_links_prefect_to_mlflow(live_servers, smoke_run, api):
+    summary = api("/artifacts/filter", {
+        "artifacts": {"key": {"any_": ["recflow-synthetic-smoke-summary"]}}, "sort": "CREATED_DESC", "limit": 1})[0]
+    bias = smoke_run["models"]["bias"]
+    assert f"{live_servers.urls['mlflow_url']}/#/experiments/{bias.info.experiment_id}/runs/{bias.info.run_id}" in summary["data"]
