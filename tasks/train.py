@@ -7,12 +7,15 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 import recflow.interactions as interactions_lib
 import recflow.models.base as base_lib
 from recflow.config import ModelParams
 from recflow.models import MODELS, build_model
 from recflow.plots import loss_curve
 from recflow.store import Artifact
+from recflow.tracking import KERAS_FLAVOR_DIR, save_keras_flavor
 from tasks.caching import produce, stage
 from tasks.loading import fit_context, load_parts
 from tasks.reporting import epoch_progress
@@ -34,9 +37,14 @@ def train(data: Artifact, split: Artifact, features: Artifact, samples: Artifact
         model.fit(parts["train"], context)
         seconds = time.perf_counter() - started
         model.save(out / "model")
+        if hasattr(type(model), "keras_model"):
+            save_keras_flavor(model.keras_model, out / KERAS_FLAVOR_DIR)
         history = list(getattr(model, "history_", []) or [])
         (out / "history.json").write_text(json.dumps(history, default=float))
         loss_curve(history, out / "loss_curve.png", title=params.name)
+        # per-epoch throughput without validation; epoch 1 also pays compilation where there is one
+        rates = [h["examples_per_second"] for h in history if "examples_per_second" in h]
+        rates = rates[1:] or rates
         return {
             "model": params.name,
             "params": params.model_dump(mode="json"),
@@ -44,6 +52,7 @@ def train(data: Artifact, split: Artifact, features: Artifact, samples: Artifact
             "n_train": len(parts["train"]),
             "train_examples_per_second": round(len(parts["train"]) / max(seconds, 1e-9), 1),
             "epochs_run": len(history),
+            **({"epoch_examples_per_second": round(float(np.median(rates)), 1)} if rates else {}),
         }
 
     return produce("train", build)

@@ -16,6 +16,9 @@ without it):
     ``log q_j``, ``q_j`` = item j's share of the training examples (the probability that a batch
     slot holds it), so popular items are not punished for appearing as negatives more often.
     Other slots holding the user's own positive item (duplicates within a batch) are masked out.
+    ``shared_negatives=M`` scores every row against only the batch's first M positives (a
+    uniform sample, as batches are shuffled) plus its own: the B x B logits become B x (M + 1),
+    which on 2 CPU cores is most of a step at B = 1024 (see ``bench/two_tower.py``).
 ``"bpr"``
     ``-log sigmoid((s(u, pos) - s(u, neg)) / T)`` over (user, positive, negative) triplets: read
     from ``context.samples/triplets.parquet`` when that file fits this train part
@@ -200,12 +203,16 @@ def shuffled_batches(tf, arrays: tuple[np.ndarray, ...], batch_size: int, rng: n
     permuted arrays taken inside ``tf.data`` (``range`` -> ``map`` -> ``prefetch``): a per-element
     ``Dataset.shuffle(...).batch(...)`` costs ~4.6 s an epoch on ml-1m's 673k examples, a ceiling
     of ~150k examples/s before any compute, where one slice per batch costs next to nothing.
+    A fixed prefetch of 2 with tf.data's autotuner off: with ``AUTOTUNE`` on 2 cores some epochs
+    stalled to ~10.2 s instead of ~4.7 s (about one in three; none in 6 epochs without it).
     """
     perm = rng.permutation(len(arrays[0]))
     tensors = tuple(tf.constant(a[perm]) for a in arrays)
     starts = tf.data.Dataset.range(0, len(perm), batch_size)
-    ds = starts.map(lambda s: tuple(t[s : s + batch_size] for t in tensors))
-    return ds.prefetch(tf.data.AUTOTUNE)
+    ds = starts.map(lambda s: tuple(t[s : s + batch_size] for t in tensors)).prefetch(2)
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return ds.with_options(options)
 
 
 def tower_outputs(tower, n: int, batch: int = 8192) -> np.ndarray:
@@ -286,6 +293,7 @@ class TwoTowerRecommender(Recommender):
         loss: str = "softmax",
         temperature: float = 0.05,
         logq_correction: bool = True,
+        shared_negatives: int | None = 256,
         batch_size: int = 1024,
         epochs: int = 20,
         lr: float = 3e-3,
@@ -306,6 +314,7 @@ class TwoTowerRecommender(Recommender):
         self.loss = loss
         self.temperature = temperature
         self.logq_correction = logq_correction
+        self.shared_negatives = shared_negatives
         self.batch_size = batch_size
         self.epochs = epochs
         self.lr = lr
@@ -340,6 +349,8 @@ class TwoTowerRecommender(Recommender):
             raise ValueError("temperature and lr must be > 0, l2 >= 0")
         if any(int(h) < 1 for h in self.hidden):
             raise ValueError("hidden layer sizes must be >= 1")
+        if self.shared_negatives is not None and int(self.shared_negatives) < 1:
+            raise ValueError("shared_negatives must be >= 1 (or None: the whole batch)")
         if int(self.early_stopping_k) < 1 or int(self.patience) < 0:
             raise ValueError("early_stopping_k must be >= 1, patience >= 0")
 
@@ -415,19 +426,38 @@ class TwoTowerRecommender(Recommender):
 
         idx_spec = tf.TensorSpec([None], tf.int32)
 
+        shared = None if self.shared_negatives is None else int(self.shared_negatives)
+
+        def in_batch_softmax(ue, ie, i):
+            """Mean cross-entropy of each row's positive against the batch's other positives."""
+            logits = tf.matmul(ue, ie, transpose_b=True) * inv_t
+            if use_logq:
+                logits = logits - tf.gather(log_q_t, i)[None, :]
+            b = tf.shape(i)[0]
+            dup = tf.logical_and(tf.equal(i[:, None], i[None, :]), tf.logical_not(tf.eye(b, dtype=tf.bool)))
+            logits = tf.where(dup, tf.constant(-1e9, logits.dtype), logits)
+            return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.range(b), logits=logits))
+
+        def shared_softmax(ue, ie, i):
+            """As ``in_batch_softmax`` with the first ``shared`` positives as every row's negatives."""
+            negatives = i[:shared]
+            pos = tf.reduce_sum(ue * ie, axis=1) * inv_t
+            neg = tf.matmul(ue, ie[:shared], transpose_b=True) * inv_t
+            if use_logq:
+                pos = pos - tf.gather(log_q_t, i)
+                neg = neg - tf.gather(log_q_t, negatives)[None, :]
+            # a slot holding the row's own item (itself, or a duplicate) is not a negative
+            neg = tf.where(tf.equal(i[:, None], negatives[None, :]), tf.constant(-1e9, neg.dtype), neg)
+            return tf.reduce_mean(tf.reduce_logsumexp(tf.concat([pos[:, None], neg], axis=1), axis=1) - pos)
+
+        softmax_loss = in_batch_softmax if shared is None else shared_softmax
+
         @tf.function(input_signature=[idx_spec, idx_spec], reduce_retracing=True, jit_compile=bool(self.jit_compile))
         def softmax_step(u, i):
             with tf.GradientTape() as tape:
                 ue = user_tower(u, training=True)
                 ie = item_tower(i, training=True)
-                logits = tf.matmul(ue, ie, transpose_b=True) * inv_t
-                if use_logq:
-                    logits = logits - tf.gather(log_q_t, i)[None, :]
-                b = tf.shape(i)[0]
-                dup = tf.logical_and(tf.equal(i[:, None], i[None, :]), tf.logical_not(tf.eye(b, dtype=tf.bool)))
-                logits = tf.where(dup, tf.constant(-1e9, logits.dtype), logits)
-                labels = tf.range(b)
-                loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
+                loss = softmax_loss(ue, ie, i)
                 total = loss + reg(u, i)
             grads = tape.gradient(total, variables)
             apply_gradients(grads)
@@ -471,12 +501,11 @@ class TwoTowerRecommender(Recommender):
         for epoch in range(1, int(self.epochs) + 1):
             ds = dataset(epoch)
             t0 = time.perf_counter()
-            total, n_batches = 0.0, 0
-            for batch in ds:
-                total += float(step(*batch))  # a float per batch: a NaN would surface here
-                n_batches += 1
+            # a float per batch: steadier than leaving the losses as tensors until the epoch ends,
+            # which stalled some epochs for seconds (measured: 4.8-10.2 s per epoch, 4.9-5.3 s with)
+            losses = [float(step(*batch)) for batch in ds]
+            loss_value = float(np.mean(losses)) if losses else float("nan")
             seconds = time.perf_counter() - t0
-            loss_value = total / max(n_batches, 1)
             self._set_embeddings()
             recall = float("nan")
             if valid is not None:

@@ -68,3 +68,14 @@ def test_mlflow_holds_parent_and_nested_model_runs(recflow_home):
     for metric in ("recall_at_10", "ndcg_at_10", "precision_at_10", "map_at_10", "hit_rate_at_10", "coverage_at_10", "recall_at_5"):
         assert metric in by_model["popular"].data.metrics
     assert {"rmse", "mae"} <= set(by_model["bias"].data.metrics)
+
+
+def test_keras_models_land_in_mlflow_as_keras_models(recflow_home):
+    pytest.importorskip("tensorflow")
+    tiny = "models=[{name: two_tower, dim: 4, hidden: [8], epochs: 1, batch_size: 256, jit_compile: false}]"
+    tracking = run_pipeline(SMOKE, [tiny], root=recflow_home)["tracking"]
+    mlflow.set_tracking_uri(tracking["tracking_uri"])
+    run_id = tracking["model_runs"]["two_tower"]
+    keras_model = mlflow.tensorflow.load_model(f"runs:/{run_id}/keras_model")
+    assert [t.name for t in keras_model.inputs] == ["user_idx", "item_idx"]
+    assert {"epoch_examples_per_second", "fit_seconds"} <= set(mlflow.get_run(run_id).data.metrics)

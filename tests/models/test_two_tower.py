@@ -169,6 +169,16 @@ def test_seeded_fits_agree(data, context):
     assert not np.allclose(a.item_embeddings(), c.item_embeddings())
 
 
+def test_shared_negatives_covering_the_batch_is_the_whole_batch_softmax(data, context):
+    # with M >= batch size every row sees every other positive: the same loss as the B x B logits
+    whole = TwoTowerRecommender(**{**FAST, "shared_negatives": None}).fit(data[0], context)
+    covering = TwoTowerRecommender(**{**FAST, "shared_negatives": FAST["batch_size"]}).fit(data[0], context)
+    fewer = TwoTowerRecommender(**{**FAST, "shared_negatives": 8}).fit(data[0], context)
+    np.testing.assert_allclose([h["loss"] for h in covering.history_], [h["loss"] for h in whole.history_], rtol=1e-5)
+    np.testing.assert_allclose(covering.item_embeddings(), whole.item_embeddings(), atol=1e-5)
+    assert fewer.history_[0]["loss"] < whole.history_[0]["loss"]  # 8 negatives: an easier softmax
+
+
 def test_jit_compiled_step_and_no_features(data):
     m = TwoTowerRecommender(**{**FAST, "jit_compile": True, "use_features": False}).fit(data[0], FitContext())
     assert m.user_feature_columns_ == [] and np.isfinite(m.history_[-1]["loss"])
