@@ -168,14 +168,21 @@ def log_pipeline_run(
 
 
 def log_history(path: Path) -> None:
-    """Per-epoch values as MLflow metrics with ``step`` = epoch (MLflow draws them as curves)."""
+    """Per-epoch values as MLflow metrics with ``step`` = epoch (MLflow draws them as curves).
+
+    A NaN stands for "not measured" (a validation metric without a validation part) and is left
+    out; a NaN loss never gets here: training raises on it.
+    """
+    import math
+
     import mlflow
 
     if not path.exists():
         return
     for row in json.loads(path.read_text()):
         step = int(row.get("epoch", 0))
-        values = {k: float(v) for k, v in row.items() if k != "epoch" and isinstance(v, (int, float))}
+        values = {k: float(v) for k, v in row.items()
+                  if k != "epoch" and isinstance(v, (int, float)) and math.isfinite(v)}
         if values:
             mlflow.log_metrics(values, step=step)
 
