@@ -38,7 +38,7 @@ TRAIN = from_rows(ROWS, N_USERS, N_ITEMS)
 MEANS = np.array([np.mean(list(ROWS[u].values())) for u in range(N_USERS)])  # [4, 11/3, 3, 3.5, 3]
 # every other user is a neighbour; n_components is capped at min(5, 6) - 1 = 4, which spans
 # the centred matrix (rank 4) exactly
-ALL = dict(n_neighbors=10, n_components=8, shrinkage=2.0, clip=False, seed=0)
+ALL = dict(n_neighbors=10, n_components=8, shrinkage=2.0, damping=0.0, clip=False, seed=0)
 
 
 def rated(u: int, i: int) -> bool:
@@ -100,6 +100,15 @@ def test_prediction_is_mean_plus_weighted_centred_neighbour_ratings(model):
     assert model.predict([0], [4])[0] == pytest.approx(4.0 + np.sign(w03) * (3 - 3.5), abs=1e-6)
 
 
+def test_damping_pulls_a_thinly_supported_deviation_towards_the_users_mean(model):
+    # user 0, item 4: only user 3 (rating 3, mean 3.5) rated it, with weight w03:
+    # r_hat = 4 + w03 * (3 - 3.5) / (damping + |w03|)
+    damped = UserCFRecommender(**{**ALL, "damping": 1.0}).fit(TRAIN)
+    nbrs, w = model.neighbors([0])
+    w03 = float(w[0][nbrs[0] == 3][0])
+    assert damped.predict([0], [4])[0] == pytest.approx(4.0 + w03 * -0.5 / (1.0 + abs(w03)), abs=1e-6)
+
+
 def test_no_neighbour_rated_the_item_gives_the_users_own_mean(model):
     # item 4: only user 3 rated it (not their own neighbour); item 5: nobody did
     np.testing.assert_array_equal(model.predict([3, 0, 1, 2, 3], [4, 5, 5, 5, 5]), MEANS[[3, 0, 1, 2, 3]])
@@ -119,11 +128,11 @@ def test_unknown_user_gets_the_global_mean_and_unknown_item_the_users_mean(model
         model.predict([0, 1], [0])
 
 
-def test_prediction_does_not_depend_on_pair_order_or_batching(model):
+def test_prediction_does_not_depend_on_pair_order_or_item_blocks(model):
     rng = np.random.default_rng(0)
     users = rng.integers(-1, N_USERS, 60)
     items = rng.integers(-1, N_ITEMS, 60)
-    np.testing.assert_array_equal(model.predict(users, items, batch_users=1), model.predict(users, items))
+    np.testing.assert_array_equal(model.predict(users, items, block_bytes=1), model.predict(users, items))
     order = rng.permutation(60)
     np.testing.assert_array_equal(model.predict(users[order], items[order]), model.predict(users, items)[order])
 
