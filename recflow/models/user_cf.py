@@ -214,8 +214,8 @@ class UserCFRecommender(Recommender):
         Item-major: for a block of items, the centred ratings of their raters are scattered into
         a dense items x users block (sized to stay in cache, reset after use), and each pair
         gathers its ``n_neighbors`` entries from its item's row. The work is pairs x neighbours,
-        not the users x items products a full ``W @ Rc`` would cost (54x faster for ML-25M's
-        2.5M test ratings).
+        not the users x items products a full ``W @ Rc`` would cost (ML-25M size, 2.5M test
+        ratings: 18 s, was 368 s).
         """
         csc = self._rc_csc()
         n_users, n_items = self.n_users, self.n_items
