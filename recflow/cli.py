@@ -44,22 +44,27 @@ def run(
 
 
 def print_summary(cfg, result: dict) -> None:
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
-    from recflow.tracking import metric_sort_key
-
     console = Console()
-    metric_names = sorted({k for m in result["metrics"].values() for k in m if not k.startswith("n_")}, key=metric_sort_key)
-    models = list(result["metrics"])
-    table = Table(title=f"{cfg.dataset.name} - protocol {result['protocol']}")
-    table.add_column("metric")
-    for model in models:
-        table.add_column(model, justify="right")
-    for name in metric_names:
-        values = (result["metrics"][m].get(name) for m in models)
-        table.add_row(name, *("-" if v is None else f"{v:.4f}" for v in values))
-    table.add_row("users evaluated", *(str(result["metrics"][m].get("n_eval_users", "-")) for m in models), end_section=True)
+    metrics = result["metrics"]
+    ks = sorted({int(k.rsplit("_at_", 1)[1]) for m in metrics.values() for k in m if k.startswith("recall_at_")})
+    columns = [("rmse", "RMSE")] + [(f"{name}_at_{k}", f"{label}@{k}") for k in ks for name, label in (("recall", "R"), ("ndcg", "N"))]
+    cold = max((int(m.get("n_cold_test_users", 0)) for m in metrics.values()), default=0)
+    caption = "R@k recall, N@k NDCG; the other metrics are in MLflow"
+    if cold:
+        caption += f"\nusers: test users ranked; {cold} more have no training ratings (not rankable)"
+    table = Table(title=f"{cfg.dataset.name} - protocol {result['protocol']}", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True,
+                  caption=caption)
+    table.add_column("model", no_wrap=True)
+    for _, label in columns:
+        table.add_column(label, justify="right")
+    table.add_column("users", justify="right")
+    for model, values in metrics.items():
+        cells = ["-" if values.get(key) is None else f"{values[key]:.4f}" for key, _ in columns]
+        table.add_row(model, *cells, str(values.get("n_eval_users", "-")))
     console.print(table)
     t = result["tracking"]
     console.print(f"MLflow: run {t['run_id']} in experiment '{t['experiment']}' at {t['tracking_uri']}")

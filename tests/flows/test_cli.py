@@ -23,11 +23,34 @@ def test_unknown_config_key_exits_2_naming_the_key(tmp_path):
 def test_run_prints_metrics_and_task_counts_then_reruns_from_cache(recflow_home):
     first = runner.invoke(app, ["run", "--config", "configs/smoke.yaml"])
     assert first.exit_code == 0, first.output
-    assert "recall_at_10" in first.output
+    assert "R@10" in first.output
     assert "MLflow: run" in first.output
     assert first.output.strip().endswith("tasks: 7 ran, 0 cached")
     second = runner.invoke(app, ["run", "--config", "configs/smoke.yaml"])
     assert second.output.strip().endswith("tasks: 0 ran, 7 cached")
+
+
+def test_summary_has_a_row_per_model_and_recall_ndcg_per_cutoff(capsys):
+    from types import SimpleNamespace
+
+    from recflow.cli import print_summary
+
+    result = {
+        "protocol": "temporal",
+        "metrics": {
+            "bias": {"rmse": 0.9063, "recall_at_10": 0.05, "ndcg_at_10": 0.0612, "precision_at_10": 0.1, "n_eval_users": 27},
+            "ease": {"recall_at_10": 0.2139, "ndcg_at_10": 0.2851, "n_eval_users": 27},
+        },
+        "tracking": {"run_id": "r1", "experiment": "recflow/x", "tracking_uri": "file:///tmp/mlruns"},
+        "tasks": {"ran": 3, "cached": 1},
+    }
+    print_summary(SimpleNamespace(dataset=SimpleNamespace(name="x")), result)
+    lines = capsys.readouterr().out.splitlines()
+    header = next(line for line in lines if "RMSE" in line)
+    assert header.split() == ["model", "RMSE", "R@10", "N@10", "users"]
+    rows = {line.split()[0]: line.split()[1:] for line in lines if line.split()[:1] in (["bias"], ["ease"])}
+    assert rows == {"bias": ["0.9063", "0.0500", "0.0612", "27"], "ease": ["-", "0.2139", "0.2851", "27"]}
+    assert lines[-1] == "tasks: 3 ran, 1 cached"
 
 
 def test_synth_writes_a_movielens_folder(tmp_path):
