@@ -54,7 +54,7 @@ def run_stages(cfg: RunConfig, config_path: str | None) -> dict[str, Any]:
     samples = sampling.submit(parts, plan) if plan is not None else None
     trained = {m.name: train.submit(data, parts, feats, samples, m) for m in cfg.models}
     scored = {name: evaluate.submit(model, parts, cfg.evaluation) for name, model in trained.items()}
-    indexed = {name: index.submit(model, parts, cfg.index) for name, model in trained.items() if has_embeddings(name)}
+    indexed = {name: index.submit(model, parts, data, cfg.index) for name, model in trained.items() if has_embeddings(name)}
 
     futures: list[PrefectFuture] = [data, parts, feats, *([samples] if samples else []), *trained.values(), *scored.values(), *indexed.values()]
     wait(futures)

@@ -156,10 +156,14 @@ def check_dot_factors(model: Any, U: np.ndarray, V: np.ndarray, valid: np.ndarra
     return bool(np.allclose(got[finite], expected[finite], rtol=1e-4, atol=1e-4 * scale))
 
 
-def build_serving_indexes(model: Any, item_ids: np.ndarray, user_ids: np.ndarray, grid: TuningGrid, out: Path) -> dict[str, Any]:
+def build_serving_indexes(model: Any, item_ids: np.ndarray, user_ids: np.ndarray, grid: TuningGrid, out: Path,
+                          genres: np.ndarray | None = None, genre_queries: int = 2000) -> dict[str, Any]:
     """Tune and save every index kind of every space of ``model`` into ``out``; returns the summary.
 
     ``item_ids`` / ``user_ids``: the raw ids of the split's dense indices (what the model was fitted on).
+    ``genres``: (n_items, g) multi-hot aligned with ``item_ids``; when given, every item space also
+    gets ``genre_overlap_at_{k}`` (exact cosine neighbours of a seeded sample of ``genre_queries``
+    items): how "movies similar to" answers are judged, and how the run picks its ``similar`` model.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -205,8 +209,22 @@ def build_serving_indexes(model: Any, item_ids: np.ndarray, user_ids: np.ndarray
                         "build_seconds": chosen.build_seconds, "bytes": chosen.bytes},
             "kinds": kinds,
         }
+        if genres is not None and space.entity == "item":
+            summary["spaces"][space.name]["metrics"].update(_genre_agreement(space.vectors, genres, grid.k, genre_queries))
     summary["recommend_via"] = _export_scorer(model, spaces, primary, out)
     return summary
+
+
+def _genre_agreement(vectors: np.ndarray, genres: np.ndarray, k: int, n_queries: int) -> dict[str, float]:
+    """``genre_overlap_at_k`` / ``genre_jaccard_at_k`` of a space, on a seeded sample of items with a vector."""
+    from recflow.models.hybrid import genre_overlap_at_k
+
+    valid = np.linalg.norm(vectors, axis=1) > 0
+    queries = np.flatnonzero(valid & (np.asarray(genres) > 0).any(axis=1))
+    if len(queries) > n_queries:
+        queries = np.sort(np.random.default_rng(0).choice(queries, n_queries, replace=False))
+    result = genre_overlap_at_k(vectors, genres, k, queries=queries, valid=valid)
+    return {name: value for name, value in result.items() if name.startswith("genre_")}
 
 
 def _export_scorer(model: Any, spaces: list[Space], primary: str | None, out: Path) -> str:

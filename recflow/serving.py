@@ -76,8 +76,14 @@ def index_metrics(summary: dict[str, Any]) -> dict[str, float]:
     k = summary["k"]
     recall = f"ann_recall_at_{k}"
     out: dict[str, float] = {}
+    similar = similar_space(summary)
     for name, space in summary["spaces"].items():
         chosen = space["metrics"]
+        for g in (f"genre_overlap_at_{k}", f"genre_jaccard_at_{k}"):
+            if g in chosen:
+                out[f"index/{name}/{g}"] = chosen[g]
+                if name == similar:
+                    out[g] = chosen[g]
         if name == summary["primary"]:
             out[recall] = chosen[recall]
             out.update({f"index_{m}": chosen[m] for m in INDEX_METRICS})
@@ -89,6 +95,12 @@ def index_metrics(summary: dict[str, Any]) -> dict[str, float]:
             out[f"index/{name}/{kind}/{recall}"] = r["recall"]
             out.update({f"index/{name}/{kind}/{m}": r[m] for m in INDEX_METRICS})
     return {k: float(v) for k, v in out.items() if v is not None and math.isfinite(float(v))}
+
+
+def similar_space(summary: dict[str, Any]) -> str | None:
+    """The item space ``recflow similar`` searches by default: the primary one, else the first item space."""
+    items = [n for n, sp in summary["spaces"].items() if sp["entity"] == "item"]
+    return summary.get("primary") if summary.get("primary") in items else (items[0] if items else None)
 
 
 def log_index(index: Artifact, root: Path | None = None) -> None:
@@ -129,6 +141,11 @@ def _best(candidates: dict[str, float], greater_is_better: bool) -> str | None:
     return (max if greater_is_better else min)(finite, key=lambda n: finite[n])
 
 
+def _similar_genre_overlap(index_meta: dict[str, Any]) -> float | None:
+    space = similar_space(index_meta) if index_meta else None
+    return index_meta["spaces"][space]["metrics"].get(f"genre_overlap_at_{index_meta['k']}") if space else None
+
+
 def run_record(cfg: Any, tracking: dict[str, Any], models: dict[str, dict[str, Any]], catalogue: Path, root: Path) -> dict[str, Any]:
     """What serves each successful model of a run (paths relative to the artifacts root) and the best ones."""
     metric, greater = cfg.serving.champion_metric, cfg.serving.greater_is_better
@@ -145,11 +162,15 @@ def run_record(cfg: Any, tracking: dict[str, Any], models: dict[str, dict[str, A
             "recommend_via": index_meta.get("recommend_via", "model"),
             "similar": bool(index_meta) and any(s["entity"] == "item" for s in index_meta["spaces"].values()),
             "metrics": result["evaluate"].meta["metrics"],
+            "genre_overlap": _similar_genre_overlap(index_meta),
         }
     scores = {n: e["metrics"].get(metric) for n, e in entries.items()}
     best = _best(scores, greater)
-    similar = best if best and entries[best]["similar"] else _best({n: s for n, s in scores.items() if entries[n]["similar"]}, greater)
-    if similar is None:  # nothing has the metric: any model with an item index will do
+    # "movies like X" is judged by genre overlap of the neighbours, not by a ranking metric
+    similar = _best({n: e["genre_overlap"] for n, e in entries.items() if e["similar"]}, True)
+    if similar is None:  # no genres: the best ranker with an item index, else any item index
+        similar = best if best and entries[best]["similar"] else _best({n: s for n, s in scores.items() if entries[n]["similar"]}, greater)
+    if similar is None:
         similar = next((n for n, e in entries.items() if e["similar"]), None)
     return {
         "dataset": cfg.dataset.name,
@@ -303,7 +324,9 @@ def register_champion(record: dict[str, Any], root: Path) -> dict[str, Any]:
     fingerprint = bundle_fingerprint(sources, info, root)
     client = MlflowClient()
     champion = current_champion(client, name)
-    out: dict[str, Any] = {"registered_model": name, "metric": metric, "model": info["recommend_model"], "value": value}
+    out: dict[str, Any] = {"registered_model": name, "metric": metric, "model": info["recommend_model"], "value": value,
+                           "similar_model": info["similar_model"],
+                           "similar_genre_overlap": record["models"].get(info["similar_model"] or "", {}).get("genre_overlap")}
     if champion is not None and champion.tags.get("bundle") == fingerprint:
         if not (champions_dir(root) / f"{name}.json").exists():  # same files, recorded under another run id
             _write_champion(root, record, name, int(champion.version), info)
@@ -365,6 +388,8 @@ def summary_lines(serving: dict[str, Any]) -> list[str]:
     shown = f"{value:.4f}" if isinstance(value, (int, float)) else "-"
     return [f"champion: {champion['registered_model']} v{champion['champion_version']} "
             f"(this run's best: {champion['model']}, {champion['metric']} {shown}; {champion['reason']})",
+            *([f"similar: {champion['similar_model']} (the run's highest genre overlap of nearest movies, {champion['similar_genre_overlap']:.3f})"]
+              if champion.get("similar_model") and champion.get("similar_genre_overlap") is not None else []),
             "  try: recflow recommend --user <id> | recflow similar --title <title>"]
 
 

@@ -79,6 +79,20 @@ def test_index_metrics_plot_and_choice_are_on_the_model_run(served):
         assert {"index/items/recall_qps.png", "index/items/tuning.json"} <= artifacts
 
 
+def test_similar_is_served_by_the_model_whose_neighbours_share_most_genres(served):
+    home, result = served
+    client = MlflowClient()
+    overlap = {}
+    for model in ("mf", "item2vec"):
+        metrics = client.get_run(result["tracking"]["model_runs"][model]).data.metrics
+        overlap[model] = metrics["genre_overlap_at_10"]
+        assert 0 <= metrics["genre_jaccard_at_10"] <= overlap[model] <= 1
+        assert metrics["index/items/genre_overlap_at_10"] == overlap[model]
+    record = json.loads((runs_dir(home) / f"{result['tracking']['run_id']}.json").read_text())
+    assert record["similar"] == max(overlap, key=overlap.get)
+    assert result["serving"]["champion"]["similar_genre_overlap"] == pytest.approx(max(overlap.values()))
+
+
 def test_indexes_are_saved_natively_with_a_parquet_row_map(served):
     home, _ = served
     folders = list((home / "index").iterdir())
