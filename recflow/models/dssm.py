@@ -16,7 +16,7 @@ Output: ``sigmoid(w * <user, item> + b)`` (``w``, ``b`` learned scalars, as the 
 ``Dense(1, sigmoid)`` on the dot product), trained with MSE against the rating min-max-normalised
 with the train minimum and maximum; ``predict = min + sigmoid(...) * (max - min)``, so a
 prediction always lies in the train rating range. Trained on every train rating (the notebook
-used a 10% sample) with a seeded shuffle, lazy Adam (``recflow.models.two_tower.make_lazy_adam``)
+used a 10% sample) with a seeded shuffle, lazy Adam (``recflow.models.keras_training.make_lazy_adam``)
 and ``l2`` times the mean squared norm of the batch's ID embeddings. With ``context.valid`` each
 epoch ends with the validation RMSE (``recflow.evaluate.evaluate_ratings``); training stops after
 ``patience`` epochs without improvement and the best epoch's weights are restored.
@@ -32,23 +32,21 @@ persistence work as in ``recflow.models.two_tower`` (``model.keras`` + ``params.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from recflow.interactions import Interactions
-from recflow.models.base import Recommender
 from recflow.models.context import FitContext
-from recflow.models.two_tower import (
+from recflow.models.keras_training import (  # noqa: F401 - MODEL_FILE: still importable from here
     MODEL_FILE,
-    import_tf,
+    KerasRecommender,
     make_lazy_adam,
     shuffled_batches,
-    tower,
     tower_outputs,
 )
+from recflow.models.two_tower import tower
 
 DEMOGRAPHICS = ("gender", "age", "occupation")
 NO_GENRES = "(no genres listed)"
@@ -94,7 +92,7 @@ def genre_table(items: pd.DataFrame | None, index_of, n: int) -> tuple[np.ndarra
     return table, vocab
 
 
-class DSSMRecommender(Recommender):
+class DSSMRecommender(KerasRecommender):
     """User and item towers whose dot product, through a sigmoid, predicts the rating; see the module doc."""
 
     name = "dssm"
@@ -141,12 +139,9 @@ class DSSMRecommender(Recommender):
             raise ValueError("lr must be > 0, l2 >= 0, patience >= 0")
         if len(train) == 0:
             raise ValueError("train is empty")
-        tf, keras = import_tf(self.threads)
+        tf, keras = self._seeded_tf()
         context = context or FitContext()
         seed = int(self.seed)
-        keras.utils.set_random_seed(seed)
-        if self.deterministic:
-            tf.config.experimental.enable_op_determinism()
         n_users, n_items, dim = train.n_users, train.n_items, int(self.dim)
 
         user_table, self.user_categories_ = demographic_table(context.users, train.user_index, n_users)
@@ -189,15 +184,10 @@ class DSSMRecommender(Recommender):
             apply_gradients(tape.gradient(total, variables))
             return loss
 
-        self._remember_seen(train)
-        valid = context.valid if context.valid is not None and len(context.valid) else None
-        if valid is not None:
-            from recflow.evaluate import evaluate_ratings
         rng = np.random.default_rng(seed)
         arrays = (train.user_idx.astype(np.int32), train.item_idx.astype(np.int32), y)
-        self.history_: list[dict[str, Any]] = []
-        best, best_weights, best_epoch, bad = np.inf, None, 0, 0
-        for epoch in range(1, int(self.epochs) + 1):
+
+        def run_epoch(epoch: int):
             ds = shuffled_batches(tf, arrays, int(self.batch_size), rng)
             t0 = time.perf_counter()
             total, n_batches = 0.0, 0
@@ -205,36 +195,9 @@ class DSSMRecommender(Recommender):
                 total += float(step(*batch))
                 n_batches += 1
             seconds = time.perf_counter() - t0
-            loss_value = total / max(n_batches, 1)
-            self._set_embeddings()
-            valid_rmse = float(evaluate_ratings(self, valid)["rmse"]) if valid is not None else float("nan")
-            entry = {
-                "epoch": epoch,
-                "loss": loss_value,
-                "valid_rmse": valid_rmse,
-                "examples_per_second": len(train) / seconds if seconds > 0 else float("inf"),
-                "seconds": seconds,
-            }
-            self.history_.append(entry)
-            if self.verbose:
-                print(f"{self.name} epoch {epoch}: " + ", ".join(f"{a}={b:.4g}" for a, b in entry.items() if a != "epoch"), flush=True)
-            if context.on_epoch_end is not None:
-                context.on_epoch_end(epoch, {a: b for a, b in entry.items() if a != "epoch"})
-            if not np.isfinite(loss_value):
-                raise FloatingPointError(f"{self.name}: the training loss is {loss_value} at epoch {epoch}")
-            if valid is None:
-                continue
-            if valid_rmse < best:
-                best, best_epoch, bad = valid_rmse, epoch, 0
-                best_weights = model.get_weights()
-            else:
-                bad += 1
-                if bad > int(self.patience):
-                    break
-        if best_weights is not None and best_epoch != len(self.history_):
-            model.set_weights(best_weights)
-            self._set_embeddings()
-        self.best_epoch_ = best_epoch if valid is not None else len(self.history_)
+            return {"loss": total / max(n_batches, 1)}, seconds
+
+        self._train_epochs(train, context, run_epoch, self._set_embeddings, len(train))
         return self
 
     def _set_embeddings(self) -> None:
@@ -243,18 +206,6 @@ class DSSMRecommender(Recommender):
         self.item_embeddings_ = tower_outputs(model.get_layer("item_tower"), self._seen.shape[1])
         kernel, bias = model.get_layer("rating").get_weights()
         self.dot_weight_, self.dot_bias_ = float(np.ravel(kernel)[0]), float(np.ravel(bias)[0])
-
-    @property
-    def keras_model(self):
-        """The Keras model (inputs user_idx, item_idx; output the normalised rating); loaded lazily after ``load``."""
-        self._check_fitted()
-        if getattr(self, "_model", None) is None:
-            path = getattr(self, "_model_path", None)
-            if path is None:
-                raise FileNotFoundError("no Keras model: fit the model or load it from a saved folder")
-            _, keras = import_tf(self.threads)
-            self._model = keras.saving.load_model(path, compile=False)
-        return self._model
 
     # -- prediction ---------------------------------------------------------------------------
     def _rating(self, dots: np.ndarray) -> np.ndarray:
@@ -309,14 +260,3 @@ class DSSMRecommender(Recommender):
         self.user_categories_ = [str(x) for x in arrays["user_categories"]]
         self.genres_ = [str(x) for x in arrays["genres"]]
         self.history_ = []
-
-    def save(self, path: str | Path) -> None:
-        super().save(path)
-        self.keras_model.save(Path(path) / MODEL_FILE)
-
-    @classmethod
-    def load(cls, path: str | Path) -> "DSSMRecommender":
-        model = super().load(path)
-        model._model = None
-        model._model_path = str(Path(path) / MODEL_FILE)
-        return model

@@ -74,46 +74,23 @@ train interaction counts per item, the genre-overlap values. ``load`` reads only
 
 from __future__ import annotations
 
-import difflib
-import re
 import time
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
 from recflow.interactions import Interactions
-from recflow.models.base import Recommender, topk
+from recflow.models.base import topk
 from recflow.models.context import FitContext
+from recflow.models.keras_training import MODEL_FILE, KerasRecommender, shuffled_batches  # noqa: F401 - MODEL_FILE kept
+from recflow.titles import FUZZY_CUTOFF, TitleIndex, canonical_title, strip_year  # noqa: F401 - re-exported
 
-MODEL_FILE = "model.keras"
 MODES = ("content", "cf", "hybrid")
 NO_GENRES_MARKER = "(no genres listed)"
-#: fuzzy title matching: the difflib ratio a title needs to count as a match
-FUZZY_CUTOFF = 0.6
-_YEAR_SUFFIX = re.compile(r"\s*\(\d{4}(?:\s*[-\u2013]\s*\d{0,4})?\)\s*$")
-_TRAILING_ARTICLE = re.compile(
-    r"^(?P<rest>.+), (?P<art>the|a|an|les|la|le|l'|il|el|los|las|lo|das|der|die|den|det)$"
-)
 
 
 # ----------------------------------------------------------------------------- pure helpers
-
-
-def strip_year(title: str) -> str:
-    """``"Toy Story (1995)"`` -> ``"Toy Story"``."""
-    return _YEAR_SUFFIX.sub("", str(title)).strip()
-
-
-def canonical_title(title: str) -> str:
-    """Lower-case, year stripped, MovieLens's trailing article moved back: ``"Matrix, The (1999)"`` -> ``"the matrix"``."""
-    s = " ".join(strip_year(title).lower().split())
-    m = _TRAILING_ARTICLE.match(s)
-    if m:
-        art = m.group("art")
-        s = f"{art}{m.group('rest')}" if art.endswith("'") else f"{art} {m.group('rest')}"
-    return s
 
 
 def _as_list(value) -> list:
@@ -334,7 +311,7 @@ def _build_network(keras, n_users: int, n_items: int, dim: int, hidden, fusion_h
 # ----------------------------------------------------------------------------- model
 
 
-class HybridRecommender(Recommender):
+class HybridRecommender(KerasRecommender):
     """Content branch (text LSA, genres, numerics) + item-ID CF branch + fusion head vs user embeddings; see the module doc."""
 
     name = "hybrid"
@@ -461,8 +438,6 @@ class HybridRecommender(Recommender):
 
     # -- learning ---------------------------------------------------------------------------
     def fit(self, train: Interactions, context: FitContext | None = None) -> "HybridRecommender":
-        from recflow.models.two_tower import import_tf
-
         self._check_params()
         context = context or FitContext()
         n_users, n_items = train.n_users, train.n_items
@@ -486,10 +461,7 @@ class HybridRecommender(Recommender):
         log_q = np.log(np.maximum(counts, 1.0) / max(counts.sum(), 1.0)).astype(np.float32)
 
         # ---- network
-        tf, keras = import_tf(self.threads)
-        keras.utils.set_random_seed(seed)
-        if self.deterministic:
-            tf.config.experimental.enable_op_determinism()
+        tf, keras = self._seeded_tf()
         hidden = [int(h) for h in self.hidden]
         fusion_hidden = hidden if self.fusion_hidden is None else [int(h) for h in self.fusion_hidden]
         self._model, user_tower, content_branch, cf_branch, fusion = _build_network(
@@ -544,58 +516,19 @@ class HybridRecommender(Recommender):
             return total, sm, align
 
         rng = np.random.default_rng(seed)
-        bs = int(self.batch_size)
 
-        def dataset():
-            perm = rng.permutation(len(pos_u))
-            tu, ti = tf.constant(pos_u[perm]), tf.constant(pos_i[perm])
-            starts = tf.data.Dataset.range(0, len(perm), bs)
-            return starts.map(lambda s: (tu[s : s + bs], ti[s : s + bs])).prefetch(tf.data.AUTOTUNE)
-
-        # ---- training
-        self._remember_seen(train)
-        self._has_cf = has_cf
-        valid = context.valid if context.valid is not None and len(context.valid) else None
-        k = int(self.early_stopping_k)
-        metric = f"valid_recall_at_{k}"
-        if valid is not None:
-            from recflow.evaluate import evaluate_ranking
-        self.history_: list[dict[str, Any]] = []
-        best, best_weights, best_epoch, bad = -np.inf, None, 0, 0
-        for epoch in range(1, int(self.epochs) + 1):
+        def run_epoch(epoch: int):
             t0 = time.perf_counter()
             sums, n_batches = np.zeros(3), 0
-            for bu, bi in dataset():
+            for bu, bi in shuffled_batches(tf, (pos_u, pos_i), int(self.batch_size), rng):
                 sums += [float(v) for v in train_step(bu, bi)]
                 n_batches += 1
             seconds = time.perf_counter() - t0
             total, sm, align = sums / max(n_batches, 1)
-            self._set_vectors()
-            recall = float("nan")
-            if valid is not None:
-                recall = float(evaluate_ranking(self, train, valid, ks=[k])[f"recall_at_{k}"])
-            entry = {"epoch": epoch, "loss": float(total), "softmax_loss": float(sm), "alignment_loss": float(align),
-                     metric: recall, "seconds": seconds}
-            self.history_.append(entry)
-            if self.verbose:
-                print(f"{self.name} epoch {epoch}: " + ", ".join(f"{a}={b:.4g}" for a, b in entry.items() if a != "epoch"), flush=True)
-            if context.on_epoch_end is not None:
-                context.on_epoch_end(epoch, {a: b for a, b in entry.items() if a != "epoch"})
-            if not np.isfinite(total):
-                raise FloatingPointError(f"{self.name}: the training loss is {total} at epoch {epoch}")
-            if valid is None:
-                continue
-            if recall > best:
-                best, best_epoch, bad = recall, epoch, 0
-                best_weights = self._model.get_weights()
-            else:
-                bad += 1
-                if bad > int(self.patience):
-                    break
-        if best_weights is not None and best_epoch != len(self.history_):
-            self._model.set_weights(best_weights)
-            self._set_vectors()
-        self.best_epoch_ = best_epoch if valid is not None else len(self.history_)
+            return {"loss": float(total), "softmax_loss": float(sm), "alignment_loss": float(align)}, seconds
+
+        self._has_cf = has_cf
+        self._train_epochs(train, context, run_epoch, self._set_vectors)
         self.genre_overlap_ = self._all_genre_overlaps()
         self.fit_seconds_ = time.perf_counter() - started
         return self
@@ -623,20 +556,6 @@ class HybridRecommender(Recommender):
         content[~self.has_content_] = 0.0
         self.valid_ = {"content": self.has_content_.copy(), "cf": self._has_cf.copy(), "hybrid": np.ones(n_items, bool)}
         self.item_vectors_ = {"content": content, "cf": cf, "hybrid": hybrid}
-
-    @property
-    def keras_model(self):
-        """The Keras network (inputs user_idx, item_idx; outputs user, content, cf, hybrid vectors); loaded lazily after ``load``."""
-        self._check_fitted()
-        if getattr(self, "_model", None) is None:
-            path = getattr(self, "_model_path", None)
-            if path is None:
-                raise FileNotFoundError("no Keras model: fit the model or load it from a saved folder")
-            from recflow.models.two_tower import import_tf
-
-            _, keras = import_tf(self.threads)
-            self._model = keras.saving.load_model(path, compile=False)
-        return self._model
 
     # -- scoring ----------------------------------------------------------------------------
     def score(self, users: np.ndarray) -> np.ndarray:
@@ -675,34 +594,7 @@ class HybridRecommender(Recommender):
     def find_title(self, title: str) -> int:
         """The item index of ``title`` (see ``similar`` for the matching rules); ``LookupError`` if none."""
         self._check_fitted()
-        query = " ".join(str(title).lower().split())
-        canon = canonical_title(title)
-        full = np.char.lower(self.titles_.astype(str))
-        canon_all = self._canonical_titles()
-        named = self.titles_ != ""
-
-        def best(mask: np.ndarray) -> int | None:
-            cand = np.flatnonzero(mask & named)
-            if not len(cand):
-                return None
-            return int(cand[np.argmax(self.item_counts_[cand])])  # most train interactions; ties: lower index
-
-        for mask in (full == query, canon_all == canon):
-            hit = best(mask)
-            if hit is not None:
-                return hit
-        if len(canon) >= 3:  # the query as whole words inside a title ("star wars" in "star wars: episode iv ...")
-            pattern = re.compile(r"(?<!\w)" + re.escape(canon) + r"(?!\w)")
-            hit = best(np.array([bool(pattern.search(t)) for t in canon_all], dtype=bool))
-            if hit is not None:
-                return hit
-        unique = sorted(set(canon_all[named].tolist()))
-        close = difflib.get_close_matches(canon, unique, n=1, cutoff=FUZZY_CUTOFF)
-        if close:
-            return best(canon_all == close[0])
-        suggestions = difflib.get_close_matches(canon, unique, n=5, cutoff=0.0)
-        shown = [str(self.titles_[best(canon_all == s)]) for s in suggestions]
-        raise LookupError(f"no title matches {title!r}; closest titles: " + "; ".join(shown))
+        return self._title_index().find(title)
 
     def similar(self, title: str, k: int = 10, mode: Literal["content", "cf", "hybrid"] = "hybrid") -> pd.DataFrame:
         """The ``k`` items most similar to the item called ``title``: a frame of ``item_id``, ``title``, ``score``.
@@ -723,12 +615,12 @@ class HybridRecommender(Recommender):
         frame.attrs.update(query_item_id=int(self.item_ids_[q]), query_title=str(self.titles_[q]), mode=_mode(mode))
         return frame
 
-    def _canonical_titles(self) -> np.ndarray:
-        cached = getattr(self, "_canon_cache", None)
-        if cached is None or len(cached) != len(self.titles_):
-            cached = np.array([canonical_title(t) if t else "" for t in self.titles_.tolist()], dtype=object)
-            self._canon_cache = cached
-        return cached
+    def _title_index(self) -> TitleIndex:
+        """Built once per fit or load: canonicalising every title is a regex per item."""
+        cached = getattr(self, "_title_cache", None)
+        if cached is None or cached[0] is not self.titles_ or cached[1] is not self.item_counts_:
+            cached = self._title_cache = (self.titles_, self.item_counts_, TitleIndex(self.titles_, self.item_counts_))
+        return cached[2]
 
     # -- genre agreement --------------------------------------------------------------------
     def genre_overlap_at_k(self, k: int = 10, mode: Literal["content", "cf", "hybrid"] = "hybrid",
@@ -793,17 +685,6 @@ class HybridRecommender(Recommender):
         self.valid_ = {m: arrays[f"valid_{m}"].astype(bool) for m in MODES}
         self.genre_overlap_ = {str(k): float(v) for k, v in zip(arrays["genre_overlap_names"], arrays["genre_overlap_values"])}
         self.history_ = []
-
-    def save(self, path: str | Path) -> None:
-        super().save(path)
-        self.keras_model.save(Path(path) / MODEL_FILE)
-
-    @classmethod
-    def load(cls, path: str | Path) -> "HybridRecommender":
-        model = super().load(path)
-        model._model = None
-        model._model_path = str(Path(path) / MODEL_FILE)
-        return model
 
 
 def _mode(mode: str) -> str:

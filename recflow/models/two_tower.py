@@ -67,49 +67,24 @@ reads only the npz: ``score``/``recommend`` need no TensorFlow; ``keras_model`` 
 
 from __future__ import annotations
 
-import os
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from recflow.interactions import Interactions
-from recflow.models.base import Recommender
 from recflow.models.context import FitContext
+from recflow.models.keras_training import (  # noqa: F401 - MODEL_FILE, import_tf: still importable from here
+    MODEL_FILE,
+    KerasRecommender,
+    import_tf,
+    make_lazy_adam,
+    shuffled_batches,
+    tower_outputs,
+)
 
-MODEL_FILE = "model.keras"
 LOSSES = ("softmax", "bpr")
-
-_TF_READY = False
-
-
-def import_tf(threads: int | None = None):
-    """(tensorflow, keras), imported on first use with the thread pools set (see module doc)."""
-    global _TF_READY
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
-    import keras
-
-    if not _TF_READY:
-        _TF_READY = True
-        n = int(threads) if threads else _available_cpus()
-        try:
-            if tf.config.threading.get_intra_op_parallelism_threads() == 0:
-                tf.config.threading.set_intra_op_parallelism_threads(n)
-            if tf.config.threading.get_inter_op_parallelism_threads() == 0:
-                tf.config.threading.set_inter_op_parallelism_threads(1)
-        except RuntimeError:  # the runtime is already running: keep what it has
-            pass
-    return tf, keras
-
-
-def _available_cpus() -> int:
-    try:
-        return max(len(os.sched_getaffinity(0)), 1)
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(os.cpu_count() or 1, 1)
 
 
 # ----------------------------------------------------------------------------- features
@@ -196,34 +171,6 @@ def _two_tower_model(keras, user_tower, item_tower):
     return keras.Model([u, i], [user_tower(u), item_tower(i)], name="two_tower")
 
 
-def shuffled_batches(tf, arrays: tuple[np.ndarray, ...], batch_size: int, rng: np.random.Generator):
-    """A ``tf.data`` pipeline of one epoch: the aligned ``arrays`` in a seeded random order, batched.
-
-    The shuffle is one ``rng.permutation`` (NumPy, seeded), and each batch is a slice of the
-    permuted arrays taken inside ``tf.data`` (``range`` -> ``map`` -> ``prefetch``): a per-element
-    ``Dataset.shuffle(...).batch(...)`` costs ~4.6 s an epoch on ml-1m's 673k examples, a ceiling
-    of ~150k examples/s before any compute, where one slice per batch costs next to nothing.
-    A fixed prefetch of 2 with tf.data's autotuner off: with ``AUTOTUNE`` on 2 cores some epochs
-    stalled to ~10.2 s instead of ~4.7 s (about one in three; none in 6 epochs without it).
-    """
-    perm = rng.permutation(len(arrays[0]))
-    tensors = tuple(tf.constant(a[perm]) for a in arrays)
-    starts = tf.data.Dataset.range(0, len(perm), batch_size)
-    ds = starts.map(lambda s: tuple(t[s : s + batch_size] for t in tensors)).prefetch(2)
-    options = tf.data.Options()
-    options.autotune.enabled = False
-    return ds.with_options(options)
-
-
-def tower_outputs(tower, n: int, batch: int = 8192) -> np.ndarray:
-    """All ``n`` rows of a tower, as float32 NumPy."""
-    out = []
-    for start in range(0, n, batch):
-        idx = np.arange(start, min(start + batch, n), dtype=np.int32)
-        out.append(np.asarray(tower(idx, training=False)))
-    return np.concatenate(out).astype(np.float32) if out else np.zeros((0, 0), np.float32)
-
-
 def unseen_negatives(users: np.ndarray, seen_keys: np.ndarray, n_items: int, rng: np.random.Generator,
                      max_rounds: int = 100) -> np.ndarray:
     """One uniform random item per entry of ``users`` that the user has not interacted with.
@@ -246,42 +193,7 @@ def unseen_negatives(users: np.ndarray, seen_keys: np.ndarray, n_items: int, rng
     return neg
 
 
-def make_lazy_adam(tf, variables, lr: float, beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-7):
-    """Adam whose update of an embedding table touches only the rows the batch used ("lazy Adam").
-
-    Keras 3's Adam densifies an embedding's sparse gradient and updates every row's moments each
-    step: on ml-1m that was half the step time. Here a ``tf.IndexedSlices`` gradient updates the
-    moments and values of its (deduplicated) rows only; dense gradients get the usual Adam step.
-    Returns ``apply(grads)`` for use inside a ``tf.function``.
-    """
-    tvars = [v.value if hasattr(v, "value") and isinstance(v.value, tf.Variable) else v for v in variables]
-    ms = [tf.Variable(tf.zeros_like(v), trainable=False) for v in tvars]
-    vs = [tf.Variable(tf.zeros_like(v), trainable=False) for v in tvars]
-    step = tf.Variable(0.0, trainable=False, dtype=tf.float32)
-
-    def apply(grads):
-        t = step.assign_add(1.0)
-        alpha = lr * tf.sqrt(1.0 - tf.pow(beta_2, t)) / (1.0 - tf.pow(beta_1, t))
-        for g, var, m, v in zip(grads, tvars, ms, vs):
-            if g is None:
-                continue
-            if isinstance(g, tf.IndexedSlices):
-                rows, pos = tf.unique(g.indices)
-                gv = tf.math.unsorted_segment_sum(g.values, pos, tf.shape(rows)[0])
-                m_rows = beta_1 * tf.gather(m, rows) + (1.0 - beta_1) * gv
-                v_rows = beta_2 * tf.gather(v, rows) + (1.0 - beta_2) * tf.square(gv)
-                m.scatter_update(tf.IndexedSlices(m_rows, rows))
-                v.scatter_update(tf.IndexedSlices(v_rows, rows))
-                var.scatter_sub(tf.IndexedSlices(alpha * m_rows / (tf.sqrt(v_rows) + epsilon), rows))
-            else:
-                m_new = m.assign(beta_1 * m + (1.0 - beta_1) * g)
-                v_new = v.assign(beta_2 * v + (1.0 - beta_2) * tf.square(g))
-                var.assign_sub(alpha * m_new / (tf.sqrt(v_new) + epsilon))
-
-    return apply
-
-
-class TwoTowerRecommender(Recommender):
+class TwoTowerRecommender(KerasRecommender):
     """User and item towers trained by in-batch softmax (log-Q corrected) or BPR; see the module doc."""
 
     name = "two_tower"
@@ -356,11 +268,8 @@ class TwoTowerRecommender(Recommender):
 
     def fit(self, train: Interactions, context: FitContext | None = None) -> "TwoTowerRecommender":
         self._check_params()
-        tf, keras = import_tf(self.threads)
+        tf, keras = self._seeded_tf()
         context = context or FitContext()
-        keras.utils.set_random_seed(int(self.seed))
-        if self.deterministic:
-            tf.config.experimental.enable_op_determinism()
         n_users, n_items = train.n_users, train.n_items
         dim, seed = int(self.dim), int(self.seed)
 
@@ -476,7 +385,9 @@ class TwoTowerRecommender(Recommender):
             apply_gradients(grads)
             return loss
 
-        def dataset(epoch: int):
+        step = softmax_step if softmax else bpr_step
+
+        def run_epoch(epoch: int):
             if softmax:
                 arrays = (pos_u, pos_i)
             elif triplets is not None:
@@ -484,59 +395,14 @@ class TwoTowerRecommender(Recommender):
             else:
                 neg = unseen_negatives(pos_u, seen_keys, n_items, rng).astype(np.int32)
                 arrays = (pos_u, pos_i, neg)
-            return shuffled_batches(tf, arrays, int(self.batch_size), rng)
-
-        # ---- training
-        self._remember_seen(train)  # needed by the per-epoch validation ranking
-        valid = context.valid
-        k = int(self.early_stopping_k)
-        metric = f"valid_recall_at_{k}"
-        if valid is not None and len(valid) == 0:
-            valid = None
-        if valid is not None:
-            from recflow.evaluate import evaluate_ranking
-        self.history_: list[dict[str, Any]] = []
-        best, best_weights, best_epoch, bad = -np.inf, None, 0, 0
-        step = softmax_step if softmax else bpr_step
-        for epoch in range(1, int(self.epochs) + 1):
-            ds = dataset(epoch)
+            ds = shuffled_batches(tf, arrays, int(self.batch_size), rng)
             t0 = time.perf_counter()
             # a float per batch: steadier than leaving the losses as tensors until the epoch ends,
             # which stalled some epochs for seconds (measured: 4.8-10.2 s per epoch, 4.9-5.3 s with)
             losses = [float(step(*batch)) for batch in ds]
-            loss_value = float(np.mean(losses)) if losses else float("nan")
-            seconds = time.perf_counter() - t0
-            self._set_embeddings()
-            recall = float("nan")
-            if valid is not None:
-                recall = float(evaluate_ranking(self, train, valid, ks=[k])[f"recall_at_{k}"])
-            entry = {
-                "epoch": epoch,
-                "loss": loss_value,
-                metric: recall,
-                "examples_per_second": n_examples / seconds if seconds > 0 else float("inf"),
-                "seconds": seconds,
-            }
-            self.history_.append(entry)
-            if self.verbose:
-                print(f"{self.name} epoch {epoch}: " + ", ".join(f"{a}={b:.4g}" for a, b in entry.items() if a != "epoch"), flush=True)
-            if context.on_epoch_end is not None:
-                context.on_epoch_end(epoch, {a: b for a, b in entry.items() if a != "epoch"})
-            if not np.isfinite(loss_value):
-                raise FloatingPointError(f"{self.name}: the training loss is {loss_value} at epoch {epoch}")
-            if valid is None:
-                continue
-            if recall > best:
-                best, best_epoch, bad = recall, epoch, 0
-                best_weights = self._model.get_weights()
-            else:
-                bad += 1
-                if bad > int(self.patience):
-                    break
-        if best_weights is not None and best_epoch != len(self.history_):
-            self._model.set_weights(best_weights)
-            self._set_embeddings()
-        self.best_epoch_ = best_epoch if valid is not None else len(self.history_)
+            return {"loss": float(np.mean(losses)) if losses else float("nan")}, time.perf_counter() - t0
+
+        self._train_epochs(train, context, run_epoch, self._set_embeddings, n_examples)
         return self
 
     def _set_embeddings(self) -> None:
@@ -547,18 +413,6 @@ class TwoTowerRecommender(Recommender):
     def _towers(self):
         model = self.keras_model
         return model.get_layer("user_tower"), model.get_layer("item_tower")
-
-    @property
-    def keras_model(self):
-        """The Keras model (inputs user_idx, item_idx; outputs the two unit vectors); loaded lazily after ``load``."""
-        self._check_fitted()
-        if getattr(self, "_model", None) is None:
-            path = getattr(self, "_model_path", None)
-            if path is None:
-                raise FileNotFoundError("no Keras model: fit the model or load it from a saved folder")
-            _, keras = import_tf(self.threads)
-            self._model = keras.saving.load_model(path, compile=False)
-        return self._model
 
     # -- scoring ----------------------------------------------------------------------------
     def user_embeddings(self) -> np.ndarray:
@@ -599,14 +453,3 @@ class TwoTowerRecommender(Recommender):
             setattr(self, f"{side}_feature_mean_", arrays[f"{side}_feature_mean"])
             setattr(self, f"{side}_feature_std_", arrays[f"{side}_feature_std"])
         self.history_ = []
-
-    def save(self, path: str | Path) -> None:
-        super().save(path)
-        self.keras_model.save(Path(path) / MODEL_FILE)
-
-    @classmethod
-    def load(cls, path: str | Path) -> "TwoTowerRecommender":
-        model = super().load(path)
-        model._model = None
-        model._model_path = str(Path(path) / MODEL_FILE)
-        return model
