@@ -48,13 +48,13 @@ def test_wrong_delimiter_fails_naming_the_file(recflow_home, tmp_path):
 @pytest.mark.shared_data
 def test_bias_rmse_on_ml1m_random_90_10_beats_surprise_baseline(recflow_home, shared_datasets, monkeypatch):
     monkeypatch.setenv("RECFLOW_DATA_DIR", str(shared_datasets))
-    result = run_pipeline("configs/ml-1m-rmse.yaml", root=recflow_home)
+    result = run_pipeline("configs/ml-1m-rmse.yaml", ["models=[{name: bias}]"], root=recflow_home)
     assert result["metrics"]["bias"]["rmse"] <= 0.91  # Surprise BaselineOnly: 0.9076
 
 
 @pytest.mark.shared_data
 def test_popularity_under_recbole_protocol_is_near_published(recflow_home, shared_datasets, monkeypatch):
     monkeypatch.setenv("RECFLOW_DATA_DIR", str(shared_datasets))
-    result = run_pipeline("configs/ml-1m-recbole.yaml", root=recflow_home)
+    result = run_pipeline("configs/ml-1m-recbole.yaml", ["models=[{name: popular}]"], root=recflow_home)
     assert result["protocol"] == "recbole"
     assert abs(result["metrics"]["popular"]["recall_at_10"] - 0.0699) <= 0.015

@@ -74,8 +74,10 @@ def live_servers(tmp_path_factory):
     from recflow.servers import ProjectServers
 
     root = tmp_path_factory.mktemp("ui") / "artifacts"
-    with ProjectServers(root, prefect_port=0, mlflow_port=0) as servers:
-        yield servers
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)  # else the MLflow server would open that store, not root's
+        with ProjectServers(root, prefect_port=0, mlflow_port=0) as servers:
+            yield servers
 
 
 def server_env(servers, **extra: str) -> dict[str, str]:
