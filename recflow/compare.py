@@ -58,6 +58,8 @@ class ModelResult:
     #: value minus the champion's on the ranking metric (None: no champion or no value)
     delta: float | None = None
     is_champion: bool = False
+    #: measured under another split protocol than the champion: no delta is shown
+    other_protocol: bool = False
 
     @property
     def label(self) -> str:
@@ -72,6 +74,7 @@ class Champion:
     run_id: str
     model: str | None
     value: float | None
+    protocol: str | None = None
 
 
 @dataclass
@@ -154,12 +157,13 @@ def find_champion(client: Any, dataset: str, metric: str) -> tuple[Champion | No
         version = client.get_model_version_by_alias(name, CHAMPION_ALIAS)
     except MlflowException:
         return None, f"no champion for {dataset} yet (registered model {name!r} has no alias '{CHAMPION_ALIAS}')"
-    value, model = None, version.tags.get("model")
+    value, model, protocol = None, version.tags.get("model"), None
     if version.run_id:
         run = client.get_run(version.run_id)
         model = model or run.data.tags.get("model")
         value = _value(run.data.metrics, metric)
-    champion = Champion(dataset, name, str(version.version), version.run_id or "", model, value)
+        protocol = run.data.tags.get("protocol")
+    champion = Champion(dataset, name, str(version.version), version.run_id or "", model, value, protocol)
     note = None if value is not None else f"champion {name} v{version.version} has no {metric}"
     return champion, note
 
@@ -193,7 +197,8 @@ def compare(experiment: str | None = None, metric: str = "recall_at_10", last: i
         if champion is None:
             continue
         row.is_champion = row.run_id == champion.run_id
-        if champion.value is not None and value is not None:
+        row.other_protocol = champion.protocol is not None and row.protocol != champion.protocol
+        if champion.value is not None and value is not None and not row.other_protocol:
             row.delta = value - champion.value
     return result
 
@@ -208,6 +213,8 @@ def _fmt(value: float | None) -> str:
 def _delta(row: ModelResult, metric: str) -> str:
     if row.is_champion:
         return "champion"
+    if row.other_protocol:
+        return "other protocol"
     if row.delta is None:
         return "-"
     better = row.delta < 0 if lower_is_better(metric) else row.delta > 0

@@ -10,7 +10,9 @@
    (what ``similar`` uses when the best model has none, e.g. ``popular``);
 4. packages the best model as an MLflow pyfunc (``recflow.pyfunc_model``: catalogue, index,
    model files when it needs them, titles, signature), registered as ``recflow-<dataset>``, and
-   moves the ``champion`` alias to it only when it beats the current champion on the metric.
+   moves the ``champion`` alias to it only when it beats the current champion on the metric,
+   measured under the same evaluation protocol (split settings, validation masking, relevance
+   threshold: a Recall@10 from a random 90/10 split says nothing against one from RecBole's).
    A bundle identical to the champion's (a fully cached rerun) is not registered again.
    ``<root>/serving/champions/recflow-<dataset>.json`` records the alias for the CLI.
 
@@ -146,6 +148,28 @@ def _similar_genre_overlap(index_meta: dict[str, Any]) -> float | None:
     return index_meta["spaces"][space]["metrics"].get(f"genre_overlap_at_{index_meta['k']}") if space else None
 
 
+def evaluation_protocol(cfg: Any) -> dict[str, Any]:
+    """Everything that makes two runs' metrics comparable: the split and how the test ranking is scored."""
+    return {"split": cfg.split.model_dump(mode="json"), "mask_valid": cfg.evaluation.mask_valid,
+            "relevance_threshold": cfg.evaluation.relevance_threshold}
+
+
+def _protocol_tag(protocol: dict[str, Any]) -> str:
+    return json.dumps(protocol, sort_keys=True, separators=(",", ":"))
+
+
+def protocol_difference(theirs: dict[str, Any], ours: dict[str, Any]) -> str:
+    """``split.seed 2020 -> 42, mask_valid true -> false``: the settings that differ, dotted."""
+    def flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+        return out
+
+    a, b = flat(theirs), flat(ours)
+    return ", ".join(f"{k} {json.dumps(a.get(k))} -> {json.dumps(b.get(k))}" for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k))
+
+
 def run_record(cfg: Any, tracking: dict[str, Any], models: dict[str, dict[str, Any]], catalogue: Path, root: Path) -> dict[str, Any]:
     """What serves each successful model of a run (paths relative to the artifacts root) and the best ones."""
     metric, greater = cfg.serving.champion_metric, cfg.serving.greater_is_better
@@ -181,6 +205,7 @@ def run_record(cfg: Any, tracking: dict[str, Any], models: dict[str, dict[str, A
         "catalogue": str(catalogue.relative_to(root)),
         "metric": metric,
         "greater_is_better": greater,
+        "protocol": evaluation_protocol(cfg),
         "best": best,
         "similar": similar,
         "models": entries,
@@ -335,12 +360,19 @@ def register_champion(record: dict[str, Any], root: Path) -> dict[str, Any]:
 
     logged = _log_pyfunc(sources, info)
     tags = {"bundle": fingerprint, "model": info["recommend_model"], "similar_model": str(info["similar_model"]),
-            "pipeline_run_id": record["run_id"], "dataset": record["dataset"], "metric": metric, "metric_value": str(value)}
+            "pipeline_run_id": record["run_id"], "dataset": record["dataset"], "metric": metric, "metric_value": str(value),
+            "protocol": _protocol_tag(record["protocol"])}
     if not client.search_registered_models(filter_string=f"name = '{name}'"):
         client.create_registered_model(name, description=f"recflow serving bundles for {record['dataset']} (see recflow.serving)")
     version = str(client.create_model_version(name, source=logged.model_uri, run_id=info["model_run_id"], tags=tags,
                                               model_id=logged.model_id).version)
 
+    theirs = champion.tags.get("protocol") if champion is not None else None
+    if theirs is not None and theirs != _protocol_tag(record["protocol"]):  # versions from before the tag: compared
+        return {**out, "version": int(version), "champion_version": int(champion.version), "moved": False,
+                "reason": (f"not compared: champion v{champion.version} was evaluated under another protocol "
+                           f"({protocol_difference(json.loads(theirs), record['protocol'])}); to serve v{version} "
+                           f"instead, move the '{ALIAS}' alias of {name} to it in MLflow")}
     previous = None
     if champion is not None:
         previous = client.get_run(champion.run_id).data.metrics.get(metric) if champion.run_id else None

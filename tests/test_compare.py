@@ -24,14 +24,14 @@ def store(tmp_path, monkeypatch):
     return client
 
 
-def pipeline_run(client: MlflowClient, name: str, models: dict[str, dict[str, float]]) -> dict[str, str]:
+def pipeline_run(client: MlflowClient, name: str, models: dict[str, dict[str, float]], protocol: str = "temporal") -> dict[str, str]:
     """A parent run tagged like recflow's with one nested run per model; returns model -> run id."""
     exp = client.get_experiment_by_name(f"recflow/{DATASET}").experiment_id
-    parent = client.create_run(exp, run_name=name, tags={"recflow.kind": "pipeline", "dataset": DATASET, "protocol": "temporal"})
+    parent = client.create_run(exp, run_name=name, tags={"recflow.kind": "pipeline", "dataset": DATASET, "protocol": protocol})
     ids = {}
     for model, metrics in models.items():
         child = client.create_run(exp, run_name=model, tags={"mlflow.parentRunId": parent.info.run_id, "model": model,
-                                                            "dataset": DATASET, "protocol": "temporal"})
+                                                            "dataset": DATASET, "protocol": protocol})
         for key, value in metrics.items():
             client.log_metric(child.info.run_id, key, value)
         client.set_terminated(child.info.run_id)
@@ -83,6 +83,16 @@ def test_change_is_measured_against_the_champion(store):
     assert [r.delta for r in result.rows] == pytest.approx([0.05, 0.0, -0.15])
     assert [r.is_champion for r in result.rows] == [False, True, False]
     assert result.champions["tiny"].value == 0.25
+
+
+def test_runs_under_another_protocol_are_not_measured_against_the_champion(store):
+    first = pipeline_run(store, "monday", {"bias": {"recall_at_10": 0.25}})
+    pipeline_run(store, "random split", {"bias": {"recall_at_10": 0.40}}, protocol="random")
+    crown(store, first["bias"])
+    result = compare()
+    assert [(r.pipeline_run_name, r.delta, r.other_protocol) for r in result.rows] == [("random split", None, True), ("monday", 0.0, False)]
+    shown = CliRunner().invoke(app, ["compare"]).output
+    assert "other protocol" in shown
 
 
 def test_an_unknown_metric_names_the_ones_there_are(store):

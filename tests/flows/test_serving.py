@@ -177,6 +177,24 @@ def test_the_alias_moves_only_to_a_model_that_beats_the_champion(served):
         (home / "serving" / "champions" / "recflow-alias-test.json").unlink(missing_ok=True)
 
 
+def test_a_run_under_another_protocol_does_not_take_the_alias(served):
+    home, result = served
+    record = json.loads((runs_dir(home) / f"{result['tracking']['run_id']}.json").read_text())
+    record["registered_model"] = "recflow-protocol-test"
+    seed = record["protocol"]["split"]["seed"]
+    try:
+        assert register_champion(record, home)["moved"] is True
+        value = record["models"][record["best"]]["metrics"]["recall_at_10"]
+        record["best"] = next(name for name in record["models"] if name != record["best"])
+        record["models"][record["best"]]["metrics"]["recall_at_10"] = value + 0.5  # "better", but on another split
+        record["protocol"]["split"]["seed"] = seed + 1
+        other = register_champion(record, home)
+        assert (other["moved"], other["version"], other["champion_version"]) == (False, 2, 1)
+        assert other["reason"].startswith(f"not compared: champion v1 was evaluated under another protocol (split.seed {seed} -> {seed + 1})")
+    finally:
+        (home / "serving" / "champions" / "recflow-protocol-test.json").unlink(missing_ok=True)
+
+
 def test_an_unchanged_rerun_is_cached_and_registers_nothing_new(served):
     home, first = served
     versions = len(MlflowClient().search_model_versions(f"name='{NAME}'"))
