@@ -76,7 +76,7 @@ def genre_key(name: str) -> str:
 # ----------------------------------------------------------------------------- genre matrix
 
 
-class _Genres:
+class ItemGenres:
     """The items table's genres as a sparse items x genres 0/1 matrix aligned with sorted item ids."""
 
     def __init__(self, items: pd.DataFrame):
@@ -185,9 +185,9 @@ def _cut(values: np.ndarray, bins: list[float], labels: list[str]) -> pd.Series:
 
 
 def user_features(train: pd.DataFrame, items: pd.DataFrame, cfg: FeaturesConfig,
-                  _genres: _Genres | None = None) -> pd.DataFrame:
+                  _genres: ItemGenres | None = None) -> pd.DataFrame:
     users, item_ids, r = _train_arrays(train)
-    genres = _genres or _Genres(items)
+    genres = _genres or ItemGenres(items)
     ucode, uid = pd.factorize(users, sort=True)
     ucode = ucode.astype(np.int64, copy=False)
     n_u = len(uid)
@@ -233,9 +233,9 @@ def user_features(train: pd.DataFrame, items: pd.DataFrame, cfg: FeaturesConfig,
 
 
 def item_features(train: pd.DataFrame, items: pd.DataFrame, cfg: FeaturesConfig,
-                  _genres: _Genres | None = None) -> pd.DataFrame:
+                  _genres: ItemGenres | None = None) -> pd.DataFrame:
     _, item_ids, r = _train_arrays(train)
-    genres = _genres or _Genres(items)
+    genres = _genres or ItemGenres(items)
     n_i = len(genres.item_ids)
     ipos = genres.index(item_ids)
     known = ipos >= 0
@@ -279,7 +279,7 @@ def write_feature_tables(train: pd.DataFrame, items: pd.DataFrame, cfg: Features
     genre keys (column order) with the source names behind each, and the global train mean."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    genres = _Genres(items)
+    genres = ItemGenres(items)
     tables = {
         USER_TABLE: user_features(train, items, cfg, _genres=genres),
         ITEM_TABLE: item_features(train, items, cfg, _genres=genres),

@@ -217,7 +217,7 @@ def build_serving_indexes(model: Any, item_ids: np.ndarray, user_ids: np.ndarray
 
 def _genre_agreement(vectors: np.ndarray, genres: np.ndarray, k: int, n_queries: int) -> dict[str, float]:
     """``genre_overlap_at_k`` / ``genre_jaccard_at_k`` of a space, on a seeded sample of items with a vector."""
-    from recflow.models.hybrid import genre_overlap_at_k
+    from recflow.genres import genre_overlap_at_k
 
     valid = np.linalg.norm(vectors, axis=1) > 0
     queries = np.flatnonzero(valid & (np.asarray(genres) > 0).any(axis=1))

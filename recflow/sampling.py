@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -33,6 +34,9 @@ import scipy.sparse as sp
 
 from recflow.interactions import Interactions
 
+if TYPE_CHECKING:
+    from recflow.config import SamplingConfig
+
 __all__ = [
     "NEGATIVE_KINDS",
     "sample_negatives",
@@ -41,6 +45,7 @@ __all__ = [
     "liked_sequences",
     "cooccurrence_graph",
     "random_walks",
+    "make_samples",
     "train_fingerprint",
     "write_samples",
     "read_negatives",
@@ -439,6 +444,47 @@ def random_walks(
 
 
 # ----------------------------------------------------------------------------- persistence
+
+
+def make_samples(
+    train: Interactions,
+    *,
+    negatives: "SamplingConfig | None" = None,
+    sequences: dict[str, Any] | None = None,
+    walks: dict[str, Any] | None = None,
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]], dict[str, float]]:
+    """The sampling stage: the outputs asked for, for ``write_samples``.
+
+    Returns (outputs, the params each was made with, seconds per step). ``negatives`` makes the
+    three negative kinds and the BPR triplets; ``sequences`` / ``walks`` are the keyword
+    arguments of ``liked_sequences`` / ``random_walks`` (a model's ``sampling_needs()``).
+    """
+    made: dict[str, Any] = {}
+    params: dict[str, dict[str, Any]] = {}
+    seconds: dict[str, float] = {}
+    if negatives is not None:
+        started = time.perf_counter()
+        made["negatives"] = sample_negatives(
+            train, n_random=negatives.n_random, n_popular=negatives.n_popular, n_disliked=negatives.n_disliked,
+            popular_pool=negatives.popular_pool, seed=negatives.seed,
+        )
+        made["triplets"] = bpr_triplets(
+            train, made["negatives"], positive_threshold=negatives.positive_threshold,
+            negatives_per_positive=negatives.negatives_per_positive, seed=negatives.seed,
+        )
+        seconds["negatives_and_triplets"] = time.perf_counter() - started
+        params["negatives"] = params["triplets"] = negatives.model_dump(mode="json")
+    if sequences is not None:
+        started = time.perf_counter()
+        made["sequences"] = liked_sequences(train, **sequences)
+        seconds["sequences"] = time.perf_counter() - started
+        params["sequences"] = sequences
+    if walks is not None:
+        started = time.perf_counter()
+        made["walks"] = random_walks(train, **walks)
+        seconds["walks"] = time.perf_counter() - started
+        params["walks"] = walks
+    return made, params, seconds
 
 
 def train_fingerprint(train: Interactions) -> str:

@@ -358,17 +358,18 @@ def register_champion(record: dict[str, Any], root: Path) -> dict[str, Any]:
         return {**out, "version": int(champion.version), "champion_version": int(champion.version), "moved": False,
                 "reason": f"unchanged: champion v{champion.version} already serves this bundle"}
 
+    ours = _protocol_tag(record["protocol"])
     logged = _log_pyfunc(sources, info)
     tags = {"bundle": fingerprint, "model": info["recommend_model"], "similar_model": str(info["similar_model"]),
             "pipeline_run_id": record["run_id"], "dataset": record["dataset"], "metric": metric, "metric_value": str(value),
-            "protocol": _protocol_tag(record["protocol"])}
+            "protocol": ours}
     if not client.search_registered_models(filter_string=f"name = '{name}'"):
         client.create_registered_model(name, description=f"recflow serving bundles for {record['dataset']} (see recflow.serving)")
     version = str(client.create_model_version(name, source=logged.model_uri, run_id=info["model_run_id"], tags=tags,
                                               model_id=logged.model_id).version)
 
     theirs = champion.tags.get("protocol") if champion is not None else None
-    if theirs is not None and theirs != _protocol_tag(record["protocol"]):  # versions from before the tag: compared
+    if theirs is not None and theirs != ours:  # versions from before the tag: compared
         return {**out, "version": int(version), "champion_version": int(champion.version), "moved": False,
                 "reason": (f"not compared: champion v{champion.version} was evaluated under another protocol "
                            f"({protocol_difference(json.loads(theirs), record['protocol'])}); to serve v{version} "

@@ -8,12 +8,12 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
+import recflow.genres as genres_lib
 import recflow.index as index_lib
 import recflow.retrieval as retrieval_lib
 from recflow.config import IndexConfig
 from recflow.index import TuningGrid
 from recflow.models import MODELS, load_model
-from recflow.models.hybrid import genre_matrix
 from recflow.store import Artifact
 from tasks.caching import produce, stage
 
@@ -24,13 +24,13 @@ def has_embeddings(model_name: str) -> bool:
     return hasattr(cls, "item_embeddings") or hasattr(cls, "user_embeddings")
 
 
-@stage("index", code=(index_lib, retrieval_lib), task_run_name="index[{model.meta[model]}]")
+@stage("index", code=(index_lib, retrieval_lib, genres_lib), task_run_name="index[{model.meta[model]}]")
 def index(model: Artifact, split: Artifact, data: Artifact, config: IndexConfig) -> Artifact:
     def build(out: Path) -> dict:
         ids = pq.read_table(split.file("split.parquet"), columns=["user_id", "item_id"])
         user_ids = np.unique(ids["user_id"].to_numpy())
         item_ids = np.unique(ids["item_id"].to_numpy())
-        genres, _ = genre_matrix(item_ids, pd.read_parquet(data.file("items.parquet"), columns=["item_id", "genres"]))
+        genres, _ = genres_lib.genre_matrix(item_ids, pd.read_parquet(data.file("items.parquet"), columns=["item_id", "genres"]))
         fitted = load_model(model.file("model"))
         return retrieval_lib.build_serving_indexes(fitted, item_ids, user_ids, TuningGrid.from_config(config), out,
                                                    genres=genres if genres.shape[1] else None)

@@ -6,7 +6,6 @@ enabled models' ``sampling_needs()``, so it is skipped when no model needs it.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -47,32 +46,7 @@ def sampling_plan(cfg: RunConfig) -> SamplingPlan | None:
 def sampling(split: Artifact, plan: SamplingPlan) -> Artifact:
     def build(out: Path) -> dict:
         train = load_parts(split)["train"]
-        made: dict[str, Any] = {}
-        params: dict[str, dict[str, Any]] = {}
-        seconds: dict[str, float] = {}
-        if plan.negatives is not None:
-            neg = plan.negatives
-            started = time.perf_counter()
-            made["negatives"] = sampling_lib.sample_negatives(
-                train, n_random=neg.n_random, n_popular=neg.n_popular, n_disliked=neg.n_disliked,
-                popular_pool=neg.popular_pool, seed=neg.seed,
-            )
-            made["triplets"] = sampling_lib.bpr_triplets(
-                train, made["negatives"], positive_threshold=neg.positive_threshold,
-                negatives_per_positive=neg.negatives_per_positive, seed=neg.seed,
-            )
-            seconds["negatives_and_triplets"] = time.perf_counter() - started
-            params["negatives"] = params["triplets"] = neg.model_dump(mode="json")
-        if plan.sequences is not None:
-            started = time.perf_counter()
-            made["sequences"] = sampling_lib.liked_sequences(train, **plan.sequences)
-            seconds["sequences"] = time.perf_counter() - started
-            params["sequences"] = plan.sequences
-        if plan.walks is not None:
-            started = time.perf_counter()
-            made["walks"] = sampling_lib.random_walks(train, **plan.walks)
-            seconds["walks"] = time.perf_counter() - started
-            params["walks"] = plan.walks
+        made, params, seconds = sampling_lib.make_samples(train, negatives=plan.negatives, sequences=plan.sequences, walks=plan.walks)
         sampling_lib.write_samples(out, train=train, params=params, **made)
         return {
             "rows": {name: len(value) for name, value in made.items()},

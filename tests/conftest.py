@@ -24,14 +24,10 @@ def mlflow_tracking_uri_is_restored():
     servers the ``ui`` tests start) inherits a store that a finished test left behind."""
     before = os.environ.get("MLFLOW_TRACKING_URI")
     yield
-    if "mlflow" in sys.modules:
+    if "mlflow" in sys.modules:  # not imported: nothing can have leaked
         import mlflow
 
-        mlflow.set_tracking_uri(before)  # None unsets both the module's URI and the variable
-    if before is None:
-        os.environ.pop("MLFLOW_TRACKING_URI", None)
-    else:
-        os.environ["MLFLOW_TRACKING_URI"] = before
+        mlflow.set_tracking_uri(before)  # sets, or (None) unsets, both the module's URI and the variable
 
 
 @pytest.fixture(scope="session")

@@ -314,3 +314,17 @@ def test_load_matching_checks_fingerprint_and_params(tmp_path):
         assert S.load_matching(tmp_path, "sequences", train, {"min_rating": 3.0}) is None
     with pytest.warns(UserWarning, match="other train data"):
         assert S.load_matching(tmp_path, "sequences", random_train(seed=9), {"min_rating": 4.0}) is None
+
+
+def test_make_samples_makes_only_what_is_asked_with_the_params_it_used():
+    from recflow.config import SamplingConfig
+
+    train = random_train()
+    negatives = SamplingConfig(n_random=2, n_popular=1, n_disliked=1, seed=3)
+    made, params, seconds = S.make_samples(train, negatives=negatives, sequences={"min_rating": 4.0})
+    assert sorted(made) == sorted(params) == ["negatives", "sequences", "triplets"]
+    assert sorted(seconds) == ["negatives_and_triplets", "sequences"]
+    assert params["negatives"] == params["triplets"] == negatives.model_dump(mode="json")
+    expected = S.sample_negatives(train, n_random=2, n_popular=1, n_disliked=1, popular_pool=negatives.popular_pool, seed=3)
+    pd.testing.assert_frame_equal(made["negatives"], expected)
+    assert S.make_samples(train) == ({}, {}, {})

@@ -39,8 +39,7 @@ import pandas as pd
 
 from recflow.interactions import Interactions
 from recflow.models.context import FitContext
-from recflow.models.keras_training import (  # noqa: F401 - MODEL_FILE: still importable from here
-    MODEL_FILE,
+from recflow.models.keras_training import (
     KerasRecommender,
     make_lazy_adam,
     shuffled_batches,

@@ -59,7 +59,7 @@ After fit (NumPy, float32, rows unit-norm or zero)
     content needs some content input, hybrid is every item). ``similar_items`` / ``similar`` rank by
     cosine in one mode among the items valid in it, the query excluded. ``genre_overlap_`` holds
     ``genre_overlap_at_{k}_{mode}`` and ``genre_jaccard_at_{k}_{mode}`` for the three modes
-    (``genre_overlap_at_k``; k = ``genre_overlap_k``), for the pipeline to log as metrics.
+    (``recflow.genres.genre_overlap_at_k``; k = ``genre_overlap_k``), for the pipeline to log as metrics.
 
 Determinism: as ``two_tower`` (global seeds, seeded initialisers, shuffles and SVD; op
 determinism when ``deterministic``). On CPU, refits with one seed agreed bitwise in our tests.
@@ -80,14 +80,13 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from recflow.genres import cosine_neighbours, genre_matrix, genre_overlap_at_k, normalise_rows
 from recflow.interactions import Interactions
-from recflow.models.base import topk
 from recflow.models.context import FitContext
-from recflow.models.keras_training import MODEL_FILE, KerasRecommender, shuffled_batches  # noqa: F401 - MODEL_FILE kept
+from recflow.models.keras_training import KerasRecommender, shuffled_batches
 from recflow.titles import FUZZY_CUTOFF, TitleIndex, canonical_title, strip_year  # noqa: F401 - re-exported
 
 MODES = ("content", "cf", "hybrid")
-NO_GENRES_MARKER = "(no genres listed)"
 
 
 # ----------------------------------------------------------------------------- pure helpers
@@ -168,98 +167,6 @@ def text_features(texts: list[str], *, max_features: int, min_df: int, n_compone
     norms = np.linalg.norm(z, axis=1, keepdims=True)
     z = np.divide(z, norms, out=np.zeros_like(z), where=norms > 0) * np.float32(np.sqrt(c))
     return z.astype(np.float32)
-
-
-def genre_matrix(item_ids: np.ndarray, items: pd.DataFrame | None) -> tuple[np.ndarray, np.ndarray]:
-    """(n, g) int8 multi-hot of the items table's genres aligned with the index, genre names (sorted)."""
-    n = len(item_ids)
-    rows, idx = _align(items, item_ids)
-    if rows is None or "genres" not in rows.columns:
-        return np.zeros((n, 0), np.int8), np.zeros(0, dtype=np.str_)
-    lists = [[str(g) for g in _as_list(v) if str(g) and str(g) != NO_GENRES_MARKER] for v in rows["genres"].to_numpy(dtype=object)]
-    names = sorted({g for gl in lists for g in gl})
-    col = {g: j for j, g in enumerate(names)}
-    m = np.zeros((n, len(names)), np.int8)
-    for i, gl in zip(idx, lists):
-        for g in gl:
-            m[i, col[g]] = 1
-    return m, np.array(names, dtype=np.str_)
-
-
-def _normalise(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return np.divide(x, norms, out=np.zeros_like(x), where=norms > 0).astype(np.float32)
-
-
-def cosine_neighbours(vectors: np.ndarray, queries: np.ndarray, k: int, valid: np.ndarray | None = None,
-                      batch_size: int = 2048) -> tuple[np.ndarray, np.ndarray]:
-    """Top-``k`` cosine neighbours of each query row among the ``valid`` rows, the query excluded.
-
-    Best first, ties to the lower index; padded with -1 / -inf (also for a query that is not valid).
-    """
-    unit = _normalise(vectors)
-    n = len(unit)
-    valid = np.ones(n, bool) if valid is None else np.asarray(valid, bool)
-    q = np.asarray(queries, dtype=np.int64).reshape(-1)
-    if len(q) and (q.min() < 0 or q.max() >= n):
-        raise IndexError(f"item indices must lie in [0, {n})")
-    k_eff = min(int(k), n)
-    out_i = np.full((len(q), int(k)), -1, dtype=np.int64)
-    out_s = np.full((len(q), int(k)), -np.inf, dtype=np.float32)
-    for start in range(0, len(q), batch_size):
-        b = q[start : start + batch_size]
-        sims = (unit[b] @ unit.T).astype(np.float32)
-        sims[:, ~valid] = -np.inf
-        sims[~valid[b]] = -np.inf
-        sims[np.arange(len(b)), b] = -np.inf
-        top = topk(sims, k_eff)
-        top_s = np.take_along_axis(sims, top, axis=1)
-        out_i[start : start + len(b), :k_eff] = np.where(np.isneginf(top_s), -1, top)
-        out_s[start : start + len(b), :k_eff] = top_s
-    return out_i, out_s
-
-
-def genre_overlap_at_k(vectors: np.ndarray, genres: np.ndarray, k: int = 10, queries: np.ndarray | None = None,
-                       valid: np.ndarray | None = None) -> dict[str, float]:
-    """Genre agreement of each query item with its ``k`` nearest neighbours by cosine.
-
-    ``genres``: (n, g) 0/1. Queries: ``queries`` (item indices; default every ``valid`` item),
-    keeping only those with >= 1 genre and a valid vector. Each query's neighbours are its top-``k``
-    cosine items among the ``valid`` ones, the query excluded. With ``G(x)`` an item's genre set:
-
-    * ``genre_overlap_at_{k}``: mean over queries of the fraction of its neighbours with
-      ``|G(q) & G(n)| >= 1`` (the reference notebook's "genre overlap@10");
-    * ``genre_jaccard_at_{k}``: mean over queries of the mean over its neighbours of
-      ``|G(q) & G(n)| / |G(q) | G(n)|`` (a neighbour without genres scores 0);
-    * ``n_queries``: how many queries were averaged (queries without any neighbour are skipped;
-      a query with fewer than ``k`` candidates averages over the ones it has).
-    NaN when no query counts.
-    """
-    g = np.asarray(genres) > 0
-    n = len(g)
-    valid = np.ones(n, bool) if valid is None else np.asarray(valid, bool)
-    q = np.flatnonzero(valid) if queries is None else np.asarray(queries, dtype=np.int64).reshape(-1)
-    q = q[valid[q] & g[q].any(axis=1)] if len(q) else q
-    nan = {f"genre_overlap_at_{k}": float("nan"), f"genre_jaccard_at_{k}": float("nan"), "n_queries": 0}
-    if not len(q) or not g.shape[1]:
-        return nan
-    nb, _ = cosine_neighbours(vectors, q, k, valid)
-    ok = nb >= 0
-    gi = g.astype(np.int32)
-    inter = np.einsum("qg,qkg->qk", gi[q], gi[np.where(ok, nb, 0)])
-    union = gi[q].sum(axis=1)[:, None] + gi[np.where(ok, nb, 0)].sum(axis=2) - inter
-    jac = np.where(ok, inter / np.maximum(union, 1), 0.0)
-    share = np.where(ok, inter >= 1, False)
-    n_nb = ok.sum(axis=1)
-    has = n_nb > 0
-    if not has.any():
-        return nan
-    return {
-        f"genre_overlap_at_{k}": float((share.sum(axis=1)[has] / n_nb[has]).mean()),
-        f"genre_jaccard_at_{k}": float((jac.sum(axis=1)[has] / n_nb[has]).mean()),
-        "n_queries": int(has.sum()),
-    }
 
 
 # ----------------------------------------------------------------------------- network
@@ -551,8 +458,8 @@ class HybridRecommender(KerasRecommender):
             h.append(np.asarray(fusion([cv, fv], training=False)))
         dim = int(self.dim)
         cat = lambda parts, n: np.concatenate(parts).astype(np.float32) if parts else np.zeros((n, dim), np.float32)  # noqa: E731
-        self.user_vectors_ = _normalise(cat(users, 0))
-        content, cf, hybrid = (_normalise(cat(p, 0)) for p in (c, f, h))
+        self.user_vectors_ = normalise_rows(cat(users, 0))
+        content, cf, hybrid = (normalise_rows(cat(p, 0)) for p in (c, f, h))
         content[~self.has_content_] = 0.0
         self.valid_ = {"content": self.has_content_.copy(), "cf": self._has_cf.copy(), "hybrid": np.ones(n_items, bool)}
         self.item_vectors_ = {"content": content, "cf": cf, "hybrid": hybrid}

@@ -75,10 +75,8 @@ import pandas as pd
 
 from recflow.interactions import Interactions
 from recflow.models.context import FitContext
-from recflow.models.keras_training import (  # noqa: F401 - MODEL_FILE, import_tf: still importable from here
-    MODEL_FILE,
+from recflow.models.keras_training import (
     KerasRecommender,
-    import_tf,
     make_lazy_adam,
     shuffled_batches,
     tower_outputs,

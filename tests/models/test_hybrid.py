@@ -13,11 +13,10 @@ import pytest
 from recflow.interactions import Interactions
 from recflow.models.base import NotFittedError
 from recflow.models.context import FitContext
+from recflow.genres import cosine_neighbours, genre_overlap_at_k
 from recflow.models.hybrid import (
     HybridRecommender,
     canonical_title,
-    cosine_neighbours,
-    genre_overlap_at_k,
     item_texts,
     text_features,
 )

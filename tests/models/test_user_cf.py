@@ -202,6 +202,15 @@ def test_two_fits_with_a_seed_are_identical():
         np.testing.assert_array_equal(x, y)
 
 
+def test_a_refit_predicts_from_the_new_ratings_only():
+    users, items = np.repeat(np.arange(40), 25), np.tile(np.arange(25), 40)
+    refit = UserCFRecommender(seed=0).fit(random_train(seed=1))
+    refit.predict(users, items)
+    refit.fit(random_train(seed=2))
+    fresh = UserCFRecommender(seed=0).fit(random_train(seed=2))
+    np.testing.assert_array_equal(refit.predict(users, items), fresh.predict(users, items))
+
+
 def test_save_load_round_trip_keeps_the_hnsw_index(tmp_path):
     train = random_train(seed=3)
     m = UserCFRecommender(n_components=8, n_neighbors=6, shrinkage=5.0, rating_weight=0.3).fit(train)
