@@ -7,12 +7,12 @@ part of the stage's cache key, so changing one model's parameter reruns only tha
 from __future__ import annotations
 
 from pathlib import Path
-import inspect
-import typing
-from typing import Annotated, Any, Literal, Union
+from typing import Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from recflow.models.params import MODEL_PARAMS, BiasParams, ModelParams, PopularParams  # noqa: F401 - the config's model entries
 
 
 class Strict(BaseModel):
@@ -93,35 +93,7 @@ class EvaluationConfig(Strict):
 
 
 # ----------------------------------------------------------------------------- models
-
-
-def _params_model(cls: type) -> type[BaseModel]:
-    """A strict pydantic model of a recommender's ``__init__`` signature (its defaults, its types).
-
-    The model class stays the single source of hyperparameters and defaults; the config only
-    validates them (unknown keys, wrong types) and adds the ``name`` discriminator.
-    """
-    hints = typing.get_type_hints(cls.__init__)
-    fields: dict[str, Any] = {"name": (Literal[cls.name], cls.name)}
-    for pname, param in inspect.signature(cls.__init__).parameters.items():
-        if pname == "self" or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
-            continue
-        default = ... if param.default is param.empty else param.default
-        fields[pname] = (hints.get(pname, Any), default)
-    title = "".join(part.capitalize() for part in cls.name.split("_")) + "Params"
-    return create_model(title, __base__=Strict, __doc__=(cls.__doc__ or "").strip().split("\n")[0], **fields)
-
-
-def _model_params() -> dict[str, type[BaseModel]]:
-    from recflow.models import MODELS
-
-    return {name: _params_model(cls) for name, cls in MODELS.items()}
-
-
-MODEL_PARAMS = _model_params()
-PopularParams = MODEL_PARAMS["popular"]
-BiasParams = MODEL_PARAMS["bias"]
-ModelParams = Annotated[Union[tuple(MODEL_PARAMS.values())], Field(discriminator="name")]
+# each model's params are derived from its ``__init__`` beside the registry (``recflow.models.params``)
 
 
 class TrackingConfig(Strict):
@@ -178,6 +150,18 @@ class RunConfig(Strict):
         names = [m.name for m in self.models]
         if len(names) != len(set(names)):
             raise ValueError(f"models listed twice: {sorted({n for n in names if names.count(n) > 1})}")
+        return self
+
+    @model_validator(mode="after")
+    def _champion_metric_is_measured(self) -> "RunConfig":
+        """A ``@k`` metric the evaluation does not compute would leave every run without a champion."""
+        metric = self.serving.champion_metric
+        prefix, _, k = metric.rpartition("_at_")
+        if prefix and k.isdigit() and int(k) not in self.evaluation.ks:
+            raise ValueError(f"serving.champion_metric {metric!r} needs k={k} in evaluation.ks {self.evaluation.ks}: "
+                             f"no run would have it, so no champion would ever be registered; "
+                             f"add {k} to evaluation.ks or pick one of "
+                             f"{[f'{prefix}_at_{x}' for x in self.evaluation.ks]}")
         return self
 
     def model(self, name: str) -> ModelParams:

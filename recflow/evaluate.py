@@ -5,12 +5,16 @@ Pure library code (no Prefect, no MLflow): a task calls these and logs the retur
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import scipy.sparse as sp
 
 from recflow.interactions import Interactions
 from recflow.metrics import mae, ranking_metrics, rmse
-from recflow.models.base import Recommender
+
+if TYPE_CHECKING:  # a type only: importing the models package here would close a cycle (the Keras models validate with this module)
+    from recflow.models.base import Recommender
 
 
 def relevance_matrix(test: Interactions, relevance_threshold: float | None = None) -> sp.csr_matrix:

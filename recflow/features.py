@@ -56,77 +56,12 @@ import pyarrow.parquet as pq
 import scipy.sparse as sp
 
 from recflow.config import FeaturesConfig
+from recflow.genres import NO_GENRES_MARKER, ItemGenres, genre_key  # noqa: F401 - the feature tables' genre keys
 
-NO_GENRES_MARKER = "(no genres listed)"
 UNRATED = "unrated"
 USER_TABLE = "user_features"
 ITEM_TABLE = "item_features"
 _YEAR_SUFFIX = re.compile(r"\s*\(\d{4}(?:\s*[-\u2013]\s*\d{0,4})?\)\s*$")
-
-
-def genre_key(name: str) -> str:
-    """A genre name as a safe lower-case identifier: ``"Children's"`` -> ``"childrens"``."""
-    s = name.lower().replace("'", "").replace("\u2019", "")
-    s = re.sub(r"[^0-9a-z]+", "_", s).strip("_")
-    if s and s[0].isdigit():
-        s = "g_" + s
-    return s
-
-
-# ----------------------------------------------------------------------------- genre matrix
-
-
-class ItemGenres:
-    """The items table's genres as a sparse items x genres 0/1 matrix aligned with sorted item ids."""
-
-    def __init__(self, items: pd.DataFrame):
-        ids = items["item_id"].to_numpy(np.int64)
-        order = np.argsort(ids, kind="stable")
-        self.item_ids = ids[order]
-        if len(self.item_ids) > 1 and (self.item_ids[1:] == self.item_ids[:-1]).any():
-            raise ValueError("items table has duplicate item_id values")
-        self.order = order  # items-table row of each sorted position
-
-        # one (items-table row, genre name) pair per listed genre; empty lists and nulls vanish
-        exploded = items["genres"].reset_index(drop=True).explode().dropna()
-        rows = exploded.index.to_numpy(np.int64)
-        name_code, names = pd.factorize(exploded.astype(str).to_numpy(dtype=object))
-        key_of_name = ["" if n == NO_GENRES_MARKER else genre_key(n) for n in names]
-        self.keys: list[str] = sorted({k for k in key_of_name if k})
-        col_of_key = {k: j for j, k in enumerate(self.keys)}
-        col_of_name = np.array([col_of_key.get(k, -1) for k in key_of_name], dtype=np.int64)
-        col = col_of_name[name_code] if len(names) else np.zeros(0, dtype=np.int64)
-        ok = col >= 0
-        rows, col = rows[ok], col[ok]
-        self.names: dict[str, list[str]] = {k: [] for k in self.keys}
-        for n, k in sorted(zip(names, key_of_name)):
-            if k:
-                self.names[k].append(str(n))
-        # position of each items-table row in the sorted order
-        pos_of_row = np.empty(len(ids), dtype=np.int64)
-        pos_of_row[order] = np.arange(len(ids))
-        m = sp.csr_matrix(
-            (np.ones(len(rows), dtype=np.int32), (pos_of_row[rows], col)),
-            shape=(len(ids), len(self.keys)),
-        )
-        m.sum_duplicates()
-        m.data[:] = 1  # a genre listed twice for one item counts once
-        self.matrix = m
-
-    def index(self, raw_item_ids: np.ndarray) -> np.ndarray:
-        """Sorted positions of raw item ids; -1 where the items table lacks them."""
-        raw = np.asarray(raw_item_ids, dtype=np.int64)
-        ids = self.item_ids
-        if len(ids) == 0:
-            return np.full(len(raw), -1, dtype=np.int64)
-        lo, hi = int(ids[0]), int(ids[-1])
-        if hi - lo < max(4 * len(raw), 1 << 20):  # a lookup table beats a binary search
-            lut = np.full(hi - lo + 1, -1, dtype=np.int64)
-            lut[ids - lo] = np.arange(len(ids))
-            inside = (raw >= lo) & (raw <= hi)
-            return np.where(inside, lut[np.where(inside, raw - lo, 0)], -1)
-        pos = np.clip(np.searchsorted(ids, raw), 0, len(ids) - 1)
-        return np.where(ids[pos] == raw, pos, -1).astype(np.int64)
 
 
 def _group_stats(codes: np.ndarray, ratings: np.ndarray, n: int):

@@ -44,6 +44,8 @@ from typing import Any
 
 import numpy as np
 
+from recflow.numeric import normalise_rows as normalise
+
 KINDS = ("flat", "ivf_flat", "hnsw", "ivf_pq", "hnswlib")
 HNSWLIB_FILE = "hnswlib.bin"
 #: tuning stops raising a search parameter once recall reaches this (more only costs time)
@@ -53,13 +55,6 @@ _faiss_lock = threading.RLock()
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def normalise(x: np.ndarray) -> np.ndarray:
-    """Unit rows (float32, C-contiguous); zero rows stay zero."""
-    x = np.asarray(x, dtype=np.float32)
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return np.ascontiguousarray(np.divide(x, norms, out=np.zeros_like(x), where=norms > 0), dtype=np.float32)
 
 
 @contextlib.contextmanager

@@ -1,33 +1,19 @@
-"""From a fitted model to answers: what serving needs is built once, then read by ``Retriever``.
+"""The query side of serving: ``Retriever`` answers ``recommend`` and ``similar`` from the files
+``recflow.retrieval_build`` writes (a catalogue folder, an index folder per model, maybe a saved model).
 
-Build side (the ``index`` task, any imports allowed):
+NumPy, pyarrow and faiss / hnswlib only, never TensorFlow or MLflow: the CLI and the MLflow
+pyfunc both call ``Retriever.from_sources`` on the same files, so they give the same answers,
+and a query starts fast. How an index folder answers is decided when it is built (its
+``recommend_via``): ``index`` (nearest items to the user's vector in the primary space's
+index), ``dot`` (the exact product of exported factors) or ``model`` (the saved model scores).
 
-* ``model_spaces``: the vector spaces a model offers. ``items`` (``item_embeddings()``), or one
-  space per mode when ``item_embeddings`` takes a ``mode`` (hybrid: ``hybrid``, ``content``,
-  ``cf``; the default mode is the primary space); ``users`` for a model with only
-  ``user_embeddings()`` (user_cf). Rows without a vector (all zero: an item2vec item too rare for
-  a vector, a hybrid item without content) are left out of the index.
-* ``build_serving_indexes``: tunes and saves every index kind per space (``recflow.index``), with
-  ``rows.parquet`` (row -> dense index -> raw id) and the unit vectors (``vectors.npy``).
-* ``dot_factors``: when a model's ranking score is a plain dot product ``U[u] . V[i]`` (items
-  where ``valid`` is False never ranked), the factors are exported and checked against
-  ``model.score`` on real users; then serving needs neither the model's code path nor its heavy
-  imports (gensim for item2vec, never TensorFlow). If ``V``'s rows are also the unit vectors of the
-  primary space, recommendations come from that space's index (``recommend_via = "index"``:
-  two_tower, hybrid); else from the exact product (``"dot"``: mf with its biases folded into
-  two extra dimensions, item2vec / deepwalk). Otherwise (dssm's squashed dot, user_cf, ease,
-  popular ...) the saved model is loaded and scores (``"model"``; still npz only, no TensorFlow).
-
-Query side (``Retriever``; numpy, pyarrow, faiss / hnswlib only): ``recommend`` ranks the items
-a user has not rated anywhere in the split (train, valid or test: the catalogue's ``seen``);
-``similar`` finds the title (``recflow.titles``) and its nearest items by cosine in one space.
-The CLI and the MLflow pyfunc both call ``Retriever.from_sources`` on the same files, so they
-give the same answers.
+``recommend`` ranks the items a user has not rated anywhere in the split (train, valid or test:
+the catalogue's ``seen``); ``similar`` finds the title (``recflow.titles``) and its nearest
+items by cosine in one space.
 """
 
 from __future__ import annotations
 
-import inspect
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -37,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from recflow.index import KindResult, TuningGrid, VectorIndex, normalise, recall_qps_plot, tune_space
+from recflow.index import VectorIndex
+from recflow.numeric import top_k
 
 ITEMS_FILE = "items.parquet"
 USERS_FILE = "users.parquet"
@@ -64,231 +51,6 @@ class NoVector(RetrievalError):
 
 class NotServable(RetrievalError):
     pass
-
-
-# ============================================================================= build side
-
-
-@dataclass
-class Space:
-    """One set of vectors to index: ``vectors`` (n, d) by dense index, extra ``queries`` to tune on."""
-
-    name: str
-    entity: str  # "item" or "user"
-    vectors: np.ndarray
-    queries: np.ndarray | None = None
-
-
-def model_spaces(model: Any) -> tuple[list[Space], str | None]:
-    """The spaces ``model`` offers and the primary one (None: the model has no embeddings)."""
-    users = None
-    if hasattr(model, "user_embeddings"):
-        users = np.asarray(model.user_embeddings(), dtype=np.float32)
-    if hasattr(model, "item_embeddings"):
-        param = inspect.signature(model.item_embeddings).parameters.get("mode")
-        if param is None:
-            items = np.asarray(model.item_embeddings(), dtype=np.float32)
-            return [Space("items", "item", items, _same_dim(users, items))], "items"
-        primary = param.default
-        modes = [primary] + [m for m in _literal_values(model.item_embeddings, "mode") if m != primary]
-        spaces = []
-        for mode in modes:
-            items = np.asarray(model.item_embeddings(mode), dtype=np.float32)
-            spaces.append(Space(mode, "item", items, _same_dim(users, items) if mode == primary else None))
-        return spaces, primary
-    if users is not None:
-        return [Space("users", "user", users)], "users"
-    return [], None
-
-
-def _literal_values(fn: Any, name: str) -> list[str]:
-    import typing
-
-    try:
-        hint = typing.get_type_hints(fn).get(name)
-    except (NameError, TypeError):  # an annotation that does not resolve: the default mode only
-        hint = None
-    values = [v for v in typing.get_args(hint) if isinstance(v, str)]
-    return values or [inspect.signature(fn).parameters[name].default]
-
-
-def _same_dim(users: np.ndarray | None, items: np.ndarray) -> np.ndarray | None:
-    return users if users is not None and users.ndim == 2 and users.shape[1] == items.shape[1] else None
-
-
-def dot_factors(model: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """(U, V, valid) with ``model.score(u) == U[u] @ V.T`` (``-inf`` where not ``valid``), if the model has them.
-
-    Candidates per model family; ``check_dot_factors`` confirms them on real users, so a model
-    whose scoring changes simply falls back to ``"model"``.
-    """
-    try:
-        name = model.name
-        if name == "mf":
-            n_users, n_items = len(model.user_factors_), len(model.item_factors_)
-            U = np.hstack([model.user_factors_, np.ones((n_users, 1)), (model.global_mean_ + model.user_bias_)[:, None]])
-            V = np.hstack([model.item_factors_, model.item_bias_[:, None], np.ones((n_items, 1))])
-            return U.astype(np.float32), V.astype(np.float32), np.ones(n_items, bool)
-        if hasattr(model, "user_vectors_") and hasattr(model, "context_vectors_"):  # item2vec, deepwalk
-            V = model.context_vectors_ if model.scoring == "in_out" else normalise(model.item_vectors_)
-            return model.user_vectors_.astype(np.float32), V.astype(np.float32), model.has_vector_.astype(bool)
-        if hasattr(model, "user_embeddings") and hasattr(model, "item_embeddings"):  # two_tower, hybrid
-            U = np.asarray(model.user_embeddings(), dtype=np.float32)
-            V = np.asarray(model.item_embeddings(), dtype=np.float32)
-            return U, V, np.ones(len(V), bool)
-    except (AttributeError, TypeError, ValueError):
-        return None
-    return None
-
-
-def check_dot_factors(model: Any, U: np.ndarray, V: np.ndarray, valid: np.ndarray, n_users: int = 64) -> bool:
-    """Whether ``U @ V.T`` reproduces ``model.score`` on up to ``n_users`` users spread over the index."""
-    if U.shape[0] != model.n_users or V.shape[0] != model.n_items or U.shape[1] != V.shape[1]:
-        return False
-    users = np.unique(np.linspace(0, model.n_users - 1, min(n_users, model.n_users)).astype(np.int64))
-    expected = np.asarray(model.score(users), dtype=np.float64)
-    got = U[users].astype(np.float64) @ V.T.astype(np.float64)
-    got[:, ~valid] = -np.inf
-    if not np.array_equal(np.isneginf(expected), np.isneginf(got)):
-        return False
-    finite = np.isfinite(expected)
-    scale = 1.0 + float(np.abs(expected[finite]).max()) if finite.any() else 1.0
-    return bool(np.allclose(got[finite], expected[finite], rtol=1e-4, atol=1e-4 * scale))
-
-
-def build_serving_indexes(model: Any, item_ids: np.ndarray, user_ids: np.ndarray, grid: TuningGrid, out: Path,
-                          genres: np.ndarray | None = None, genre_queries: int = 2000) -> dict[str, Any]:
-    """Tune and save every index kind of every space of ``model`` into ``out``; returns the summary.
-
-    ``item_ids`` / ``user_ids``: the raw ids of the split's dense indices (what the model was fitted on).
-    ``genres``: (n_items, g) multi-hot aligned with ``item_ids``; when given, every item space also
-    gets ``genre_overlap_at_{k}`` (exact cosine neighbours of a seeded sample of ``genre_queries``
-    items): how "movies similar to" answers are judged, and how the run picks its ``similar`` model.
-    """
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    out = Path(out)
-    if model.n_items != len(item_ids) or model.n_users != len(user_ids):
-        raise ValueError(f"{model.name} was fitted on {model.n_users} users x {model.n_items} items, "
-                         f"but the split has {len(user_ids)} x {len(item_ids)}")
-    spaces, primary = model_spaces(model)
-    if not spaces:
-        raise ValueError(f"{model.name} has no item_embeddings() or user_embeddings() to index")
-    summary: dict[str, Any] = {"model": model.name, "primary": primary, "k": grid.k,
-                               "target_recall": grid.target_recall, "spaces": {}}
-    metric = f"ann_recall_at_{grid.k}"
-    for space in spaces:
-        folder = out / SPACES_DIR / space.name
-        folder.mkdir(parents=True, exist_ok=True)
-        norms = np.linalg.norm(space.vectors, axis=1)
-        rows = np.flatnonzero(norms > 0)
-        if len(rows) < 2:
-            raise ValueError(f"{model.name}: space {space.name!r} has {len(rows)} non-zero vectors; nothing to index")
-        unit = normalise(space.vectors[rows])
-        ids = item_ids if space.entity == "item" else user_ids
-        pq.write_table(pa.table({"row": np.arange(len(rows), dtype=np.int64), "index": rows.astype(np.int64),
-                                 "id": np.asarray(ids)[rows].astype(np.int64)}), folder / ROWS_FILE)
-        np.save(folder / VECTORS_FILE, unit, allow_pickle=False)
-        pool = unit if space.queries is None else np.vstack([unit, normalise(space.queries)])
-        tuned = tune_space(unit, pool, grid)
-        kinds: dict[str, Any] = {}
-        for kind, result in tuned.results.items():
-            entry = result.to_json()
-            if kind in tuned.indexes:
-                entry["spec"] = tuned.indexes[kind].save(folder).to_json()
-            kinds[kind] = entry
-        (folder / "tuning.json").write_text(json.dumps({k: r.to_json(with_curve=True) for k, r in tuned.results.items()}, indent=1, default=float))
-        recall_qps_plot(tuned.results, folder / "recall_qps.png", title=f"{model.name} / {space.name} ({tuned.n} x {tuned.dim})",
-                        target=grid.target_recall)
-        chosen: KindResult = tuned.results[tuned.chosen]
-        summary["spaces"][space.name] = {
-            "entity": space.entity, "n": tuned.n, "dim": tuned.dim, "kind": tuned.chosen, "reason": tuned.reason,
-            "index": kinds[tuned.chosen]["spec"],
-            "metrics": {metric: chosen.recall, "qps": chosen.qps, "p50_ms": chosen.p50_ms, "p99_ms": chosen.p99_ms,
-                        "build_seconds": chosen.build_seconds, "bytes": chosen.bytes},
-            "kinds": kinds,
-        }
-        if genres is not None and space.entity == "item":
-            summary["spaces"][space.name]["metrics"].update(_genre_agreement(space.vectors, genres, grid.k, genre_queries))
-    summary["recommend_via"] = _export_scorer(model, spaces, primary, out)
-    return summary
-
-
-def _genre_agreement(vectors: np.ndarray, genres: np.ndarray, k: int, n_queries: int) -> dict[str, float]:
-    """``genre_overlap_at_k`` / ``genre_jaccard_at_k`` of a space, on a seeded sample of items with a vector."""
-    from recflow.genres import genre_overlap_at_k
-
-    valid = np.linalg.norm(vectors, axis=1) > 0
-    queries = np.flatnonzero(valid & (np.asarray(genres) > 0).any(axis=1))
-    if len(queries) > n_queries:
-        queries = np.sort(np.random.default_rng(0).choice(queries, n_queries, replace=False))
-    result = genre_overlap_at_k(vectors, genres, k, queries=queries, valid=valid)
-    return {name: value for name, value in result.items() if name.startswith("genre_")}
-
-
-def _export_scorer(model: Any, spaces: list[Space], primary: str | None, out: Path) -> str:
-    factors = dot_factors(model)
-    if factors is None or not check_dot_factors(model, *factors):
-        return "model"
-    U, V, valid = factors
-    folder = out / SCORER_DIR
-    folder.mkdir(parents=True, exist_ok=True)
-    np.save(folder / "user_factors.npy", np.ascontiguousarray(U, dtype=np.float32), allow_pickle=False)
-    space = next((s for s in spaces if s.name == primary and s.entity == "item"), None)
-    if space is not None and valid.all() and V.shape == space.vectors.shape:
-        unit = np.allclose(np.linalg.norm(V, axis=1), 1.0, atol=1e-4)
-        if unit and np.allclose(V, normalise(space.vectors), atol=1e-5):
-            return "index"
-    np.save(folder / "item_factors.npy", np.ascontiguousarray(V, dtype=np.float32), allow_pickle=False)
-    np.save(folder / "item_valid.npy", valid.astype(bool), allow_pickle=False)
-    return "dot"
-
-
-def build_catalogue(split_file: Path, items_file: Path | None, out: Path) -> dict[str, Any]:
-    """Id maps, titles, training counts and every rated (user, item) pair of a split, for serving.
-
-    ``split_file``: the split stage's Parquet (user_id, item_id, split); ``items_file``: the ingest
-    stage's items (item_id, title), optional (titles then read ``item <id>``).
-    """
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    table = pq.read_table(split_file, columns=["user_id", "item_id", "split"])
-    raw_u = table["user_id"].to_numpy().astype(np.int64)
-    raw_i = table["item_id"].to_numpy().astype(np.int64)
-    is_train = pc.equal(table["split"].cast(pa.string()), "train").to_numpy(zero_copy_only=False)
-    user_ids, u = np.unique(raw_u, return_inverse=True)
-    item_ids, i = np.unique(raw_i, return_inverse=True)
-    n_users, n_items = len(user_ids), len(item_ids)
-    train_count = np.bincount(i[is_train], minlength=n_items).astype(np.int64)
-    user_train = np.bincount(u[is_train], minlength=n_users).astype(np.int64)
-    titles = np.array([f"item {x}" for x in item_ids.tolist()], dtype=object)
-    if items_file is not None and Path(items_file).exists():
-        meta = pq.read_table(items_file, columns=["item_id", "title"])
-        m_ids = meta["item_id"].to_numpy().astype(np.int64)
-        m_titles = np.asarray(meta["title"].to_pylist(), dtype=object)
-        pos = np.searchsorted(item_ids, m_ids)
-        ok = (pos < n_items) & (item_ids[np.minimum(pos, n_items - 1)] == m_ids)
-        has = np.array([t is not None and str(t) != "" for t in m_titles], dtype=bool)
-        titles[pos[ok & has]] = m_titles[ok & has]
-    pq.write_table(pa.table({"item_idx": np.arange(n_items, dtype=np.int64), "item_id": item_ids,
-                             "title": pa.array(titles.tolist(), pa.string()), "train_count": train_count}), out / ITEMS_FILE)
-    pq.write_table(pa.table({"user_idx": np.arange(n_users, dtype=np.int64), "user_id": user_ids,
-                             "train_count": user_train}), out / USERS_FILE)
-    order = np.lexsort((i, u))
-    pairs = np.unique(np.stack([u[order], i[order]], axis=1), axis=0) if len(order) else np.zeros((0, 2), np.int64)
-    indptr = np.zeros(n_users + 1, dtype=np.int64)
-    np.cumsum(np.bincount(pairs[:, 0], minlength=n_users), out=indptr[1:])
-    np.save(out / SEEN_INDPTR, indptr, allow_pickle=False)
-    np.save(out / SEEN_ITEMS, pairs[:, 1].astype(np.int32), allow_pickle=False)
-    return {"n_users": int(n_users), "n_items": int(n_items), "n_pairs": int(len(pairs))}
-
-
-# ============================================================================= query side
 
 
 class Catalogue:
@@ -358,17 +120,6 @@ class Answer:
     def rows(self) -> list[dict[str, Any]]:
         return [{"rank": r + 1, "item_id": int(i), "title": t, "score": float(s)}
                 for r, (i, t, s) in enumerate(zip(self.item_ids.tolist(), self.titles, self.scores.tolist()))]
-
-
-def top_k(scores: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the ``k`` highest finite scores, best first (ties: lower index)."""
-    finite = np.flatnonzero(np.isfinite(scores))
-    if len(finite) > k:
-        part = np.argpartition(-scores[finite], k - 1)[:k]
-        kth = scores[finite[part]].min()
-        finite = finite[scores[finite] >= kth]  # everything tied with the k-th competes on index
-    order = np.lexsort((finite, -scores[finite]))
-    return finite[order][:k]
 
 
 class ItemSpace:

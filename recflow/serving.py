@@ -55,7 +55,7 @@ class ServingNotFound(LookupError):
 
 def ensure_catalogue(split: Artifact, data: Artifact, root: Path | None = None) -> Path:
     """The serving catalogue of a split, built once per (split, ingest, code) and verified like a stage."""
-    from recflow.retrieval import build_catalogue
+    from recflow.retrieval_build import build_catalogue
     from recflow.store import artifacts_root, building, hash_parts, stage_dir, verify_stage_dir
 
     root = root or artifacts_root()

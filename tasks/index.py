@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 
 import recflow.genres as genres_lib
 import recflow.index as index_lib
-import recflow.retrieval as retrieval_lib
+import recflow.retrieval_build as retrieval_lib
 from recflow.config import IndexConfig
 from recflow.index import TuningGrid
 from recflow.models import MODELS, load_model
@@ -19,9 +19,8 @@ from tasks.caching import produce, stage
 
 
 def has_embeddings(model_name: str) -> bool:
-    """Whether a model class offers vectors to index (decided by class, before anything is trained)."""
-    cls = MODELS[model_name]
-    return hasattr(cls, "item_embeddings") or hasattr(cls, "user_embeddings")
+    """Whether a model class declares vectors to index (``vector_spaces``: by class, before anything is trained)."""
+    return bool(MODELS[model_name].vector_spaces())
 
 
 @stage("index", code=(index_lib, retrieval_lib, genres_lib), task_run_name="index[{model.meta[model]}]")

@@ -37,8 +37,8 @@ def train(data: Artifact, split: Artifact, features: Artifact, samples: Artifact
         model.fit(parts["train"], context)
         seconds = time.perf_counter() - started
         model.save(out / "model")
-        if hasattr(type(model), "keras_model"):
-            save_keras_flavor(model.keras_model, out / KERAS_FLAVOR_DIR)
+        if model.framework_flavour == "keras":
+            save_keras_flavor(model.framework_model(), out / KERAS_FLAVOR_DIR)
         history = list(getattr(model, "history_", []) or [])
         (out / "history.json").write_text(json.dumps(history, default=float))
         loss_curve(history, out / "loss_curve.png", title=params.name)

@@ -12,27 +12,18 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.sparse as sp
 
 from recflow.index import TuningGrid
 from recflow.interactions import index_split
-from recflow.retrieval import (
-    Catalogue,
-    NoVector,
-    Retriever,
-    Space,
-    UnknownUser,
-    build_catalogue,
-    build_serving_indexes,
-    check_dot_factors,
-    dot_factors,
-    model_spaces,
-    top_k,
-)
+from recflow.models.base import Recommender
+from recflow.numeric import top_k
+from recflow.retrieval import Catalogue, NoVector, Retriever, UnknownUser
+from recflow.retrieval_build import Space, build_catalogue, build_serving_indexes, check_dot_factors, model_spaces
 from recflow.titles import TitleNotFound
 
 ITEM_IDS = np.array([100, 200, 300, 400, 500, 600])
@@ -52,25 +43,31 @@ def split_frame() -> pd.DataFrame:
                          "timestamp": np.arange(len(rows)), "split": [r[2] for r in rows]})
 
 
-class DotModel:
+class DotModel(Recommender):
     """A model whose score is U @ V.T: what two_tower (unit V) or a biased factor model looks like to serving."""
 
     name = "dot"
+    item_spaces = ("items",)
+    user_space = True
 
     def __init__(self, users: np.ndarray, items: np.ndarray) -> None:
         self.U, self.V = users, items
+        self._seen = sp.csr_matrix((len(users), len(items)), dtype=np.float32)
 
-    n_users = property(lambda self: len(self.U))
-    n_items = property(lambda self: len(self.V))
+    def fit(self, train, context=None):
+        return self
 
     def score(self, users):
         return self.U[np.asarray(users)] @ self.V.T
 
-    def user_embeddings(self):
+    def _user_vectors(self):
         return self.U
 
-    def item_embeddings(self):
+    def _item_vectors(self, space):
         return self.V
+
+    def dot_factors(self):
+        return self.U, self.V, np.ones(len(self.V), bool)
 
 
 @pytest.fixture
@@ -192,8 +189,10 @@ def test_an_item_without_a_vector_has_no_similar_items(catalogue_dir, tmp_path):
 class ModalModel(DotModel):
     """Item vectors in several modes, like the hybrid model."""
 
-    def item_embeddings(self, mode: Literal["content", "cf", "hybrid"] = "hybrid"):
-        return {"hybrid": self.V, "content": self.V[::-1].copy(), "cf": self.V}[mode]
+    item_spaces = ("hybrid", "content", "cf")
+
+    def _item_vectors(self, space):
+        return {"hybrid": self.V, "content": self.V[::-1].copy(), "cf": self.V}[space]
 
 
 def test_a_model_with_modes_gets_one_space_per_mode_with_the_default_first():
@@ -204,11 +203,12 @@ def test_a_model_with_modes_gets_one_space_per_mode_with_the_default_first():
 
 
 def test_a_model_with_only_user_vectors_gets_a_users_space():
-    class UsersOnly:
+    class UsersOnly(DotModel):
         name = "users_only"
+        item_spaces = ()
 
-        def user_embeddings(self):
-            return U
+        def __init__(self):
+            super().__init__(U, V)
 
     spaces, primary = model_spaces(UsersOnly())
     assert primary == "users" and [(s.name, s.entity) for s in spaces] == [("users", "user")]
@@ -224,7 +224,7 @@ def test_mf_and_item2vec_factors_reproduce_their_scores():
     train = index_split(frame)["train"]
     for name, params in (("mf", {"factors": 4, "epochs": 3}), ("item2vec", {"dim": 8, "epochs": 2, "workers": 1})):
         model = MODELS[name](**params).fit(train)
-        factors = dot_factors(model)
+        factors = model.dot_factors()
         assert factors is not None and check_dot_factors(model, *factors), name
 
 

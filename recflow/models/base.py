@@ -2,22 +2,37 @@
 
 Hyperparameters go to ``__init__`` and nothing else is set there; ``fit`` learns from a train
 ``Interactions`` and returns ``self``. A subclass implements ``score`` (users x all items) and
-inherits the batched, masked top-K of ``recommend``; rating models also implement ``predict``.
+inherits the batched, masked top-K of ``recommend``; rating models also implement ``_predict``.
 Users and items are the dense indices of ``Interactions``; raw ids are mapped at the edges.
+
+Capabilities are declared, never guessed (after scikit-learn's estimator tags and ``implicit``'s
+ANN wrappers, which work on any model through its declared factors). What a model offers beyond
+``score`` is stated on its class, readable before anything is fitted, and reached through the
+base class's methods, so indexing, retrieval, serving and tracking need no ``hasattr`` and no
+model name:
+
+* ``item_spaces`` / ``user_space`` / ``similarity``: the named vector spaces it exposes
+  (``vector_spaces()``), read with ``item_embeddings(space)`` / ``user_embeddings()``. The first
+  item space is the primary one; ``similar_items`` ranks in any of them by its similarity.
+* ``dot_factors()``: ``(U, V, valid)`` when its ranking score is a plain dot product.
+* ``predict``: one rule for unknown indices, -1 means "unknown" and gets the model's fallback.
+* ``framework_flavour`` / ``framework_model()``: a framework model (Keras) to log beside the npz.
 """
 
 from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import scipy.sparse as sp
 
 from recflow.interactions import Interactions
 from recflow.models.context import FitContext
+from recflow.numeric import cosine_neighbours, topk
 from recflow.progress import track
 
 
@@ -25,10 +40,31 @@ class NotFittedError(RuntimeError):
     pass
 
 
+class NotSupported(NotImplementedError):
+    """A capability the model does not declare (no vectors, no ratings, no framework model)."""
+
+
+@dataclass(frozen=True)
+class VectorSpace:
+    """A named set of vectors a model exposes: one per item (or per user), compared by ``similarity``."""
+
+    name: str
+    entity: Literal["item", "user"]
+    similarity: Literal["cosine"] = "cosine"
+
+
 class Recommender(ABC):
     name: ClassVar[str]
     #: whether ``predict`` gives ratings (evaluated by RMSE / MAE)
     predicts_ratings: ClassVar[bool] = False
+    #: the item vector spaces ``item_embeddings(space)`` gives, the primary first; () for none
+    item_spaces: ClassVar[tuple[str, ...]] = ()
+    #: whether ``user_embeddings()`` gives one vector per user
+    user_space: ClassVar[bool] = False
+    #: how the vectors of every space are compared (indexes and ``similar_items``)
+    similarity: ClassVar[Literal["cosine"]] = "cosine"
+    #: a framework model saved beside the npz that tracking logs in that flavour (``"keras"``), or None
+    framework_flavour: ClassVar[str | None] = None
 
     _seen: sp.csr_matrix | None = None
 
@@ -54,7 +90,104 @@ class Recommender(ABC):
         """
 
     def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        raise NotImplementedError(f"{self.name} does not predict ratings")
+        """Predicted ratings (float64) of (user, item) index pairs; only where ``predicts_ratings``.
+
+        The rule for unknown indices is the same for every model: ``-1`` means "unknown" (a user or
+        item outside the fitted index) and gets the model's fallback, which each model's docstring
+        states (e.g. the global mean plus the known side's bias); any other index outside
+        ``[0, n)`` is an ``IndexError``. ``users`` and ``items`` must have the same length.
+        """
+        if not self.predicts_ratings:
+            raise NotSupported(f"{self.name} does not predict ratings")
+        self._check_fitted()
+        users, items = self._index_pairs(users, items)
+        return self._predict(users, items)
+
+    def _predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Ratings of checked 1-D int64 index pairs, ``-1`` where unknown (see ``predict``)."""
+        raise NotSupported(f"{self.name} does not predict ratings")
+
+    def _index_pairs(self, users, items) -> tuple[np.ndarray, np.ndarray]:
+        """``predict``'s inputs as 1-D int64 arrays of one length, each index in ``[-1, n)``."""
+        users = np.asarray(users, dtype=np.int64).reshape(-1)
+        items = np.asarray(items, dtype=np.int64).reshape(-1)
+        if users.shape != items.shape:
+            raise ValueError(f"users has {len(users)} entries but items has {len(items)}")
+        for idx, n, what in ((users, self.n_users, "user"), (items, self.n_items, "item")):
+            if idx.size and (idx.min() < -1 or idx.max() >= n):
+                raise IndexError(f"{what} indices must lie in [0, {n}) or be -1 (unknown)")
+        return users, items
+
+    # -- vector spaces -----------------------------------------------------------------------
+    @classmethod
+    def vector_spaces(cls) -> list[VectorSpace]:
+        """The spaces the class exposes (item spaces first, the primary one leading), before any fit."""
+        spaces = [VectorSpace(name, "item", cls.similarity) for name in cls.item_spaces]
+        if cls.user_space:
+            spaces.append(VectorSpace("users", "user", cls.similarity))
+        return spaces
+
+    def item_embeddings(self, space: str | None = None) -> np.ndarray:
+        """(n_items, dim) float32 vectors of an item space (default: the primary); zero rows: no vector."""
+        name = self._item_space(space)
+        self._check_fitted()
+        return self._item_vectors(name)
+
+    def user_embeddings(self) -> np.ndarray:
+        """(n_users, dim) float32 user vectors, where ``user_space`` is declared."""
+        if not self.user_space:
+            raise NotSupported(f"{self.name} has no user vectors")
+        self._check_fitted()
+        return self._user_vectors()
+
+    def similar_items(self, items, k: int = 10, space: str | None = None,
+                      batch_size: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` items nearest by the space's similarity to each query item, best first (ties: lower index).
+
+        ``items``: one item index (1-D results) or an array of them ((n, k) results). The query and
+        items without a vector in that space are never returned; a query without one, or a row with
+        fewer candidates than ``k``, is padded with ``-1`` / ``-inf``.
+        """
+        name = self._item_space(space)
+        self._check_fitted()
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        scalar = np.ndim(items) == 0
+        out_i, out_s = cosine_neighbours(self._item_vectors(name), np.asarray(items, dtype=np.int64).reshape(-1),
+                                         int(k), self._item_valid(name), batch_size)
+        return (out_i[0], out_s[0]) if scalar else (out_i, out_s)
+
+    def dot_factors(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """``(U, V, valid)`` with ``score(u) == U[u] @ V.T`` (``-inf`` where not ``valid``), or None.
+
+        Declared by models whose ranking score is a plain dot product, so serving can score
+        without the model's code path (``recflow.retrieval`` checks them on real users).
+        """
+        return None
+
+    def framework_model(self) -> Any:
+        """The framework model (``framework_flavour``) for tracking to log."""
+        raise NotSupported(f"{self.name} has no framework model")
+
+    def _item_space(self, space: str | None) -> str:
+        if not self.item_spaces:
+            raise NotSupported(f"{self.name} has no item vectors (it declares no item_spaces)")
+        if space is None:
+            return self.item_spaces[0]
+        if space not in self.item_spaces:
+            raise ValueError(f"space must be one of {self.item_spaces}, got {space!r}")
+        return space
+
+    def _item_vectors(self, space: str) -> np.ndarray:
+        """A fresh (n_items, dim) float32 array of a declared item space."""
+        raise NotSupported(f"{self.name} declares item space {space!r} but does not implement _item_vectors")
+
+    def _item_valid(self, space: str) -> np.ndarray:
+        """Which items have a vector in ``space`` (default: the non-zero rows)."""
+        return np.linalg.norm(self._item_vectors(space), axis=1) > 0
+
+    def _user_vectors(self) -> np.ndarray:
+        raise NotSupported(f"{self.name} declares user vectors but does not implement _user_vectors")
 
     # -- retrieval ---------------------------------------------------------------------
     def recommend(
@@ -169,35 +302,3 @@ class Recommender(ABC):
 def _mask(scores: np.ndarray, mask_rows: sp.csr_matrix) -> None:
     rows, cols = mask_rows.nonzero()
     scores[rows, cols] = -np.inf
-
-
-def topk(scores: np.ndarray, k: int) -> np.ndarray:
-    """Column indices of the ``k`` largest entries per row, sorted best first (ties: lower index).
-
-    The tie rule holds at the cut too: among items tied with the ``k``-th score, the lowest
-    indices are kept (``argpartition`` alone keeps an arbitrary subset of them). NaN ranks last.
-    """
-    scores = np.asarray(scores)
-    n_rows, n = scores.shape
-    if k <= 0:
-        return np.empty((n_rows, 0), dtype=np.int64)
-    if np.isnan(scores).any():
-        scores = np.where(np.isnan(scores), -np.inf, scores)
-    if k >= n:
-        return np.argsort(-scores, axis=1, kind="stable")[:, :k]
-    kth = -np.partition(-scores, k - 1, axis=1)[:, k - 1 : k]  # k-th largest value per row
-    chosen = scores > kth
-    short = k - chosen.sum(axis=1)  # how many of the tied-with-kth items each row still needs
-    tied = scores == kth
-    n_tied = tied.sum(axis=1)
-    excess = np.flatnonzero(n_tied > short)  # rows where only the lowest-index ties may go in
-    if len(excess):
-        t = tied[excess]
-        t &= np.cumsum(t, axis=1, dtype=np.int32) <= short[excess, None]
-        tied[excess] = t
-    chosen |= tied
-    part = np.nonzero(chosen)[1].reshape(n_rows, k).astype(np.int64)  # ascending index per row
-    part_scores = np.take_along_axis(scores, part, axis=1)
-    # order by score desc, then index asc, for deterministic ties
-    order = np.lexsort((part, -part_scores), axis=1)
-    return np.take_along_axis(part, order, axis=1)

@@ -60,17 +60,16 @@ class BiasRecommender(Recommender):
         self._remember_seen(train)
         return self
 
-    def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        """mu + b_u + b_i per (user, item) pair; index -1 (unknown) contributes bias 0."""
-        self._check_fitted()
-        users = np.asarray(users, dtype=np.int64)
-        items = np.asarray(items, dtype=np.int64)
-        return self.global_mean_ + _lookup(self.user_bias_, users, "user") + _lookup(self.item_bias_, items, "item")
+    def _predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """mu + b_u + b_i per (user, item) pair; an unknown (-1) index contributes bias 0."""
+        return self.global_mean_ + _lookup(self.user_bias_, users) + _lookup(self.item_bias_, items)
 
     def score(self, users: np.ndarray) -> np.ndarray:
         self._check_fitted()
         users = np.asarray(users, dtype=np.int64).reshape(-1)
-        base = self.global_mean_ + _lookup(self.user_bias_, users, "user")
+        if len(users) and (users.min() < -1 or users.max() >= self.n_users):
+            raise IndexError(f"user indices must lie in [0, {self.n_users}) or be -1 (unknown)")
+        base = self.global_mean_ + _lookup(self.user_bias_, users)
         return (base[:, None] + self.item_bias_[None, :]).astype(np.float32)
 
     def _state(self) -> dict[str, np.ndarray]:
@@ -86,7 +85,6 @@ class BiasRecommender(Recommender):
         self.item_bias_ = arrays["item_bias"].astype(np.float64)
 
 
-def _lookup(bias: np.ndarray, idx: np.ndarray, what: str) -> np.ndarray:
-    if idx.size and (idx.min() < -1 or idx.max() >= len(bias)):
-        raise IndexError(f"{what} indices must lie in [0, {len(bias)}) or be -1 (unknown)")
+def _lookup(bias: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """``bias[idx]``, 0 where ``idx`` is -1 (unknown)."""
     return np.where(idx >= 0, bias[np.maximum(idx, 0)] if len(bias) else 0.0, 0.0)

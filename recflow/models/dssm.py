@@ -23,7 +23,8 @@ epoch ends with the validation RMSE (``recflow.evaluate.evaluate_ratings``); tra
 ``history_``: per epoch ``epoch``, ``loss`` (train MSE on the normalised scale), ``valid_rmse``
 (NaN without valid), ``examples_per_second``, ``seconds``.
 
-As a ranker, ``score`` is the predicted rating of every item. ``user_embeddings()`` /
+As a ranker, ``score`` is the predicted rating of every item (a squashed dot product, so no
+``dot_factors``). ``predict`` gives an unknown (-1) user or item the mean tower output. ``user_embeddings()`` /
 ``item_embeddings()`` are the tower outputs (not normalised). Determinism, threads and
 persistence work as in ``recflow.models.two_tower`` (``model.keras`` + ``params.json`` /
 ``arrays.npz``; ``load`` needs no TensorFlow for ``predict``/``score``/``recommend``).
@@ -96,6 +97,8 @@ class DSSMRecommender(KerasRecommender):
 
     name = "dssm"
     predicts_ratings = True
+    item_spaces = ("items",)
+    user_space = True
 
     def __init__(
         self,
@@ -212,32 +215,30 @@ class DSSMRecommender(KerasRecommender):
         sig = 0.5 * (1.0 + np.tanh(0.5 * z))  # the logistic function, without overflow warnings
         return self.rating_min_ + (self.rating_max_ - self.rating_min_) * sig
 
-    def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        """Predicted ratings of (user, item) index pairs, in [train min, train max]."""
-        self._check_fitted()
-        users = np.asarray(users, dtype=np.int64).reshape(-1)
-        items = np.asarray(items, dtype=np.int64).reshape(-1)
-        if users.shape != items.shape:
-            raise ValueError(f"{len(users)} users but {len(items)} items")
-        for what, idx, n in (("user", users, self.n_users), ("item", items, self.n_items)):
-            if idx.size and (idx.min() < 0 or idx.max() >= n):
-                raise IndexError(f"{what} indices must lie in [0, {n})")
-        dots = np.einsum("ij,ij->i", self.user_embeddings_[users], self.item_embeddings_[items])
-        return self._rating(dots)
+    def _predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Predicted ratings of (user, item) index pairs, in [train min, train max].
+
+        An unknown (-1) user or item stands for the average one: the mean of its tower's outputs.
+        """
+        ue = self.user_embeddings_[np.maximum(users, 0)]
+        ie = self.item_embeddings_[np.maximum(items, 0)]
+        if (users < 0).any():
+            ue[users < 0] = self.user_embeddings_.mean(axis=0)
+        if (items < 0).any():
+            ie[items < 0] = self.item_embeddings_.mean(axis=0)
+        return self._rating(np.einsum("ij,ij->i", ue, ie))
 
     def score(self, users: np.ndarray) -> np.ndarray:
         self._check_fitted()
         users = np.asarray(users, dtype=np.int64).reshape(-1)
         return self._rating(self.user_embeddings_[users] @ self.item_embeddings_.T).astype(np.float32)
 
-    def user_embeddings(self) -> np.ndarray:
+    def _user_vectors(self) -> np.ndarray:
         """(n_users, dim) float32 user tower outputs."""
-        self._check_fitted()
         return self.user_embeddings_.copy()
 
-    def item_embeddings(self) -> np.ndarray:
+    def _item_vectors(self, space: str) -> np.ndarray:
         """(n_items, dim) float32 item tower outputs."""
-        self._check_fitted()
         return self.item_embeddings_.copy()
 
     # -- persistence -------------------------------------------------------------------------

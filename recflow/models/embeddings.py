@@ -20,7 +20,8 @@ vectors per item: the input ("word") vector ``v_i`` and the output ("context") v
   and keeps the popularity that negative sampling (unigram^0.75) leaves in ``c_i``. On ML-1M
   (RecBole protocol) item2vec with window 5 gets Recall@10 0.01-0.03 by cosine and about 0.16 by
   in-out, so ``in_out`` is the models' default.
-* ``similar_items`` always ranks by input-input cosine, the query item excluded.
+* ``similar_items`` (the base class's) ranks by input-input cosine among the items with a vector,
+  the query item excluded.
 
 Determinism: with ``workers=1`` and a fixed ``seed`` gensim gives bitwise identical vectors, also
 across processes (its initial vectors and negative-sampling RNG are seeded from ``seed``; nothing
@@ -44,16 +45,12 @@ import numpy as np
 import scipy.sparse as sp
 
 from recflow.interactions import Interactions
-from recflow.models.base import Recommender, topk
+from recflow.models.base import Recommender
 from recflow.models.context import FitContext
+from recflow.numeric import normalise_rows
 
 VECTORS_FILE = "vectors.bin"
 SCORINGS = ("cosine", "in_out")
-
-
-def _normalise(x: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return np.divide(x, norms, out=np.zeros_like(x), where=norms > 0).astype(np.float32)
 
 
 class ItemVectorRecommender(Recommender):
@@ -71,6 +68,7 @@ class ItemVectorRecommender(Recommender):
 
     #: which ``recflow.sampling`` output the subclass can take precomputed from ``context.samples``
     sample_output: ClassVar[str]
+    item_spaces = ("items",)
 
     dim: int
     window: int
@@ -178,7 +176,7 @@ class ItemVectorRecommender(Recommender):
             has[keys] = True
         self.item_vectors_ = vectors
         self.has_vector_ = has
-        self._unit = _normalise(vectors)
+        self._unit = normalise_rows(vectors)
 
     def _user_vectors(self, train: Interactions) -> np.ndarray:
         has = self.has_vector_[train.item_idx]
@@ -197,13 +195,15 @@ class ItemVectorRecommender(Recommender):
         if fallback.any():
             vec_all, _ = mean_of(has)
             vec[fallback] = vec_all[fallback]
-        return _normalise(vec)
+        return normalise_rows(vec)
 
     # -- scoring ----------------------------------------------------------------------------
-    def item_embeddings(self) -> np.ndarray:
+    def _item_vectors(self, space: str) -> np.ndarray:
         """(n_items, dim) float32 raw skip-gram vectors; zero rows where ``has_vector_`` is False."""
-        self._check_fitted()
         return self.item_vectors_.copy()
+
+    def _item_valid(self, space: str) -> np.ndarray:
+        return self.has_vector_.copy()
 
     def score(self, users: np.ndarray) -> np.ndarray:
         self._check_fitted()
@@ -213,35 +213,11 @@ class ItemVectorRecommender(Recommender):
         scores[:, ~self.has_vector_] = -np.inf
         return np.ascontiguousarray(scores, dtype=np.float32)
 
-    def similar_items(self, items, k: int = 10, batch_size: int = 2048) -> tuple[np.ndarray, np.ndarray]:
-        """The ``k`` items with the highest cosine to each query item, best first (ties: lower index).
-
-        ``items``: one item index (results 1-D) or an array of them (results (n, k)). The query
-        item and items without a vector are never returned; a query without a vector, or a row
-        with fewer candidates than ``k``, is padded with ``-1`` / ``-inf``.
-        """
+    def dot_factors(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``score`` as ``U @ V.T``: the user vectors against the context vectors (``in_out``) or the unit input vectors (``cosine``)."""
         self._check_fitted()
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
-        scalar = np.ndim(items) == 0
-        q = np.asarray(items, dtype=np.int64).reshape(-1)
-        n_items = self.n_items
-        if len(q) and (q.min() < 0 or q.max() >= n_items):
-            raise IndexError(f"item indices must lie in [0, {n_items})")
-        k_eff = min(k, n_items)
-        out_items = np.full((len(q), k), -1, dtype=np.int64)
-        out_scores = np.full((len(q), k), -np.inf, dtype=np.float32)
-        for start in range(0, len(q), batch_size):
-            b = q[start : start + batch_size]
-            sims = (self._unit[b] @ self._unit.T).astype(np.float32)
-            sims[:, ~self.has_vector_] = -np.inf
-            sims[~self.has_vector_[b]] = -np.inf
-            sims[np.arange(len(b)), b] = -np.inf
-            top = topk(sims, k_eff)
-            top_scores = np.take_along_axis(sims, top, axis=1)
-            out_items[start : start + len(b), :k_eff] = np.where(np.isneginf(top_scores), -1, top)
-            out_scores[start : start + len(b), :k_eff] = top_scores
-        return (out_items[0], out_scores[0]) if scalar else (out_items, out_scores)
+        V = self.context_vectors_ if self.scoring == "in_out" else normalise_rows(self.item_vectors_)
+        return self.user_vectors_.astype(np.float32), V.astype(np.float32), self.has_vector_.astype(bool)
 
     # -- persistence -------------------------------------------------------------------------
     def _state(self) -> dict[str, np.ndarray]:

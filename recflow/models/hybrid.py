@@ -80,7 +80,8 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from recflow.genres import cosine_neighbours, genre_matrix, genre_overlap_at_k, normalise_rows
+from recflow.genres import genre_matrix, genre_overlap_at_k
+from recflow.numeric import normalise_rows
 from recflow.interactions import Interactions
 from recflow.models.context import FitContext
 from recflow.models.keras_training import KerasRecommender, shuffled_batches
@@ -222,6 +223,9 @@ class HybridRecommender(KerasRecommender):
     """Content branch (text LSA, genres, numerics) + item-ID CF branch + fusion head vs user embeddings; see the module doc."""
 
     name = "hybrid"
+    #: ``similar`` modes: the fused space (primary, what ``score`` uses), the content and CF branches
+    item_spaces = ("hybrid", "content", "cf")
+    user_space = True
 
     def __init__(
         self,
@@ -470,33 +474,22 @@ class HybridRecommender(KerasRecommender):
         users = np.asarray(users, dtype=np.int64).reshape(-1)
         return np.ascontiguousarray(self.user_vectors_[users] @ self.item_vectors_["hybrid"].T, dtype=np.float32)
 
-    def user_embeddings(self) -> np.ndarray:
+    def _user_vectors(self) -> np.ndarray:
         """(n_users, dim) float32 unit user vectors."""
-        self._check_fitted()
         return self.user_vectors_.copy()
 
-    def item_embeddings(self, mode: Literal["content", "cf", "hybrid"] = "hybrid") -> np.ndarray:
+    def _item_vectors(self, space: str) -> np.ndarray:
         """(n_items, dim) float32 item vectors of one mode: unit rows, zero where ``valid_[mode]`` is False."""
-        self._check_fitted()
-        return self.item_vectors_[_mode(mode)].copy()
+        return self.item_vectors_[space].copy()
 
-    # -- similarity -------------------------------------------------------------------------
-    def similar_items(self, items, k: int = 10, mode: Literal["content", "cf", "hybrid"] = "hybrid",
-                      batch_size: int = 2048) -> tuple[np.ndarray, np.ndarray]:
-        """The ``k`` items closest by cosine in ``mode`` to each query item, best first (ties: lower index).
+    def _item_valid(self, space: str) -> np.ndarray:
+        return self.valid_[space].copy()
 
-        ``items``: one item index (1-D results) or an array of them ((n, k) results). The query and
-        items without a vector in that mode are never returned; a query without one, or a row with
-        fewer candidates than ``k``, is padded with ``-1`` / ``-inf``.
-        """
+    def dot_factors(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``score`` is the user vectors against the (unit) hybrid item vectors."""
         self._check_fitted()
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
-        mode = _mode(mode)
-        scalar = np.ndim(items) == 0
-        out_i, out_s = cosine_neighbours(self.item_vectors_[mode], np.asarray(items, dtype=np.int64).reshape(-1),
-                                         int(k), self.valid_[mode], batch_size)
-        return (out_i[0], out_s[0]) if scalar else (out_i, out_s)
+        V = self._item_vectors("hybrid")
+        return self._user_vectors(), V, np.ones(len(V), bool)
 
     def find_title(self, title: str) -> int:
         """The item index of ``title`` (see ``similar`` for the matching rules); ``LookupError`` if none."""
@@ -514,6 +507,7 @@ class HybridRecommender(KerasRecommender):
         message lists the five closest titles. ``frame.attrs`` holds ``query_item_id`` and
         ``query_title`` (the title actually matched).
         """
+        mode = _mode(mode)
         q = self.find_title(title)
         idx, scores = self.similar_items(q, k, mode)
         ok = idx >= 0

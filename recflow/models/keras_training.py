@@ -118,6 +118,11 @@ class KerasRecommender(Recommender):
     ``verbose`` (and ``early_stopping_k`` unless they predict ratings).
     """
 
+    framework_flavour = "keras"
+
+    def framework_model(self):
+        return self.keras_model
+
     def _seeded_tf(self):
         """(tf, keras) with the global seeds set, so that a refit repeats the run (two_tower module doc)."""
         tf, keras = import_tf(self.threads)

@@ -49,6 +49,8 @@ class BiasedMFRecommender(Recommender):
     """mu + b_u + b_i + p_u . q_i by ALS with count-scaled ridge penalties (see module doc)."""
 
     name = "mf"
+    item_spaces = ("items",)
+    user_space = True
     predicts_ratings = True
 
     def __init__(
@@ -145,15 +147,8 @@ class BiasedMFRecommender(Recommender):
         pred = self._raw(np.asarray(users, np.int64), np.asarray(items, np.int64))
         return np.clip(pred, *self.rating_range_) if self.clip else pred
 
-    def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        """Predicted ratings per (user, item) pair; index -1 (unknown) contributes nothing."""
-        self._check_fitted()
-        users = np.asarray(users, dtype=np.int64).reshape(-1)
-        items = np.asarray(items, dtype=np.int64).reshape(-1)
-        if users.shape != items.shape:
-            raise ValueError(f"users has {len(users)} entries but items has {len(items)}")
-        _check_index(users, self.n_users, "user")
-        _check_index(items, self.n_items, "item")
+    def _predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Predicted ratings per (user, item) pair; an unknown (-1) side contributes nothing (``mu + b_i``, ``mu + b_u``, ``mu``)."""
         ku, ki = users >= 0, items >= 0
         both = ku & ki
         pred = np.full(len(users), self.global_mean_)
@@ -173,13 +168,19 @@ class BiasedMFRecommender(Recommender):
         s += self.item_bias_[None, :]
         return s.astype(np.float32)
 
-    def user_embeddings(self) -> np.ndarray:
-        self._check_fitted()
-        return self.user_factors_
+    def _user_vectors(self) -> np.ndarray:
+        return self.user_factors_.astype(np.float32)
 
-    def item_embeddings(self) -> np.ndarray:
+    def _item_vectors(self, space: str) -> np.ndarray:
+        return self.item_factors_.astype(np.float32)
+
+    def dot_factors(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The biases folded into two extra dimensions: ``[p_u, 1, mu + b_u] . [q_i, b_i, 1]``."""
         self._check_fitted()
-        return self.item_factors_
+        n_users, n_items = len(self.user_factors_), len(self.item_factors_)
+        U = np.hstack([self.user_factors_, np.ones((n_users, 1)), (self.global_mean_ + self.user_bias_)[:, None]])
+        V = np.hstack([self.item_factors_, self.item_bias_[:, None], np.ones((n_items, 1))])
+        return U.astype(np.float32), V.astype(np.float32), np.ones(n_items, bool)
 
     # -- persistence ---------------------------------------------------------------------
     def _state(self) -> dict[str, np.ndarray]:
@@ -273,7 +274,3 @@ def _chunks(counts: np.ndarray, width_k: int) -> list[np.ndarray]:
         s = e
     return out
 
-
-def _check_index(idx: np.ndarray, n: int, what: str) -> None:
-    if idx.size and (idx.min() < -1 or idx.max() >= n):
-        raise IndexError(f"{what} indices must lie in [0, {n}) or be -1 (unknown)")

@@ -195,6 +195,8 @@ class TwoTowerRecommender(KerasRecommender):
     """User and item towers trained by in-batch softmax (log-Q corrected) or BPR; see the module doc."""
 
     name = "two_tower"
+    item_spaces = ("items",)
+    user_space = True
 
     def __init__(
         self,
@@ -413,15 +415,19 @@ class TwoTowerRecommender(KerasRecommender):
         return model.get_layer("user_tower"), model.get_layer("item_tower")
 
     # -- scoring ----------------------------------------------------------------------------
-    def user_embeddings(self) -> np.ndarray:
+    def _user_vectors(self) -> np.ndarray:
         """(n_users, dim) float32 unit vectors of the user tower."""
-        self._check_fitted()
         return self.user_embeddings_.copy()
 
-    def item_embeddings(self) -> np.ndarray:
+    def _item_vectors(self, space: str) -> np.ndarray:
         """(n_items, dim) float32 unit vectors of the item tower."""
-        self._check_fitted()
         return self.item_embeddings_.copy()
+
+    def dot_factors(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``score`` is the dot product of the two towers' unit vectors."""
+        self._check_fitted()
+        V = self._item_vectors("items")
+        return self._user_vectors(), V, np.ones(len(V), bool)
 
     def score(self, users: np.ndarray) -> np.ndarray:
         self._check_fitted()

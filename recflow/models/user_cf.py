@@ -67,6 +67,7 @@ class UserCFRecommender(Recommender):
 
     name = "user_cf"
     predicts_ratings = True
+    user_space = True
 
     def __init__(
         self,
@@ -188,16 +189,15 @@ class UserCFRecommender(Recommender):
 
     # -- inference -----------------------------------------------------------------------
     def predict(self, users: np.ndarray, items: np.ndarray, block_bytes: int = 1 << 22) -> np.ndarray:
-        """Predicted ratings per (user, item) pair; index -1 means unknown (see module doc)."""
+        """Predicted ratings per (user, item) pair; index -1 means unknown (see module doc).
+
+        ``block_bytes`` sizes the item blocks of ``_neighbour_sums`` (the result does not depend on it).
+        """
         self._check_fitted()
-        users = np.asarray(users, dtype=np.int64).reshape(-1)
-        items = np.asarray(items, dtype=np.int64).reshape(-1)
-        if users.shape != items.shape:
-            raise ValueError(f"users has {len(users)} entries but items has {len(items)}")
-        n_users, n_items = self.n_users, self.n_items
-        for idx, n, what in ((users, n_users, "user"), (items, n_items, "item")):
-            if idx.size and (idx.min() < -1 or idx.max() >= n):
-                raise IndexError(f"{what} indices must lie in [0, {n}) or be -1 (unknown)")
+        users, items = self._index_pairs(users, items)
+        return self._predict(users, items, block_bytes)
+
+    def _predict(self, users: np.ndarray, items: np.ndarray, block_bytes: int = 1 << 22) -> np.ndarray:
         pred = np.full(len(users), self.global_mean_)
         known_u = users >= 0
         pred[known_u] = self.user_means_[users[known_u]]
@@ -257,10 +257,9 @@ class UserCFRecommender(Recommender):
         s += self.item_prior_[None, :]
         return s.astype(np.float32, copy=False)
 
-    def user_embeddings(self) -> np.ndarray:
+    def _user_vectors(self) -> np.ndarray:
         """The L2-normalised SVD user vectors the neighbours were searched in."""
-        self._check_fitted()
-        return self.user_vectors_
+        return self.user_vectors_.astype(np.float32)
 
     def neighbors(self, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(neighbour indices, weights ``w_uv``) of users, as used for prediction."""

@@ -1,0 +1,40 @@
+"""Each registered model's config params, derived from its ``__init__`` signature.
+
+The model class stays the single source of hyperparameters and defaults; the params model only
+validates them (unknown keys, wrong types) and adds the ``name`` discriminator. It lives beside
+the registry, so ``recflow.config`` reads the models' params without the models reading the
+config back.
+"""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from recflow.models import MODELS
+
+
+class StrictParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def params_model(cls: type) -> type[BaseModel]:
+    """A strict pydantic model of a recommender's ``__init__`` signature (its defaults, its types)."""
+    hints = typing.get_type_hints(cls.__init__)
+    fields: dict[str, Any] = {"name": (Literal[cls.name], cls.name)}
+    for pname, param in inspect.signature(cls.__init__).parameters.items():
+        if pname == "self" or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            continue
+        default = ... if param.default is param.empty else param.default
+        fields[pname] = (hints.get(pname, Any), default)
+    title = "".join(part.capitalize() for part in cls.name.split("_")) + "Params"
+    return create_model(title, __base__=StrictParams, __doc__=(cls.__doc__ or "").strip().split("\n")[0], **fields)
+
+
+MODEL_PARAMS: dict[str, type[BaseModel]] = {name: params_model(cls) for name, cls in MODELS.items()}
+PopularParams = MODEL_PARAMS["popular"]
+BiasParams = MODEL_PARAMS["bias"]
+ModelParams = Annotated[Union[tuple(MODEL_PARAMS.values())], Field(discriminator="name")]
