@@ -33,7 +33,6 @@ persistence work as in ``recflow.models.two_tower`` (``model.keras`` + ``params.
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -46,7 +45,7 @@ from recflow.models.keras_training import (
     shuffled_batches,
     tower_outputs,
 )
-from recflow.models.two_tower import tower
+from recflow.models.towers import tower
 
 DEMOGRAPHICS = ("gender", "age", "occupation")
 NO_GENRES = "(no genres listed)"
@@ -128,17 +127,9 @@ class DSSMRecommender(KerasRecommender):
         self.threads = threads
         self.verbose = verbose
 
-    def get_params(self) -> dict[str, Any]:
-        params = super().get_params()
-        params["hidden"] = [int(h) for h in params["hidden"]]
-        return params
-
     # -- learning ---------------------------------------------------------------------
     def fit(self, train: Interactions, context: FitContext | None = None) -> "DSSMRecommender":
-        if int(self.dim) < 1 or int(self.batch_size) < 1 or int(self.epochs) < 1 or any(int(h) < 1 for h in self.hidden):
-            raise ValueError("dim, batch_size, epochs and hidden sizes must be >= 1")
-        if not self.lr > 0 or self.l2 < 0 or int(self.patience) < 0:
-            raise ValueError("lr must be > 0, l2 >= 0, patience >= 0")
+        self._check_training_params()
         if len(train) == 0:
             raise ValueError("train is empty")
         tf, keras = self._seeded_tf()

@@ -1,5 +1,9 @@
 """Hybrid content + collaborative retrieval model (plain Keras 3), trained on user feedback.
 
+Code: the content table in ``recflow.models.hybrid_content``, the network in
+``recflow.models.hybrid_network``, title matching in ``recflow.titles``, genre agreement in
+``recflow.genres``; this module trains, scores and saves.
+
 After the reference notebook's hybrid (TF-IDF -> SVD text, genre multi-hot and scaled numerics
 feed a content branch, an item-ID embedding is the CF branch, a fusion head joins them, an
 alignment loss pulls the branches together), with its defect fixed: the notebook regressed a
@@ -21,7 +25,7 @@ Content features (one row per item of the split's index, built in ``fit``)
     * numerics: the numeric columns of ``context.item_features`` (the features stage: train-only),
       minus its ``genre_<g>`` multi-hot (the genre block above already holds it; ``genre_purity``
       stays), ``rating_count`` as ``log1p``; standardised, clipped to +-``feature_clip``, NaN -> 0
-      (``recflow.models.two_tower.numeric_feature_table``). TMDB's own numbers (popularity, votes)
+      (``recflow.models.towers.numeric_feature_table``). TMDB's own numbers (popularity, votes)
       are not used: they are feedback from TMDB's users, gathered after any split's cut-off.
     Items of the index missing from a table get zeros there; an item with no content input at all
     has no content vector (``valid_["content"]`` False).
@@ -59,7 +63,10 @@ After fit (NumPy, float32, rows unit-norm or zero)
     content needs some content input, hybrid is every item). ``similar_items`` / ``similar`` rank by
     cosine in one mode among the items valid in it, the query excluded. ``genre_overlap_`` holds
     ``genre_overlap_at_{k}_{mode}`` and ``genre_jaccard_at_{k}_{mode}`` for the three modes
-    (``recflow.genres.genre_overlap_at_k``; k = ``genre_overlap_k``), for the pipeline to log as metrics.
+    (``recflow.genres.genre_overlap_at_k``; k = ``genre_overlap_k``), computed at fit and saved with
+    the model for comparing its modes. The pipeline does not log it: a run's metric for ``similar``
+    is the index stage's ``genre_overlap_at_{k}`` of every item space of every model
+    (``recflow.retrieval_build``), measured the same way for all of them.
 
 Determinism: as ``two_tower`` (global seeds, seeded initialisers, shuffles and SVD; op
 determinism when ``deterministic``). On CPU, refits with one seed agreed bitwise in our tests.
@@ -75,145 +82,21 @@ train interaction counts per item, the genre-overlap values. ``load`` reads only
 from __future__ import annotations
 
 import time
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 
-from recflow.genres import genre_matrix, genre_overlap_at_k
-from recflow.numeric import normalise_rows
+from recflow.genres import genre_overlap_at_k
 from recflow.interactions import Interactions
 from recflow.models.context import FitContext
+from recflow.models.hybrid_content import align_items, content_features, item_texts, text_features  # noqa: F401 - re-exported
+from recflow.models.hybrid_network import build_network
 from recflow.models.keras_training import KerasRecommender, shuffled_batches
+from recflow.numeric import normalise_rows
 from recflow.titles import FUZZY_CUTOFF, TitleIndex, canonical_title, strip_year  # noqa: F401 - re-exported
 
 MODES = ("content", "cf", "hybrid")
-
-
-# ----------------------------------------------------------------------------- pure helpers
-
-
-def _as_list(value) -> list:
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return [value]
-    try:
-        return [v for v in value if v is not None and not (isinstance(v, float) and np.isnan(v))]
-    except TypeError:
-        return []
-
-
-def _align(table: pd.DataFrame | None, item_ids: np.ndarray) -> tuple[pd.DataFrame | None, np.ndarray]:
-    """(rows of ``table`` whose item_id is in the index, their dense indices); None when no table."""
-    if table is None or len(table) == 0 or "item_id" not in table.columns:
-        return None, np.zeros(0, np.int64)
-    raw = table["item_id"].to_numpy(np.int64)
-    pos = np.clip(np.searchsorted(item_ids, raw), 0, max(len(item_ids) - 1, 0))
-    ok = (item_ids[pos] == raw) if len(item_ids) else np.zeros(len(raw), bool)
-    return table.loc[ok], pos[ok].astype(np.int64)
-
-
-def item_texts(item_ids: np.ndarray, items: pd.DataFrame | None, tags: pd.DataFrame | None,
-               tmdb: pd.DataFrame | None) -> list[str]:
-    """One text per index item: title (year stripped), tags, TMDB overview and keywords ("" if none)."""
-    n = len(item_ids)
-    parts: list[list[str]] = [[] for _ in range(n)]
-    rows, idx = _align(items, item_ids)
-    if rows is not None and "title" in rows.columns:
-        for i, t in zip(idx, rows["title"].to_numpy(dtype=object)):
-            if isinstance(t, str) and t:
-                parts[i].append(strip_year(t))
-    rows, idx = _align(tags, item_ids)
-    if rows is not None and "tag" in rows.columns:
-        frame = pd.DataFrame({"i": idx, "tag": rows["tag"].astype(str).str.lower().to_numpy(dtype=object)})
-        for i, group in frame.groupby("i", sort=True)["tag"]:
-            parts[int(i)].append(" . ".join(group.tolist()))
-    rows, idx = _align(tmdb, item_ids)
-    if rows is not None:
-        overview = rows["overview"].to_numpy(dtype=object) if "overview" in rows.columns else [None] * len(idx)
-        keywords = rows["keywords"].to_numpy(dtype=object) if "keywords" in rows.columns else [None] * len(idx)
-        for i, o, k in zip(idx, overview, keywords):
-            if isinstance(o, str) and o:
-                parts[i].append(o)
-            kw = [str(w) for w in _as_list(k)]
-            if kw:
-                parts[i].append(" . ".join(kw))
-    return [" . ".join(p) for p in parts]
-
-
-def text_features(texts: list[str], *, max_features: int, min_df: int, n_components: int, seed: int) -> np.ndarray:
-    """(n, c) float32 LSA features: TF-IDF (sublinear, English stop words) -> TruncatedSVD -> unit rows * sqrt(c).
-
-    ``c = min(n_components, vocabulary - 1, n - 1)``; 0 columns when there is nothing to fit.
-    Rows of empty texts are zero.
-    """
-    from sklearn.decomposition import TruncatedSVD
-    from sklearn.feature_extraction.text import TfidfVectorizer
-
-    n = len(texts)
-    if n < 2 or not any(texts):
-        return np.zeros((n, 0), np.float32)
-    vec = TfidfVectorizer(max_features=int(max_features), sublinear_tf=True, stop_words="english",
-                          min_df=min(int(min_df), n), dtype=np.float32)
-    try:
-        tfidf = vec.fit_transform(texts)
-    except ValueError:  # empty vocabulary (only stop words, or min_df removed everything)
-        return np.zeros((n, 0), np.float32)
-    c = min(int(n_components), tfidf.shape[1] - 1, n - 1)
-    if c < 1:
-        return np.zeros((n, 0), np.float32)
-    svd = TruncatedSVD(n_components=c, random_state=int(seed))
-    z = svd.fit_transform(tfidf).astype(np.float32)
-    norms = np.linalg.norm(z, axis=1, keepdims=True)
-    z = np.divide(z, norms, out=np.zeros_like(z), where=norms > 0) * np.float32(np.sqrt(c))
-    return z.astype(np.float32)
-
-
-# ----------------------------------------------------------------------------- network
-
-
-def _mlp(keras, x, hidden, dim: int, name: str, seed: int):
-    for j, h in enumerate(hidden):
-        x = keras.layers.Dense(int(h), activation="relu", name=f"{name}_dense_{j}",
-                               kernel_initializer=keras.initializers.GlorotUniform(seed=seed + 1 + j))(x)
-    x = keras.layers.Dense(dim, name=f"{name}_out", kernel_initializer=keras.initializers.GlorotUniform(seed=seed + 101))(x)
-    return keras.layers.UnitNormalization(name=f"{name}_unit")(x)
-
-
-def _build_network(keras, n_users: int, n_items: int, dim: int, hidden, fusion_hidden, content: np.ndarray,
-                   has_cf: np.ndarray, seed: int):
-    """(whole model, user tower, content branch, cf branch, fusion head); see the module doc."""
-    init = lambda s: keras.initializers.RandomNormal(stddev=0.1, seed=s)  # noqa: E731
-
-    u_in = keras.Input(shape=(), dtype="int32", name="user_idx")
-    u = keras.layers.Embedding(n_users, dim, name="user_id_embedding", embeddings_initializer=init(seed))(u_in)
-    user_tower = keras.Model(u_in, keras.layers.UnitNormalization(name="user_unit")(u), name="user_tower")
-
-    c_in = keras.Input(shape=(), dtype="int32", name="content_item_idx")
-    table = keras.layers.Embedding(n_items, content.shape[1], trainable=False, name="content_features")
-    c = _mlp(keras, table(c_in), hidden, dim, "content", seed + 1000)
-    content_branch = keras.Model(c_in, c, name="content_branch")
-
-    f_in = keras.Input(shape=(), dtype="int32", name="cf_item_idx")
-    f = keras.layers.Embedding(n_items, dim, name="item_id_embedding", embeddings_initializer=init(seed + 2000))(f_in)
-    cf_branch = keras.Model(f_in, keras.layers.UnitNormalization(name="cf_unit")(f), name="cf_branch")
-
-    hc = keras.Input(shape=(dim,), name="fusion_content")
-    hf = keras.Input(shape=(dim,), name="fusion_cf")
-    h = _mlp(keras, keras.layers.Concatenate(name="fusion_concat")([hc, hf]), fusion_hidden, dim, "fusion", seed + 3000)
-    fusion = keras.Model([hc, hf], h, name="fusion_head")
-
-    # the whole network, as saved: cold items (no train interactions) enter the head with cf = 0
-    uu = keras.Input(shape=(), dtype="int32", name="user_idx")
-    ii = keras.Input(shape=(), dtype="int32", name="item_idx")
-    keep_table = keras.layers.Embedding(n_items, 1, trainable=False, name="has_cf")
-    cv, fv = content_branch(ii), cf_branch(ii)
-    fv_eff = keras.layers.Multiply(name="cf_cold_mask")([fv, keep_table(ii)])
-    model = keras.Model([uu, ii], [user_tower(uu), cv, fv, fusion([cv, fv_eff])], name="hybrid")
-    table.set_weights([content.astype(np.float32)])
-    keep_table.set_weights([has_cf.astype(np.float32).reshape(-1, 1)])
-    return model, user_tower, content_branch, cf_branch, fusion
 
 
 # ----------------------------------------------------------------------------- model
@@ -289,53 +172,27 @@ class HybridRecommender(KerasRecommender):
         self.threads = threads
         self.verbose = verbose
 
-    def get_params(self) -> dict[str, Any]:
-        params = super().get_params()
-        params["hidden"] = [int(h) for h in params["hidden"]]  # JSON: a list
-        if params["fusion_hidden"] is not None:
-            params["fusion_hidden"] = [int(h) for h in params["fusion_hidden"]]
-        return params
-
     # -- checks -----------------------------------------------------------------------------
     def _check_params(self) -> None:
-        if int(self.dim) < 1 or int(self.batch_size) < 2 or int(self.epochs) < 1:
-            raise ValueError("dim must be >= 1, batch_size >= 2, epochs >= 1")
+        self._check_training_params(min_batch_size=2)  # in-batch negatives need a second example
         if int(self.text_components) < 0 or int(self.max_features) < 1 or int(self.min_df) < 1:
             raise ValueError("text_components must be >= 0, max_features and min_df >= 1")
-        if not self.temperature > 0 or not self.lr > 0 or min(self.l2, self.alignment_weight, self.branch_loss_weight) < 0:
-            raise ValueError("temperature and lr must be > 0, l2, alignment_weight and branch_loss_weight >= 0")
+        if not self.temperature > 0 or min(self.alignment_weight, self.branch_loss_weight) < 0:
+            raise ValueError("temperature must be > 0, alignment_weight and branch_loss_weight >= 0")
         if not 0 <= self.cf_dropout < 1 or not 0 <= self.min_positive_fraction <= 1:
             raise ValueError("cf_dropout must lie in [0, 1), min_positive_fraction in [0, 1]")
-        if any(int(h) < 1 for h in [*self.hidden, *(self.fusion_hidden or [])]):
-            raise ValueError("hidden layer sizes must be >= 1")
-        if int(self.early_stopping_k) < 1 or int(self.patience) < 0 or int(self.genre_overlap_k) < 1:
-            raise ValueError("early_stopping_k and genre_overlap_k must be >= 1, patience >= 0")
+        if int(self.genre_overlap_k) < 1:
+            raise ValueError("genre_overlap_k must be >= 1")
 
     # -- features ---------------------------------------------------------------------------
     def _content(self, train: Interactions, context: FitContext) -> np.ndarray:
-        from recflow.models.two_tower import numeric_feature_table
-
-        item_ids = np.asarray(train.item_ids)
-        texts = item_texts(item_ids, context.items, context.tags if self.use_tags else None,
-                           context.tmdb if self.use_tmdb else None)
-        text = text_features(texts, max_features=self.max_features, min_df=self.min_df,
-                             n_components=self.text_components, seed=int(self.seed)) if int(self.text_components) else \
-            np.zeros((len(item_ids), 0), np.float32)
-        self.genres_, self.genre_names_ = genre_matrix(item_ids, context.items)
-        table = context.item_features if self.use_item_features else None
-        if table is not None and len(table):
-            drop = [c for c in table.columns if c.startswith("genre_") and c != "genre_purity"]
-            table = table.drop(columns=drop)
-            if "rating_count" in table.columns:
-                table = table.assign(rating_count=np.log1p(np.maximum(table["rating_count"].to_numpy(np.float64), 0)))
-        numeric, self.numeric_columns_, _, _ = numeric_feature_table(
-            table, "item_id", train.item_index, train.n_items, float(self.feature_clip))
-        content = np.hstack([text, self.genres_.astype(np.float32), numeric]).astype(np.float32)
-        self.content_dims_ = {"text": text.shape[1], "genres": self.genres_.shape[1], "numeric": numeric.shape[1]}
-        self.has_content_ = (content != 0).any(axis=1) if content.shape[1] else np.zeros(train.n_items, bool)
-        if content.shape[1] == 0:  # no side information at all: one constant-zero column keeps the branch defined
-            content = np.zeros((train.n_items, 1), np.float32)
-        return content
+        c = content_features(train, context, use_tags=self.use_tags, use_tmdb=self.use_tmdb,
+                             use_item_features=self.use_item_features, max_features=self.max_features,
+                             min_df=self.min_df, text_components=self.text_components, seed=int(self.seed),
+                             feature_clip=float(self.feature_clip))
+        self.genres_, self.genre_names_, self.numeric_columns_ = c.genres, c.genre_names, c.numeric_columns
+        self.content_dims_, self.has_content_ = c.dims, c.has_content
+        return c.table
 
     def _positives(self, train: Interactions) -> tuple[np.ndarray, np.ndarray]:
         keep = np.ones(len(train), bool)
@@ -359,7 +216,7 @@ class HybridRecommender(KerasRecommender):
         content = self._content(train, context)
         self.item_ids_ = np.asarray(train.item_ids)
         titles = np.full(n_items, "", dtype=object)
-        rows, idx = _align(context.items, self.item_ids_)
+        rows, idx = align_items(context.items, self.item_ids_)
         if rows is not None and "title" in rows.columns:
             titles[idx] = rows["title"].astype(str).to_numpy(dtype=object)
         self.titles_ = np.array(titles.tolist(), dtype=np.str_)
@@ -375,7 +232,7 @@ class HybridRecommender(KerasRecommender):
         tf, keras = self._seeded_tf()
         hidden = [int(h) for h in self.hidden]
         fusion_hidden = hidden if self.fusion_hidden is None else [int(h) for h in self.fusion_hidden]
-        self._model, user_tower, content_branch, cf_branch, fusion = _build_network(
+        self._model, user_tower, content_branch, cf_branch, fusion = build_network(
             keras, n_users, n_items, dim, hidden, fusion_hidden, content, has_cf, seed)
         variables = (user_tower.trainable_variables + content_branch.trainable_variables
                      + cf_branch.trainable_variables + fusion.trainable_variables)

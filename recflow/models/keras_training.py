@@ -123,6 +123,25 @@ class KerasRecommender(Recommender):
     def framework_model(self):
         return self.keras_model
 
+    def get_params(self) -> dict[str, Any]:
+        params = super().get_params()
+        for key in ("hidden", "fusion_hidden"):  # layer sizes: a JSON list whatever sequence was given
+            if params.get(key) is not None:
+                params[key] = [int(h) for h in params[key]]
+        return params
+
+    def _check_training_params(self, min_batch_size: int = 1) -> None:
+        """The checks of the parameters every Keras model shares (each model checks its own on top)."""
+        hidden = [*self.hidden, *(self.get_params().get("fusion_hidden") or [])]
+        if int(self.dim) < 1 or int(self.batch_size) < min_batch_size or int(self.epochs) < 1:
+            raise ValueError(f"dim must be >= 1, batch_size >= {min_batch_size}, epochs >= 1")
+        if any(int(h) < 1 for h in hidden):
+            raise ValueError("hidden layer sizes must be >= 1")
+        if not self.lr > 0 or self.l2 < 0 or int(self.patience) < 0:
+            raise ValueError("lr must be > 0, l2 >= 0, patience >= 0")
+        if not self.predicts_ratings and int(self.early_stopping_k) < 1:
+            raise ValueError("early_stopping_k must be >= 1")
+
     def _seeded_tf(self):
         """(tf, keras) with the global seeds set, so that a refit repeats the run (two_tower module doc)."""
         tf, keras = import_tf(self.threads)

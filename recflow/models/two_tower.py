@@ -68,10 +68,8 @@ reads only the npz: ``score``/``recommend`` need no TensorFlow; ``keras_model`` 
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from recflow.interactions import Interactions
 from recflow.models.context import FitContext
@@ -81,86 +79,12 @@ from recflow.models.keras_training import (
     shuffled_batches,
     tower_outputs,
 )
+from recflow.models.towers import numeric_feature_table, tower
 
 LOSSES = ("softmax", "bpr")
 
 
-# ----------------------------------------------------------------------------- features
-
-
-def numeric_feature_table(
-    table: pd.DataFrame | None, id_column: str, index_of, n: int, clip: float
-) -> tuple[np.ndarray, list[str], np.ndarray, np.ndarray]:
-    """(n, d) float32 standardised features aligned with the dense index, the column names, mean, std.
-
-    ``index_of`` maps raw ids to dense indices (-1 unknown; rows for unknown ids are ignored).
-    See the module doc for the column choice and the standardisation.
-    """
-    if table is None or len(table) == 0:
-        return np.zeros((n, 0), np.float32), [], np.zeros(0), np.ones(0)
-    cols = [
-        c for c in table.columns
-        if c != id_column and (pd.api.types.is_numeric_dtype(table[c]) or pd.api.types.is_bool_dtype(table[c]))
-    ]
-    idx = np.asarray(index_of(table[id_column].to_numpy()), dtype=np.int64)
-    keep = idx >= 0
-    raw = np.full((n, len(cols)), np.nan)
-    if cols and keep.any():
-        values = np.column_stack(
-            [table[c].to_numpy(dtype=np.float64, na_value=np.nan) for c in cols]
-        )
-        raw[idx[keep]] = values[keep]
-    with np.errstate(invalid="ignore"):
-        present = raw[idx[keep]] if keep.any() else np.zeros((0, len(cols)))
-        finite = np.where(np.isfinite(present), present, np.nan)
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN column: mean 0, std 1
-            mean = np.nanmean(finite, axis=0) if len(finite) else np.zeros(len(cols))
-            std = np.nanstd(finite, axis=0) if len(finite) else np.ones(len(cols))
-    mean = np.where(np.isfinite(mean), mean, 0.0)
-    std = np.where(np.isfinite(std) & (std > 0), std, 1.0)
-    z = (raw - mean) / std
-    z = np.clip(z, -clip, clip)
-    z = np.where(np.isfinite(z), z, 0.0).astype(np.float32)
-    return z, cols, mean, std
-
-
 # ----------------------------------------------------------------------------- model
-
-
-def tower(keras, name: str, n: int, dim: int, hidden, features: np.ndarray, seed: int, unit: bool = True):
-    """Functional tower: int index (batch,) -> (batch, dim) vector, a unit vector when ``unit``.
-
-    ``[Embedding(n, dim) | features[index]] -> Dense(h, relu)... -> Dense(dim)``; ``features`` (an
-    (n, d) table, d may be 0) is a frozen embedding layer, so it is saved with the model and
-    gathered in the graph.
-    """
-    inp = keras.Input(shape=(), dtype="int32", name=f"{name}_idx")
-    emb = keras.layers.Embedding(
-        n, dim, name=f"{name}_id_embedding",
-        embeddings_initializer=keras.initializers.RandomNormal(stddev=0.1, seed=seed),
-    )(inp)
-    parts = [emb]
-    feat_layer = None
-    if features.shape[1]:
-        feat_layer = keras.layers.Embedding(n, features.shape[1], trainable=False, name=f"{name}_features")
-        parts.append(feat_layer(inp))
-    x = keras.layers.Concatenate(name=f"{name}_concat")(parts) if len(parts) > 1 else emb
-    for j, h in enumerate(hidden):
-        x = keras.layers.Dense(
-            int(h), activation="relu", name=f"{name}_dense_{j}",
-            kernel_initializer=keras.initializers.GlorotUniform(seed=seed + 1 + j),
-        )(x)
-    x = keras.layers.Dense(
-        dim, name=f"{name}_out", kernel_initializer=keras.initializers.GlorotUniform(seed=seed + 101)
-    )(x)
-    out = keras.layers.UnitNormalization(name=f"{name}_unit")(x) if unit else x
-    model = keras.Model(inp, out, name=f"{name}_tower")
-    if feat_layer is not None:
-        feat_layer.set_weights([features])
-    return model
 
 
 def _two_tower_model(keras, user_tower, item_tower):
@@ -242,11 +166,6 @@ class TwoTowerRecommender(KerasRecommender):
         self.threads = threads
         self.verbose = verbose
 
-    def get_params(self) -> dict[str, Any]:
-        params = super().get_params()
-        params["hidden"] = [int(h) for h in params["hidden"]]  # JSON: a list
-        return params
-
     def sampling_needs(self) -> dict[str, dict]:
         """BPR reads the sampling stage's triplets (the notebook's three negative kinds)."""
         return {"triplets": {}} if self.loss == "bpr" else {}
@@ -255,16 +174,11 @@ class TwoTowerRecommender(KerasRecommender):
     def _check_params(self) -> None:
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
-        if int(self.dim) < 1 or int(self.batch_size) < 2 or int(self.epochs) < 1:
-            raise ValueError("dim must be >= 1, batch_size >= 2, epochs >= 1")
-        if not self.temperature > 0 or not self.lr > 0 or self.l2 < 0:
-            raise ValueError("temperature and lr must be > 0, l2 >= 0")
-        if any(int(h) < 1 for h in self.hidden):
-            raise ValueError("hidden layer sizes must be >= 1")
+        self._check_training_params(min_batch_size=2)  # in-batch negatives need a second example
+        if not self.temperature > 0:
+            raise ValueError("temperature must be > 0")
         if self.shared_negatives is not None and int(self.shared_negatives) < 1:
             raise ValueError("shared_negatives must be >= 1 (or None: the whole batch)")
-        if int(self.early_stopping_k) < 1 or int(self.patience) < 0:
-            raise ValueError("early_stopping_k must be >= 1, patience >= 0")
 
     def fit(self, train: Interactions, context: FitContext | None = None) -> "TwoTowerRecommender":
         self._check_params()

@@ -10,7 +10,8 @@ import scipy.sparse as sp
 
 from recflow.interactions import Interactions
 from recflow.models import load_model
-from recflow.models.base import NotFittedError, Recommender, topk
+from recflow.models.base import NotFittedError, Recommender
+from recflow.numeric import topk
 
 
 def interactions(users, items, n_users, n_items) -> Interactions:

@@ -13,7 +13,8 @@ import pytest
 from recflow.interactions import Interactions
 from recflow.models.base import NotFittedError
 from recflow.models.context import FitContext
-from recflow.genres import cosine_neighbours, genre_overlap_at_k
+from recflow.genres import genre_overlap_at_k
+from recflow.numeric import cosine_neighbours
 from recflow.models.hybrid import (
     HybridRecommender,
     canonical_title,

@@ -1,0 +1,95 @@
+"""The parts the tower models (two_tower, dssm, hybrid) share: feature tables and the Keras tower.
+
+Kept out of any one model's module so a model imports what it builds with, not another model:
+``numeric_feature_table`` turns a feature table into a standardised (n, d) array aligned with
+the dense index (raw scales never reach a network: the reference notebook fed a year near 1995
+and counts in the thousands raw, and its loss went NaN); ``tower`` is the ID embedding plus
+frozen features plus MLP that both two_tower and dssm use per side. TensorFlow is never
+imported here: ``keras`` is passed in by the model that already imported it.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+
+
+# ----------------------------------------------------------------------------- features
+
+
+def numeric_feature_table(
+    table: pd.DataFrame | None, id_column: str, index_of, n: int, clip: float
+) -> tuple[np.ndarray, list[str], np.ndarray, np.ndarray]:
+    """(n, d) float32 standardised features aligned with the dense index, the column names, mean, std.
+
+    ``index_of`` maps raw ids to dense indices (-1 unknown; rows for unknown ids are ignored).
+    Numeric columns are int, float, bool and nullable integer dtypes (the id column excluded);
+    string columns are dropped. Each column is standardised with the mean and std of the table
+    rows that map onto the index (a std of 0 counts as 1), clipped to +-``clip``, and NaN (a
+    nullable ``year``, an index without a feature row) becomes 0, the mean.
+    """
+    if table is None or len(table) == 0:
+        return np.zeros((n, 0), np.float32), [], np.zeros(0), np.ones(0)
+    cols = [
+        c for c in table.columns
+        if c != id_column and (pd.api.types.is_numeric_dtype(table[c]) or pd.api.types.is_bool_dtype(table[c]))
+    ]
+    idx = np.asarray(index_of(table[id_column].to_numpy()), dtype=np.int64)
+    keep = idx >= 0
+    raw = np.full((n, len(cols)), np.nan)
+    if cols and keep.any():
+        values = np.column_stack(
+            [table[c].to_numpy(dtype=np.float64, na_value=np.nan) for c in cols]
+        )
+        raw[idx[keep]] = values[keep]
+    with np.errstate(invalid="ignore"):
+        present = raw[idx[keep]] if keep.any() else np.zeros((0, len(cols)))
+        finite = np.where(np.isfinite(present), present, np.nan)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN column: mean 0, std 1
+            mean = np.nanmean(finite, axis=0) if len(finite) else np.zeros(len(cols))
+            std = np.nanstd(finite, axis=0) if len(finite) else np.ones(len(cols))
+    mean = np.where(np.isfinite(mean), mean, 0.0)
+    std = np.where(np.isfinite(std) & (std > 0), std, 1.0)
+    z = (raw - mean) / std
+    z = np.clip(z, -clip, clip)
+    z = np.where(np.isfinite(z), z, 0.0).astype(np.float32)
+    return z, cols, mean, std
+
+
+# ----------------------------------------------------------------------------- towers
+
+
+def tower(keras, name: str, n: int, dim: int, hidden, features: np.ndarray, seed: int, unit: bool = True):
+    """Functional tower: int index (batch,) -> (batch, dim) vector, a unit vector when ``unit``.
+
+    ``[Embedding(n, dim) | features[index]] -> Dense(h, relu)... -> Dense(dim)``; ``features`` (an
+    (n, d) table, d may be 0) is a frozen embedding layer, so it is saved with the model and
+    gathered in the graph.
+    """
+    inp = keras.Input(shape=(), dtype="int32", name=f"{name}_idx")
+    emb = keras.layers.Embedding(
+        n, dim, name=f"{name}_id_embedding",
+        embeddings_initializer=keras.initializers.RandomNormal(stddev=0.1, seed=seed),
+    )(inp)
+    parts = [emb]
+    feat_layer = None
+    if features.shape[1]:
+        feat_layer = keras.layers.Embedding(n, features.shape[1], trainable=False, name=f"{name}_features")
+        parts.append(feat_layer(inp))
+    x = keras.layers.Concatenate(name=f"{name}_concat")(parts) if len(parts) > 1 else emb
+    for j, h in enumerate(hidden):
+        x = keras.layers.Dense(
+            int(h), activation="relu", name=f"{name}_dense_{j}",
+            kernel_initializer=keras.initializers.GlorotUniform(seed=seed + 1 + j),
+        )(x)
+    x = keras.layers.Dense(
+        dim, name=f"{name}_out", kernel_initializer=keras.initializers.GlorotUniform(seed=seed + 101)
+    )(x)
+    out = keras.layers.UnitNormalization(name=f"{name}_unit")(x) if unit else x
+    model = keras.Model(inp, out, name=f"{name}_tower")
+    if feat_layer is not None:
+        feat_layer.set_weights([features])
+    return model

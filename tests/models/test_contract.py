@@ -1,0 +1,197 @@
+"""The contract every registered model honours (after scikit-learn's ``parametrize_with_checks``).
+
+Each check runs for every entry of ``recflow.models.MODELS``: a new model gets all of them by
+being registered. ``FAST`` only shrinks a model's settings so the suite stays quick (TF models:
+one epoch, tiny dims); a model missing from it runs with its defaults.
+
+The data: 12 users x 15 items, 5-8 seeded random ratings per user (1-5 stars), all in train.
+"""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recflow.config import RunConfig
+from recflow.interactions import Interactions, index_split
+from recflow.models import MODELS, build_model, load_model
+from recflow.models.base import NotSupported, Recommender
+from recflow.models.params import MODEL_PARAMS
+
+N_USERS, N_ITEMS = 12, 15
+TF = dict(batch_size=32, epochs=1, jit_compile=False, threads=1)
+FAST: dict[str, dict] = {
+    "item2vec": dict(dim=4, epochs=2),
+    "deepwalk": dict(dim=4, epochs=1, walks_per_item=2, walk_length=5),
+    "mf": dict(factors=3, epochs=3),
+    "user_cf": dict(n_components=4, n_neighbors=5, ef=20, M=4),
+    "two_tower": dict(dim=4, hidden=[8], shared_negatives=None, **TF),
+    "dssm": dict(dim=4, hidden=[8], **TF),
+    "hybrid": dict(dim=4, hidden=[8], text_components=0, batch_size=32, epochs=1, threads=1, genre_overlap_queries=None),
+}
+
+
+def tiny_train() -> Interactions:
+    rng = np.random.default_rng(7)
+    rows = []
+    for u in range(N_USERS):
+        for i in rng.choice(N_ITEMS, int(rng.integers(5, 9)), replace=False):
+            rows.append((u, int(i), float(rng.integers(1, 6))))
+    frame = pd.DataFrame(rows, columns=["user_id", "item_id", "rating"]).assign(timestamp=np.arange(len(rows)), split="train")
+    train = index_split(frame)["train"]
+    assert (train.n_users, train.n_items) == (N_USERS, N_ITEMS)
+    return train
+
+
+TRAIN = tiny_train()
+USERS = np.arange(N_USERS)
+
+
+def params_of(name: str) -> dict:
+    return dict(FAST.get(name, {}))
+
+
+def fresh(name: str) -> Recommender:
+    return build_model(MODEL_PARAMS[name](**params_of(name)))
+
+
+_FITTED: dict[str, Recommender] = {}
+
+
+@pytest.fixture(params=sorted(MODELS))
+def name(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def fitted(name) -> Recommender:
+    """One fit per model for the whole module (the checks only read it)."""
+    if name not in _FITTED:
+        _FITTED[name] = fresh(name).fit(TRAIN)
+    return _FITTED[name]
+
+
+def test_fit_returns_the_model_and_score_is_float32_users_by_items_without_nan(fitted):
+    scores = fitted.score(USERS)
+    assert scores.shape == (N_USERS, N_ITEMS) and scores.dtype == np.float32
+    assert not np.isnan(scores).any()
+    assert (fitted.n_users, fitted.n_items) == (N_USERS, N_ITEMS)
+
+
+def test_recommend_masks_seen_items_and_pads_with_minus_one(fitted):
+    items, scores = fitted.recommend(USERS, k=N_ITEMS)
+    assert items.shape == scores.shape == (N_USERS, N_ITEMS) and items.dtype == np.int64
+    seen = TRAIN.seen
+    for u in USERS:
+        real = items[u][items[u] >= 0]
+        assert not set(real.tolist()) & set(seen[u].indices.tolist()), f"user {u} got a seen item"
+        assert len(real) <= N_ITEMS - seen[u].nnz
+        assert (items[u][len(real):] == -1).all() and np.isneginf(scores[u][len(real):]).all()  # padding at the tail
+        assert np.all(np.diff(scores[u][: len(real)]) <= 0)  # best first
+    assert (items >= 0).sum(axis=1).max() > 0
+
+
+def test_save_and_load_give_identical_scores_without_unpickling(fitted, tmp_path, monkeypatch):
+    fitted.save(tmp_path / "model")
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("load unpickled something")
+
+    monkeypatch.setattr(pickle, "load", refuse)
+    monkeypatch.setattr(pickle, "loads", refuse)
+    back = load_model(tmp_path / "model")
+    assert type(back) is type(fitted) and back.get_params() == fitted.get_params()
+    np.testing.assert_array_equal(back.score(USERS), fitted.score(USERS))
+    np.testing.assert_array_equal(back.recommend(USERS, 5)[0], fitted.recommend(USERS, 5)[0])
+    if fitted.predicts_ratings:
+        np.testing.assert_array_equal(back.predict(TRAIN.user_idx, TRAIN.item_idx), fitted.predict(TRAIN.user_idx, TRAIN.item_idx))
+
+
+def test_predict_gives_unknown_indices_the_fallback_and_refuses_others(fitted):
+    if not fitted.predicts_ratings:
+        with pytest.raises(NotImplementedError, match="does not predict ratings"):
+            fitted.predict([0], [0])
+        return
+    known = fitted.predict(TRAIN.user_idx, TRAIN.item_idx)
+    assert known.shape == (len(TRAIN),) and np.isfinite(known).all()
+    unknown = fitted.predict([-1, 0, -1], [0, -1, -1])  # the rule: -1 is unknown and gets the fallback
+    assert unknown.shape == (3,) and np.isfinite(unknown).all()
+    for users, items in (([N_USERS], [0]), ([0], [N_ITEMS]), ([-2], [0]), ([0], [-2])):
+        with pytest.raises(IndexError, match=r"or be -1 \(unknown\)"):
+            fitted.predict(users, items)
+    with pytest.raises(ValueError, match="entries"):
+        fitted.predict([0, 1], [0])
+
+
+def test_the_same_seed_gives_the_same_scores(name, fitted):
+    np.testing.assert_array_equal(fresh(name).fit(TRAIN).score(USERS), fitted.score(USERS))
+
+
+def test_params_round_trip_through_the_config(name):
+    cfg = RunConfig.model_validate({"models": [{"name": name, **params_of(name)}]})
+    model = build_model(cfg.models[0])
+    again = RunConfig.model_validate({"models": [{"name": name, **model.get_params()}]}).models[0]
+    assert again == cfg.models[0]
+    assert build_model(again).get_params() == model.get_params()
+
+
+def test_declared_vector_spaces_are_served_and_undeclared_ones_refused(fitted):
+    spaces = type(fitted).vector_spaces()
+    assert spaces == fitted.vector_spaces()  # declared by the class, before any fit
+    item_spaces = [s.name for s in spaces if s.entity == "item"]
+    assert item_spaces == list(fitted.item_spaces)
+    for space in item_spaces:
+        vectors = fitted.item_embeddings(space)
+        assert vectors.ndim == 2 and len(vectors) == N_ITEMS and vectors.dtype == np.float32
+    if fitted.user_space:
+        users = fitted.user_embeddings()
+        assert users.ndim == 2 and len(users) == N_USERS and users.dtype == np.float32
+    else:
+        with pytest.raises(NotSupported):
+            fitted.user_embeddings()
+    if not item_spaces:
+        for call in (fitted.item_embeddings, lambda: fitted.similar_items(0)):
+            with pytest.raises(NotSupported, match="no item vectors"):
+                call()
+    else:
+        with pytest.raises(ValueError, match="space must be one of"):
+            fitted.item_embeddings("no such space")
+
+
+def test_similar_items_excludes_the_query_and_pads_with_minus_one(fitted):
+    if not fitted.item_spaces:
+        pytest.skip("declares no item space")
+    for space in fitted.item_spaces:
+        items, scores = fitted.similar_items(np.arange(N_ITEMS), N_ITEMS, space)
+        assert items.shape == (N_ITEMS, N_ITEMS)
+        for q in range(N_ITEMS):
+            real = items[q][items[q] >= 0]
+            assert q not in real and len(set(real.tolist())) == len(real)
+            assert (items[q][len(real):] == -1).all() and np.all(np.diff(scores[q][: len(real)]) <= 1e-6)
+        single, _ = fitted.similar_items(3, 4, space)
+        np.testing.assert_array_equal(single, items[3][:4])
+
+
+def test_declared_dot_factors_reproduce_the_scores(fitted):
+    factors = fitted.dot_factors()
+    if factors is None:
+        pytest.skip("scoring is not a plain dot product")
+    U, V, valid = factors
+    assert U.shape[0] == N_USERS and V.shape[0] == N_ITEMS and valid.shape == (N_ITEMS,)
+    expected = fitted.score(USERS).astype(np.float64)
+    got = U.astype(np.float64) @ V.T.astype(np.float64)
+    got[:, ~valid] = -np.inf
+    np.testing.assert_array_equal(np.isneginf(got), np.isneginf(expected))
+    finite = np.isfinite(expected)
+    np.testing.assert_allclose(got[finite], expected[finite], rtol=1e-4, atol=1e-4)
+
+
+def test_a_framework_flavour_comes_with_its_model(fitted):
+    if fitted.framework_flavour is None:
+        with pytest.raises(NotSupported):
+            fitted.framework_model()
+    else:
+        assert fitted.framework_model() is not None
