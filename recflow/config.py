@@ -200,10 +200,11 @@ def format_validation_error(source: str, exc: ValidationError) -> str:
     lines = [f"{source}: invalid config"]
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"])
+        msg = str(err["ctx"]["error"]) if err["type"] == "value_error" and "error" in err.get("ctx", {}) else err["msg"]
         if err["type"] == "extra_forbidden":
             lines.append(f"  unknown key '{loc}'")
         else:
-            lines.append(f"  {loc}: {err['msg']}")
+            lines.append(f"  {loc}: {msg}" if loc else f"  {msg}")
     return "\n".join(lines)
 
 

@@ -54,6 +54,21 @@ def _fail(exc: Exception, code: int) -> None:
     raise typer.Exit(code)
 
 
+def _answer(dataset: str | None, run: str | None, model: str | None, ask):
+    """(retriever, ``ask(retriever)``); a query that cannot be answered exits 1, bad input exits 2."""
+    from recflow.retrieval import RetrievalError
+    from recflow.serving import ServingNotFound
+    from recflow.titles import TitleNotFound
+
+    try:
+        retriever = _retriever(dataset, run, model)
+        return retriever, ask(retriever)
+    except (RetrievalError, ServingNotFound, TitleNotFound, FileNotFoundError) as exc:
+        _fail(exc, 1)
+    except ValueError as exc:
+        _fail(exc, 2)
+
+
 def recommend(
     user: int = typer.Option(..., "--user", "-u", help="the user's id in the dataset"),
     k: int = typer.Option(10, "-k", "--k", min=1, help="how many movies"),
@@ -63,19 +78,9 @@ def recommend(
     dataset: Optional[str] = typer.Option(None, "--dataset", help=DATASET_HELP),
 ) -> None:
     """Top-k movies a user has not rated yet, with titles and scores."""
-    from recflow.retrieval import RetrievalError
-    from recflow.serving import ServingNotFound
-    from recflow.titles import TitleNotFound
-
     if fallback not in (None, "popular"):
         _fail(ValueError(f"--fallback takes 'popular', got {fallback!r}"), 2)
-    try:
-        retriever = _retriever(dataset, run, model)
-        answer = retriever.recommend(user, k, fallback)
-    except (RetrievalError, ServingNotFound, TitleNotFound, FileNotFoundError) as exc:
-        _fail(exc, 1)
-    except ValueError as exc:
-        _fail(exc, 2)
+    retriever, answer = _answer(dataset, run, model, lambda r: r.recommend(user, k, fallback))
     _print(answer, f"Top {k} for user {user}", retriever.info.get("served_from", ""))
 
 
@@ -88,15 +93,5 @@ def similar(
     dataset: Optional[str] = typer.Option(None, "--dataset", help=DATASET_HELP),
 ) -> None:
     """Movies most similar to a title (cosine of item embeddings, through the tuned index)."""
-    from recflow.retrieval import RetrievalError
-    from recflow.serving import ServingNotFound
-    from recflow.titles import TitleNotFound
-
-    try:
-        retriever = _retriever(dataset, run, model)
-        answer = retriever.similar(title, k, mode)
-    except (RetrievalError, ServingNotFound, TitleNotFound, FileNotFoundError) as exc:
-        _fail(exc, 1)
-    except ValueError as exc:
-        _fail(exc, 2)
+    retriever, answer = _answer(dataset, run, model, lambda r: r.similar(title, k, mode))
     _print(answer, f"Movies like {answer.query!r}", retriever.info.get("served_from", ""))

@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+import recflow.sample_files as sample_files_lib
 import recflow.sampling as sampling_lib
 from recflow.config import RunConfig, SamplingConfig
 from recflow.models import build_model
@@ -42,12 +43,12 @@ def sampling_plan(cfg: RunConfig) -> SamplingPlan | None:
     )
 
 
-@stage("sampling", code=(sampling_lib,), task_run_name="sampling")
+@stage("sampling", code=(sampling_lib, sample_files_lib), task_run_name="sampling")
 def sampling(split: Artifact, plan: SamplingPlan) -> Artifact:
     def build(out: Path) -> dict:
         train = load_parts(split)["train"]
         made, params, seconds = sampling_lib.make_samples(train, negatives=plan.negatives, sequences=plan.sequences, walks=plan.walks)
-        sampling_lib.write_samples(out, train=train, params=params, **made)
+        sample_files_lib.write_samples(out, train=train, params=params, **made)
         return {
             "rows": {name: len(value) for name, value in made.items()},
             "seconds": {k: round(v, 3) for k, v in seconds.items()},

@@ -58,3 +58,17 @@ def test_invalid_yaml_names_the_file(tmp_path):
     path.write_text("split: [unclosed\n")
     with pytest.raises(ConfigError, match="broken.yaml"):
         load_config(path)
+
+
+def test_a_champion_metric_at_a_cutoff_the_evaluation_skips_is_an_error_that_says_why(tmp_path):
+    path = tmp_path / "ks.yaml"
+    path.write_text("evaluation:\n  ks: [5, 20]\n")  # the default champion metric is recall_at_10
+    with pytest.raises(ConfigError, match=r"serving\.champion_metric 'recall_at_10' needs k=10 in evaluation\.ks \[5, 20\]") as info:
+        load_config(path)
+    assert str(path) in str(info.value) and "no champion would ever be registered" in str(info.value)
+    assert "'recall_at_5', 'recall_at_20'" in str(info.value)
+
+
+def test_a_champion_metric_the_evaluation_computes_is_accepted():
+    assert load_config(None, ["evaluation.ks=[5, 20]", "serving.champion_metric=ndcg_at_20"]).serving.champion_metric == "ndcg_at_20"
+    assert load_config(None, ["evaluation.ks=[5]", "serving.champion_metric=rmse", "serving.greater_is_better=false"])

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
+from recflow import sample_files as F
 from recflow import sampling as S
 from recflow.interactions import Interactions
 
@@ -287,33 +288,33 @@ def test_write_and_read_samples_round_trip(tmp_path):
     trip = S.bpr_triplets(train, neg, negatives_per_positive=2, seed=0)
     seqs = S.liked_sequences(train, min_rating=4.0)
     walks = S.random_walks(train, walks_per_item=2, walk_length=5, min_rating=4.0, seed=0)
-    paths = S.write_samples(
+    paths = F.write_samples(
         tmp_path, train=train, negatives=neg, triplets=trip, sequences=seqs, walks=walks,
         params={"sequences": {"min_rating": 4.0}, "walks": {"min_rating": 4.0, "walks_per_item": 2}},
     )
-    assert {p.name for p in paths.values()} == set(S.SAMPLE_FILES.values())
-    pd.testing.assert_frame_equal(S.read_negatives(tmp_path), neg)
-    pd.testing.assert_frame_equal(S.read_triplets(tmp_path / "triplets.parquet"), trip)
-    back = S.read_sequences(tmp_path)
+    assert {p.name for p in paths.values()} == set(F.SAMPLE_FILES.values())
+    pd.testing.assert_frame_equal(F.read_negatives(tmp_path), neg)
+    pd.testing.assert_frame_equal(F.read_triplets(tmp_path / "triplets.parquet"), trip)
+    back = F.read_sequences(tmp_path)
     assert len(back) == len(seqs) and all(np.array_equal(a, b) and a.dtype == np.int32 for a, b in zip(back, seqs))
-    np.testing.assert_array_equal(S.read_walks(tmp_path), walks)
-    meta = S.read_meta(paths["walks"])
-    assert meta["train_fingerprint"] == S.train_fingerprint(train)
+    np.testing.assert_array_equal(F.read_walks(tmp_path), walks)
+    meta = F.read_meta(paths["walks"])
+    assert meta["train_fingerprint"] == F.train_fingerprint(train)
     assert meta["params"] == {"min_rating": 4.0, "walks_per_item": 2} and meta["walk_length"] == 5
 
 
 def test_load_matching_checks_fingerprint_and_params(tmp_path):
     train = random_train()
     seqs = S.liked_sequences(train, min_rating=4.0)
-    S.write_samples(tmp_path, train=train, sequences=seqs, params={"sequences": {"min_rating": 4.0}})
-    assert S.load_matching(None, "sequences", train, {}) is None
-    assert S.load_matching(tmp_path, "walks", train, {}) is None  # absent
-    got = S.load_matching(tmp_path, "sequences", train, {"min_rating": 4.0, "unrecorded": 1})
+    F.write_samples(tmp_path, train=train, sequences=seqs, params={"sequences": {"min_rating": 4.0}})
+    assert F.load_matching(None, "sequences", train, {}) is None
+    assert F.load_matching(tmp_path, "walks", train, {}) is None  # absent
+    got = F.load_matching(tmp_path, "sequences", train, {"min_rating": 4.0, "unrecorded": 1})
     assert all(np.array_equal(a, b) for a, b in zip(got, seqs))
     with pytest.warns(UserWarning, match="other settings"):
-        assert S.load_matching(tmp_path, "sequences", train, {"min_rating": 3.0}) is None
+        assert F.load_matching(tmp_path, "sequences", train, {"min_rating": 3.0}) is None
     with pytest.warns(UserWarning, match="other train data"):
-        assert S.load_matching(tmp_path, "sequences", random_train(seed=9), {"min_rating": 4.0}) is None
+        assert F.load_matching(tmp_path, "sequences", random_train(seed=9), {"min_rating": 4.0}) is None
 
 
 def test_make_samples_makes_only_what_is_asked_with_the_params_it_used():

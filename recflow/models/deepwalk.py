@@ -26,7 +26,7 @@ class DeepWalkRecommender(ItemVectorRecommender):
     item has no vector. Precomputed walks are taken from ``context.samples/walks.parquet`` when
     they were made from this train part with the same ``min_rating``, ``walks_per_item``,
     ``walk_length``, ``window_cooccurrence`` and ``max_neighbors`` (as far as the file records
-    them; ``recflow.sampling.load_matching``). Word2Vec's ``min_count`` is 1; ``sample=0`` (no
+    them; ``recflow.sample_files.load_matching``). Word2Vec's ``min_count`` is 1; ``sample=0`` (no
     down-sampling of frequent nodes) is the default because down-sampling the hubs cost about
     0.01 Recall@10 on ML-1M. Scoring (``in_out`` by default), ``similar_items``, determinism and
     persistence: ``recflow.models.embeddings``.

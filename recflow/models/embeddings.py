@@ -48,6 +48,7 @@ from recflow.interactions import Interactions
 from recflow.models.base import Recommender
 from recflow.models.context import FitContext
 from recflow.numeric import normalise_rows
+from recflow.sample_files import load_matching
 
 VECTORS_FILE = "vectors.bin"
 SCORINGS = ("cosine", "in_out")
@@ -256,7 +257,5 @@ class ItemVectorRecommender(Recommender):
 
     # -- precomputed samples ---------------------------------------------------------------------
     def _precomputed(self, train: Interactions, context: FitContext | None, expected: dict[str, Any]):
-        from recflow.sampling import load_matching
-
         samples = context.samples if context is not None else None
         return load_matching(samples, self.sample_output, train, expected)

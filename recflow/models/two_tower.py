@@ -22,7 +22,7 @@ without it):
 ``"bpr"``
     ``-log sigmoid((s(u, pos) - s(u, neg)) / T)`` over (user, positive, negative) triplets: read
     from ``context.samples/triplets.parquet`` when that file fits this train part
-    (``recflow.sampling.load_matching``), else every training positive gets one uniformly random
+    (``recflow.sample_files.load_matching``), else every training positive gets one uniformly random
     item the user did not interact with in train, redrawn each epoch (vectorised rejection
     sampling in NumPy).
 
@@ -80,6 +80,7 @@ from recflow.models.keras_training import (
     tower_outputs,
 )
 from recflow.models.towers import numeric_feature_table, tower
+from recflow.sample_files import load_matching
 
 LOSSES = ("softmax", "bpr")
 
@@ -207,8 +208,6 @@ class TwoTowerRecommender(KerasRecommender):
         log_q = np.log(np.maximum(counts, 1.0) / max(counts.sum(), 1.0)).astype(np.float32)
         triplets = None
         if self.loss == "bpr":
-            from recflow.sampling import load_matching
-
             samples = context.samples
             triplets = load_matching(samples, "triplets", train, {}) if samples is not None else None
             if triplets is not None and len(triplets) == 0:

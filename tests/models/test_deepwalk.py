@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from recflow import sample_files as F
 from recflow import sampling as S
 from recflow.interactions import Interactions
 from recflow.models.context import FitContext
@@ -104,7 +105,7 @@ def test_uses_precomputed_walks_when_they_match(train, tmp_path):
     assert params == {"min_rating": 4.0, "walks_per_item": 10, "walk_length": 10, "window_cooccurrence": 5, "max_neighbors": None}
     walks = S.random_walks(train, seed=0, **params)
     only_b = walks[(walks[:, 0] >= 10) & (walks[:, 0] < 20)]  # a deliberately different corpus
-    S.write_samples(tmp_path, train=train, walks=only_b, params={"walks": params})
+    F.write_samples(tmp_path, train=train, walks=only_b, params={"walks": params})
     m = DeepWalkRecommender(**PARAMS).fit(train, FitContext(samples=tmp_path))
     assert m.has_vector_.tolist() == [False] * 10 + [True] * 10 + [False] * 2
     with pytest.warns(UserWarning, match="other settings"):

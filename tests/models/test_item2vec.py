@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from recflow import sample_files as F
 from recflow import sampling as S
 from recflow.interactions import Interactions
 from recflow.models.base import NotFittedError
@@ -139,7 +140,7 @@ def test_save_load_round_trip(model, tmp_path):
 def test_uses_precomputed_sequences_when_they_match(train, tmp_path):
     seqs = S.liked_sequences(train, min_rating=4.0)
     only_a = [s[s < 10] for s in seqs]  # a deliberately different corpus: cluster A only
-    S.write_samples(tmp_path, train=train, sequences=only_a, params={"sequences": {"min_rating": 4.0}})
+    F.write_samples(tmp_path, train=train, sequences=only_a, params={"sequences": {"min_rating": 4.0}})
     m = Item2VecRecommender(**PARAMS).fit(train, FitContext(samples=tmp_path))
     assert m.has_vector_.tolist() == [True] * 10 + [False] * 12
     with pytest.warns(UserWarning, match="other settings"):

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recflow import sampling as S
+from recflow import sample_files as F
 from recflow.evaluate import evaluate_ranking
 from recflow.interactions import Interactions
 from recflow.models.base import NotFittedError
@@ -190,7 +190,7 @@ def test_bpr_takes_matching_triplets(data, tmp_path):
         "user_idx": train.user_idx[:50], "pos_idx": train.item_idx[:50],
         "neg_idx": (train.item_idx[:50] + 12) % N_ITEMS,
     })
-    S.write_samples(tmp_path, train=train, triplets=triplets)
+    F.write_samples(tmp_path, train=train, triplets=triplets)
     m = TwoTowerRecommender(**{**FAST, "loss": "bpr"}).fit(train, FitContext(samples=tmp_path))
     assert m.n_examples_ == 50
     # without samples: one on-the-fly negative per positive
