@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from recflow.models.base import NotFittedError, Recommender
+from recflow.models.base import NotFittedError, NotSupported, Recommender, VectorSpace
 from recflow.models.bias import BiasRecommender
 from recflow.models.deepwalk import DeepWalkRecommender
 from recflow.models.dssm import DSSMRecommender
@@ -50,4 +50,4 @@ def load_model(path: str | Path) -> Recommender:
     return MODELS[name].load(path)
 
 
-__all__ = ["MODELS", "build_model", "load_model", "Recommender", "NotFittedError", "BiasRecommender", "PopularRecommender"]
+__all__ = ["MODELS", "build_model", "load_model", "Recommender", "VectorSpace", "NotFittedError", "NotSupported", "BiasRecommender", "PopularRecommender"]

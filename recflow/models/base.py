@@ -17,6 +17,10 @@ model name:
 * ``dot_factors()``: ``(U, V, valid)`` when its ranking score is a plain dot product.
 * ``predict``: one rule for unknown indices, -1 means "unknown" and gets the model's fallback.
 * ``framework_flavour`` / ``framework_model()``: a framework model (Keras) to log beside the npz.
+
+A model declaring spaces implements the hooks ``_item_vectors(space)`` / ``_user_vectors()``
+(and ``_item_valid(space)`` when "no vector" is not simply a zero row); the public methods add
+the checks. ``tests/models/test_contract.py`` holds every registered model to all of this.
 """
 
 from __future__ import annotations

@@ -94,6 +94,15 @@ def test_shapes_range_and_rmse(model, data):
         model.predict(np.array([N_USERS]), np.array([0]))
 
 
+def test_an_unknown_index_stands_for_the_mean_tower_output(model):
+    """The contract's rule: -1 is unknown and gets the model's fallback (dssm used to raise)."""
+    mean_user, mean_item = model.user_embeddings().mean(axis=0), model.item_embeddings().mean(axis=0)
+    expected = model._rating(np.array([mean_user @ model.item_embeddings_[3], model.user_embeddings_[2] @ mean_item,
+                                       mean_user @ mean_item], dtype=np.float32))
+    np.testing.assert_allclose(model.predict([-1, 2, -1], [3, -1, -1]), expected, rtol=1e-6)
+    np.testing.assert_array_equal(model.predict([-1, 2], [3, 4])[1:], model.predict([2], [4]))
+
+
 def test_seen_items_excluded(model, data):
     recs, _ = model.recommend(np.arange(N_USERS), k=5)
     seen = data[0].seen.toarray().astype(bool)
