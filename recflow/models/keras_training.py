@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from recflow.evaluate import evaluate_ranking, evaluate_ratings
 from recflow.interactions import Interactions
 from recflow.models.base import Recommender
 from recflow.models.context import FitContext
@@ -53,10 +54,10 @@ def shuffled_batches(tf, arrays: tuple[np.ndarray, ...], batch_size: int, rng: n
 
     The shuffle is one ``rng.permutation`` (NumPy, seeded), and each batch is a slice of the
     permuted arrays taken inside ``tf.data`` (``range`` -> ``map`` -> ``prefetch``): a per-element
-    ``Dataset.shuffle(...).batch(...)`` costs ~4.6 s an epoch on ml-1m's 673k examples, a ceiling
-    of ~150k examples/s before any compute, where one slice per batch costs next to nothing.
-    A fixed prefetch of 2 with tf.data's autotuner off: with ``AUTOTUNE`` on 2 cores some epochs
-    stalled to ~10.2 s instead of ~4.7 s (about one in three; none in 6 epochs without it).
+    ``Dataset.shuffle(...).batch(...)`` pays per example and caps the examples/s before any
+    compute, where one slice per batch costs next to nothing. A fixed prefetch of 2 with tf.data's
+    autotuner off: with ``AUTOTUNE`` on 2 cores some epochs stalled to about twice their time.
+    ``bench/two_tower.py`` measures both.
     """
     perm = rng.permutation(len(arrays[0]))
     tensors = tuple(tf.constant(a[perm]) for a in arrays)
@@ -167,8 +168,6 @@ class KerasRecommender(Recommender):
         else:
             k = int(self.early_stopping_k)
             metric, sign = f"valid_recall_at_{k}", 1.0
-        if valid is not None:
-            from recflow.evaluate import evaluate_ranking, evaluate_ratings
         self.history_: list[dict[str, Any]] = []
         best, best_weights, best_epoch, bad = -np.inf, None, 0, 0
         for epoch in range(1, int(self.epochs) + 1):

@@ -311,7 +311,7 @@ class TwoTowerRecommender(KerasRecommender):
             ds = shuffled_batches(tf, arrays, int(self.batch_size), rng)
             t0 = time.perf_counter()
             # a float per batch: steadier than leaving the losses as tensors until the epoch ends,
-            # which stalled some epochs for seconds (measured: 4.8-10.2 s per epoch, 4.9-5.3 s with)
+            # which stalled some epochs to about twice their time (bench/two_tower.py)
             losses = [float(step(*batch)) for batch in ds]
             return {"loss": float(np.mean(losses)) if losses else float("nan")}, time.perf_counter() - t0
 
