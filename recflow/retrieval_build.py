@@ -55,7 +55,7 @@ class Space:
     queries: np.ndarray | None = None
 
 
-def model_spaces(model: "Recommender") -> tuple[list[Space], str | None]:
+def model_spaces(model: Recommender) -> tuple[list[Space], str | None]:
     """The spaces ``model`` declares (``Recommender.vector_spaces``) and the primary one (None: no vectors).
 
     Item spaces come first, the model's primary one leading; user vectors of the primary's width
@@ -83,7 +83,7 @@ def _same_dim(users: np.ndarray | None, items: np.ndarray) -> np.ndarray | None:
     return users if users is not None and users.ndim == 2 and users.shape[1] == items.shape[1] else None
 
 
-def check_dot_factors(model: "Recommender", U: np.ndarray, V: np.ndarray, valid: np.ndarray, n_users: int = 64) -> bool:
+def check_dot_factors(model: Recommender, U: np.ndarray, V: np.ndarray, valid: np.ndarray, n_users: int = 64) -> bool:
     """Whether ``U @ V.T`` reproduces ``model.score`` on up to ``n_users`` users spread over the index."""
     if U.shape[0] != model.n_users or V.shape[0] != model.n_items or U.shape[1] != V.shape[1]:
         return False
@@ -98,7 +98,7 @@ def check_dot_factors(model: "Recommender", U: np.ndarray, V: np.ndarray, valid:
     return bool(np.allclose(got[finite], expected[finite], rtol=1e-4, atol=1e-4 * scale))
 
 
-def build_serving_indexes(model: "Recommender", item_ids: np.ndarray, user_ids: np.ndarray, grid: TuningGrid, out: Path,
+def build_serving_indexes(model: Recommender, item_ids: np.ndarray, user_ids: np.ndarray, grid: TuningGrid, out: Path,
                           genres: np.ndarray | None = None, genre_queries: int = 2000) -> dict[str, Any]:
     """Tune and save every index kind of every space of ``model`` into ``out``; returns the summary.
 
@@ -167,7 +167,7 @@ def _genre_agreement(vectors: np.ndarray, genres: np.ndarray, k: int, n_queries:
     return {name: value for name, value in result.items() if name.startswith("genre_")}
 
 
-def _export_scorer(model: "Recommender", spaces: list[Space], primary: str | None, out: Path) -> str:
+def _export_scorer(model: Recommender, spaces: list[Space], primary: str | None, out: Path) -> str:
     factors = model.dot_factors()
     if factors is None or not check_dot_factors(model, *factors):
         return "model"

@@ -23,7 +23,7 @@ def _mlp(keras, x, hidden, dim: int, name: str, seed: int):
 def build_network(keras, n_users: int, n_items: int, dim: int, hidden, fusion_hidden, content: np.ndarray,
                    has_cf: np.ndarray, seed: int):
     """(whole model, user tower, content branch, cf branch, fusion head); see the module doc."""
-    init = lambda s: keras.initializers.RandomNormal(stddev=0.1, seed=s)  # noqa: E731
+    init = lambda s: keras.initializers.RandomNormal(stddev=0.1, seed=s)
 
     u_in = keras.Input(shape=(), dtype="int32", name="user_idx")
     u = keras.layers.Embedding(n_users, dim, name="user_id_embedding", embeddings_initializer=init(seed))(u_in)
