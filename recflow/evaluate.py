@@ -1,16 +1,41 @@
 """Run a fitted model against one part of a split: top-K ranking metrics and rating errors.
 
 Pure library code (no Prefect, no MLflow): a task calls these and logs the returned dicts.
+
+Every metric states its population (``POPULATION``), as counts beside the metric values:
+
+* ranking: ``n_test_users`` (users with a test row) = ``n_eval_users`` (averaged: >= 1 relevant
+  test item and >= 1 train row) + ``n_cold_test_users`` (relevant test items, no train row: a
+  model has nothing to rank from) + ``n_test_users_no_relevant`` (no test item reaches the
+  relevance threshold: recall is undefined for them);
+* rating error: ``n_rated`` test ratings, ``n_rated_cold_users`` of them from users without a
+  train row, over ratings ``rated_min`` .. ``rated_max`` (a split that keeps ratings >= 3 scores
+  RMSE on 3-5 only).
+
+Every per-user ranking metric also gets a bootstrap confidence interval over the evaluated users
+(``with_confidence_intervals``: ``<metric>_ci_low`` / ``<metric>_ci_high``).
 """
 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 
 from recflow.interactions import Interactions
-from recflow.metrics import mae, ranking_metrics, rmse
+from recflow.metrics import PER_USER_METRICS, bootstrap_ci, mae, per_user_metrics, ranking_metrics, rmse
 from recflow.models.base import Recommender
+
+#: the counts that say whom a metric covers (module doc); not metrics themselves
+POPULATION = ("n_eval_users", "n_test_users", "n_cold_test_users", "n_test_users_no_relevant",
+              "n_rated", "n_rated_cold_users", "rated_min", "rated_max")
+#: below this many evaluated users the summaries warn that model differences are within noise
+FEW_USERS = 100
+CI_SUFFIXES = ("_ci_low", "_ci_high")
+
+
+def is_ci_key(name: str) -> bool:
+    return name.endswith(CI_SUFFIXES)
 
 
 def relevance_matrix(test: Interactions, relevance_threshold: float | None = None) -> sp.csr_matrix:
@@ -39,6 +64,15 @@ def evaluable_users(
     return users, n_cold
 
 
+def test_population(train: Interactions, test: Interactions, relevance_threshold: float | None = None) -> dict[str, int]:
+    """Who the ranking metrics cover: ``n_test_users`` = ``n_eval_users`` + ``n_cold_test_users``
+    + ``n_test_users_no_relevant`` (module doc)."""
+    users, n_cold = evaluable_users(train, test, relevance_threshold)
+    n_test = int((np.bincount(test.user_idx, minlength=test.n_users) > 0).sum())
+    return {"n_eval_users": int(len(users)), "n_test_users": n_test, "n_cold_test_users": n_cold,
+            "n_test_users_no_relevant": n_test - int(len(users)) - n_cold}
+
+
 def evaluate_ranking(
     model: Recommender,
     train: Interactions,
@@ -55,8 +89,24 @@ def evaluate_ranking(
     every item of the split's index, with the user's train items masked and ``exclude`` (e.g.
     the validation part's ``seen``) masked too; the relevant items are the user's test items
     with rating >= ``relevance_threshold`` (all of them when None). Returns
-    ``ranking_metrics`` (``recall_at_{k}`` ...) plus ``n_eval_users`` and ``n_cold_test_users``.
+    ``ranking_metrics`` (``recall_at_{k}`` ...) plus the population counts (``test_population``).
     """
+    return evaluate_ranking_per_user(model, train, test, ks=ks, exclude=exclude,
+                                     relevance_threshold=relevance_threshold, batch_users=batch_users)[0]
+
+
+def evaluate_ranking_per_user(
+    model: Recommender,
+    train: Interactions,
+    test: Interactions,
+    *,
+    ks: list[int],
+    exclude: sp.spmatrix | sp.sparray | None = None,
+    relevance_threshold: float | None = None,
+    batch_users: int = 2048,
+) -> tuple[dict, pd.DataFrame]:
+    """``evaluate_ranking``'s metrics and, per evaluated user, the values they average: a frame
+    with ``user_id`` and one column per per-user metric (``recall_at_10`` ...), users in index order."""
     if not ks:
         raise ValueError("ks must name at least one cutoff")
     _check_same_index(train, test)
@@ -69,9 +119,24 @@ def evaluate_ranking(
     relevant = relevance_matrix(test, relevance_threshold)[users]
     recommended, _ = model.recommend(users, max(ks), exclude_seen=True, exclude=exclude, batch_size=batch_users)
     metrics = ranking_metrics(recommended, relevant, ks, test.n_items)
-    metrics["n_eval_users"] = int(len(users))
-    metrics["n_cold_test_users"] = n_cold
-    return metrics
+    metrics.update(test_population(train, test, relevance_threshold))
+    per_user = pd.DataFrame({"user_id": test.user_ids[users], **per_user_metrics(recommended, relevant, ks)})
+    return metrics, per_user
+
+
+def with_confidence_intervals(metrics: dict, per_user: pd.DataFrame, *, n_boot: int = 1000, level: float = 0.95,
+                              seed: int = 0) -> dict:
+    """``metrics`` plus ``<metric>_ci_low`` / ``<metric>_ci_high`` for every per-user column of
+    ``per_user``: a percentile bootstrap over its users (``recflow.metrics.bootstrap_ci``; one set
+    of seeded resamples for all metrics). No users: no intervals."""
+    columns = [c for c in per_user.columns if c.partition("_at_")[0] in PER_USER_METRICS]
+    out = dict(metrics)
+    if not columns or len(per_user) == 0:
+        return out
+    low, high = bootstrap_ci(per_user[columns].to_numpy(np.float64), n_boot=n_boot, level=level, seed=seed)
+    for name, lo, hi in zip(columns, low, high):
+        out[f"{name}_ci_low"], out[f"{name}_ci_high"] = float(lo), float(hi)
+    return out
 
 
 def evaluate_ratings(
@@ -80,8 +145,11 @@ def evaluate_ratings(
     *,
     clip: tuple[float, float] | None = None,
     batch_size: int = 1 << 20,
+    train: Interactions | None = None,
 ) -> dict:
-    """RMSE and MAE of ``model.predict`` on every test rating (clipped to ``clip`` when given)."""
+    """RMSE and MAE of ``model.predict`` on every test rating (clipped to ``clip`` when given),
+    with their population: ``n_rated``, the range ``rated_min`` .. ``rated_max`` of the test
+    ratings, and (given ``train``) ``n_rated_cold_users``, the rows of users without a train row."""
     if not model.predicts_ratings:
         raise TypeError(f"{type(model).__name__} does not predict ratings")
     pred = np.empty(len(test), dtype=np.float64)
@@ -91,7 +159,14 @@ def evaluate_ratings(
     if clip is not None:
         lo, hi = clip
         pred = np.clip(pred, lo, hi)
-    return {"rmse": rmse(test.ratings, pred), "mae": mae(test.ratings, pred), "n_rated": int(len(test))}
+    out = {"rmse": rmse(test.ratings, pred), "mae": mae(test.ratings, pred), "n_rated": int(len(test))}
+    if len(test):
+        out["rated_min"], out["rated_max"] = float(test.ratings.min()), float(test.ratings.max())
+    if train is not None:
+        _check_same_index(train, test)
+        n_train = np.bincount(train.user_idx, minlength=train.n_users)
+        out["n_rated_cold_users"] = int((n_train[test.user_idx] == 0).sum())
+    return out
 
 
 def _check_same_index(a: Interactions, b: Interactions) -> None:
