@@ -38,6 +38,40 @@ def is_ci_key(name: str) -> bool:
     return name.endswith(CI_SUFFIXES)
 
 
+def is_metric_key(name: str) -> bool:
+    """A metric value of its own (``recall_at_10``, ``rmse``), not a population count or an interval bound."""
+    return name not in POPULATION and not name.startswith("n_") and not is_ci_key(name)
+
+
+def half_width(metrics: dict, name: str) -> float | None:
+    """Half the width of ``name``'s confidence interval (what the tables show as ``±``), or None."""
+    low, high = metrics.get(f"{name}_ci_low"), metrics.get(f"{name}_ci_high")
+    return None if low is None or high is None else (float(high) - float(low)) / 2
+
+
+def population_lines(metrics_by_model: dict[str, dict]) -> list[str]:
+    """What every summary says about whom the metrics cover (one run: the same for every model),
+    and a warning when so few users are evaluated that differences between models are noise."""
+    ranked = next((m for m in metrics_by_model.values() if "n_eval_users" in m), None)
+    rated = next((m for m in metrics_by_model.values() if "n_rated" in m), None)
+    lines = []
+    if ranked is not None:
+        n = int(ranked["n_eval_users"])
+        parts = [f"{int(ranked[k])} {what}" for k, what in (
+            ("n_test_users_no_relevant", "without a relevant test item"),
+            ("n_cold_test_users", "cold (no training ratings)")) if k in ranked]
+        of = f" of {int(ranked['n_test_users'])} test users" if "n_test_users" in ranked else ""
+        lines.append(f"ranking metrics: mean over {n} users{of}" + (f"; not ranked: {', '.join(parts)}" if parts else ""))
+    if rated is not None:
+        cold = f", {int(rated['n_rated_cold_users'])} from cold users" if "n_rated_cold_users" in rated else ""
+        scale = f", ratings {rated['rated_min']:g} to {rated['rated_max']:g}" if "rated_min" in rated else ""
+        lines.append(f"RMSE / MAE: {int(rated['n_rated'])} test ratings{cold}{scale}")
+    if ranked is not None and int(ranked["n_eval_users"]) < FEW_USERS:
+        lines.append(f"warning: only {int(ranked['n_eval_users'])} users evaluated (< {FEW_USERS}): differences between "
+                     "models are within noise; compare the confidence intervals")
+    return lines
+
+
 def relevance_matrix(test: Interactions, relevance_threshold: float | None = None) -> sp.csr_matrix:
     """users x items boolean CSR of the relevant test interactions (rating >= threshold when set)."""
     keep = np.ones(len(test), dtype=bool) if relevance_threshold is None else test.ratings >= relevance_threshold
