@@ -44,8 +44,9 @@ def run(
 
 
 def print_summary(cfg, result: dict) -> None:
-    """One row per model: RMSE, recall and NDCG at every cutoff (the smallest with ``±`` half its
-    confidence interval), users averaged; then whom the metrics cover and, below 100 users, a warning."""
+    """One row per model: RMSE, recall and NDCG at every cutoff (recall at the smallest with ``±`` half
+    its confidence interval: the table fits 80 columns), users averaged; then whom the metrics cover
+    and, below 100 users, a warning."""
     from rich import box
     from rich.console import Console
     from rich.table import Table
@@ -58,7 +59,8 @@ def print_summary(cfg, result: dict) -> None:
                  if k.startswith("recall_at_") and k.removeprefix("recall_at_").isdigit()})
     columns = [("rmse", "RMSE")] + [(f"{name}_at_{k}", f"{label}@{k}") for k in ks for name, label in (("recall", "R"), ("ndcg", "N"))]
     level = getattr(getattr(cfg, "evaluation", None), "ci_level", 0.95)
-    with_ci = any(half_width(m, key) is not None for m in metrics.values() for key, _ in columns)
+    ci_key = f"recall_at_{ks[0]}" if ks else None
+    with_ci = ci_key is not None and any(half_width(m, ci_key) is not None for m in metrics.values())
     caption = "R@k recall, N@k NDCG" + (f"; ± half the {level:.0%} bootstrap CI over users" if with_ci else "") + \
         "; the rest in MLflow"
     about = population_lines(metrics)
@@ -73,7 +75,7 @@ def print_summary(cfg, result: dict) -> None:
         for key, _ in columns:
             value, half = values.get(key), half_width(values, key)
             shown = "-" if value is None else f"{value:.4f}"
-            if value is not None and half is not None and (key == "rmse" or key.endswith(f"_at_{ks[0]}")):
+            if value is not None and half is not None and key == ci_key:
                 shown += f" ±{half:.4f}"
             cells.append(shown)
         table.add_row(model, *cells, str(values.get("n_eval_users", "-")))

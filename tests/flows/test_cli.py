@@ -59,7 +59,7 @@ def test_summary_shows_intervals_population_and_warns_below_100_users(capsys):
     from recflow.cli import print_summary
 
     ranked = {"recall_at_10": 0.0344, "recall_at_10_ci_low": 0.0144, "recall_at_10_ci_high": 0.0544,
-              "ndcg_at_10": 0.05, "recall_at_20": 0.06, "recall_at_20_ci_low": 0.03, "recall_at_20_ci_high": 0.09,
+              "ndcg_at_10": 0.05, "ndcg_at_10_ci_low": 0.04, "ndcg_at_10_ci_high": 0.06, "recall_at_20": 0.06, "recall_at_20_ci_low": 0.03, "recall_at_20_ci_high": 0.09,
               "n_eval_users": 27, "n_test_users": 74, "n_test_users_no_relevant": 0, "n_cold_test_users": 47}
     result = {
         "protocol": "temporal",
@@ -70,7 +70,7 @@ def test_summary_shows_intervals_population_and_warns_below_100_users(capsys):
     print_summary(SimpleNamespace(dataset=SimpleNamespace(name="x")), result)
     out = capsys.readouterr().out
     row = next(line for line in out.splitlines() if line.split()[:1] == ["user_cf"])
-    assert row.split() == ["user_cf", "0.9500", "0.0344", "±0.0200", "0.0500", "0.0600", "-", "27"]  # ± at the smallest k only
+    assert row.split() == ["user_cf", "0.9500", "0.0344", "±0.0200", "0.0500", "0.0600", "-", "27"]  # ± on recall at the smallest k only
     text = " ".join(out.split())  # rich wraps long lines to the terminal
     assert "ranking metrics: mean over 27 users of 74 test users; not ranked: 0 without a relevant test item, 47 cold" in text
     assert "RMSE / MAE: 10084 test ratings, 4000 from cold users, ratings 0.5 to 5" in text
