@@ -29,6 +29,7 @@ from __future__ import annotations
 import inspect
 import json
 import math
+import shutil
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
@@ -449,8 +450,11 @@ def register_champion(record: dict[str, Any], root: Path) -> dict[str, Any]:
     tags = {"bundle": fingerprint, "model": info["recommend_model"], "similar_model": str(info["similar_model"]),
             "pipeline_run_id": record["run_id"], "dataset": record["dataset"], "metric": metric, "metric_value": str(value),
             "protocol": ours, **({"per_user": per_user} if per_user else {})}
-    if per_user and (root / per_user).is_file() and info["model_run_id"]:
-        client.log_artifact(info["model_run_id"], str(root / per_user), PER_USER_ARTIFACT.rpartition("/")[0])
+    if per_user and (root / per_user).is_file() and info["model_run_id"]:  # under the name the next run looks for
+        folder, _, file = PER_USER_ARTIFACT.rpartition("/")
+        with tempfile.TemporaryDirectory() as tmp:
+            shutil.copyfile(root / per_user, Path(tmp) / file)
+            client.log_artifact(info["model_run_id"], str(Path(tmp) / file), folder)
     if not client.search_registered_models(filter_string=f"name = '{name}'"):
         client.create_registered_model(name, description=f"recflow serving bundles for {record['dataset']} (see recflow.serving)")
     version = str(client.create_model_version(name, source=logged.model_uri, run_id=info["model_run_id"], tags=tags,
