@@ -155,6 +155,20 @@ def test_a_named_model_run_serves_that_model(served):
     assert unknown.exit_code == 1 and "no pipeline or model run 'no-such-run'" in unknown.output
 
 
+def test_the_evaluate_stage_keeps_each_users_values_and_mlflow_their_interval(served):
+    home, result = served
+    record = json.loads((runs_dir(home) / f"{result['tracking']['run_id']}.json").read_text())
+    for name, entry in record["models"].items():
+        metrics = entry["metrics"]
+        per_user = pd.read_parquet(home / entry["per_user"])
+        assert len(per_user) == metrics["n_eval_users"]
+        assert per_user["recall_at_10"].mean() == metrics["recall_at_10"]
+        assert metrics["recall_at_10_ci_low"] <= metrics["recall_at_10"] <= metrics["recall_at_10_ci_high"]
+        logged = MlflowClient().get_run(entry["run_id"]).data.metrics
+        assert {k: logged[k] for k in ("recall_at_10_ci_low", "recall_at_10_ci_high", "n_eval_users", "n_test_users")} == {
+            k: float(metrics[k]) for k in ("recall_at_10_ci_low", "recall_at_10_ci_high", "n_eval_users", "n_test_users")}
+
+
 def _per_user(home: Path, record: dict, model: str, values, name: str) -> None:
     """Give ``model`` of ``record`` hand-made per-user recall_at_10 values for the run's evaluated
     users (a file under the artifacts root)."""
