@@ -23,7 +23,14 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recflow.interactions import Interactions
-from recflow.metrics import PER_USER_METRICS, bootstrap_ci, mae, per_user_metrics, ranking_metrics, rmse
+from recflow.metrics import (
+    PER_USER_METRICS,
+    bootstrap_ci,
+    mae,
+    per_user_metrics,
+    ranking_metrics,
+    rmse,
+)
 from recflow.models.base import Recommender
 
 #: the counts that say whom a metric covers (module doc); not metrics themselves
@@ -103,8 +110,8 @@ def test_population(train: Interactions, test: Interactions, relevance_threshold
     + ``n_test_users_no_relevant`` (module doc)."""
     users, n_cold = evaluable_users(train, test, relevance_threshold)
     n_test = int((np.bincount(test.user_idx, minlength=test.n_users) > 0).sum())
-    return {"n_eval_users": int(len(users)), "n_test_users": n_test, "n_cold_test_users": n_cold,
-            "n_test_users_no_relevant": n_test - int(len(users)) - n_cold}
+    return {"n_eval_users": len(users), "n_test_users": n_test, "n_cold_test_users": n_cold,
+            "n_test_users_no_relevant": n_test - len(users) - n_cold}
 
 
 def evaluate_ranking(
@@ -149,7 +156,7 @@ def evaluate_ranking_per_user(
             f"model was fitted on a {model.n_users} x {model.n_items} index, "
             f"the split has {train.n_users} x {train.n_items}"
         )
-    users, n_cold = evaluable_users(train, test, relevance_threshold)
+    users, _ = evaluable_users(train, test, relevance_threshold)
     relevant = relevance_matrix(test, relevance_threshold)[users]
     recommended, _ = model.recommend(users, max(ks), exclude_seen=True, exclude=exclude, batch_size=batch_users)
     metrics = ranking_metrics(recommended, relevant, ks, test.n_items)

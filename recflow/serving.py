@@ -135,10 +135,6 @@ def log_index(index: Artifact, root: Path | None = None) -> None:
 # ----------------------------------------------------------------------------- the run record
 
 
-def _better(value: float, than: float, greater_is_better: bool) -> bool:
-    return value > than if greater_is_better else value < than
-
-
 def _best(candidates: dict[str, float], greater_is_better: bool) -> str | None:
     finite = {n: v for n, v in candidates.items() if v is not None and math.isfinite(v)}
     if not finite:
@@ -382,8 +378,8 @@ def champion_decision(ours: Any, theirs: Any, metric: str, *, greater_is_better:
     delta, p = paired_bootstrap_test(paired[f"{metric}_ours"].to_numpy(np.float64), paired[f"{metric}_theirs"].to_numpy(np.float64),
                                      greater_is_better=greater_is_better, n_boot=PAIRED_RESAMPLES, seed=seed)
     better = delta > 0 if greater_is_better else delta < 0
-    return {"significant": bool(better and p < level), "delta": delta, "p": p, "n_users": int(len(paired)),
-            "n_ours": int(len(a)), "n_theirs": int(len(b))}
+    return {"significant": bool(better and p < level), "delta": delta, "p": p, "n_users": len(paired),
+            "n_ours": len(a), "n_theirs": len(b)}
 
 
 def _champion_per_user(client: Any, champion: Any, root: Path) -> tuple[Any | None, str]:
@@ -429,7 +425,7 @@ def register_champion(record: dict[str, Any], root: Path) -> dict[str, Any]:
     """
     from mlflow import MlflowClient
 
-    name, metric, greater = record["registered_model"], record["metric"], record["greater_is_better"]
+    name, metric = record["registered_model"], record["metric"]
     sources, info = sources_for(record, root)
     value = info["metric_value"]
     fingerprint = bundle_fingerprint(sources, info, root)

@@ -11,14 +11,14 @@ from sklearn.metrics import average_precision_score, ndcg_score, precision_score
 
 from recflow.metrics import (
     bootstrap_ci,
-    paired_bootstrap_test,
-    per_user_metrics,
     coverage_at_k,
     hit_matrix,
     hit_rate_at_k,
     mae,
     map_at_k,
     ndcg_at_k,
+    paired_bootstrap_test,
+    per_user_metrics,
     precision_at_k,
     ranking_metrics,
     recall_at_k,

@@ -158,7 +158,7 @@ def test_a_named_model_run_serves_that_model(served):
 def test_the_evaluate_stage_keeps_each_users_values_and_mlflow_their_interval(served):
     home, result = served
     record = json.loads((runs_dir(home) / f"{result['tracking']['run_id']}.json").read_text())
-    for name, entry in record["models"].items():
+    for entry in record["models"].values():
         metrics = entry["metrics"]
         per_user = pd.read_parquet(home / entry["per_user"])
         assert len(per_user) == metrics["n_eval_users"]
@@ -208,7 +208,7 @@ def test_the_alias_moves_only_to_a_model_significantly_better_than_the_champion(
         _per_user(home, record, other, champion_values + 0.1, "better")
         better = register_champion(record, home)
         assert (better["moved"], better["version"], better["champion_version"]) == (True, 3, 3)
-        assert f"beats champion v1" in better["reason"] and "delta +0.1000, p 0.0001 < 0.05" in better["reason"]
+        assert "beats champion v1" in better["reason"] and "delta +0.1000, p 0.0001 < 0.05" in better["reason"]
         assert MlflowClient().get_model_version_by_alias("recflow-alias-test", ALIAS).tags["model"] == other
         # the first model again (another bundle), its per-user file gone: no test, the alias stays
         record["best"], real = best, record["models"][best]["per_user"]
