@@ -44,28 +44,44 @@ def run(
 
 
 def print_summary(cfg, result: dict) -> None:
+    """One row per model: RMSE, recall and NDCG at every cutoff (recall at the smallest with ``±`` half
+    its confidence interval: the table fits 80 columns), users averaged; then whom the metrics cover
+    and, below 100 users, a warning."""
     from rich import box
     from rich.console import Console
     from rich.table import Table
 
+    from recflow.evaluate import half_width, population_lines
+
     console = Console()
     metrics = result["metrics"]
-    ks = sorted({int(k.rsplit("_at_", 1)[1]) for m in metrics.values() for k in m if k.startswith("recall_at_")})
+    ks = sorted({int(k.removeprefix("recall_at_")) for m in metrics.values() for k in m
+                 if k.startswith("recall_at_") and k.removeprefix("recall_at_").isdigit()})
     columns = [("rmse", "RMSE")] + [(f"{name}_at_{k}", f"{label}@{k}") for k in ks for name, label in (("recall", "R"), ("ndcg", "N"))]
-    cold = max((int(m.get("n_cold_test_users", 0)) for m in metrics.values()), default=0)
-    caption = "R@k recall, N@k NDCG; the other metrics are in MLflow"
-    if cold:
-        caption += f"\nusers: test users ranked; {cold} more have no training ratings (not rankable)"
+    level = getattr(getattr(cfg, "evaluation", None), "ci_level", 0.95)
+    ci_key = f"recall_at_{ks[0]}" if ks else None
+    with_ci = ci_key is not None and any(half_width(m, ci_key) is not None for m in metrics.values())
+    caption = "R@k recall, N@k NDCG" + (f"; ± half the {level:.0%} bootstrap CI over users" if with_ci else "") + \
+        "; the rest in MLflow"
+    about = population_lines(metrics)
     table = Table(title=f"{cfg.dataset.name} - protocol {result['protocol']}", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True,
                   caption=caption)
     table.add_column("model", no_wrap=True)
     for _, label in columns:
-        table.add_column(label, justify="right")
+        table.add_column(label, justify="right", no_wrap=True)
     table.add_column("users", justify="right")
     for model, values in metrics.items():
-        cells = ["-" if values.get(key) is None else f"{values[key]:.4f}" for key, _ in columns]
+        cells = []
+        for key, _ in columns:
+            value, half = values.get(key), half_width(values, key)
+            shown = "-" if value is None else f"{value:.4f}"
+            if value is not None and half is not None and key == ci_key:
+                shown += f" ±{half:.4f}"
+            cells.append(shown)
         table.add_row(model, *cells, str(values.get("n_eval_users", "-")))
     console.print(table)
+    for line in about:
+        console.print(line, style="yellow" if line.startswith("warning") else None, highlight=False)
     t = result["tracking"]
     console.print(f"MLflow: run {t['run_id']} in experiment '{t['experiment']}' at {t['tracking_uri']}")
     if t["tracking_uri"].startswith("sqlite:"):

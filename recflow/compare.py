@@ -210,6 +210,14 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
 
 
+def _cell(metrics: dict[str, float], metric: str, with_ci: bool) -> str:
+    """``0.2139 ±0.0041``: the value and half the width of its confidence interval (logged beside it as
+    ``<metric>_ci_low`` / ``_ci_high``), only for the ranked metric to keep the table narrow."""
+    value = _fmt(_value(metrics, metric))
+    low, high = _value(metrics, f"{metric}_ci_low"), _value(metrics, f"{metric}_ci_high")
+    return f"{value} ±{(high - low) / 2:.4f}" if with_ci and value != "-" and low is not None and high is not None else value
+
+
 def _delta(row: ModelResult, metric: str) -> str:
     if row.is_champion:
         return "champion"
@@ -224,7 +232,7 @@ def _delta(row: ModelResult, metric: str) -> str:
 def table_rows(result: Comparison) -> list[list[str]]:
     return [
         [str(i), row.model, f"{row.pipeline_run_name} {row.started:%Y-%m-%d %H:%M:%S}", row.dataset, row.protocol,
-         *(_fmt(_value(row.metrics, m)) for m in result.shown_metrics), _delta(row, result.metric), row.run_id[:8]]
+         *(_cell(row.metrics, m, m == result.metric) for m in result.shown_metrics), _delta(row, result.metric), row.run_id[:8]]
         for i, row in enumerate(result.rows, 1)
     ]
 

@@ -40,7 +40,7 @@ class DatasetConfig(Strict):
 
 
 class SplitConfig(Strict):
-    protocol: Literal["temporal", "user_random", "leave_last_k", "random", "recbole"] = "temporal"
+    protocol: Literal["temporal", "user_temporal", "user_random", "leave_last_k", "random", "recbole"] = "temporal"
     test_fraction: float = Field(0.1, gt=0, lt=1)
     valid_fraction: float = Field(0.0, ge=0, lt=1)
     last_k: int = Field(1, gt=0, description="leave_last_k: test items per user (valid takes as many when valid_fraction > 0)")
@@ -90,6 +90,9 @@ class EvaluationConfig(Strict):
     mask_valid: bool = Field(True, description="exclude validation items from the test ranking (RecBole default)")
     relevance_threshold: float | None = Field(None, description="test ratings below this are not relevant")
     batch_users: int = Field(2048, gt=0)
+    bootstrap_samples: int = Field(1000, gt=0, description="resamples of the evaluated users behind each metric's confidence interval")
+    ci_level: float = Field(0.95, gt=0, lt=1, description="confidence level of the intervals logged as <metric>_ci_low / _ci_high")
+    bootstrap_seed: int = 0
 
 
 # ----------------------------------------------------------------------------- models
@@ -132,6 +135,8 @@ class ServingConfig(Strict):
     register_model: bool = Field(True, description="log the pyfunc and register it as recflow-<dataset>")
     champion_metric: str = Field("recall_at_10", description="what 'best' means, within a run and against the champion")
     greater_is_better: bool = True
+    significance_level: float = Field(0.05, gt=0, lt=1, description="the alias moves only when a paired bootstrap test over the "
+                                      "same users gives p below this (recflow.serving.paired_comparison)")
 
 
 class RunConfig(Strict):

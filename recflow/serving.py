@@ -12,7 +12,9 @@
    model files when it needs them, titles, signature), registered as ``recflow-<dataset>``, and
    moves the ``champion`` alias to it only when it beats the current champion on the metric,
    measured under the same evaluation protocol (split settings, validation masking, relevance
-   threshold: a Recall@10 from a random 90/10 split says nothing against one from RecBole's).
+   threshold: a Recall@10 from a random 90/10 split says nothing against one from RecBole's),
+   and significantly so: a paired bootstrap test over the users both evaluated
+   (``champion_decision``) at ``serving.significance_level``.
    A bundle identical to the champion's (a fully cached rerun) is not registered again.
    ``<root>/serving/champions/recflow-<dataset>.json`` records the alias for the CLI.
 
@@ -27,6 +29,7 @@ from __future__ import annotations
 import inspect
 import json
 import math
+import shutil
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
@@ -132,10 +135,6 @@ def log_index(index: Artifact, root: Path | None = None) -> None:
 # ----------------------------------------------------------------------------- the run record
 
 
-def _better(value: float, than: float, greater_is_better: bool) -> bool:
-    return value > than if greater_is_better else value < than
-
-
 def _best(candidates: dict[str, float], greater_is_better: bool) -> str | None:
     finite = {n: v for n, v in candidates.items() if v is not None and math.isfinite(v)}
     if not finite:
@@ -186,6 +185,8 @@ def run_record(cfg: Any, tracking: dict[str, Any], models: dict[str, dict[str, A
             "recommend_via": index_meta.get("recommend_via", "model"),
             "similar": bool(index_meta) and any(s["entity"] == "item" for s in index_meta["spaces"].values()),
             "metrics": result["evaluate"].meta["metrics"],
+            "per_user": (str(Path(result["evaluate"].path) / result["evaluate"].meta["per_user"])
+                         if result["evaluate"].meta.get("per_user") else None),
             "genre_overlap": _similar_genre_overlap(index_meta),
         }
     scores = {n: e["metrics"].get(metric) for n, e in entries.items()}
@@ -205,6 +206,7 @@ def run_record(cfg: Any, tracking: dict[str, Any], models: dict[str, dict[str, A
         "catalogue": str(catalogue.relative_to(root)),
         "metric": metric,
         "greater_is_better": greater,
+        "significance_level": cfg.serving.significance_level,
         "protocol": evaluation_protocol(cfg),
         "best": best,
         "similar": similar,
@@ -339,11 +341,91 @@ def _write_champion(root: Path, record: dict[str, Any], name: str, version: int,
     })
 
 
+#: resamples of the paired test: p is resolved to 1 / 10,001, far below any usual level
+PAIRED_RESAMPLES = 10_000
+PER_USER_ARTIFACT = "evaluation/per_user.parquet"
+
+
+def champion_decision(ours: Any, theirs: Any, metric: str, *, greater_is_better: bool = True, level: float = 0.05,
+                      seed: int = 0) -> dict[str, Any]:
+    """Is the new model significantly better than the champion on ``metric``, user for user?
+
+    ``ours`` / ``theirs``: per-user frames (``user_id`` and a ``metric`` column, the evaluate
+    stage's ``per_user.parquet``). They are paired on ``user_id`` (the users both evaluated: all
+    of them under one protocol on unchanged data) and judged by a one-sided paired bootstrap test
+    (``recflow.metrics.paired_bootstrap_test``): the alias moves when p < ``level``.
+
+    Why a paired bootstrap: per-user ranking metrics are bounded, skewed and mostly ties at 0
+    (a t-test's normality is a stretch for a few hundred users; a sign test throws the ties and
+    the sizes of the gains away), pairing removes the user-to-user spread both models share,
+    and it is the same resampling as the metrics' confidence intervals.
+
+    Returns ``significant`` and, when a test ran, ``delta`` (mean of ours - theirs), ``p`` and
+    ``n_users``; when it cannot run, ``significant`` False and ``cannot`` saying why.
+    """
+    import numpy as np
+
+    from recflow.metrics import paired_bootstrap_test
+
+    for frame, whose in ((ours, "this run's model"), (theirs, "the champion")):
+        if metric not in frame.columns:
+            return {"significant": False, "cannot": f"{whose} has no per-user {metric} (a paired test needs a per-user metric)"}
+    a = ours[["user_id", metric]].dropna()
+    b = theirs[["user_id", metric]].dropna()
+    paired = a.merge(b, on="user_id", suffixes=("_ours", "_theirs"))
+    if paired.empty:
+        return {"significant": False, "cannot": f"no user was evaluated on {metric} by both"}
+    delta, p = paired_bootstrap_test(paired[f"{metric}_ours"].to_numpy(np.float64), paired[f"{metric}_theirs"].to_numpy(np.float64),
+                                     greater_is_better=greater_is_better, n_boot=PAIRED_RESAMPLES, seed=seed)
+    better = delta > 0 if greater_is_better else delta < 0
+    return {"significant": bool(better and p < level), "delta": delta, "p": p, "n_users": len(paired),
+            "n_ours": len(a), "n_theirs": len(b)}
+
+
+def _champion_per_user(client: Any, champion: Any, root: Path) -> tuple[Any | None, str]:
+    """The champion's per-user values: the evaluate stage file its version's ``per_user`` tag names,
+    else the copy logged to its model run; else (None, why not)."""
+    import pandas as pd
+
+    tag = champion.tags.get("per_user")
+    if not tag:
+        return None, f"champion v{champion.version} has no per-user values (registered before they were kept)"
+    path = root / tag
+    if path.is_file():
+        return pd.read_parquet(path), str(path)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            local = client.download_artifacts(champion.run_id, PER_USER_ARTIFACT, tmp)
+            return pd.read_parquet(local), f"runs:/{champion.run_id}/{PER_USER_ARTIFACT}"
+    except Exception as exc:
+        return None, f"champion v{champion.version}'s per-user values are missing ({path} and its run's {PER_USER_ARTIFACT}: {type(exc).__name__})"
+
+
+def _significance(record: dict[str, Any], client: Any, champion: Any, root: Path) -> dict[str, Any]:
+    import pandas as pd
+
+    entry = record["models"][record["best"]]
+    ours_path = root / entry["per_user"] if entry.get("per_user") else None
+    if ours_path is None or not ours_path.is_file():
+        return {"significant": False, "cannot": f"this run's per-user values are missing ({ours_path or 'not recorded'})"}
+    theirs, where = _champion_per_user(client, champion, root)
+    if theirs is None:
+        return {"significant": False, "cannot": where}
+    return champion_decision(pd.read_parquet(ours_path), theirs, record["metric"], greater_is_better=record["greater_is_better"],
+                             level=record.get("significance_level", 0.05))
+
+
 def register_champion(record: dict[str, Any], root: Path) -> dict[str, Any]:
-    """Log the run's best model as a pyfunc, register it, and move ``champion`` if it wins."""
+    """Log the run's best model as a pyfunc, register it, and move ``champion`` if it wins.
+
+    Winning: the same evaluation protocol as the champion, and significantly better on the metric
+    by ``champion_decision`` (paired over the users both evaluated). Each version is tagged
+    ``per_user`` (its evaluate stage's per-user file, relative to the artifacts root) and the file
+    is also logged to its model run (``evaluation/per_user.parquet``), so the next run can pair with it.
+    """
     from mlflow import MlflowClient
 
-    name, metric, greater = record["registered_model"], record["metric"], record["greater_is_better"]
+    name, metric = record["registered_model"], record["metric"]
     sources, info = sources_for(record, root)
     value = info["metric_value"]
     fingerprint = bundle_fingerprint(sources, info, root)
@@ -360,9 +442,15 @@ def register_champion(record: dict[str, Any], root: Path) -> dict[str, Any]:
 
     ours = _protocol_tag(record["protocol"])
     logged = _log_pyfunc(sources, info)
+    per_user = record["models"][info["recommend_model"]].get("per_user")
     tags = {"bundle": fingerprint, "model": info["recommend_model"], "similar_model": str(info["similar_model"]),
             "pipeline_run_id": record["run_id"], "dataset": record["dataset"], "metric": metric, "metric_value": str(value),
-            "protocol": ours}
+            "protocol": ours, **({"per_user": per_user} if per_user else {})}
+    if per_user and (root / per_user).is_file() and info["model_run_id"]:  # under the name the next run looks for
+        folder, _, file = PER_USER_ARTIFACT.rpartition("/")
+        with tempfile.TemporaryDirectory() as tmp:
+            shutil.copyfile(root / per_user, Path(tmp) / file)
+            client.log_artifact(info["model_run_id"], str(Path(tmp) / file), folder)
     if not client.search_registered_models(filter_string=f"name = '{name}'"):
         client.create_registered_model(name, description=f"recflow serving bundles for {record['dataset']} (see recflow.serving)")
     version = str(client.create_model_version(name, source=logged.model_uri, run_id=info["model_run_id"], tags=tags,
@@ -377,15 +465,31 @@ def register_champion(record: dict[str, Any], root: Path) -> dict[str, Any]:
     previous = None
     if champion is not None:
         previous = client.get_run(champion.run_id).data.metrics.get(metric) if champion.run_id else None
-    if champion is None or previous is None or (value is not None and _better(value, previous, greater)):
+    test: dict[str, Any] = {}
+    if champion is not None and previous is not None and value is not None:
+        test = _significance(record, client, champion, root)
+        out["significance"] = test
+    if champion is None or previous is None or test.get("significant"):
         client.set_registered_model_alias(name, ALIAS, version)
         why = ("first champion" if champion is None else
-               f"{metric} {value:.4f} beats champion v{champion.version} ({previous:.4f})" if previous is not None else
-               f"champion v{champion.version} has no {metric}")
+               f"{metric} {value:.4f} beats champion v{champion.version} ({previous:.4f}): {_test_text(test, record)}"
+               if previous is not None else f"champion v{champion.version} has no {metric}")
         _write_champion(root, record, name, int(version), info)
         return {**out, "version": int(version), "champion_version": int(version), "moved": True, "reason": why}
-    return {**out, "version": int(version), "champion_version": int(champion.version), "moved": False,
-            "reason": f"{metric} {value:.4f} does not beat champion v{champion.version} ({previous:.4f})"}
+    shown = f"{value:.4f}" if value is not None else "none"
+    if "cannot" in test:
+        why = f"cannot test: {test['cannot']}; the alias stays on champion v{champion.version} ({metric} {shown} vs {previous:.4f})"
+    else:
+        why = f"not significantly better than champion v{champion.version} ({metric} {shown} vs {previous:.4f}: {_test_text(test, record)})"
+    return {**out, "version": int(version), "champion_version": int(champion.version), "moved": False, "reason": why}
+
+
+def _test_text(test: dict[str, Any], record: dict[str, Any]) -> str:
+    """``delta +0.0123, p 0.0004 < 0.05, paired bootstrap over 610 users``."""
+    level = record.get("significance_level", 0.05)
+    users = f"{test['n_users']} users" + ("" if test["n_users"] == test["n_ours"] == test["n_theirs"] else
+                                           f" evaluated by both ({test['n_ours']} now, {test['n_theirs']} for the champion)")
+    return f"delta {test['delta']:+.4f}, p {test['p']:.4f} {'<' if test['p'] < level else '>='} {level:g}, paired bootstrap over {users}"
 
 
 def publish_run(cfg: Any, tracking: dict[str, Any], models: dict[str, dict[str, Any]], split: Artifact, data: Artifact,

@@ -12,6 +12,12 @@ kept row ``train``, ``valid`` or ``test`` by ``cfg.protocol``:
     least 1 when the user has >= 2 rows), the ``round(valid_fraction * n_u)`` before them valid (at
     least 1 when ``valid_fraction > 0`` and the user still has >= 2 rows). Every user keeps >= 1
     train row, so a user with a single row stays in train.
+``user_temporal``
+    Per user, ordered by (timestamp, item_id): the latest rows are test and the ones before
+    them valid, with ``user_random``'s part sizes (round-half-up shares of the user's rows, test
+    >= 1 when the user has >= 2 rows, train >= 1). Every user with two rows or more is tested on
+    their most recent ratings; unlike ``temporal``, no user is left without test rows because they
+    stopped rating before the global cut-off (train may hold other users' later ratings).
 ``leave_last_k``
     Per user, ordered by (timestamp, item_id): the last ``last_k`` rows are test when the user has
     more than ``last_k`` rows; when ``valid_fraction > 0`` the ``last_k`` rows before them are
@@ -126,6 +132,8 @@ def split_ratings(ratings: pd.DataFrame, cfg: SplitConfig) -> SplitResult:
         label = _per_user_random(u, cfg, rng, recbole=proto == "recbole")
     elif proto == "leave_last_k":
         label = _leave_last_k(u, cfg)
+    elif proto == "user_temporal":
+        label = _user_temporal(u, cfg)
     else:  # pragma: no cover - pydantic restricts the values
         raise ValueError(f"unknown split protocol {proto!r}")
 
@@ -252,6 +260,12 @@ def _per_user_random(u: np.ndarray, cfg: SplitConfig, rng: np.random.Generator, 
     part = np.where(pos < n_train, TRAIN, np.where(pos < n_train + n_valid, VALID, TEST)).astype(np.int8)
     label[shuffled] = part
     return label
+
+
+def _user_temporal(u: np.ndarray, cfg: SplitConfig) -> np.ndarray:
+    size, pos = _groups(u)  # rows are in (user, timestamp, item) order: pos is the row's rank in time
+    n_train, n_valid, _ = user_random_counts(size, cfg.valid_fraction, cfg.test_fraction)
+    return np.where(pos < n_train, TRAIN, np.where(pos < n_train + n_valid, VALID, TEST)).astype(np.int8)
 
 
 def _leave_last_k(u: np.ndarray, cfg: SplitConfig) -> np.ndarray:

@@ -1,4 +1,9 @@
-"""evaluate[<model>]: full-ranking and rating metrics of a trained model on the test split."""
+"""evaluate[<model>]: full-ranking and rating metrics of a trained model on the test split.
+
+Output: ``summary.json`` (metrics with their population counts and confidence intervals) and
+``per_user.parquet`` (``user_id`` and each evaluated user's value of every per-user metric): what the
+champion's paired significance test reads (``recflow.serving``).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,8 @@ from recflow.store import Artifact
 from tasks.caching import produce, stage
 from tasks.loading import load_parts
 
+PER_USER_FILE = "per_user.parquet"
+
 
 @stage("evaluate", code=(evaluate_lib, metrics_lib), task_run_name="evaluate[{model.meta[model]}]")
 def evaluate(model: Artifact, split: Artifact, config: EvaluationConfig) -> Artifact:
@@ -19,13 +26,18 @@ def evaluate(model: Artifact, split: Artifact, config: EvaluationConfig) -> Arti
         parts = load_parts(split)
         fitted = MODELS[model.meta["model"]].load(model.file("model"))
         exclude = parts["valid"].seen if config.mask_valid and len(parts["valid"]) else None
-        metrics = evaluate_lib.evaluate_ranking(
+        metrics, per_user = evaluate_lib.evaluate_ranking_per_user(
             fitted, parts["train"], parts["test"], ks=config.ks, exclude=exclude,
             relevance_threshold=config.relevance_threshold, batch_users=config.batch_users,
         )
+        metrics = evaluate_lib.with_confidence_intervals(metrics, per_user, n_boot=config.bootstrap_samples,
+                                                         level=config.ci_level, seed=config.bootstrap_seed)
+        per_user.to_parquet(out / PER_USER_FILE, index=False)
         if fitted.predicts_ratings:
             scale = split.meta.get("rating_scale")
-            metrics.update(evaluate_lib.evaluate_ratings(fitted, parts["test"], clip=tuple(scale) if scale else None))
-        return {"model": model.meta["model"], "protocol": split.meta["protocol"], "metrics": metrics}
+            metrics.update(evaluate_lib.evaluate_ratings(fitted, parts["test"], clip=tuple(scale) if scale else None,
+                                                         train=parts["train"]))
+        return {"model": model.meta["model"], "protocol": split.meta["protocol"], "metrics": metrics,
+                "per_user": PER_USER_FILE, "ci_level": config.ci_level}
 
     return produce("evaluate", build)

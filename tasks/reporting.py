@@ -25,6 +25,7 @@ from prefect.context import TaskRunContext
 
 import recflow.progress
 from recflow.config import RunConfig
+from recflow.evaluate import POPULATION, half_width, is_metric_key, population_lines
 from recflow.store import artifacts_root
 from recflow.tracking import metric_sort_key
 
@@ -65,13 +66,23 @@ def _fmt(value: Any) -> str:
 
 
 def metric_rows(models: dict[str, dict[str, Any]], model_runs: dict[str, str]) -> list[dict[str, Any]]:
-    """One row per model: status, every metric (ordered), fit time, MLflow run id; failed models keep their error."""
-    names = sorted({k for m in models.values() if "evaluate" in m for k in m["evaluate"].meta["metrics"] if not k.startswith("n_")}, key=metric_sort_key)
+    """One row per model: status, every metric (ordered) with its confidence interval beside it
+    (``<metric>_ci``: ``[low, high]``), the population counts, fit time, MLflow run id; failed
+    models keep their error."""
+    evaluated = [m["evaluate"].meta["metrics"] for m in models.values() if "evaluate" in m]
+    names = sorted({k for m in evaluated for k in m if is_metric_key(k)}, key=metric_sort_key)
+    with_ci = {k for m in evaluated for k in names if half_width(m, k) is not None}
+    counts = [k for k in POPULATION if any(k in m for m in evaluated)]
     rows = []
     for model, outcome in models.items():
         row: dict[str, Any] = {"model": model, "status": "failed" if "error" in outcome else "ok"}
         metrics = outcome["evaluate"].meta["metrics"] if "evaluate" in outcome else {}
-        row.update({name: round(float(metrics[name]), 6) if name in metrics else None for name in names})
+        for name in names:
+            row[name] = round(float(metrics[name]), 6) if name in metrics else None
+            if name in with_ci:
+                row[f"{name}_ci"] = (f"[{metrics[f'{name}_ci_low']:.4f}, {metrics[f'{name}_ci_high']:.4f}]"
+                                     if half_width(metrics, name) is not None else None)
+        row.update({k: metrics.get(k) for k in counts})
         row["fit_seconds"] = outcome["train"].meta.get("fit_seconds") if "train" in outcome else None
         row["mlflow_run_id"] = model_runs.get(model)
         row["error"] = outcome.get("error", "")[:300]
@@ -79,27 +90,49 @@ def metric_rows(models: dict[str, dict[str, Any]], model_runs: dict[str, str]) -
     return rows
 
 
+def _cell(row: dict[str, Any], name: str) -> str:
+    """``0.2139 ±0.0041`` (half the confidence interval's width), or the bare value without one."""
+    value = row.get(name)
+    if value is None:
+        return "-"
+    ci = row.get(f"{name}_ci")
+    if not ci:
+        return _fmt(value)
+    low, high = (float(x) for x in ci.strip("[]").split(","))
+    return f"{_fmt(value)} ±{(high - low) / 2:.4f}"
+
+
 def summary_markdown(cfg: RunConfig, rows: list[dict[str, Any]], tracking: dict[str, Any], counts: dict[str, int],
                      protocol: str, run_name: str | None, mlflow_base: str | None) -> str:
-    """The headline metrics (smallest K, plus RMSE / MAE) per model, with links into MLflow."""
-    metric_names = [k for k in rows[0] if k not in ("model", "status", "fit_seconds", "mlflow_run_id", "error")] if rows else []
+    """The headline metrics (smallest K, plus RMSE / MAE) per model with their confidence intervals,
+    whom they cover (``recflow.evaluate.population_lines``, from the rows' counts),
+    a warning below 100 evaluated users, and links into MLflow."""
+    reserved = {"model", "status", "fit_seconds", "mlflow_run_id", "error", *POPULATION}
+    metric_names = [k for k in rows[0] if k not in reserved and not k.endswith("_ci")] if rows else []
     ks = sorted({int(k.rpartition("_at_")[2]) for k in metric_names if "_at_" in k})
     shown = [k for k in metric_names if "_at_" not in k or (ks and k.endswith(f"_at_{ks[0]}"))]
     exp_id, parent = tracking["experiment_id"], tracking["run_id"]
+    population = {row["model"]: {k: row[k] for k in POPULATION if row.get(k) is not None} for row in rows}
+    about = population_lines(population)
+    level = getattr(getattr(cfg, "evaluation", None), "ci_level", 0.95)
     lines = [
         f"# recflow run {run_name or ''} on {cfg.dataset.name}".rstrip(),
         "",
         f"protocol **{protocol}** · tasks **{counts['ran']} ran, {counts['cached']} cached** · "
         f"MLflow experiment `{tracking['experiment']}`, parent run `{parent}`",
         "",
+        *[f"> **{line}**" if line.startswith("warning") else f"- {line}" for line in about],
+        *([""] if about else []),
         "| model | status | " + " | ".join(shown) + " | MLflow |",
         "|---|---|" + "---:|" * len(shown) + "---|",
     ]
     for row in rows:
         run_id = row["mlflow_run_id"]
         link = f"[{run_id[:8]}]({mlflow_run_url(mlflow_base, exp_id, run_id)})" if mlflow_base and run_id else f"`{run_id or '-'}`"
-        values = " | ".join("-" if row[k] is None else _fmt(row[k]) for k in shown)
+        values = " | ".join(_cell(row, k) for k in shown)
         lines.append(f"| {row['model']} | {row['status']} | {values} | {link} |")
+    if any(row.get(f"{k}_ci") for row in rows for k in shown):
+        lines += ["", f"±: half the width of the {level:.0%} bootstrap confidence interval over the evaluated users."]
     failed = [row for row in rows if row["status"] == "failed"]
     if failed:
         lines += ["", "**Failed models**", ""] + [f"- `{row['model']}`: {row['error']}" for row in failed]

@@ -130,3 +130,17 @@ def test_cli_without_a_store_says_what_to_run(tmp_path, monkeypatch):
     result = CliRunner().invoke(app, ["compare"])
     assert result.exit_code == 2
     assert "recflow run" in result.output
+
+
+def test_the_ranked_metric_shows_half_its_confidence_interval(store):
+    pipeline_run(store, "nightly", {"ease": {"recall_at_10": 0.2139, "recall_at_10_ci_low": 0.2098, "recall_at_10_ci_high": 0.2180,
+                                             "ndcg_at_10": 0.28, "ndcg_at_10_ci_low": 0.27, "ndcg_at_10_ci_high": 0.29},
+                                    "popular": {"recall_at_10": 0.07}})
+    from recflow.compare import table_header, table_rows
+
+    result = compare()
+    header, rows = table_header(result), table_rows(result)
+    assert rows[0][header.index("recall_at_10")] == "0.2139 ±0.0041"
+    assert rows[0][header.index("ndcg_at_10")] == "0.2800"  # context columns stay bare: the table stays narrow
+    assert rows[1][header.index("recall_at_10")] == "0.0700"  # a run without an interval
+    assert "recall_at_10_ci_low" not in header

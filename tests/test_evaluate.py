@@ -8,7 +8,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recflow.evaluate import evaluate_ranking, evaluate_ratings, evaluable_users, relevance_matrix
+from recflow.evaluate import (
+    evaluable_users,
+    evaluate_ranking,
+    evaluate_ranking_per_user,
+    evaluate_ratings,
+    relevance_matrix,
+    with_confidence_intervals,
+)
 from recflow.interactions import index_split
 from recflow.metrics import rmse
 from recflow.models import BiasRecommender, PopularRecommender
@@ -83,6 +90,34 @@ def test_relevance_threshold(parts, pop):
     assert relevance_matrix(parts["test"], 3).nnz == 3  # (1, 40), (2, 20), (4, 10)
 
 
+def test_population_counts_add_up_to_the_test_users(parts, pop):
+    # test users 1, 2, 3, 4; rating >= 3: user 3 (only a 1) has nothing relevant, user 4 is cold
+    out = evaluate_ranking(pop, parts["train"], parts["test"], ks=[1], relevance_threshold=3)
+    assert {k: out[k] for k in ("n_test_users", "n_eval_users", "n_cold_test_users", "n_test_users_no_relevant")} == {
+        "n_test_users": 4, "n_eval_users": 2, "n_cold_test_users": 1, "n_test_users_no_relevant": 1}
+    every = evaluate_ranking(pop, parts["train"], parts["test"], ks=[1])
+    assert (every["n_test_users"], every["n_eval_users"], every["n_test_users_no_relevant"]) == (4, 3, 0)
+
+
+def test_per_user_values_are_kept_by_raw_user_id(parts, pop):
+    # hits as in test_ranking_by_hand: recall@3 = 1 for users 1, 2, 3; recall@1 = 0, 1, 0
+    metrics, per_user = evaluate_ranking_per_user(pop, parts["train"], parts["test"], ks=[1, 3])
+    assert per_user["user_id"].tolist() == [1, 2, 3]
+    assert per_user["recall_at_1"].tolist() == [0.0, 1.0, 0.0]
+    assert per_user["recall_at_3"].tolist() == [1.0, 1.0, 1.0]
+    assert set(per_user.columns) == {"user_id"} | {f"{m}_at_{k}" for m in ("recall", "precision", "ndcg", "map", "hit_rate") for k in (1, 3)}
+    assert metrics["recall_at_1"] == per_user["recall_at_1"].mean()
+
+
+def test_confidence_intervals_sit_beside_each_per_user_metric(parts, pop):
+    metrics, per_user = evaluate_ranking_per_user(pop, parts["train"], parts["test"], ks=[1, 3])
+    out = with_confidence_intervals(metrics, per_user, n_boot=200, seed=0)
+    assert (out["recall_at_3_ci_low"], out["recall_at_3_ci_high"]) == (1.0, 1.0)  # every user at 1
+    assert 0.0 <= out["recall_at_1_ci_low"] <= metrics["recall_at_1"] <= out["recall_at_1_ci_high"] <= 1.0
+    assert "coverage_at_1_ci_low" not in out  # coverage is a catalogue share, not a mean over users
+    assert out == with_confidence_intervals(metrics, per_user, n_boot=200, seed=0)
+
+
 def test_batching_does_not_change_results(parts, pop):
     a = evaluate_ranking(pop, parts["train"], parts["test"], ks=[1, 2, 3])
     b = evaluate_ranking(pop, parts["train"], parts["test"], ks=[1, 2, 3], batch_users=1)
@@ -130,6 +165,12 @@ class _Constant(Recommender):
 
     def predict(self, users, items):
         return np.full(len(users), self.value)
+
+
+def test_evaluate_ratings_states_its_population(parts):
+    # test ratings 5, 2, 4, 1, 5; the 5 of user 4 is the one row of a user without train rows
+    out = evaluate_ratings(_Constant(3.0).fit(parts["train"]), parts["test"], train=parts["train"])
+    assert (out["n_rated"], out["n_rated_cold_users"], out["rated_min"], out["rated_max"]) == (5, 1, 1.0, 5.0)
 
 
 def test_evaluate_ratings_clips(parts):

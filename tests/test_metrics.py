@@ -10,12 +10,15 @@ import scipy.sparse as sp
 from sklearn.metrics import average_precision_score, ndcg_score, precision_score, recall_score
 
 from recflow.metrics import (
+    bootstrap_ci,
     coverage_at_k,
     hit_matrix,
     hit_rate_at_k,
     mae,
     map_at_k,
     ndcg_at_k,
+    paired_bootstrap_test,
+    per_user_metrics,
     precision_at_k,
     ranking_metrics,
     recall_at_k,
@@ -162,6 +165,82 @@ def test_ranking_metrics_keys_means_and_excluded_users():
     assert all(math.isnan(v) for v in none.values())
     with pytest.raises(ValueError):
         ranking_metrics(rec, rel, [5], n_items=10)  # k beyond the recommended columns
+
+
+def test_per_user_values_are_what_the_means_average():
+    rec = np.vstack([REC, [[8, 9, 6, 0]]])
+    rel = rel_matrix([{1, 7, 9}, {5}, set()], 10)
+    values = per_user_metrics(rec, rel, [4])
+    assert values["recall_at_4"].tolist() == [2 / 3, 1.0]  # the user without relevant items has no row
+    assert values["hit_rate_at_4"].tolist() == [1.0, 1.0]
+    means = ranking_metrics(rec, rel, [4], n_items=10)
+    assert all(means[name] == values[name].mean() for name in values)
+
+
+# ----------------------------------------------------------------------------- uncertainty
+
+
+def test_bootstrap_ci_of_a_constant_is_that_constant():
+    low, high = bootstrap_ci(np.full(7, 0.25), n_boot=50, seed=1)
+    assert (low, high) == (0.25, 0.25)
+
+
+def test_bootstrap_ci_is_seeded_and_brackets_the_mean():
+    # 4 users at 1 and 6 at 0: the mean 0.4 lies inside, each column is resampled with the same users
+    v = np.array([1.0] * 4 + [0.0] * 6)
+    two = np.column_stack([v, 1 - v])
+    low, high = bootstrap_ci(two, n_boot=2000, seed=3)
+    assert low[0] < 0.4 < high[0] and low[1] < 0.6 < high[1]
+    assert low[0] + high[1] == pytest.approx(1.0) and high[0] + low[1] == pytest.approx(1.0)  # mirror columns
+    w = np.linspace(0, 1, 10) ** 2
+    assert bootstrap_ci(w, n_boot=200, seed=3) == bootstrap_ci(w, n_boot=200, seed=3)
+    assert bootstrap_ci(w, n_boot=200, seed=3) != bootstrap_ci(w, n_boot=200, seed=4)
+
+
+def test_bootstrap_ci_width_matches_the_normal_approximation():
+    # 400 Bernoulli(0.3) users: 95% half-width ~ 1.96 sqrt(p (1 - p) / n) = 0.0449
+    v = (np.arange(400) % 10 < 3).astype(float)
+    low, high = bootstrap_ci(v, n_boot=4000, seed=0)
+    assert (high - low) / 2 == pytest.approx(1.96 * math.sqrt(0.3 * 0.7 / 400), rel=0.08)
+
+
+def test_bootstrap_ci_rejects_nan_and_bad_levels():
+    with pytest.raises(ValueError, match="NaN"):
+        bootstrap_ci(np.array([0.1, np.nan]))
+    with pytest.raises(ValueError, match="level"):
+        bootstrap_ci(np.array([0.1, 0.2]), level=1.0)
+
+
+def test_paired_test_finds_a_consistent_gain_significant():
+    # 50 users, the new model better by 0.1 on 40 of them and equal on 10
+    old = np.linspace(0.0, 0.5, 50)
+    new = old + np.where(np.arange(50) < 40, 0.1, 0.0)
+    delta, p = paired_bootstrap_test(new, old, n_boot=2000, seed=0)
+    assert delta == pytest.approx(0.08)
+    assert p == 1 / 2001  # no centred resample reaches the observed gain
+
+
+def test_paired_test_finds_a_tiny_noisy_gain_not_significant():
+    # +0.3 and -0.3 alternate, one extra +0.01: the mean gain 0.0002 is noise
+    old = np.full(50, 0.4)
+    new = old + np.where(np.arange(50) % 2 == 0, 0.3, -0.3)
+    new[0] += 0.01
+    delta, p = paired_bootstrap_test(new, old, n_boot=2000, seed=0)
+    assert delta == pytest.approx(0.0002)
+    assert 0.3 < p < 0.7
+
+
+def test_paired_test_direction_for_smaller_is_better():
+    old = np.linspace(1.0, 2.0, 30)
+    new = old - 0.2  # lower error for every user
+    delta, p = paired_bootstrap_test(new, old, greater_is_better=False, n_boot=500, seed=0)
+    assert delta == pytest.approx(-0.2) and p == 1 / 501
+    assert paired_bootstrap_test(new, old, greater_is_better=True, n_boot=500, seed=0)[1] == 1.0
+
+
+def test_paired_test_needs_the_same_users():
+    with pytest.raises(ValueError, match="differ in length"):
+        paired_bootstrap_test(np.zeros(3), np.zeros(4))
 
 
 def test_ranking_metrics_does_not_mutate_relevant():

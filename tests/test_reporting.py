@@ -25,7 +25,8 @@ def test_compare_link_lists_the_runs():
 def test_failed_models_keep_a_row_with_their_error():
     rows = metric_rows({"bias": _outcome("bias", {"recall_at_10": 0.25, "n_eval_users": 9}), "mf": {"error": "diverged"}},
                        {"bias": "r1", "mf": "r2"})
-    assert rows[0] == {"model": "bias", "status": "ok", "recall_at_10": 0.25, "fit_seconds": 1.5, "mlflow_run_id": "r1", "error": ""}
+    assert rows[0] == {"model": "bias", "status": "ok", "recall_at_10": 0.25, "n_eval_users": 9, "fit_seconds": 1.5,
+                       "mlflow_run_id": "r1", "error": ""}
     assert rows[1]["status"] == "failed" and rows[1]["recall_at_10"] is None and rows[1]["error"] == "diverged"
 
 
@@ -36,3 +37,36 @@ def test_summary_shows_the_smallest_k_and_links_each_run():
     assert "| model | status | rmse | recall_at_5 | MLflow |" in text
     assert "| bias | ok | 0.9000 | 0.1000 | [run1](http://m:5000/#/experiments/7/runs/run1) |" in text
     assert "tasks **3 ran, 4 cached**" in text
+
+
+RANKED = {"recall_at_10": 0.2139, "recall_at_10_ci_low": 0.2098, "recall_at_10_ci_high": 0.2180, "n_eval_users": 610,
+          "n_test_users": 612, "n_test_users_no_relevant": 2, "n_cold_test_users": 0}
+RATED = {**RANKED, "rmse": 0.9, "n_rated": 10084, "n_rated_cold_users": 3, "rated_min": 0.5, "rated_max": 5.0}
+TRACKING = {"experiment_id": "7", "run_id": "parent", "experiment": "recflow/x", "tracking_uri": "sqlite:///m.db"}
+
+
+def test_rows_carry_each_metrics_interval_and_population():
+    rows = metric_rows({"ease": _outcome("ease", RANKED)}, {"ease": "r1"})
+    assert rows[0]["recall_at_10"] == 0.2139 and rows[0]["recall_at_10_ci"] == "[0.2098, 0.2180]"
+    assert "recall_at_10_ci_low" not in rows[0]
+    assert (rows[0]["n_eval_users"], rows[0]["n_test_users_no_relevant"], rows[0]["n_cold_test_users"]) == (610, 2, 0)
+
+
+def test_summary_shows_intervals_and_whom_each_metric_covers():
+    rows = metric_rows({"mf": _outcome("mf", RATED), "ease": _outcome("ease", RANKED)}, {"mf": "r1", "ease": "r2"})
+    text = summary_markdown(RunConfig(), rows, TRACKING, {"ran": 1, "cached": 0}, "user_temporal", None, None)
+    assert "| mf | ok | 0.9000 | 0.2139 ±0.0041 | `r1` |" in text
+    assert "| ease | ok | - | 0.2139 ±0.0041 | `r2` |" in text
+    assert "- ranking metrics: mean over 610 users of 612 test users; not ranked: 2 without a relevant test item, 0 cold (no training ratings)" in text
+    assert "- RMSE / MAE: 10084 test ratings, 3 from cold users, ratings 0.5 to 5" in text
+    assert "±: half the width of the 95% bootstrap confidence interval over the evaluated users." in text
+    assert "warning" not in text
+
+
+def test_summary_warns_below_100_evaluated_users():
+    rows = metric_rows({"ease": _outcome("ease", {**RANKED, "n_eval_users": 27, "n_test_users": 74, "n_cold_test_users": 47,
+                                                  "n_test_users_no_relevant": 0})}, {"ease": "r1"})
+    text = summary_markdown(RunConfig(), rows, TRACKING, {"ran": 1, "cached": 0}, "temporal", None, None)
+    assert ("> **warning: only 27 users evaluated (< 100): differences between models are within noise; "
+            "compare the confidence intervals**") in text
+    assert "mean over 27 users of 74 test users; not ranked: 0 without a relevant test item, 47 cold" in text

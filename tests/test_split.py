@@ -52,7 +52,7 @@ def shuffled(df: pd.DataFrame, seed: int) -> pd.DataFrame:
     return out
 
 
-ALL_PROTOCOLS = ["temporal", "user_random", "leave_last_k", "random", "recbole"]
+ALL_PROTOCOLS = ["temporal", "user_temporal", "user_random", "leave_last_k", "random", "recbole"]
 
 
 # ----------------------------------------------------------------------------- output frame
@@ -100,7 +100,7 @@ def test_a_different_seed_gives_a_different_split(protocol):
     assert a.stats["parts"]["test"]["rows"] == b.stats["parts"]["test"]["rows"]  # sizes do not depend on it
 
 
-@pytest.mark.parametrize("protocol", ["temporal", "leave_last_k"])
+@pytest.mark.parametrize("protocol", ["temporal", "user_temporal", "leave_last_k"])
 def test_time_based_protocols_ignore_the_seed(protocol):
     df = random_frame(seed=4)
     a = split_ratings(df, SplitConfig(protocol=protocol, seed=1))
@@ -118,7 +118,7 @@ def test_without_filters_every_row_is_kept_exactly_once(protocol):
     assert res.stats["dropped"] == {"min_rating": 0, "kcore": 0}
 
 
-@pytest.mark.parametrize("protocol", ["user_random", "leave_last_k", "recbole"])
+@pytest.mark.parametrize("protocol", ["user_random", "user_temporal", "leave_last_k", "recbole"])
 def test_per_user_protocols_keep_every_user_in_train(protocol):
     df = random_frame(seed=6)
     res = split_ratings(df, SplitConfig(protocol=protocol, valid_fraction=0.1))
@@ -217,6 +217,37 @@ def test_user_random_is_not_the_time_order():
     tested = {next(iter(part_pairs(split_ratings(df, SplitConfig(protocol="user_random", seed=s)), "test")))
               for s in range(20)}
     assert tested == {(1, 1), (1, 2)}
+
+
+# ----------------------------------------------------------------------------- user_temporal
+
+
+def test_user_temporal_tests_each_users_latest_share_of_rows():
+    rows = [(1, 10 + k, 4.0, 100 - k) for k in range(10)]  # 10 rows, latest (t=100) is item 10: 1 test
+    rows += [(2, 20 + k, 4.0, k) for k in range(5)]  # 5 rows: round(0.5) = 1 test, item 24
+    rows += [(3, 30, 4.0, 7), (3, 31, 4.0, 7)]  # 2 rows in the same second: item id decides, 31 is later
+    rows += [(4, 40, 4.0, 1)]  # one row: train only
+    res = split_ratings(frame(rows), SplitConfig(protocol="user_temporal", test_fraction=0.1))
+    assert part_pairs(res, "test") == {(1, 10), (2, 24), (3, 31)}
+    assert part_pairs(res, "valid") == set()
+    assert res.stats["parts"]["test"]["users"] == 3
+
+
+def test_user_temporal_with_valid_takes_the_rows_before_test():
+    rows = [(1, 10 + k, 4.0, k) for k in range(10)]  # 10 rows, 20% test, 10% valid: 7 train, 1 valid, 2 test
+    cfg = SplitConfig(protocol="user_temporal", test_fraction=0.2, valid_fraction=0.1)
+    res = split_ratings(frame(rows), cfg)
+    assert part_pairs(res, "test") == {(1, 18), (1, 19)}
+    assert part_pairs(res, "valid") == {(1, 17)}
+
+
+def test_user_temporal_tests_users_the_global_cut_off_leaves_out():
+    # user 1 stopped rating early: a global 25% temporal holdout tests only user 2
+    rows = [(1, 10, 4.0, 1), (1, 11, 4.0, 2), (2, 10, 4.0, 3), (2, 11, 4.0, 4), (2, 12, 4.0, 5), (2, 13, 4.0, 6)]
+    glob = split_ratings(frame(rows), SplitConfig(protocol="temporal", test_fraction=0.25))
+    per_user = split_ratings(frame(rows), SplitConfig(protocol="user_temporal", test_fraction=0.25))
+    assert glob.stats["parts"]["test"]["users"] == 1
+    assert part_pairs(per_user, "test") == {(1, 11), (2, 13)}
 
 
 # ----------------------------------------------------------------------------- leave_last_k

@@ -53,6 +53,30 @@ def test_summary_has_a_row_per_model_and_recall_ndcg_per_cutoff(capsys):
     assert lines[-1] == "tasks: 3 ran, 1 cached"
 
 
+def test_summary_shows_intervals_population_and_warns_below_100_users(capsys):
+    from types import SimpleNamespace
+
+    from recflow.cli import print_summary
+
+    ranked = {"recall_at_10": 0.0344, "recall_at_10_ci_low": 0.0144, "recall_at_10_ci_high": 0.0544,
+              "ndcg_at_10": 0.05, "ndcg_at_10_ci_low": 0.04, "ndcg_at_10_ci_high": 0.06, "recall_at_20": 0.06, "recall_at_20_ci_low": 0.03, "recall_at_20_ci_high": 0.09,
+              "n_eval_users": 27, "n_test_users": 74, "n_test_users_no_relevant": 0, "n_cold_test_users": 47}
+    result = {
+        "protocol": "temporal",
+        "metrics": {"user_cf": {**ranked, "rmse": 0.95, "n_rated": 10084, "n_rated_cold_users": 4000, "rated_min": 0.5, "rated_max": 5.0}},
+        "tracking": {"run_id": "r1", "experiment": "recflow/x", "tracking_uri": "file:///tmp/mlruns"},
+        "tasks": {"ran": 3, "cached": 1},
+    }
+    print_summary(SimpleNamespace(dataset=SimpleNamespace(name="x")), result)
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.split()[:1] == ["user_cf"])
+    assert row.split() == ["user_cf", "0.9500", "0.0344", "±0.0200", "0.0500", "0.0600", "-", "27"]  # ± on recall at the smallest k only
+    text = " ".join(out.split())  # rich wraps long lines to the terminal
+    assert "ranking metrics: mean over 27 users of 74 test users; not ranked: 0 without a relevant test item, 47 cold" in text
+    assert "RMSE / MAE: 10084 test ratings, 4000 from cold users, ratings 0.5 to 5" in text
+    assert "warning: only 27 users evaluated (< 100): differences between models are within noise" in text
+
+
 def test_synth_writes_a_movielens_folder(tmp_path):
     result = runner.invoke(app, ["synth", str(tmp_path / "ds"), "--ratings", "500", "--users", "50", "--items", "40"])
     assert result.exit_code == 0, result.output

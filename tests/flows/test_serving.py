@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
@@ -154,27 +155,96 @@ def test_a_named_model_run_serves_that_model(served):
     assert unknown.exit_code == 1 and "no pipeline or model run 'no-such-run'" in unknown.output
 
 
-def test_the_alias_moves_only_to_a_model_that_beats_the_champion(served):
+def test_the_evaluate_stage_keeps_each_users_values_and_mlflow_their_interval(served):
+    home, result = served
+    record = json.loads((runs_dir(home) / f"{result['tracking']['run_id']}.json").read_text())
+    for entry in record["models"].values():
+        metrics = entry["metrics"]
+        per_user = pd.read_parquet(home / entry["per_user"])
+        assert len(per_user) == metrics["n_eval_users"]
+        assert per_user["recall_at_10"].mean() == metrics["recall_at_10"]
+        assert metrics["recall_at_10_ci_low"] <= metrics["recall_at_10"] <= metrics["recall_at_10_ci_high"]
+        logged = MlflowClient().get_run(entry["run_id"]).data.metrics
+        assert {k: logged[k] for k in ("recall_at_10_ci_low", "recall_at_10_ci_high", "n_eval_users", "n_test_users")} == {
+            k: float(metrics[k]) for k in ("recall_at_10_ci_low", "recall_at_10_ci_high", "n_eval_users", "n_test_users")}
+
+
+def _per_user(home: Path, record: dict, model: str, values, name: str) -> None:
+    """Give ``model`` of ``record`` hand-made per-user recall_at_10 values for the run's evaluated
+    users (a file under the artifacts root)."""
+    path = home / "test-per-user" / f"{name}.parquet"
+    path.parent.mkdir(exist_ok=True)
+    users = pd.read_parquet(home / next(e["per_user"] for e in record["models"].values() if e["per_user"]))["user_id"]
+    pd.DataFrame({"user_id": users, "recall_at_10": values}).to_parquet(path)
+    record["models"][model]["per_user"] = str(path.relative_to(home))
+
+
+def test_the_alias_moves_only_to_a_model_significantly_better_than_the_champion(served):
     home, result = served
     record = json.loads((runs_dir(home) / f"{result['tracking']['run_id']}.json").read_text())
     record["registered_model"] = "recflow-alias-test"  # a registry entry of its own
     best = record["best"]
     value = record["models"][best]["metrics"]["recall_at_10"]
+    champion_values = pd.read_parquet(home / record["models"][best]["per_user"])["recall_at_10"].to_numpy()
+    n = len(champion_values)
     other = next(name for name in record["models"] if name != best)
     try:
         first = register_champion(record, home)
         assert (first["moved"], first["version"], first["reason"]) == (True, 1, "first champion")
+        version = MlflowClient().get_model_version_by_alias("recflow-alias-test", ALIAS)
+        assert version.tags["per_user"] == record["models"][best]["per_user"]  # findable by the next run
+        # a higher mean made of noise: +0.2 / -0.2 per user, a hair more on one
+        noise = np.where(np.arange(n) % 2 == 0, 0.2, -0.2) if n % 2 == 0 else np.r_[np.where(np.arange(n - 1) % 2 == 0, 0.2, -0.2), 0.0]
+        noise[0] += 0.001
         record["best"] = other
-        record["models"][other]["metrics"]["recall_at_10"] = value - 0.01
-        worse = register_champion(record, home)
-        assert (worse["moved"], worse["version"], worse["champion_version"]) == (False, 2, 1)
-        assert worse["reason"].startswith("recall_at_10 ") and "does not beat champion v1" in worse["reason"]
-        record["models"][other]["metrics"]["recall_at_10"] = value + 0.01
+        record["models"][other]["metrics"]["recall_at_10"] = value + 0.001 / n
+        _per_user(home, record, other, champion_values + noise, "noisy")
+        noisy = register_champion(record, home)
+        assert (noisy["moved"], noisy["version"], noisy["champion_version"]) == (False, 2, 1)
+        assert noisy["reason"].startswith("not significantly better than champion v1 (recall_at_10 ")
+        assert f"paired bootstrap over {n} users" in noisy["reason"] and ", p 0." in noisy["reason"]
+        # clearly better for every user
+        record["models"][other]["metrics"]["recall_at_10"] = value + 0.1
+        _per_user(home, record, other, champion_values + 0.1, "better")
         better = register_champion(record, home)
         assert (better["moved"], better["version"], better["champion_version"]) == (True, 3, 3)
+        assert "beats champion v1" in better["reason"] and "delta +0.1000, p 0.0001 < 0.05" in better["reason"]
         assert MlflowClient().get_model_version_by_alias("recflow-alias-test", ALIAS).tags["model"] == other
+        # the first model again (another bundle), its per-user file gone: no test, the alias stays
+        record["best"], real = best, record["models"][best]["per_user"]
+        record["models"][best]["metrics"]["recall_at_10"] = value + 0.2
+        record["models"][best]["per_user"] = "test-per-user/gone.parquet"
+        gone = register_champion(record, home)
+        assert (gone["moved"], gone["champion_version"]) == (False, 3)
+        assert gone["reason"].startswith(f"cannot test: this run's per-user values are missing ({home / 'test-per-user/gone.parquet'}); "
+                                         "the alias stays on champion v3")
+        # the champion's stage file gone: the copy logged to its model run still serves the test
+        (home / "test-per-user" / "better.parquet").unlink()
+        record["models"][best]["per_user"] = real
+        again = register_champion(record, home)
+        assert (again["moved"], again["champion_version"]) == (False, 3)
+        assert again["reason"].startswith("not significantly better than champion v3") and "delta -0.1000" in again["reason"]
     finally:  # the CLI picks the only champion there is: leave just the smoke one
         (home / "serving" / "champions" / "recflow-alias-test.json").unlink(missing_ok=True)
+
+
+def test_a_champion_without_per_user_values_keeps_the_alias(served):
+    home, result = served
+    record = json.loads((runs_dir(home) / f"{result['tracking']['run_id']}.json").read_text())
+    record["registered_model"] = "recflow-untested"
+    record["models"][record["best"]]["per_user"] = None
+    try:
+        assert register_champion(record, home)["moved"] is True  # as a version from before per-user files
+        other = next(name for name in record["models"] if name != record["best"])
+        record["models"][other]["metrics"]["recall_at_10"] = record["models"][record["best"]]["metrics"]["recall_at_10"] + 0.5
+        record["best"] = other
+        _per_user(home, record, other, 1.0, "all-hits")
+        kept = register_champion(record, home)
+        assert (kept["moved"], kept["champion_version"]) == (False, 1)
+        assert kept["reason"].startswith("cannot test: champion v1 has no per-user values (registered before they were kept); "
+                                         "the alias stays on champion v1")
+    finally:
+        (home / "serving" / "champions" / "recflow-untested.json").unlink(missing_ok=True)
 
 
 def test_a_run_under_another_protocol_does_not_take_the_alias(served):
