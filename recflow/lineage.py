@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 PROJECT_PACKAGES = ("recflow", "tasks", "flows")
+INPUTS_FILE = "inputs.json"  # in a stage folder: the stage folders its task read (data lineage, for ``recflow gc``)
 REGISTRIES = frozenset({"recflow.models"})
 
 

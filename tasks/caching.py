@@ -31,7 +31,7 @@ from prefect import task
 from prefect.cache_policies import CachePolicy
 from prefect.context import TaskRunContext
 
-from recflow.lineage import Lineage
+from recflow.lineage import INPUTS_FILE, Lineage
 from recflow.store import Artifact, artifacts_root, hash_parts
 
 
@@ -147,6 +147,11 @@ def stage(name: str, *, code: tuple[Any, ...] = (), retries: int = 0, **task_kwa
     return decorate
 
 
+def input_folders(parameters: dict[str, Any]) -> list[str]:
+    """The stage folders (relative to the root) among a task's inputs."""
+    return sorted({a.path for a in iter_artifacts(parameters)})
+
+
 def results_storage(root: Path | None = None) -> Path:
     return (root or artifacts_root()) / ".prefect" / "results"
 
@@ -155,7 +160,8 @@ def produce(stage_name: str, build: Callable[[Path], dict[str, Any]]) -> Artifac
     """Run ``build(out_dir)`` into the running task's content-addressed folder and describe it.
 
     ``build`` writes its files and returns a small JSON-able summary (kept as ``summary.json``
-    and as the descriptor's ``meta``). If an intact folder for this key already exists (the
+    and as the descriptor's ``meta``). ``inputs.json`` lists the stage folders the task read
+    (``recflow gc`` keeps the inputs of every folder a kept run refers to). If an intact folder for this key already exists (the
     cache record was lost but the files were not), it is reused instead of rebuilt.
     """
     import json
@@ -170,5 +176,6 @@ def produce(stage_name: str, build: Callable[[Path], dict[str, Any]]) -> Artifac
         with building(stage_name, key) as scratch:
             summary = build(scratch)
             write_json_atomic(scratch / "summary.json", summary)
+            write_json_atomic(scratch / INPUTS_FILE, input_folders(TaskRunContext.get().parameters))
     summary = json.loads((folder / "summary.json").read_text())
     return describe(stage_name, key, **summary)

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-import tasks.caching as caching
 from recflow.config import MODEL_PARAMS
 from recflow.lineage import Lineage, ModuleSource, closure, imported_names
 from recflow.models import MODELS
 from recflow.store import Artifact
+from tasks import caching
 from tasks.caching import stage_key_for
 
 REPO = Path(__file__).resolve().parents[1]
