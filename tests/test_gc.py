@@ -172,3 +172,17 @@ def test_refuses_while_a_run_holds_the_root(made):
         holder.kill()
         holder.wait()
     assert collect(made.root, keep_runs=1).items  # free again once the holder is gone
+
+
+def test_cli_prints_what_it_would_free(made, monkeypatch):
+    from typer.testing import CliRunner
+
+    from recflow.cli import app
+
+    monkeypatch.setenv("RECFLOW_HOME", str(made.root))
+    result = CliRunner().invoke(app, ["gc", "--keep-runs", "1", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].startswith("would free 9 items")
+    assert any(line.startswith("  stage folder: 3 (") for line in lines)
+    assert made.root.joinpath(made.t0).is_dir()

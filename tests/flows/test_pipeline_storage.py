@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from typer.testing import CliRunner
 
 from flows.pipeline import run_pipeline
 from recflow.cli import app
+from recflow.gc import collect
 from recflow.lineage import Lineage
 from tasks import caching
 
@@ -64,3 +66,22 @@ def test_unchanged_rerun_adds_under_a_megabyte_and_still_serves(recflow_home):
     answer = CliRunner().invoke(app, ["recommend", "--user", "1"])
     assert answer.exit_code == 0, answer.output
     assert "rank" in answer.output
+
+
+def test_gc_frees_a_superseded_run_and_keeps_what_serving_and_the_newest_run_need(recflow_home):
+    run_pipeline(SMOKE, root=recflow_home)  # popular wins: its bundle stays the champion throughout
+    middle = run_pipeline(SMOKE, ["models.bias.reg_user=3.0"], root=recflow_home)
+    run_pipeline(SMOKE, ["models.bias.reg_user=5.0"], root=recflow_home)
+
+    freed = collect(recflow_home, keep_runs=1)
+
+    client = mlflow.MlflowClient(middle["tracking"]["tracking_uri"])
+    middle_bias = json.loads(client.get_run(middle["tracking"]["model_runs"]["bias"]).data.tags["recflow.stages"])
+    stage_folders = {str(i.path.relative_to(recflow_home)) for i in freed.items if i.kind == "stage folder"}
+    assert stage_folders == set(middle_bias)  # the middle run's bias train and evaluate, nothing else
+    assert sorted(p.split("/")[0] for p in stage_folders) == ["evaluate", "train"]
+    middle_runs = {middle["tracking"]["run_id"], *middle["tracking"]["model_runs"].values()}
+    assert {i.path.parent.name for i in freed.items if i.kind == "run artifacts"} <= middle_runs
+    assert run_pipeline(SMOKE, ["models.bias.reg_user=5.0"], root=recflow_home)["tasks"]["ran"] == 0
+    answer = CliRunner().invoke(app, ["recommend", "--user", "1"])
+    assert answer.exit_code == 0, answer.output
