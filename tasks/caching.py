@@ -160,9 +160,10 @@ def produce(stage_name: str, build: Callable[[Path], dict[str, Any]]) -> Artifac
     """Run ``build(out_dir)`` into the running task's content-addressed folder and describe it.
 
     ``build`` writes its files and returns a small JSON-able summary (kept as ``summary.json``
-    and as the descriptor's ``meta``). ``inputs.json`` lists the stage folders the task read
-    (``recflow gc`` keeps the inputs of every folder a kept run refers to). If an intact folder for this key already exists (the
-    cache record was lost but the files were not), it is reused instead of rebuilt.
+    and as the descriptor's ``meta``); ``inputs.json`` lists the stage folders the task read
+    (``recflow gc`` keeps the inputs of every folder a kept run refers to). If an intact folder
+    for this key already exists (the cache record was lost but the files were not), it is
+    reused instead of rebuilt.
     """
     import json
 
