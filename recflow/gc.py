@@ -255,8 +255,8 @@ def plan(root: Path, keep_runs: int = 10) -> GcPlan:
 
     kept = kept_pipeline_runs(runs, keep_runs, champions)
     out.kept_runs = sorted(kept)
-    kept_all = {r.run_id for r in runs if r.run_id in kept or r.parent in kept}
-    needed = set(kept_all) | {r.tags[t] for r in runs if r.run_id in kept_all for t in ("recflow.model_run_id",) if t in r.tags}
+    kept_all = {r.run_id for r in runs if (r.run_id in kept or r.parent in kept) and not r.deleted}
+    needed = kept_all | {r.tags["recflow.model_run_id"] for r in runs if r.run_id in kept_all and "recflow.model_run_id" in r.tags}
     _plan_run_artifacts(out, runs, kept, needed)
     _plan_stage_folders(out, root, [r for r in runs if r.run_id in kept_all])
     _plan_scratch(out, root)
