@@ -124,6 +124,10 @@ app.command()(compare)
 app.command()(ui)
 app.command()(serve)
 
+from recflow.gc import gc_command  # noqa: E402  (stdlib and typer only; MLflow loads inside the command)
+
+app.command("gc")(gc_command)
+
 
 def main() -> None:  # pragma: no cover
     app(prog_name="recflow")

@@ -129,6 +129,7 @@ def log_pipeline_run(
         if features is not None:
             mlflow.log_dict(features.meta, "features/manifest.json")
         mlflow.log_metrics({f"tasks_{k}": float(v) for k, v in task_counts.items()})
+        tag_stage_folders([data, split, features])
 
         children: dict[str, str] = {}
         table: dict[str, dict[str, float]] = {}
@@ -152,10 +153,8 @@ def log_pipeline_run(
                 curve = trained.file("loss_curve.png", root)
                 if curve.exists():
                     mlflow.log_artifact(str(curve), "plots")
-                mlflow.log_artifacts(str(trained.file("model", root)), "model")
-                keras_flavor = trained.file(KERAS_FLAVOR_DIR, root)
-                if keras_flavor.is_dir():  # load with mlflow.tensorflow.load_model("runs:/<id>/keras_model")
-                    mlflow.log_artifacts(str(keras_flavor), "keras_model")
+                log_model_files(trained, root)
+                tag_stage_folders([trained, scored, result.get("index")])
                 table[name] = {k: v for k, v in scored.meta["metrics"].items() if not k.startswith("n_")}
         mlflow.log_dict(table, "metrics_table.json")
     return {
@@ -165,6 +164,67 @@ def log_pipeline_run(
         "run_id": parent.info.run_id,
         "model_runs": children,
     }
+
+
+TRAIN_FINGERPRINT_TAG = "recflow.train_fingerprint"
+MODEL_RUN_TAG = "recflow.model_run_id"
+MODEL_FILES_TAG = "recflow.model_files"
+STAGES_TAG = "recflow.stages"
+
+
+def log_model_files(trained: Artifact, root: Path | None = None) -> str:
+    """A trained model's files (``model``, ``keras_model``) into the active run, once per content.
+
+    A cached rerun trains nothing, so copying its model again would only grow the store (EASE's
+    dense matrix alone is hundreds of MB a copy). The first run that logs a train output's
+    content (its fingerprint) holds the files (tag ``recflow.model_files=logged``); a later run
+    with the same content refers to that run instead: tags ``recflow.model_run_id`` (the run
+    holding the files), ``recflow.model_uri`` and, for Keras models, ``recflow.keras_model_uri``
+    (``mlflow.tensorflow.load_model(<that uri>)``). Every model run carries those tags, so
+    readers never need to know whether the files are its own. If the earlier run was deleted or
+    its files are gone (``recflow gc``), the files are logged again. Returns the run id holding them.
+    """
+    import mlflow
+    from mlflow import MlflowClient
+
+    root = root or artifacts_root()
+    run = mlflow.active_run()
+    client = MlflowClient()
+    keras_flavor = trained.file(KERAS_FLAVOR_DIR, root)
+    holder = earlier_model_run(client, run.info.experiment_id, trained.fingerprint, exclude=run.info.run_id)
+    if holder is None:
+        mlflow.log_artifacts(str(trained.file("model", root)), "model")
+        if keras_flavor.is_dir():  # load with mlflow.tensorflow.load_model("runs:/<id>/keras_model")
+            mlflow.log_artifacts(str(keras_flavor), "keras_model")
+        mlflow.set_tag(MODEL_FILES_TAG, "logged")
+        holder = run
+    tags = {TRAIN_FINGERPRINT_TAG: trained.fingerprint, MODEL_RUN_TAG: holder.info.run_id,
+            "recflow.model_uri": f"{holder.info.artifact_uri}/model"}
+    if keras_flavor.is_dir():
+        tags["recflow.keras_model_uri"] = f"{holder.info.artifact_uri}/keras_model"
+    mlflow.set_tags(tags)
+    return holder.info.run_id
+
+
+def earlier_model_run(client: Any, experiment_id: str, fingerprint: str, exclude: str | None = None) -> Any | None:
+    """The newest live run of the experiment that logged the files of this train content, if they are still there."""
+    runs = client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.`{TRAIN_FINGERPRINT_TAG}` = '{fingerprint}' and tags.`{MODEL_FILES_TAG}` = 'logged'",
+        order_by=["attributes.start_time DESC"], max_results=5,
+    )
+    for run in runs:
+        if run.info.run_id != exclude and client.list_artifacts(run.info.run_id, "model"):
+            return run
+    return None
+
+
+def tag_stage_folders(artifacts: list[Artifact | None]) -> None:
+    """Tag the active run with the stage folders it used (``recflow gc`` keeps what kept runs refer to)."""
+    import mlflow
+
+    paths = sorted({a.path for a in artifacts if a is not None})
+    mlflow.set_tag(STAGES_TAG, json.dumps(paths))
 
 
 def log_history(path: Path) -> None:

@@ -2,8 +2,12 @@
 
 Prefect's default policy includes the run id, so nothing would be reused across runs. Ours keys
 a task run on
-  * the task's own source and the source of the library modules it delegates to (a change to
-    ``recflow/split.py`` invalidates ``split`` and everything downstream of it),
+  * its code lineage (``recflow.lineage``): the source of every project module the task's
+    module can import, followed through imports inside functions and computed from the source,
+    never listed by hand (a change to ``recflow/split.py`` invalidates ``split`` and everything
+    downstream of it; one to ``recflow/models/embeddings.py`` invalidates item2vec and deepwalk).
+    The model registry contributes no model: train, evaluate and index add the lineage of the
+    model they run (``chosen_model``), so editing one model reruns only that model,
   * its inputs rendered as canonical JSON: descriptors contribute their content fingerprints,
     config slices their values.
 On a hit it checks that every artifact in the cached result is still intact (manifest present,
@@ -27,21 +31,51 @@ from prefect import task
 from prefect.cache_policies import CachePolicy
 from prefect.context import TaskRunContext
 
+from recflow.lineage import INPUTS_FILE, Lineage
 from recflow.store import Artifact, artifacts_root, hash_parts
 
 
-def _source_digest(objs: Iterable[Any], inputs: dict[str, Any]) -> str:
-    """Source of the task and its library modules; a callable in ``code`` picks modules from the inputs."""
-    h = hashlib.sha256()
-    expanded: list[Any] = []
+LINEAGE = Lineage.installed()  # the project's module sources; tests point it at an edited copy
+
+
+def _source_digest(objs: Iterable[Any], inputs: dict[str, Any], task_module: str | None = None) -> str:
+    """Lineage of the task's module plus the modules ``code`` names; a callable in ``code`` picks them from the inputs.
+
+    An entry of ``code`` is a module, a module name, or a callable returning a list of either.
+    Modules outside the project (a test's own module) contribute their source as before.
+    """
+    roots: list[str] = [task_module] if task_module else []
+    foreign: list[Any] = []
     for obj in objs:
-        expanded.extend([obj] if isinstance(obj, ModuleType) else obj(inputs))
-    for obj in expanded:
+        for item in ([obj] if isinstance(obj, (ModuleType, str)) else obj(inputs)):
+            roots.append(item if isinstance(item, str) else item.__name__)
+            if not isinstance(item, str):
+                foreign.append(item)
+    sources = LINEAGE.sources()
+    h = hashlib.sha256(LINEAGE.digest([r for r in roots if r in sources]).encode())
+    for obj in foreign:
+        if obj.__name__ in sources:
+            continue
         try:
             h.update(inspect.getsource(obj).encode())
         except (OSError, TypeError):
             h.update(repr(obj).encode())
     return h.hexdigest()
+
+
+def chosen_model(name_of: Callable[[dict[str, Any]], str]) -> Callable[[dict[str, Any]], list[str]]:
+    """A ``code`` entry: the module of the model the task's inputs name (``name_of(inputs)``).
+
+    The registry (``recflow.models``) is in every model task's lineage without its models; this
+    adds the one model the task runs, with everything that model's module imports.
+    """
+
+    def model_module(inputs: dict[str, Any]) -> list[str]:
+        from recflow.models import MODELS
+
+        return [MODELS[name_of(inputs)].__module__]
+
+    return model_module
 
 
 def iter_artifacts(value: Any) -> Iterable[Artifact]:
@@ -85,7 +119,7 @@ class VerifiedStageCache(CachePolicy):
 
 
 def stage_key_for(stage: str, fn: Callable, code: tuple, inputs: dict[str, Any]) -> str:
-    return hash_parts(stage, _source_digest(code, inputs), inspect.getsource(fn), inputs)[:20]
+    return hash_parts(stage, _source_digest(code, inputs, fn.__module__), inspect.getsource(fn), inputs)[:20]
 
 
 def current_key() -> str:
@@ -97,8 +131,8 @@ def current_key() -> str:
     return stage_key_for(policy.stage, ctx.task.fn, policy.code, ctx.parameters)
 
 
-def stage(name: str, *, code: tuple[ModuleType, ...] = (), retries: int = 0, **task_kwargs: Any):
-    """Declare a cached recflow task; ``code`` lists the library modules whose source is in the key."""
+def stage(name: str, *, code: tuple[Any, ...] = (), retries: int = 0, **task_kwargs: Any):
+    """Declare a cached recflow task; its module's lineage is in the key, plus what ``code`` adds (``chosen_model``)."""
 
     def decorate(fn: Callable) -> Any:
         return task(
@@ -113,6 +147,11 @@ def stage(name: str, *, code: tuple[ModuleType, ...] = (), retries: int = 0, **t
     return decorate
 
 
+def input_folders(parameters: dict[str, Any]) -> list[str]:
+    """The stage folders (relative to the root) among a task's inputs."""
+    return sorted({a.path for a in iter_artifacts(parameters)})
+
+
 def results_storage(root: Path | None = None) -> Path:
     return (root or artifacts_root()) / ".prefect" / "results"
 
@@ -121,8 +160,10 @@ def produce(stage_name: str, build: Callable[[Path], dict[str, Any]]) -> Artifac
     """Run ``build(out_dir)`` into the running task's content-addressed folder and describe it.
 
     ``build`` writes its files and returns a small JSON-able summary (kept as ``summary.json``
-    and as the descriptor's ``meta``). If an intact folder for this key already exists (the
-    cache record was lost but the files were not), it is reused instead of rebuilt.
+    and as the descriptor's ``meta``); ``inputs.json`` lists the stage folders the task read
+    (``recflow gc`` keeps the inputs of every folder a kept run refers to). If an intact folder
+    for this key already exists (the cache record was lost but the files were not), it is
+    reused instead of rebuilt.
     """
     import json
 
@@ -136,5 +177,6 @@ def produce(stage_name: str, build: Callable[[Path], dict[str, Any]]) -> Artifac
         with building(stage_name, key) as scratch:
             summary = build(scratch)
             write_json_atomic(scratch / "summary.json", summary)
+            write_json_atomic(scratch / INPUTS_FILE, input_folders(TaskRunContext.get().parameters))
     summary = json.loads((folder / "summary.json").read_text())
     return describe(stage_name, key, **summary)

@@ -10,17 +10,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import recflow.evaluate as evaluate_lib
-import recflow.metrics as metrics_lib
 from recflow.config import EvaluationConfig
 from recflow.models import MODELS
 from recflow.store import Artifact
-from tasks.caching import produce, stage
+from tasks.caching import chosen_model, produce, stage
 from tasks.loading import load_parts
 
 PER_USER_FILE = "per_user.parquet"
 
 
-@stage("evaluate", code=(evaluate_lib, metrics_lib), task_run_name="evaluate[{model.meta[model]}]")
+@stage("evaluate", code=(chosen_model(lambda inputs: inputs["model"].meta["model"]),), task_run_name="evaluate[{model.meta[model]}]")
 def evaluate(model: Artifact, split: Artifact, config: EvaluationConfig) -> Artifact:
     def build(out: Path) -> dict:
         parts = load_parts(split)

@@ -12,7 +12,7 @@ from recflow.store import Artifact
 from tasks.caching import produce, stage
 
 
-@stage("features", code=(features_lib,), task_run_name="features")
+@stage("features", task_run_name="features")
 def features(data: Artifact, split: Artifact, config: FeaturesConfig) -> Artifact:
     def build(out: Path) -> dict:
         train = pd.read_parquet(split.file("split.parquet"), filters=[("split", "==", "train")])

@@ -9,13 +9,12 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 import recflow.genres as genres_lib
-import recflow.index as index_lib
 import recflow.retrieval_build as retrieval_lib
 from recflow.config import IndexConfig
 from recflow.index import TuningGrid
 from recflow.models import MODELS, load_model
 from recflow.store import Artifact
-from tasks.caching import produce, stage
+from tasks.caching import chosen_model, produce, stage
 
 
 def has_embeddings(model_name: str) -> bool:
@@ -23,7 +22,7 @@ def has_embeddings(model_name: str) -> bool:
     return bool(MODELS[model_name].vector_spaces())
 
 
-@stage("index", code=(index_lib, retrieval_lib, genres_lib), task_run_name="index[{model.meta[model]}]")
+@stage("index", code=(chosen_model(lambda inputs: inputs["model"].meta["model"]),), task_run_name="index[{model.meta[model]}]")
 def index(model: Artifact, split: Artifact, data: Artifact, config: IndexConfig) -> Artifact:
     def build(out: Path) -> dict:
         ids = pq.read_table(split.file("split.parquet"), columns=["user_id", "item_id"])

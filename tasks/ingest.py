@@ -9,8 +9,6 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict
 
-import recflow.data.ingest as ingest_lib
-import recflow.data.releases as releases_lib
 from recflow.config import DatasetConfig
 from recflow.data import ChecksumMismatchError, DownloadError, TooManyRejectsError, ingest_dataset, locate_dataset, raw_files, write_synthetic
 from recflow.store import Artifact, artifacts_root, fingerprint_files, hash_parts, stage_dir, verify_stage_dir, building
@@ -77,7 +75,7 @@ def synthetic_source(dataset: DatasetConfig, root: Path) -> Path:
     return folder
 
 
-@stage("ingest", code=(ingest_lib, releases_lib), task_run_name="ingest[{source.name}]")
+@stage("ingest", task_run_name="ingest[{source.name}]")
 def ingest(source: RawSource, max_reject_fraction: float) -> Artifact:
     def build(out: Path) -> dict:
         try:

@@ -43,7 +43,7 @@ def sampling_plan(cfg: RunConfig) -> SamplingPlan | None:
     )
 
 
-@stage("sampling", code=(sampling_lib, sample_files_lib), task_run_name="sampling")
+@stage("sampling", task_run_name="sampling")
 def sampling(split: Artifact, plan: SamplingPlan) -> Artifact:
     def build(out: Path) -> dict:
         train = load_parts(split)["train"]

@@ -12,7 +12,7 @@ from recflow.store import Artifact
 from tasks.caching import produce, stage
 
 
-@stage("split", code=(split_lib,), task_run_name="split[{config.protocol}]")
+@stage("split", task_run_name="split[{config.protocol}]")
 def split(data: Artifact, config: SplitConfig) -> Artifact:
     def build(out: Path) -> dict:
         ratings = pd.read_parquet(data.file("ratings.parquet"))

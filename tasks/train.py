@@ -3,30 +3,22 @@
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-import recflow.interactions as interactions_lib
-import recflow.models.base as base_lib
 from recflow.config import ModelParams
-from recflow.models import MODELS, build_model
+from recflow.models import build_model
 from recflow.plots import loss_curve
 from recflow.store import Artifact
 from recflow.tracking import KERAS_FLAVOR_DIR, save_keras_flavor
-from tasks.caching import produce, stage
+from tasks.caching import chosen_model, produce, stage
 from tasks.loading import fit_context, load_parts
 from tasks.reporting import epoch_progress
 
 
-def _model_code(inputs: dict) -> list:
-    """Only the chosen model's module is in the key: editing one model reruns only that model."""
-    return [sys.modules[MODELS[inputs["params"].name].__module__]]
-
-
-@stage("train", code=(interactions_lib, base_lib, _model_code), task_run_name="train[{params.name}]")
+@stage("train", code=(chosen_model(lambda inputs: inputs["params"].name),), task_run_name="train[{params.name}]")
 def train(data: Artifact, split: Artifact, features: Artifact, samples: Artifact | None, params: ModelParams) -> Artifact:
     def build(out: Path) -> dict:
         parts = load_parts(split)

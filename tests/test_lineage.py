@@ -1,0 +1,148 @@
+"""Code lineage: a task's cache key follows every project module it can run, and only those."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from recflow.config import MODEL_PARAMS
+from recflow.lineage import Lineage, ModuleSource, closure, imported_names
+from recflow.models import MODELS
+from recflow.store import Artifact
+from tasks import caching
+from tasks.caching import stage_key_for
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def sources(**modules: str) -> dict[str, ModuleSource]:
+    return {name.replace("__", "."): ModuleSource(name.replace("__", "."), src) for name, src in modules.items()}
+
+
+# ----------------------------------------------------------------------------- the import graph
+
+
+def test_imports_inside_functions_count():
+    src = "import os\n\ndef f():\n    from pkg.b import thing\n    import pkg.c as c\n"
+    assert imported_names("pkg.a", src) == {"os", "pkg.b", "pkg.b.thing", "pkg.c"}
+
+
+def test_imports_under_type_checking_do_not_count():
+    src = "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg.b import B\nelse:\n    import pkg.c\n"
+    assert imported_names("pkg.a", src) == {"typing", "typing.TYPE_CHECKING", "pkg.c"}
+
+
+def test_relative_imports_resolve_against_the_package():
+    src = "from . import schema\nfrom .releases import X\nfrom ..store import Y\n"
+    assert imported_names("pkg.data.ingest", src) == {
+        "pkg.data.schema", "pkg.data.releases", "pkg.data.releases.X", "pkg.store", "pkg.store.Y"}
+
+
+def test_closure_follows_a_module_imported_inside_a_function():
+    mods = sources(pkg__a="def run():\n    from pkg.b import helper\n", pkg__b="import pkg.c\n", pkg__c="", pkg__d="")
+    assert closure(["pkg.a"], mods) == ["pkg.a", "pkg.b", "pkg.c"]
+
+
+def test_closure_ignores_modules_outside_the_project():
+    mods = sources(pkg__a="import numpy\nfrom pkg.b import x\n", pkg__b="")
+    assert closure(["pkg.a"], mods) == ["pkg.a", "pkg.b"]
+
+
+def test_a_registry_does_not_pull_in_its_own_submodules():
+    mods = sources(pkg__models="from pkg.models.one import One\nfrom pkg.models.two import Two\nimport pkg.util\n",
+                   pkg__models__one="import pkg.shared\n", pkg__models__two="", pkg__shared="", pkg__util="")
+    mods["pkg.models"] = ModuleSource("pkg.models", mods["pkg.models"].source, is_package=True)
+    assert closure(["pkg.models"], mods, registries={"pkg.models"}) == ["pkg.models", "pkg.util"]
+    assert closure(["pkg.models.one"], mods, registries={"pkg.models"}) == ["pkg.models.one", "pkg.shared"]
+
+
+def test_lineage_rereads_an_edited_file(tmp_path):
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text("")
+    (tmp_path / "pkg" / "a.py").write_text("def f():\n    import pkg.b\n")
+    (tmp_path / "pkg" / "b.py").write_text("X = 1\n")
+    lineage = Lineage.from_root(tmp_path, packages=("pkg",))
+    before = lineage.digest(["pkg.a"])
+    assert lineage.digest(["pkg.a"]) == before
+    (tmp_path / "pkg" / "b.py").write_text("X = 22\n")
+    assert lineage.digest(["pkg.a"]) != before
+
+
+# ----------------------------------------------------------------------------- the project's tasks
+
+
+@pytest.fixture
+def project_copy(tmp_path, monkeypatch) -> Path:
+    """The project's Python files in a temp folder, with the cache keys reading their sources from there."""
+    copy = tmp_path / "project"
+    for package in ("recflow", "tasks", "flows"):
+        shutil.copytree(REPO / package, copy / package, ignore=lambda d, names: [n for n in names if not (n.endswith(".py") or (Path(d) / n).is_dir())])
+    monkeypatch.setattr(caching, "LINEAGE", Lineage.from_root(copy))
+    return copy
+
+
+def artifact(stage: str, **meta) -> Artifact:
+    return Artifact(stage=stage, key="k", fingerprint=f"{stage}-fp", path=f"{stage}/k", meta=meta)
+
+
+def model_keys() -> dict[str, dict[str, str]]:
+    """Every model's train, evaluate and index key for fixed inputs."""
+    from tasks.evaluate import evaluate
+    from tasks.index import index
+    from tasks.train import train
+
+    keys: dict[str, dict[str, str]] = {}
+    for name in MODELS:
+        model = artifact("train", model=name)
+        keys[name] = {
+            "train": stage_key_for("train", train.fn, train.cache_policy.code,
+                                   {"data": artifact("ingest"), "params": MODEL_PARAMS[name]()}),
+            "evaluate": stage_key_for("evaluate", evaluate.fn, evaluate.cache_policy.code, {"model": model, "config": {}}),
+            "index": stage_key_for("index", index.fn, index.cache_policy.code, {"model": model, "config": {}}),
+        }
+    return keys
+
+
+def changed_models(before: dict, after: dict, stage: str) -> set[str]:
+    return {name for name in before if before[name][stage] != after[name][stage]}
+
+
+def edit(path: Path) -> None:
+    path.write_text(path.read_text() + "\n_EDITED = True\n")
+
+
+@pytest.mark.parametrize("stage", ["train", "evaluate", "index"])
+def test_editing_embeddings_reruns_item2vec_and_deepwalk_only(project_copy, stage):
+    before = model_keys()
+    edit(project_copy / "recflow" / "models" / "embeddings.py")
+    assert changed_models(before, model_keys(), stage) == {"item2vec", "deepwalk"}
+
+
+def test_editing_the_keras_training_loop_reruns_the_three_keras_models_only(project_copy):
+    before = model_keys()
+    edit(project_copy / "recflow" / "models" / "keras_training.py")
+    assert changed_models(before, model_keys(), "train") == {"two_tower", "dssm", "hybrid"}
+
+
+def test_editing_two_tower_reruns_the_models_that_use_its_tower(project_copy):
+    before = model_keys()
+    edit(project_copy / "recflow" / "models" / "two_tower.py")
+    assert changed_models(before, model_keys(), "train") == {"two_tower", "dssm", "hybrid"}
+
+
+def test_editing_one_model_reruns_only_that_model(project_copy):
+    before = model_keys()
+    edit(project_copy / "recflow" / "models" / "ease.py")
+    assert changed_models(before, model_keys(), "train") == {"ease"}
+
+
+def test_editing_what_genres_calls_reruns_the_index_tasks(project_copy):
+    before = model_keys()
+    edit(project_copy / "recflow" / "features.py")  # genres.genre_matrix imports it inside a function
+    assert changed_models(before, model_keys(), "index") == set(MODELS)
+
+
+def test_editing_nothing_changes_no_key(project_copy):
+    assert model_keys() == model_keys()
