@@ -126,10 +126,16 @@ def test_editing_the_keras_training_loop_reruns_the_three_keras_models_only(proj
     assert changed_models(before, model_keys(), "train") == {"two_tower", "dssm", "hybrid"}
 
 
-def test_editing_two_tower_reruns_the_models_that_use_its_tower(project_copy):
+def test_editing_the_shared_towers_reruns_the_models_that_build_them(project_copy):
+    before = model_keys()
+    edit(project_copy / "recflow" / "models" / "towers.py")
+    assert changed_models(before, model_keys(), "train") == {"two_tower", "dssm", "hybrid"}
+
+
+def test_editing_two_tower_reruns_only_two_tower(project_copy):
     before = model_keys()
     edit(project_copy / "recflow" / "models" / "two_tower.py")
-    assert changed_models(before, model_keys(), "train") == {"two_tower", "dssm", "hybrid"}
+    assert changed_models(before, model_keys(), "train") == {"two_tower"}
 
 
 def test_editing_one_model_reruns_only_that_model(project_copy):
@@ -140,7 +146,7 @@ def test_editing_one_model_reruns_only_that_model(project_copy):
 
 def test_editing_what_genres_calls_reruns_the_index_tasks(project_copy):
     before = model_keys()
-    edit(project_copy / "recflow" / "features.py")  # genres.genre_matrix imports it inside a function
+    edit(project_copy / "recflow" / "numeric.py")  # genres calls its cosine_neighbours
     assert changed_models(before, model_keys(), "index") == set(MODELS)
 
 
