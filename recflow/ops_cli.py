@@ -68,9 +68,9 @@ def ui(
     typer.echo(
         f"Prefect UI  {urls['prefect_url']}\n"
         f"MLflow UI   {urls['mlflow_url']}\n\n"
-        f"Send runs and deployments to this Prefect server:\n"
+        f"`recflow run` and `recflow serve` on {servers.root} use this Prefect server; elsewhere (make deploy, a worker):\n"
         f"  export PREFECT_API_URL={urls['prefect_api_url']}\n"
-        f"  recflow run            # or: make deploy && prefect worker start --pool recflow-process\n"
+        f"  make deploy && prefect worker start --pool recflow-process\n"
         f"Logs: {servers.prefect.log_path.parent}   Ctrl-C stops both servers."
     )
     try:
