@@ -123,10 +123,18 @@ def _deployment(operated, name: str) -> dict:
 FINAL = ["COMPLETED", "FAILED", "CRASHED", "CANCELLED"]
 
 
-def _finished_runs(operated, deployment_id: str) -> list[dict]:
+def _runs_in(operated, deployment_id: str, states: list[str]) -> list[dict]:
     """Filtered by state on the server: the scheduler keeps up to 100 future runs of a 20 s schedule."""
     return _api(operated, "POST", "/flow_runs/filter", {"flow_runs": {"deployment_id": {"any_": [deployment_id]},
-                                                                      "state": {"type": {"any_": FINAL}}}, "limit": 50})
+                                                                      "state": {"type": {"any_": states}}}, "limit": 50})
+
+
+def _wait_for_runs(operated, deployment_id: str, states: list[str], timeout: float = 600) -> list[dict]:
+    deadline = time.monotonic() + timeout
+    while not (runs := _runs_in(operated, deployment_id, states)):
+        assert time.monotonic() < deadline, f"no run reached {states}; worker log:\n{(operated['root'] / 'worker.log').read_text()[-3000:]}"
+        time.sleep(2)
+    return runs
 
 
 def _silence_smoke_schedule(operated) -> None:
@@ -136,12 +144,9 @@ def _silence_smoke_schedule(operated) -> None:
 
 def test_an_auto_scheduled_run_of_the_pipeline_completes_and_the_server_logs_no_traceback(operated):
     smoke = _deployment(operated, SMOKE)
-    deadline = time.monotonic() + 600
-    while not (done := _finished_runs(operated, smoke["id"])):
-        assert time.monotonic() < deadline, f"no scheduled run finished; worker log:\n{(operated['root'] / 'worker.log').read_text()[-3000:]}"
-        time.sleep(2)
-    _silence_smoke_schedule(operated)
-    first = min(done, key=lambda r: r["start_time"])
+    _wait_for_runs(operated, smoke["id"], ["RUNNING", *FINAL])
+    _silence_smoke_schedule(operated)  # while the pool's one slot is taken: no second run starts
+    first = min(_wait_for_runs(operated, smoke["id"], FINAL), key=lambda r: r["start_time"])
     assert first["auto_scheduled"] is True  # made by the scheduler service, not by hand
     assert first["state_type"] == "COMPLETED", first["state"]
     assert _exceptions(operated["server"].log_path.read_text(errors="replace")) == []
