@@ -74,9 +74,10 @@ class Server:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         # own session: Ctrl-C reaches us, and stop() ends the server with all its workers
+        # preexec_fn: only prctl + getppid (async-signal-safe); a run starts its server before its task threads
         preexec = _die_with_parent(os.getpid()) if self.dies_with_parent else None
         self.process = subprocess.Popen(self.command, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=preexec)
+                                        stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=preexec)  # noqa: PLW1509
         log.close()
 
     def wait_until_up(self, timeout: float) -> None:
@@ -262,9 +263,8 @@ def embedded_prefect_server(root: Path, port: int | None = None) -> Server:
 
 
 def answers(url: str, timeout: float = 2.0) -> bool:
-    with contextlib.suppress(OSError, ValueError):
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            return response.status == 200
+    with contextlib.suppress(OSError, ValueError), urllib.request.urlopen(url, timeout=timeout) as response:
+        return response.status == 200
     return False
 
 

@@ -15,7 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from recflow.servers import ProjectServers, ServerError, embedded_startup_timeout, mlflow_backend_uri, running_ui, ui_prefect_api
+from recflow.servers import (
+    ProjectServers,
+    ServerError,
+    embedded_startup_timeout,
+    mlflow_backend_uri,
+    running_ui,
+    ui_prefect_api,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 RECFLOW = str(Path(sys.executable).parent / "recflow")
@@ -52,7 +59,7 @@ def test_mlflow_serves_the_store_recflow_run_logs_to(tmp_path, monkeypatch):
 
 
 class _Health(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):  # noqa: N802 (http.server's name)
+    def do_GET(self):
         self.send_response(200 if self.path == "/api/health" else 404)
         self.end_headers()
         self.wfile.write(b"true")
@@ -101,7 +108,7 @@ def _run_env(root: Path, **extra: str) -> dict[str, str]:
 
 @pytest.mark.timeout(300)
 def test_a_server_too_slow_to_start_fails_the_run_naming_the_setting_to_raise(tmp_path):
-    done = subprocess.run([RECFLOW, "run", "--config", "configs/smoke.yaml"], cwd=REPO, capture_output=True, text=True, timeout=280,
+    done = subprocess.run([RECFLOW, "run", "--config", "configs/smoke.yaml"], cwd=REPO, capture_output=True, text=True, timeout=280, check=False,
                           env=_run_env(tmp_path / "artifacts", PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="1"))
     assert done.returncode == 1
     assert "embedded prefect server did not answer" in done.stderr

@@ -37,7 +37,7 @@ SMOKE = "smoke-every-20s"
 class _Hook(http.server.BaseHTTPRequestHandler):
     received: queue.Queue = queue.Queue()
 
-    def do_POST(self):  # noqa: N802 (http.server's name)
+    def do_POST(self):
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         self.received.put(json.loads(body or b"null"))
         self.send_response(200)
@@ -81,17 +81,16 @@ def operated(tmp_path_factory):
                    RECFLOW_ALERT_WEBHOOK_URL=f"http://127.0.0.1:{hook.server_address[1]}/alerts")
 
         def sh(*command: str) -> str:
-            done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=500)
+            done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=500, check=False)
             assert done.returncode == 0, f"{command}: " + done.stdout[-3000:] + done.stderr[-3000:]
             return done.stdout
 
         deploy_output = sh("make", "-s", "-o", ".venv/.installed", "deploy")  # -o: never reinstall from a test
         sh(str(BIN / "prefect"), "--no-prompt", "deploy", "flows/pipeline.py:pipeline", "--name", SMOKE, "--pool", "recflow-process",
            "--interval", "20", "--params", json.dumps({"config_path": "configs/smoke.yaml"}))
-        worker_log = open(root / "worker.log", "ab")
-        worker = subprocess.Popen([str(BIN / "prefect"), "worker", "start", "--pool", "recflow-process"], cwd=REPO, env=env,
-                                  stdout=worker_log, stderr=subprocess.STDOUT, start_new_session=True)
-        worker_log.close()
+        with open(root / "worker.log", "ab") as worker_log:
+            worker = subprocess.Popen([str(BIN / "prefect"), "worker", "start", "--pool", "recflow-process"], cwd=REPO, env=env,
+                                      stdout=worker_log, stderr=subprocess.STDOUT, start_new_session=True)
         yield {"server": server, "env": env, "root": root, "hook": _Hook.received, "deploy_output": deploy_output}
     finally:
         if worker is not None:
