@@ -298,7 +298,7 @@ class RunPrefectApi:
         self.kind = "configured"
         self._saved: dict[str, str | None] = {}
 
-    def __enter__(self) -> "RunPrefectApi":
+    def __enter__(self) -> RunPrefectApi:
         if os.environ.get("PREFECT_API_URL") or "prefect" in sys.modules:
             return self
         env = ui_prefect_api(self.root)
