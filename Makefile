@@ -20,11 +20,13 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
-# Register prefect.yaml's deployments on the server at $$PREFECT_API_URL (see README, Operations).
+# Register prefect.yaml's deployments on the server at $$PREFECT_API_URL, then automations.yaml's
+# alerts to the webhook at $$RECFLOW_ALERT_WEBHOOK_URL (see README, Operations).
 deploy: $(STAMP)
 	$(BIN)/prefect work-pool create recflow-process --type process --overwrite
 	$(BIN)/prefect work-pool set-concurrency-limit recflow-process 1
 	$(BIN)/prefect --no-prompt deploy --all
+	$(BIN)/python -m flows.automations
 
 serve: $(STAMP)
 	$(BIN)/recflow serve

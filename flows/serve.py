@@ -3,6 +3,12 @@
 For a single machine: no work pool and no worker, the runs execute in this process (one at a
 time). The deployments are built from prefect.yaml itself, so ``prefect deploy --all`` and
 ``recflow serve`` always schedule the same runs with the same parameters.
+
+Served deployments are named ``<name>-served`` (``recflow-pipeline/default-served``): a served
+deployment belongs to its serving process (Prefect pauses it when the process stops, and it has no
+work pool or working directory), so under ``make deploy``'s names, serving would take over the
+worker's deployments and stopping it would leave them paused and unrunnable. Run one or the other
+for a given schedule; if both run, the root's lock still keeps their runs from overlapping.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 PREFECT_YAML = REPO / "prefect.yaml"
 ENTRYPOINT = "flows/pipeline.py:pipeline"
+SERVED_SUFFIX = "-served"
 
 
 class DeploymentSpecError(ValueError):
@@ -48,7 +55,7 @@ def schedules(spec: dict[str, Any]) -> list:
 
 
 def runner_deployments(specs: list[dict[str, Any]]) -> list:
-    """``RunnerDeployment``s of the pipeline flow: same names, parameters, tags, schedules and limits as prefect.yaml."""
+    """``RunnerDeployment``s of the pipeline flow: parameters, tags, schedules and limits as prefect.yaml, names ``<name>-served``."""
     from prefect.client.schemas.objects import ConcurrencyLimitConfig
 
     from flows.pipeline import pipeline
@@ -59,7 +66,7 @@ def runner_deployments(specs: list[dict[str, Any]]) -> list:
         if isinstance(limit, dict):
             limit = ConcurrencyLimitConfig(limit=limit["limit"], collision_strategy=limit.get("collision_strategy", "ENQUEUE"))
         deployments.append(pipeline.to_deployment(
-            name=spec["name"], description=spec.get("description"), tags=spec.get("tags"),
+            name=spec["name"] + SERVED_SUFFIX, description=spec.get("description"), tags=[*(spec.get("tags") or []), "served"],
             parameters=spec.get("parameters") or {}, schedules=schedules(spec), concurrency_limit=limit,
         ))
     return deployments

@@ -33,13 +33,21 @@ def run(
 
     root = artifacts_root()
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # offline: no telemetry calls
-    from flows.pipeline import run_pipeline
+    from recflow.servers import ServerError, run_prefect_api
 
-    try:
-        result = run_pipeline(str(config) if config else None, set_, root=root, refresh=refresh)
-    except Exception as exc:  # the flow's own failure message is the useful part
-        typer.secho(f"pipeline failed: {type(exc).__name__}: {exc}", fg="red", err=True)
-        raise typer.Exit(1) from None
+    # $PREFECT_API_URL, else `recflow ui`'s server for this root, else an embedded one that dies with this run
+    with run_prefect_api(root) as prefect_api:
+        from flows.pipeline import run_pipeline
+
+        try:
+            prefect_api.ready()
+            result = run_pipeline(str(config) if config else None, set_, root=root, refresh=refresh)
+        except ServerError as exc:
+            typer.secho(str(exc), fg="red", err=True)
+            raise typer.Exit(1) from None
+        except Exception as exc:  # the flow's own failure message is the useful part
+            typer.secho(f"pipeline failed: {type(exc).__name__}: {exc}", fg="red", err=True)
+            raise typer.Exit(1) from None
     print_summary(cfg, result)
 
 

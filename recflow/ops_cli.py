@@ -68,9 +68,9 @@ def ui(
     typer.echo(
         f"Prefect UI  {urls['prefect_url']}\n"
         f"MLflow UI   {urls['mlflow_url']}\n\n"
-        f"Send runs and deployments to this Prefect server:\n"
+        f"`recflow run` and `recflow serve` on {servers.root} use this Prefect server; elsewhere (make deploy, a worker):\n"
         f"  export PREFECT_API_URL={urls['prefect_api_url']}\n"
-        f"  recflow run            # or: make deploy && prefect worker start --pool recflow-process\n"
+        f"  make deploy && prefect worker start --pool recflow-process\n"
         f"Logs: {servers.prefect.log_path.parent}   Ctrl-C stops both servers."
     )
     try:
@@ -92,12 +92,15 @@ def _interrupt(signum: int, frame: object) -> None:
 def serve(
     deployment: list[str] = typer.Option([], "--deployment", "-d", help="serve only these deployments of prefect.yaml (default: all)"),
 ) -> None:
-    """Serve prefect.yaml's deployments and schedules from this one process (no work pool, no worker)."""
+    """Serve prefect.yaml's deployments and schedules from this one process (no work pool, no worker), as `<name>-served`."""
+    from recflow.servers import ui_prefect_api
     from recflow.store import artifacts_root
 
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     # the configs are paths relative to the repository; the artifacts root stays where it was chosen
     os.environ["RECFLOW_HOME"] = str(artifacts_root())
+    if not os.environ.get("PREFECT_API_URL") and (ui_api := ui_prefect_api(artifacts_root())):
+        os.environ.update(ui_api)  # before Prefect is imported: `recflow ui`'s server for this root
     from flows.serve import REPO, DeploymentSpecError, serve as serve_deployments
 
     os.chdir(REPO)

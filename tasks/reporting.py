@@ -175,7 +175,9 @@ def tag_mlflow_run(tracking: dict[str, Any], run_name: str | None, run_id: str |
 
         client = MlflowClient(tracking["tracking_uri"])
         tags = {"prefect.flow_run_id": run_id, "prefect.flow_run_name": run_name or ""}
-        if ui_url:
+        # no UI, no link: Prefect writes "None/flow-runs/..." without one, and an embedded server's
+        # address dies with its run (the run is in `recflow ui`'s dashboard later, found by its id)
+        if ui_url and ui_url.startswith(("http://", "https://")) and os.environ.get("RECFLOW_PREFECT_SERVER") != "embedded":
             tags["prefect.flow_run_url"] = ui_url
         for key, value in tags.items():
             client.set_tag(tracking["run_id"], key, value)

@@ -1,14 +1,31 @@
-"""``recflow.servers``: where the UIs run, and refusing a port that is taken."""
+"""``recflow.servers``: where the UIs run, refusing a port that is taken, and the Prefect API of a run."""
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
+import signal
 import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
 
 import pytest
 
-from recflow.servers import ProjectServers, ServerError, mlflow_backend_uri, running_ui
+from recflow.servers import (
+    ProjectServers,
+    ServerError,
+    embedded_startup_timeout,
+    mlflow_backend_uri,
+    running_ui,
+    ui_prefect_api,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+RECFLOW = str(Path(sys.executable).parent / "recflow")
 
 
 def test_running_ui_is_read_while_its_process_lives(tmp_path):
@@ -36,3 +53,108 @@ def test_mlflow_serves_the_store_recflow_run_logs_to(tmp_path, monkeypatch):
     assert mlflow_backend_uri(tmp_path) == f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://elsewhere:5000")
     assert mlflow_backend_uri(tmp_path) == f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+
+# ----------------------------------------------------------------------------- the Prefect API of one `recflow run`
+
+
+class _Health(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200 if self.path == "/api/health" else 404)
+        self.end_headers()
+        self.wfile.write(b"true")
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def answering_prefect():
+    """A loopback HTTP server that answers Prefect's health check, as a running ``recflow ui`` does."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Health)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_run_uses_the_prefect_server_recflow_ui_runs_for_its_root(tmp_path, answering_prefect):
+    (tmp_path / ".ui.json").write_text(json.dumps({"prefect_url": answering_prefect, "prefect_api_url": f"{answering_prefect}/api",
+                                                   "pid": os.getpid()}))
+    assert ui_prefect_api(tmp_path) == {"PREFECT_API_URL": f"{answering_prefect}/api", "PREFECT_UI_URL": answering_prefect}
+
+
+def test_a_recorded_prefect_server_that_does_not_answer_is_not_used(tmp_path):
+    port = socket.socket()
+    port.bind(("127.0.0.1", 0))  # bound, never listening: connection refused
+    url = f"http://127.0.0.1:{port.getsockname()[1]}"
+    (tmp_path / ".ui.json").write_text(json.dumps({"prefect_url": url, "prefect_api_url": f"{url}/api", "pid": os.getpid()}))
+    assert ui_prefect_api(tmp_path) is None
+    port.close()
+
+
+def test_the_embedded_server_gets_180_s_to_start_unless_prefects_setting_says_otherwise(monkeypatch):
+    monkeypatch.delenv("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", raising=False)
+    assert embedded_startup_timeout() == 180.0
+    monkeypatch.setenv("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "600")
+    assert embedded_startup_timeout() == 600.0
+
+
+def _run_env(root: Path, **extra: str) -> dict[str, str]:
+    """A user's shell without any Prefect server configured: ``recflow run`` must bring its own."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_API", "PREFECT_UI", "MLFLOW_TRACKING"))}
+    return {**env, "RECFLOW_HOME": str(root), "RECFLOW_PROGRESS": "0", **extra}
+
+
+@pytest.mark.timeout(300)
+def test_a_server_too_slow_to_start_fails_the_run_naming_the_setting_to_raise(tmp_path):
+    done = subprocess.run([RECFLOW, "run", "--config", "configs/smoke.yaml"], cwd=REPO, capture_output=True, text=True, timeout=280, check=False,
+                          env=_run_env(tmp_path / "artifacts", PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="1"))
+    assert done.returncode == 1
+    assert "embedded prefect server did not answer" in done.stderr
+    assert "raise PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS (now 1 s)" in done.stderr
+    assert "or start `recflow ui` for this root" in done.stderr
+
+
+def _prefect_servers_started_by(pid: int) -> list[int]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if not proc.name.isdigit() or b"prefect.server.api.server:create_app" not in (proc / "cmdline").read_bytes():
+                continue
+            ppid = int(next(line for line in (proc / "status").read_text().splitlines() if line.startswith("PPid:")).split()[1])
+        except (OSError, StopIteration):
+            continue
+        if ppid == pid:
+            found.append(int(proc.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = next(line for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("State:"))
+    except (OSError, StopIteration):
+        return False
+    return " Z " not in state + " "  # a zombie has exited
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the kernel's parent-death signal is Linux's")
+@pytest.mark.timeout(300)
+def test_the_embedded_prefect_server_dies_with_a_run_killed_by_sigkill(tmp_path):
+    run = subprocess.Popen([RECFLOW, "run", "--config", "configs/smoke.yaml"], cwd=REPO, env=_run_env(tmp_path / "artifacts"),
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 240
+        while not (servers := _prefect_servers_started_by(run.pid)):
+            assert run.poll() is None and time.monotonic() < deadline, "recflow run started no Prefect server"
+            time.sleep(0.2)
+        time.sleep(1.0)
+        run.send_signal(signal.SIGKILL)
+        run.wait(10)
+        deadline = time.monotonic() + 5
+        while any(map(_alive, servers)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(map(_alive, servers)), f"Prefect server {servers} outlived its run"
+    finally:
+        if run.poll() is None:
+            run.kill()

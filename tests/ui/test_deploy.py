@@ -1,11 +1,15 @@
 """prefect.yaml against a real ``prefect server``: ``make deploy`` registers both deployments with their schedules.
 
-``recflow serve`` builds its deployments from the same file; the last test pins that they agree.
+``recflow serve`` builds its deployments from the same file (the same schedules, under names of its
+own), and serving then stopping leaves ``make deploy``'s deployments as they were.
 """
 
 from __future__ import annotations
 
+import signal
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -52,6 +56,27 @@ def test_deployments_run_their_config_on_the_process_pool_one_at_a_time(deployed
     assert (pool["type"], pool["concurrency_limit"]) == ("process", 1)
 
 
-def test_recflow_serve_builds_the_same_schedules():
+def test_recflow_serve_builds_the_same_schedules_under_names_of_its_own():
     served = {d.name: {s.slug: (s.schedule.cron, s.parameters) for s in d.schedules} for d in runner_deployments(deployment_specs())}
-    assert served == EXPECTED
+    assert served == {f"{name}-served": schedules for name, schedules in EXPECTED.items()}
+
+
+def test_serving_then_stopping_recflow_serve_leaves_the_deployed_deployments_runnable(deployed, live_env, api):
+    serve = subprocess.Popen([str(Path(sys.executable).parent / "recflow"), "serve", "-d", "default"], cwd=REPO, env=live_env,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while "default-served" not in {d["name"] for d in api("/deployments/filter", {"limit": 50})}:
+            assert serve.poll() is None and time.monotonic() < deadline, serve.stdout.read()[-3000:] if serve.poll() is not None else "not served in time"
+            time.sleep(1)
+        serve.send_signal(signal.SIGINT)  # Ctrl-C
+        serve.wait(120)
+    finally:
+        if serve.poll() is None:
+            serve.kill()
+    after = {d["name"]: d for d in api("/deployments/filter", {"limit": 50})}
+    assert after["default-served"]["work_pool_name"] is None
+    for name in ("default", "ml-1m"):
+        assert not after[name]["paused"]
+        assert after[name]["work_pool_name"] == "recflow-process"
+        assert after[name]["pull_steps"] == deployed[name]["pull_steps"]
