@@ -33,12 +33,13 @@ def run(
 
     root = artifacts_root()
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # offline: no telemetry calls
-    from flows.pipeline import run_pipeline
+    from flows.pipeline import failure_lines, run_pipeline
 
     try:
         result = run_pipeline(str(config) if config else None, set_, root=root, refresh=refresh)
-    except Exception as exc:  # the flow's own failure message is the useful part
-        typer.secho(f"pipeline failed: {type(exc).__name__}: {exc}", fg="red", err=True)
+    except Exception as exc:  # one line per failed task and the log file with the tracebacks
+        for line in failure_lines(exc):
+            typer.secho(line, fg="red", err=True)
         raise typer.Exit(1) from None
     print_summary(cfg, result)
 

@@ -25,6 +25,7 @@ from prefect.context import TaskRunContext
 
 import recflow.progress
 from recflow.config import RunConfig
+from recflow.outcomes import ModelOutcome
 from recflow.store import artifacts_root
 from recflow.tracking import metric_sort_key
 
@@ -64,17 +65,28 @@ def _fmt(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
-def metric_rows(models: dict[str, dict[str, Any]], model_runs: dict[str, str]) -> list[dict[str, Any]]:
-    """One row per model: status, every metric (ordered), fit time, MLflow run id; failed models keep their error."""
-    names = sorted({k for m in models.values() if "evaluate" in m for k in m["evaluate"].meta["metrics"] if not k.startswith("n_")}, key=metric_sort_key)
+def status(outcome: ModelOutcome) -> str:
+    """``ok``; ``failed`` when there are no metrics; else which stage failed after evaluation (``index failed``)."""
+    if not outcome.failed:
+        return "ok"
+    if not outcome.evaluated:
+        return "failed"
+    return ", ".join(f"{f.stage} failed" for f in outcome.failures)
+
+
+def metric_rows(models: dict[str, ModelOutcome], model_runs: dict[str, str]) -> list[dict[str, Any]]:
+    """One row per model: status, every metric (ordered), fit time, MLflow run id; failed models keep their error
+    (and their metrics when only a later stage, such as the index, failed)."""
+    names = sorted({k for m in models.values() if m.evaluate is not None for k in m.evaluate.meta["metrics"] if not k.startswith("n_")},
+                   key=metric_sort_key)
     rows = []
     for model, outcome in models.items():
-        row: dict[str, Any] = {"model": model, "status": "failed" if "error" in outcome else "ok"}
-        metrics = outcome["evaluate"].meta["metrics"] if "evaluate" in outcome else {}
+        row: dict[str, Any] = {"model": model, "status": status(outcome)}
+        metrics = outcome.evaluate.meta["metrics"] if outcome.evaluate is not None else {}
         row.update({name: round(float(metrics[name]), 6) if name in metrics else None for name in names})
-        row["fit_seconds"] = outcome["train"].meta.get("fit_seconds") if "train" in outcome else None
+        row["fit_seconds"] = outcome.train.meta.get("fit_seconds") if outcome.train is not None else None
         row["mlflow_run_id"] = model_runs.get(model)
-        row["error"] = outcome.get("error", "")[:300]
+        row["error"] = outcome.error[:300]
         rows.append(row)
     return rows
 
@@ -100,7 +112,7 @@ def summary_markdown(cfg: RunConfig, rows: list[dict[str, Any]], tracking: dict[
         link = f"[{run_id[:8]}]({mlflow_run_url(mlflow_base, exp_id, run_id)})" if mlflow_base and run_id else f"`{run_id or '-'}`"
         values = " | ".join("-" if row[k] is None else _fmt(row[k]) for k in shown)
         lines.append(f"| {row['model']} | {row['status']} | {values} | {link} |")
-    failed = [row for row in rows if row["status"] == "failed"]
+    failed = [row for row in rows if row["status"] != "ok"]
     if failed:
         lines += ["", "**Failed models**", ""] + [f"- `{row['model']}`: {row['error']}" for row in failed]
     lines.append("")
@@ -114,7 +126,7 @@ def summary_markdown(cfg: RunConfig, rows: list[dict[str, Any]], tracking: dict[
     return "\n".join(lines)
 
 
-def publish_run_report(cfg: RunConfig, models: dict[str, dict[str, Any]], tracking: dict[str, Any], counts: dict[str, int], protocol: str) -> None:
+def publish_run_report(cfg: RunConfig, models: dict[str, ModelOutcome], tracking: dict[str, Any], counts: dict[str, int], protocol: str) -> None:
     """Table + markdown artifacts for this flow run; the MLflow parent run gets the flow run's id and link."""
     from prefect.runtime import flow_run
 
@@ -176,6 +188,11 @@ class StageProgress:
         except Exception as exc:
             log.warning("progress update failed for %s: %s", self.description, exc)
 
+    def finish(self, note: str = "") -> None:
+        """Fill the bar with a last note: a loop that stopped early (early stopping, a failure) still ends."""
+        self.last = float("-inf")
+        self(self.total, note)
+
 
 def task_progress(desc: str, total: int | None) -> Callable[[int], None] | None:
     """``recflow.progress`` listener: a tracked loop inside a task run gets a progress artifact."""
@@ -185,19 +202,35 @@ def task_progress(desc: str, total: int | None) -> Callable[[int], None] | None:
     return StageProgress(f"{ctx.task_run.name}: {desc}", total)
 
 
-def epoch_progress(model: str, epochs: int | None) -> Callable[[int, dict], None] | None:
-    """``FitContext.on_epoch_end`` for a model with an ``epochs`` budget: one progress artifact, made at the first epoch."""
+class EpochProgress:
+    """``FitContext.on_epoch_end`` for a model with an ``epochs`` budget: one progress artifact, made at the first epoch.
+
+    ``close()`` after fitting ends the bar when the model stopped before its budget (early
+    stopping, or a failure), which would otherwise stay at e.g. 35 % in the UI.
+    """
+
+    def __init__(self, model: str, epochs: int) -> None:
+        self.model, self.epochs = model, int(epochs)
+        self.bar: StageProgress | None = None
+        self.epoch = 0
+
+    def __call__(self, epoch: int, values: dict) -> None:
+        if self.bar is None:
+            self.bar = StageProgress(f"train[{self.model}]: epochs", self.epochs, interval=0.0)
+        self.epoch = epoch
+        shown = ", ".join(f"{k}={v:.4g}" for k, v in values.items() if isinstance(v, (int, float)))
+        self.bar(epoch, f"epoch {epoch}/{self.epochs} {shown}")
+
+    def close(self) -> None:
+        if self.bar is not None and self.epoch < self.epochs:
+            self.bar.finish(f"stopped after epoch {self.epoch}/{self.epochs}")
+
+
+def epoch_progress(model: str, epochs: int | None) -> EpochProgress | None:
+    """An ``EpochProgress`` inside a task run for a model with an epoch budget, else ``None``."""
     if not epochs or TaskRunContext.get() is None:
         return None
-    bar: list[StageProgress] = []
-
-    def on_epoch_end(epoch: int, values: dict) -> None:
-        if not bar:
-            bar.append(StageProgress(f"train[{model}]: epochs", int(epochs), interval=0.0))
-        shown = ", ".join(f"{k}={v:.4g}" for k, v in values.items() if isinstance(v, (int, float)))
-        bar[0](epoch, f"epoch {epoch}/{epochs} {shown}")
-
-    return on_epoch_end
+    return EpochProgress(model, epochs)
 
 
 recflow.progress.add_listener(task_progress)
