@@ -91,7 +91,31 @@ def test_task_runs_are_named_after_their_work_and_tagged_with_the_dataset(smoke_
     task_runs = _api("/task_runs/filter", {"flow_runs": {"id": {"any_": [str(flow_run.id)]}}, "sort": "EXPECTED_START_TIME_ASC", "limit": 100})
     names = {t["name"] for t in task_runs}
     assert {"locate[synthetic-smoke]", "ingest[synthetic-smoke]", "split[user_random]", "features", "train[bias]", "evaluate[popular]"} <= names
+    assert {"track[mlflow]", "report", "catalogue", "champion"} <= names  # the tail is tasks too
     assert all("dataset:synthetic-smoke" in t["tags"] for t in task_runs)
+
+
+def test_mlflow_parent_run_is_named_after_the_preset_and_spans_the_flow_run(smoke_run):
+    import mlflow
+
+    result, flow_run = smoke_run
+    client = mlflow.MlflowClient(result["tracking"]["tracking_uri"])
+    parent = client.get_run(result["tracking"]["run_id"])
+    assert parent.info.run_name.startswith("smoke 20") and parent.info.run_name.endswith(f"({flow_run.name})")
+    assert parent.info.status == "FINISHED"
+    children = [client.get_run(run_id) for run_id in result["tracking"]["model_runs"].values()]
+    assert parent.info.start_time <= min(c.info.start_time for c in children)
+    assert parent.info.end_time >= max(c.info.end_time for c in children)
+    flow_start, flow_end = flow_run.start_time.timestamp() * 1000, flow_run.end_time.timestamp() * 1000
+    assert flow_start - 1000 <= parent.info.start_time and parent.info.end_time <= flow_end + 1000
+
+
+def test_experiment_opens_in_mlflows_training_view(smoke_run):
+    import mlflow
+
+    result, _ = smoke_run
+    experiment = mlflow.MlflowClient(result["tracking"]["tracking_uri"]).get_experiment(result["tracking"]["experiment_id"])
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
 
 
 def test_mlflow_parent_run_points_back_to_the_flow_run(smoke_run):

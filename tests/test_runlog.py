@@ -1,0 +1,70 @@
+"""A failed run's output: one line per failed task on the console, the tracebacks in a log file."""
+
+from __future__ import annotations
+
+import io
+import logging
+import pickle
+
+from recflow.outcomes import PipelineFailed, StageFailure
+from recflow.runlog import log_path, run_log
+
+
+def test_the_console_gets_the_message_and_the_log_file_the_traceback(tmp_path):
+    console = io.StringIO()
+    handler = logging.StreamHandler(console)
+    logging.getLogger().addHandler(handler)
+    try:
+        with run_log(tmp_path / "logs" / "run.log") as path:
+            try:
+                raise ValueError("reg must be >= 0")
+            except ValueError:
+                logging.getLogger("recflow.test").error("train[bias] failed", exc_info=True)
+    finally:
+        logging.getLogger().removeHandler(handler)
+    assert console.getvalue() == "train[bias] failed\n"
+    text = path.read_text()
+    assert "train[bias] failed" in text and "Traceback (most recent call last)" in text and "ValueError: reg must be >= 0" in text
+
+
+def test_consoles_show_tracebacks_again_after_the_run(tmp_path):
+    console = io.StringIO()
+    handler = logging.StreamHandler(console)
+    logging.getLogger().addHandler(handler)
+    try:
+        with run_log(tmp_path / "run.log"):
+            pass
+        try:
+            raise ValueError("later")
+        except ValueError:
+            logging.getLogger("recflow.test").error("after", exc_info=True)
+    finally:
+        logging.getLogger().removeHandler(handler)
+    assert "Traceback" in console.getvalue()
+
+
+def test_log_files_are_named_by_start_time_and_preset(tmp_path):
+    from datetime import datetime
+
+    assert log_path(tmp_path, "my preset", datetime(2026, 11, 30, 9, 5, 7)) == tmp_path / "logs" / "20261130-090507-my-preset.log"
+
+
+def test_a_failed_pipeline_says_one_line_per_failed_task_then_where_the_tracebacks_are():
+    exc = PipelineFailed([StageFailure("train", "ValueError: reg must be >= 0\nmore", "bias"), StageFailure("track[mlflow]", "OperationalError: x")],
+                         "/r/logs/a.log")
+    assert str(exc).splitlines() == ["train[bias] failed: ValueError: reg must be >= 0", "track[mlflow] failed: OperationalError: x",
+                                     "tracebacks: /r/logs/a.log"]
+    assert str(pickle.loads(pickle.dumps(exc))) == str(exc)  # Prefect may persist a flow's exception
+
+
+def test_only_a_busy_database_is_retried():
+    from tasks.publish import busy_database
+
+    try:
+        try:
+            raise RuntimeError("(sqlite3.OperationalError) database is locked")
+        except RuntimeError as inner:
+            raise ValueError("MlflowException: could not log") from inner
+    except ValueError as outer:
+        assert busy_database(outer)
+    assert not busy_database(ValueError("no such column"))
