@@ -25,9 +25,10 @@ class StageFailure:
     def task(self) -> str:
         return f"{self.stage}[{self.model}]" if self.model else self.stage
 
-    def line(self) -> str:
-        first = self.message.strip().splitlines()[0] if self.message.strip() else "failed"
-        return f"{self.task} failed: {first}"
+    def line(self, width: int = 400) -> str:
+        """One line whatever the message (some span lines, some start with a blank one), cut at ``width``."""
+        text = " ".join(self.message.split()) or "failed"
+        return f"{self.task} failed: {text if len(text) <= width else text[:width - 3] + '...'}"
 
 
 @dataclass(frozen=True)

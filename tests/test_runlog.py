@@ -52,7 +52,7 @@ def test_log_files_are_named_by_start_time_and_preset(tmp_path):
 def test_a_failed_pipeline_says_one_line_per_failed_task_then_where_the_tracebacks_are():
     exc = PipelineFailed([StageFailure("train", "ValueError: reg must be >= 0\nmore", "bias"), StageFailure("track[mlflow]", "OperationalError: x")],
                          "/r/logs/a.log")
-    assert str(exc).splitlines() == ["train[bias] failed: ValueError: reg must be >= 0", "track[mlflow] failed: OperationalError: x",
+    assert str(exc).splitlines() == ["train[bias] failed: ValueError: reg must be >= 0 more", "track[mlflow] failed: OperationalError: x",
                                      "tracebacks: /r/logs/a.log"]
     assert str(pickle.loads(pickle.dumps(exc))) == str(exc)  # Prefect may persist a flow's exception
 
@@ -68,3 +68,8 @@ def test_only_a_busy_database_is_retried():
     except ValueError as outer:
         assert busy_database(outer)
     assert not busy_database(ValueError("no such column"))
+
+
+def test_a_message_that_starts_on_a_new_line_still_says_it_on_the_line():
+    failure = StageFailure("index", "ValueError: \n$10^4$\n^\nParseException: Expected end of text", "mf")
+    assert failure.line() == "index[mf] failed: ValueError: $10^4$ ^ ParseException: Expected end of text"
