@@ -145,3 +145,27 @@ def test_locate_retries_a_failed_download_but_not_a_missing_dataset(monkeypatch,
     else:
         assert fast(DatasetConfig(name="ml-1m")) == "found"
     assert len(seen) == calls
+
+
+def test_a_failed_index_keeps_its_models_metrics_in_mlflow_and_the_report(recflow_home, monkeypatch):
+    import mlflow
+
+    import recflow.retrieval
+    from recflow.outcomes import PipelineFailed
+
+    def out_of_memory(*args, **kwargs):
+        raise MemoryError("faiss ran out")
+
+    monkeypatch.setattr(recflow.retrieval, "build_serving_indexes", out_of_memory)
+    with pytest.raises(PipelineFailed) as failed:
+        run_pipeline(SMOKE, ["models=[{name: popular}, {name: mf}]"], root=recflow_home)
+    assert [f.line() for f in failed.value.failures] == ["index[mf] failed: MemoryError: faiss ran out"]
+    client = mlflow.MlflowClient(f"sqlite:///{recflow_home / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("recflow/synthetic-smoke")
+    runs = {r.data.tags.get("model", "parent"): r for r in client.search_runs([experiment.experiment_id])}
+    assert runs["parent"].info.status == "FAILED"
+    mf = runs["mf"]
+    assert (mf.info.status, mf.data.tags["error"]) == ("FAILED", "index: MemoryError: faiss ran out")
+    assert "recall_at_10" in mf.data.metrics
+    row = next(r for r in json.loads(_latest_artifact("recflow-synthetic-smoke-metrics")) if r["model"] == "mf")
+    assert row["status"] == "index failed" and row["recall_at_10"] == pytest.approx(mf.data.metrics["recall_at_10"], abs=1e-6)
