@@ -42,8 +42,8 @@ def _retry_when_busy(_task, _task_run, state) -> bool:
     return isinstance(exc, BaseException) and busy_database(exc)
 
 
-TAIL = dict(cache_policy=NO_CACHE, persist_result=False)
-RETRIED = dict(retries=3, retry_delay_seconds=[2, 5, 15], retry_condition_fn=_retry_when_busy)
+TAIL = {"cache_policy": NO_CACHE, "persist_result": False}
+RETRIED = {"retries": 3, "retry_delay_seconds": [2, 5, 15], "retry_condition_fn": _retry_when_busy}
 
 
 @task(name="track", task_run_name="track[mlflow]", **TAIL, **RETRIED)

@@ -51,14 +51,23 @@ def mlflow_ui_base(tracking_uri: str) -> str | None:
     return ui["mlflow_url"] if ui else None
 
 
+#: MLflow 3.17's UI picks its GenAI or model-training view per browser (default GenAI), whatever
+#: the experiment's ``mlflow.experimentKind`` tag says; this query parameter opens the training one
+TRAINING_VIEW = "workflowType=machine_learning"
+
+
+def mlflow_experiment_url(base: str, experiment_id: str) -> str:
+    return f"{base}/#/experiments/{experiment_id}?{TRAINING_VIEW}"
+
+
 def mlflow_run_url(base: str, experiment_id: str, run_id: str) -> str:
-    return f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
+    return f"{base}/#/experiments/{experiment_id}/runs/{run_id}?{TRAINING_VIEW}"
 
 
 def mlflow_compare_url(base: str, experiment_id: str, run_ids: list[str]) -> str:
     runs = quote(json.dumps(run_ids, separators=(",", ":")))
     experiments = quote(json.dumps([experiment_id], separators=(",", ":")))
-    return f"{base}/#/compare-runs?runs={runs}&experiments={experiments}"
+    return f"{base}/#/compare-runs?runs={runs}&experiments={experiments}&{TRAINING_VIEW}"
 
 
 def _fmt(value: Any) -> str:
@@ -118,7 +127,8 @@ def summary_markdown(cfg: RunConfig, rows: list[dict[str, Any]], tracking: dict[
     lines.append("")
     if mlflow_base:
         ok_runs = [row["mlflow_run_id"] for row in rows if row["status"] == "ok" and row["mlflow_run_id"]]
-        lines.append(f"[Parent run in MLflow]({mlflow_run_url(mlflow_base, exp_id, parent)})")
+        lines.append(f"[Parent run in MLflow]({mlflow_run_url(mlflow_base, exp_id, parent)})"
+                     f" · [every run of the experiment]({mlflow_experiment_url(mlflow_base, exp_id)})")
         if len(ok_runs) > 1:
             lines.append(f" · [compare the models in MLflow]({mlflow_compare_url(mlflow_base, exp_id, ok_runs)})")
     else:

@@ -21,7 +21,7 @@ def test_artifact_keys_are_lowercase_dashes():
 
 def test_compare_link_lists_the_runs():
     url = mlflow_compare_url("http://m:5000", "3", ["a", "b"])
-    assert url == "http://m:5000/#/compare-runs?runs=%5B%22a%22%2C%22b%22%5D&experiments=%5B%223%22%5D"
+    assert url == "http://m:5000/#/compare-runs?runs=%5B%22a%22%2C%22b%22%5D&experiments=%5B%223%22%5D&workflowType=machine_learning"
 
 
 def test_failed_models_keep_a_row_with_their_error():
@@ -70,5 +70,5 @@ def test_summary_shows_the_smallest_k_and_links_each_run():
     tracking = {"experiment_id": "7", "run_id": "parent", "experiment": "recflow/x", "tracking_uri": "sqlite:///m.db"}
     text = summary_markdown(RunConfig(), rows, tracking, {"ran": 3, "cached": 4}, "temporal", "brave-fox", "http://m:5000")
     assert "| model | status | rmse | recall_at_5 | MLflow |" in text
-    assert "| bias | ok | 0.9000 | 0.1000 | [run1](http://m:5000/#/experiments/7/runs/run1) |" in text
+    assert "| bias | ok | 0.9000 | 0.1000 | [run1](http://m:5000/#/experiments/7/runs/run1?workflowType=machine_learning) |" in text
     assert "tasks **3 ran, 4 cached**" in text

@@ -19,7 +19,7 @@ def test_the_console_gets_the_message_and_the_log_file_the_traceback(tmp_path):
             try:
                 raise ValueError("reg must be >= 0")
             except ValueError:
-                logging.getLogger("recflow.test").error("train[bias] failed", exc_info=True)
+                logging.getLogger("recflow.test").exception("train[bias] failed")
     finally:
         logging.getLogger().removeHandler(handler)
     assert console.getvalue() == "train[bias] failed\n"
@@ -37,7 +37,7 @@ def test_consoles_show_tracebacks_again_after_the_run(tmp_path):
         try:
             raise ValueError("later")
         except ValueError:
-            logging.getLogger("recflow.test").error("after", exc_info=True)
+            logging.getLogger("recflow.test").exception("after")
     finally:
         logging.getLogger().removeHandler(handler)
     assert "Traceback" in console.getvalue()

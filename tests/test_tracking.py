@@ -82,9 +82,8 @@ def test_the_parent_run_is_failed_when_the_pipeline_raises(tmp_path):
     from recflow.tracking import pipeline_run
 
     cfg = _cfg(tmp_path)
-    with pytest.raises(ValueError):
-        with pipeline_run(cfg, "smoke") as parent:
-            raise ValueError("boom")
+    with pytest.raises(ValueError), pipeline_run(cfg, "smoke") as parent:
+        raise ValueError("boom")
     assert mlflow.MlflowClient(cfg.tracking.tracking_uri).get_run(parent["run_id"]).info.status == "FAILED"
 
 
