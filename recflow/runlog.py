@@ -51,6 +51,7 @@ def run_log(path: Path, level: int = logging.INFO) -> Iterator[Path]:
     root = logging.getLogger()
     consoles = [h for logger in (root, *_configured_loggers()) for h in logger.handlers if _is_console(h)]
     consoles = list({id(h): h for h in consoles}.values())
+    before = {id(console): console.__dict__.get("emit") for console in consoles}
     for console in consoles:
         console.emit = _without_traceback(console.emit)
     root.addHandler(handler)
@@ -59,8 +60,11 @@ def run_log(path: Path, level: int = logging.INFO) -> Iterator[Path]:
     finally:
         root.removeHandler(handler)
         handler.close()
-        for console in consoles:
-            del console.emit  # back to the class's method
+        for console in consoles:  # back to what it was (the class's method, or an enclosing run_log's)
+            if before[id(console)] is None:
+                console.__dict__.pop("emit", None)
+            else:
+                console.emit = before[id(console)]
 
 
 def _configured_loggers() -> list[logging.Logger]:

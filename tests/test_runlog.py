@@ -73,3 +73,14 @@ def test_only_a_busy_database_is_retried():
 def test_a_message_that_starts_on_a_new_line_still_says_it_on_the_line():
     failure = StageFailure("index", "ValueError: \n$10^4$\n^\nParseException: Expected end of text", "mf")
     assert failure.line() == "index[mf] failed: ValueError: $10^4$ ^ ParseException: Expected end of text"
+
+
+def test_nested_run_logs_leave_the_console_as_it_was(tmp_path):
+    handler = logging.StreamHandler(io.StringIO())
+    logging.getLogger().addHandler(handler)
+    try:
+        with run_log(tmp_path / "outer.log"), run_log(tmp_path / "inner.log"):
+            pass
+        assert "emit" not in handler.__dict__
+    finally:
+        logging.getLogger().removeHandler(handler)
