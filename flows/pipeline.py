@@ -1,38 +1,41 @@
 """The recflow pipeline, read top to bottom:
 
-    locate -> ingest -> split -> features -> sampling -> train[model] -> evaluate[model] -> index[model] -> MLflow -> champion
+    locate -> ingest -> split -> features -> sampling -> train[model] -> evaluate[model] -> index[model]
+      -> track[mlflow] -> report, catalogue -> champion
 
-Every step but ``locate`` (uncached, retried when a download fails) and the MLflow logging is a
-cached task (see ``tasks/caching.py``);
-models train and evaluate concurrently and fail independently.
+Every step is a task. Up to ``index`` they are cached (see ``tasks/caching.py``; ``locate`` is
+uncached, retried when a download fails); models train and evaluate concurrently and fail
+independently. The tail (``tasks/publish.py``) is uncached and reads typed ``ModelOutcome``s:
+a model keeps its metrics when only its index failed. The MLflow parent run spans the whole
+flow and ends FAILED when it fails. A failed run ends with ``PipelineFailed``: one line per
+failed task; ``run_pipeline`` adds the log file holding the tracebacks.
 """
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, tags
 from prefect.futures import PrefectFuture, wait
+from prefect.runtime import flow_run
 
 from recflow.config import RunConfig, load_config
-from recflow.serving import publish_run
+from recflow.outcomes import ModelOutcome, PipelineFailed, StageFailure
+from recflow.runlog import log_path, run_log
 from recflow.store import artifacts_root
-from recflow.tracking import log_pipeline_run
+from recflow.tracking import pipeline_run, pipeline_run_name
 from tasks.caching import results_storage
 from tasks.evaluate import evaluate
 from tasks.index import has_embeddings, index
 from tasks.features import features
 from tasks.ingest import ingest, locate
 from tasks.operations import exclusive_root, refreshed_caches
-from tasks.reporting import publish_run_report
+from tasks.publish import catalogue, champion, report, track
 from tasks.sampling import sampling, sampling_plan
 from tasks.split import split
 from tasks.train import train
-
-
-class ModelsFailed(RuntimeError):
-    """Raised after logging, when at least one model failed (the others are still tracked)."""
 
 
 # result_storage is resolved at import for deployments; run_pipeline() rebinds it to a chosen root.
@@ -45,45 +48,52 @@ def pipeline(config_path: str | None = None, overrides: list[str] | None = None,
 
 
 def run_stages(cfg: RunConfig, config_path: str | None) -> dict[str, Any]:
-    source = locate(cfg.dataset)
+    with pipeline_run(cfg, parent_run_name(config_path)) as parent:  # MLflow's parent run spans the flow
+        source = locate(cfg.dataset)
 
-    data = ingest.submit(source, cfg.dataset.max_reject_fraction)
-    parts = split.submit(data, cfg.split)
-    feats = features.submit(data, parts, cfg.features)
-    plan = sampling_plan(cfg)
-    samples = sampling.submit(parts, plan) if plan is not None else None
-    trained = {m.name: train.submit(data, parts, feats, samples, m) for m in cfg.models}
-    scored = {name: evaluate.submit(model, parts, cfg.evaluation) for name, model in trained.items()}
-    indexed = {name: index.submit(model, parts, data, cfg.index) for name, model in trained.items() if has_embeddings(name)}
+        data = ingest.submit(source, cfg.dataset.max_reject_fraction)
+        parts = split.submit(data, cfg.split)
+        feats = features.submit(data, parts, cfg.features)
+        plan = sampling_plan(cfg)
+        samples = sampling.submit(parts, plan) if plan is not None else None
+        trained = {m.name: train.submit(data, parts, feats, samples, m) for m in cfg.models}
+        scored = {name: evaluate.submit(model, parts, cfg.evaluation) for name, model in trained.items()}
+        indexed = {name: index.submit(model, parts, data, cfg.index) for name, model in trained.items() if has_embeddings(name)}
 
-    futures: list[PrefectFuture] = [data, parts, feats, *([samples] if samples else []), *trained.values(), *scored.values(), *indexed.values()]
-    wait(futures)
-    counts = count_states(futures)
-    models = {name: model_outcome(trained[name], scored[name], indexed.get(name)) for name in trained}
-    tracking = log_pipeline_run(
-        cfg,
-        dataset_path=source.path,
-        data=data.result(),
-        split=parts.result(),
-        features=feats.result(),
-        models=models,
-        task_counts=counts,
-        run_name=Path(config_path).stem if config_path else "default",
-    )
-    publish_run_report(cfg, models, tracking, counts, parts.result().meta["protocol"])
-    serving = publish_run(cfg, tracking, models, parts.result(), data.result())
-    failed = {name: m["error"] for name, m in models.items() if "error" in m}
-    if failed:
-        raise ModelsFailed("; ".join(f"{n}: {e}" for n, e in failed.items()))
-    get_run_logger().info("tasks: %d ran, %d cached", counts["ran"], counts["cached"])
-    return {
-        "tasks": counts,
-        "metrics": {name: m["evaluate"].meta["metrics"] for name, m in models.items()},
-        "training": {name: m["train"].meta for name, m in models.items()},
-        "protocol": parts.result().meta["protocol"],
-        "tracking": tracking,
-        "serving": serving,
-    }
+        shared = {"ingest": data, "split": parts, "features": feats, **({"sampling": samples} if samples else {})}
+        futures: list[PrefectFuture] = [*shared.values(), *trained.values(), *scored.values(), *indexed.values()]
+        wait(futures)
+        counts = count_states(futures)
+        stopped = failures({stage: (None, f) for stage, f in shared.items()})
+        if stopped:  # nothing downstream ran
+            raise PipelineFailed(stopped)
+        models = {name: model_outcome(name, trained[name], scored[name], indexed.get(name)) for name in trained}
+
+        tracking = track.submit(cfg, parent, source.path, data, parts, feats, models, counts)
+        reported = report.submit(cfg, models, tracking, counts, parts)
+        catalogued = catalogue.submit(cfg, tracking, models, parts, data)
+        serving = champion.submit(cfg, catalogued)
+        tail = {"track": tracking, "report": reported, "catalogue": catalogued, "champion": serving}
+        wait(list(tail.values()))
+
+        failed = [f for m in models.values() for f in m.failures] + failures({stage: (None, f) for stage, f in tail.items()})
+        if failed:
+            raise PipelineFailed(failed)
+        get_run_logger().info("tasks: %d ran, %d cached", counts["ran"], counts["cached"])
+        return {
+            "tasks": counts,
+            "metrics": {name: m.evaluate.meta["metrics"] for name, m in models.items()},
+            "training": {name: m.train.meta for name, m in models.items()},
+            "protocol": parts.result().meta["protocol"],
+            "tracking": tracking.result(),
+            "serving": serving.result(),
+        }
+
+
+def parent_run_name(config_path: str | None) -> str:
+    """The MLflow parent run's name: the preset, the date, the Prefect flow run's name."""
+    preset = Path(config_path).stem if config_path else "default"
+    return pipeline_run_name(preset, datetime.now(timezone.utc), flow_run.get_name() if flow_run.get_id() else None)
 
 
 def count_states(futures: list[PrefectFuture]) -> dict[str, int]:
@@ -92,19 +102,48 @@ def count_states(futures: list[PrefectFuture]) -> dict[str, int]:
     return {"ran": len(names) - cached, "cached": cached}
 
 
-def model_outcome(trained: PrefectFuture, scored: PrefectFuture, indexed: PrefectFuture | None = None) -> dict[str, Any]:
-    for future in (trained, scored, *([indexed] if indexed is not None else [])):
-        if not future.state.is_completed():
-            return {"error": str(future.state.message or future.state.name)}
-    outcome = {"train": trained.result(), "evaluate": scored.result()}
-    if indexed is not None:
-        outcome["index"] = indexed.result()
-    return outcome
+def failure_message(future: PrefectFuture) -> str:
+    """``<Exception>: <message>`` of a failed task run (its state's message if the exception is not there)."""
+    exc = future.state.result(raise_on_failure=False)
+    if isinstance(exc, BaseException):
+        return f"{type(exc).__name__}: {exc}"
+    return str(future.state.message or future.state.name)
+
+
+def failures(futures: dict[str, tuple[str | None, PrefectFuture]]) -> list[StageFailure]:
+    """The tasks that failed or crashed (not those that never ran because an upstream one failed)."""
+    return [StageFailure(stage, failure_message(future), model) for stage, (model, future) in futures.items()
+            if future.state.is_failed() or future.state.is_crashed()]
+
+
+def model_outcome(name: str, trained: PrefectFuture, scored: PrefectFuture, indexed: PrefectFuture | None = None) -> ModelOutcome:
+    """What each of the model's stages produced, and which failed: an index failure keeps the metrics."""
+    stages = {"train": trained, "evaluate": scored, **({"index": indexed} if indexed is not None else {})}
+    done = {stage: f.result() for stage, f in stages.items() if f.state.is_completed()}
+    failed = failures({stage: (name, f) for stage, f in stages.items()})
+    return ModelOutcome(name, **done, failures=tuple(failed))
+
+
+def failure_lines(exc: BaseException) -> list[str]:
+    """What ``recflow run`` prints when the pipeline fails: one line per failed task, then the log file."""
+    if isinstance(exc, PipelineFailed):
+        return exc.lines()
+    return [f"pipeline failed: {type(exc).__name__}: {exc}"]
 
 
 def run_pipeline(config_path: str | None = None, overrides: list[str] | None = None, root: Path | None = None, refresh: bool = False) -> dict[str, Any]:
-    """Run the flow with task results persisted under the artifacts root (the cache lives there)."""
+    """Run the flow with task results persisted under the artifacts root (the cache lives there).
+
+    The run's full log, tracebacks included, goes to ``<root>/logs/``; the console shows no
+    traceback. A failed run raises ``PipelineFailed``: its failed tasks and that log file.
+    """
     root = root or artifacts_root()
     storage = results_storage(root)
     storage.mkdir(parents=True, exist_ok=True)
-    return pipeline.with_options(result_storage=storage)(config_path=config_path, overrides=overrides, refresh=refresh)
+    with run_log(log_path(root, Path(config_path).stem if config_path else "default")) as log_file:
+        try:
+            return pipeline.with_options(result_storage=storage)(config_path=config_path, overrides=overrides, refresh=refresh)
+        except PipelineFailed as exc:
+            raise PipelineFailed(exc.failures, str(log_file)) from None
+        except Exception as exc:
+            raise PipelineFailed([StageFailure("pipeline", f"{type(exc).__name__}: {exc}")], str(log_file)) from exc

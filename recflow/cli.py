@@ -37,7 +37,7 @@ def run(
 
     # $PREFECT_API_URL, else `recflow ui`'s server for this root, else an embedded one that dies with this run
     with run_prefect_api(root) as prefect_api:
-        from flows.pipeline import run_pipeline
+        from flows.pipeline import failure_lines, run_pipeline
 
         try:
             prefect_api.ready()
@@ -45,8 +45,9 @@ def run(
         except ServerError as exc:
             typer.secho(str(exc), fg="red", err=True)
             raise typer.Exit(1) from None
-        except Exception as exc:  # the flow's own failure message is the useful part
-            typer.secho(f"pipeline failed: {type(exc).__name__}: {exc}", fg="red", err=True)
+        except Exception as exc:  # one line per failed task and the log file with the tracebacks
+            for line in failure_lines(exc):
+                typer.secho(line, fg="red", err=True)
             raise typer.Exit(1) from None
     print_summary(cfg, result)
 

@@ -169,24 +169,27 @@ def protocol_difference(theirs: dict[str, Any], ours: dict[str, Any]) -> str:
     return ", ".join(f"{k} {json.dumps(a.get(k))} -> {json.dumps(b.get(k))}" for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k))
 
 
-def run_record(cfg: Any, tracking: dict[str, Any], models: dict[str, dict[str, Any]], catalogue: Path, root: Path) -> dict[str, Any]:
-    """What serves each successful model of a run (paths relative to the artifacts root) and the best ones."""
+def run_record(cfg: Any, tracking: dict[str, Any], models: dict[str, Any], catalogue: Path, root: Path) -> dict[str, Any]:
+    """What serves each successful model of a run (paths relative to the artifacts root) and the best ones.
+
+    ``models``: name -> ``recflow.outcomes.ModelOutcome``; a model with any failed stage is left out.
+    """
     metric, greater = cfg.serving.champion_metric, cfg.serving.greater_is_better
     entries: dict[str, dict[str, Any]] = {}
     for name, result in models.items():
-        if "error" in result:
+        if not result.servable:
             continue
-        index = result.get("index")
+        index = result.index
         index_meta = index.meta if index is not None else {}
         entries[name] = {
             "run_id": tracking["model_runs"].get(name),
-            "model": str(Path(result["train"].path) / "model"),
+            "model": str(Path(result.train.path) / "model"),
             "index": index.path if index is not None else None,
             "recommend_via": index_meta.get("recommend_via", "model"),
             "similar": bool(index_meta) and any(s["entity"] == "item" for s in index_meta["spaces"].values()),
-            "metrics": result["evaluate"].meta["metrics"],
-            "per_user": (str(Path(result["evaluate"].path) / result["evaluate"].meta["per_user"])
-                         if result["evaluate"].meta.get("per_user") else None),
+            "metrics": result.evaluate.meta["metrics"],
+            "per_user": (str(Path(result.evaluate.path) / result.evaluate.meta["per_user"])
+                         if result.evaluate.meta.get("per_user") else None),
             "genre_overlap": _similar_genre_overlap(index_meta),
         }
     scores = {n: e["metrics"].get(metric) for n, e in entries.items()}
@@ -492,9 +495,12 @@ def _test_text(test: dict[str, Any], record: dict[str, Any]) -> str:
     return f"delta {test['delta']:+.4f}, p {test['p']:.4f} {'<' if test['p'] < level else '>='} {level:g}, paired bootstrap over {users}"
 
 
-def publish_run(cfg: Any, tracking: dict[str, Any], models: dict[str, dict[str, Any]], split: Artifact, data: Artifact,
-                root: Path | None = None) -> dict[str, Any]:
-    """Everything after logging: indexes into MLflow, the run record, the champion (module doc)."""
+def publish_run(cfg: Any, tracking: dict[str, Any], models: dict[str, Any], split: Artifact, data: Artifact,
+                root: Path | None = None, register: bool = True) -> dict[str, Any]:
+    """Everything after logging: indexes into MLflow, the run record, the champion (module doc).
+
+    ``register=False`` stops before the champion (the flow registers it in a task of its own).
+    """
     import mlflow
 
     from recflow.store import artifacts_root, write_json_atomic
@@ -504,14 +510,14 @@ def publish_run(cfg: Any, tracking: dict[str, Any], models: dict[str, dict[str, 
     catalogue = ensure_catalogue(split, data, root)
     for name, result in models.items():
         run_id = tracking["model_runs"].get(name)
-        if "error" not in result and result.get("index") is not None and run_id:
+        if result.servable and result.index is not None and run_id:  # reopening a FAILED run would mark it FINISHED
             with mlflow.start_run(run_id=run_id):
-                log_index(result["index"], root)
+                log_index(result.index, root)
     record = run_record(cfg, tracking, models, catalogue, root)
     write_json_atomic(runs_dir(root) / f"{record['run_id']}.json", record)
     out: dict[str, Any] = {"record": str(runs_dir(root) / f"{record['run_id']}.json"), "best": record["best"],
                            "similar": record["similar"]}
-    if cfg.serving.register_model and record["best"] is not None:
+    if register and cfg.serving.register_model and record["best"] is not None:
         out["champion"] = register_champion(record, root)
     return out
 

@@ -1,5 +1,10 @@
 """MLflow layout for a pipeline run: one parent run, one nested run per model.
 
+The parent run spans the whole pipeline: the flow starts it before the first task
+(``pipeline_run``) and ends it last, FAILED when the flow fails, so its duration and status are
+the pipeline's. Experiments are tagged as model-training experiments, which MLflow 3's UI opens
+in its training-runs view rather than its GenAI one.
+
 Logging reads only the stage descriptors and their small JSON outputs, so a fully cached rerun
 still produces a complete MLflow run (with the same metrics) without executing any task.
 """
@@ -9,13 +14,22 @@ from __future__ import annotations
 import json
 import os
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from recflow.config import RunConfig
+from recflow.outcomes import ModelOutcome
 from recflow.store import Artifact, artifacts_root
 
 METRIC_ORDER = ("rmse", "mae", "recall", "precision", "ndcg", "map", "hit_rate", "coverage")
+
+#: the experiment tag MLflow 3's UI reads to choose an experiment's view, and the value of its
+#: "Model training" kind (``ExperimentKind.CUSTOM_MODEL_DEVELOPMENT`` in MLflow's UI code)
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+TRAINING_KIND = "custom_model_development"
 
 
 def tracking_uri(cfg: RunConfig, root: Path | None = None) -> str:
@@ -39,10 +53,63 @@ def use_experiment(cfg: RunConfig, root: Path | None = None) -> tuple[Any, str]:
     experiment = mlflow.get_experiment_by_name(name)
     if experiment is None:
         location = (root / "mlruns").as_uri() if uri.startswith("sqlite:") else None
-        mlflow.create_experiment(name, artifact_location=location)
+        mlflow.create_experiment(name, artifact_location=location, tags={EXPERIMENT_KIND_TAG: TRAINING_KIND})
         experiment = mlflow.get_experiment_by_name(name)
+    elif experiment.tags.get(EXPERIMENT_KIND_TAG) != TRAINING_KIND:  # made before the tag (or inferred as GenAI)
+        mlflow.MlflowClient(uri).set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, TRAINING_KIND)
     mlflow.set_experiment(experiment_id=experiment.experiment_id)
     return experiment, uri
+
+
+def pipeline_run_name(preset: str, started: datetime, flow_run_name: str | None = None) -> str:
+    """``<preset> <UTC date and minute>``, plus the Prefect flow run's name where there is one."""
+    name = f"{preset} {started:%Y-%m-%d %H:%M}"
+    return f"{name} ({flow_run_name})" if flow_run_name else name
+
+
+def start_pipeline_run(cfg: RunConfig, run_name: str, root: Path | None = None) -> dict[str, Any]:
+    """Create the parent run (RUNNING) and return where it is: tracking URI, experiment and run id."""
+    import mlflow
+
+    experiment, uri = use_experiment(cfg, root)
+    run = mlflow.MlflowClient(uri).create_run(
+        experiment.experiment_id, run_name=run_name,
+        tags={"dataset": cfg.dataset.name, "protocol": cfg.split.protocol, "recflow.kind": "pipeline"},
+    )
+    return {"tracking_uri": uri, "experiment": experiment.name, "experiment_id": experiment.experiment_id, "run_id": run.info.run_id}
+
+
+def end_pipeline_run(parent: dict[str, Any], status: str) -> None:
+    """``FINISHED``, ``FAILED`` or ``KILLED``; also sets the end time, so the run's duration is the pipeline's."""
+    import mlflow
+
+    mlflow.MlflowClient(parent["tracking_uri"]).set_terminated(parent["run_id"], status)
+
+
+@contextmanager
+def pipeline_run(cfg: RunConfig, run_name: str, root: Path | None = None) -> Iterator[dict[str, Any]]:
+    """The parent run around a pipeline: FINISHED when the block ends, FAILED when it raises, KILLED on Ctrl-C."""
+    parent = start_pipeline_run(cfg, run_name, root)
+    status = "FAILED"
+    try:
+        yield parent
+        status = "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        end_pipeline_run(parent, status)
+
+
+def delete_model_runs(parent: dict[str, Any]) -> int:
+    """Delete the nested runs under ``parent`` (what a failed logging attempt left), so a retry logs each model once."""
+    import mlflow
+
+    client = mlflow.MlflowClient(parent["tracking_uri"])
+    children = client.search_runs([parent["experiment_id"]], f"tags.`mlflow.parentRunId` = '{parent['run_id']}'")
+    for child in children:
+        client.delete_run(child.info.run_id)
+    return len(children)
 
 
 KERAS_FLAVOR_DIR = "mlflow_keras_model"
@@ -91,15 +158,18 @@ def log_pipeline_run(
     data: Artifact,
     split: Artifact,
     features: Artifact | None,
-    models: dict[str, dict[str, Any]],
+    models: dict[str, ModelOutcome],
     task_counts: dict[str, int],
     root: Path | None = None,
     run_name: str | None = None,
+    parent_run_id: str | None = None,
 ) -> dict[str, Any]:
     """Log the parent run and one nested run per model; returns ids and where to look.
 
-    ``models[name]`` holds ``train`` / ``evaluate`` descriptors, or ``error`` when a model failed
-    (its nested run is then marked FAILED with the error as a tag).
+    ``parent_run_id``: log into that (already started) parent run, leaving its end to its owner
+    (``pipeline_run``); else a parent run named ``run_name`` is started and ended here.
+    A model with a failed stage gets a FAILED nested run with the error as a tag, and its metrics
+    if it was evaluated (an index that failed does not discard them).
     """
     import mlflow
     from mlflow.data.meta_dataset import MetaDataset
@@ -109,7 +179,7 @@ def log_pipeline_run(
     experiment, uri = use_experiment(cfg, root)
     protocol = split.meta.get("protocol", cfg.split.protocol)
     config_json = cfg.model_dump(mode="json")
-    with mlflow.start_run(run_name=run_name) as parent:
+    with mlflow.start_run(run_id=parent_run_id, run_name=None if parent_run_id else run_name) as parent:
         mlflow.set_tags({"dataset": cfg.dataset.name, "protocol": protocol, "recflow.kind": "pipeline"})
         params = {k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in flatten(config_json).items() if k != "models"}
         params["models"] = ",".join(m.name for m in cfg.models)
@@ -138,11 +208,12 @@ def log_pipeline_run(
                 children[name] = child.info.run_id
                 mlflow.set_tags({"model": name, "protocol": protocol, "dataset": cfg.dataset.name})
                 mlflow.log_params(model_run_params(cfg.model(name).model_dump(mode="json")))
-                if "error" in result:
-                    mlflow.set_tag("error", result["error"][:5000])
+                if result.failed:
+                    mlflow.set_tag("error", result.error[:5000])
+                if not result.evaluated:
                     mlflow.end_run(status="FAILED")
                     continue
-                trained, scored = result["train"], result["evaluate"]
+                trained, scored = result.train, result.evaluate
                 metrics = {k: float(v) for k, v in scored.meta["metrics"].items()}
                 metrics["fit_seconds"] = float(trained.meta["fit_seconds"])
                 metrics["train_examples_per_second"] = float(trained.meta["train_examples_per_second"])
@@ -156,7 +227,11 @@ def log_pipeline_run(
                 log_model_files(trained, root)
                 tag_stage_folders([trained, scored, result.get("index")])
                 table[name] = {k: v for k, v in scored.meta["metrics"].items() if not k.startswith("n_")}
+                if result.failed:
+                    mlflow.end_run(status="FAILED")
         mlflow.log_dict(table, "metrics_table.json")
+    if parent_run_id:  # leaving the block marked it FINISHED: it stays RUNNING until the pipeline ends
+        mlflow.MlflowClient(uri).update_run(parent_run_id, status="RUNNING")
     return {
         "tracking_uri": uri,
         "experiment": experiment.name,

@@ -26,6 +26,7 @@ from prefect.context import TaskRunContext
 import recflow.progress
 from recflow.config import RunConfig
 from recflow.evaluate import POPULATION, half_width, is_metric_key, population_lines
+from recflow.outcomes import ModelOutcome
 from recflow.store import artifacts_root
 from recflow.tracking import metric_sort_key
 
@@ -51,41 +52,59 @@ def mlflow_ui_base(tracking_uri: str) -> str | None:
     return ui["mlflow_url"] if ui else None
 
 
+#: MLflow 3.17's UI picks its GenAI or model-training view per browser (default GenAI), whatever
+#: the experiment's ``mlflow.experimentKind`` tag says; this query parameter opens the training one
+TRAINING_VIEW = "workflowType=machine_learning"
+
+
+def mlflow_experiment_url(base: str, experiment_id: str) -> str:
+    return f"{base}/#/experiments/{experiment_id}?{TRAINING_VIEW}"
+
+
 def mlflow_run_url(base: str, experiment_id: str, run_id: str) -> str:
-    return f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
+    return f"{base}/#/experiments/{experiment_id}/runs/{run_id}?{TRAINING_VIEW}"
 
 
 def mlflow_compare_url(base: str, experiment_id: str, run_ids: list[str]) -> str:
     runs = quote(json.dumps(run_ids, separators=(",", ":")))
     experiments = quote(json.dumps([experiment_id], separators=(",", ":")))
-    return f"{base}/#/compare-runs?runs={runs}&experiments={experiments}"
+    return f"{base}/#/compare-runs?runs={runs}&experiments={experiments}&{TRAINING_VIEW}"
 
 
 def _fmt(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
-def metric_rows(models: dict[str, dict[str, Any]], model_runs: dict[str, str]) -> list[dict[str, Any]]:
+def status(outcome: ModelOutcome) -> str:
+    """``ok``; ``failed`` when there are no metrics; else which stage failed after evaluation (``index failed``)."""
+    if not outcome.failed:
+        return "ok"
+    if not outcome.evaluated:
+        return "failed"
+    return ", ".join(f"{f.stage} failed" for f in outcome.failures)
+
+
+def metric_rows(models: dict[str, ModelOutcome], model_runs: dict[str, str]) -> list[dict[str, Any]]:
     """One row per model: status, every metric (ordered) with its confidence interval beside it
     (``<metric>_ci``: ``[low, high]``), the population counts, fit time, MLflow run id; failed
-    models keep their error."""
-    evaluated = [m["evaluate"].meta["metrics"] for m in models.values() if "evaluate" in m]
+    models keep their error (and their metrics when only a later stage, such as the index, failed)."""
+    evaluated = [m.evaluate.meta["metrics"] for m in models.values() if m.evaluate is not None]
     names = sorted({k for m in evaluated for k in m if is_metric_key(k)}, key=metric_sort_key)
     with_ci = {k for m in evaluated for k in names if half_width(m, k) is not None}
     counts = [k for k in POPULATION if any(k in m for m in evaluated)]
     rows = []
     for model, outcome in models.items():
-        row: dict[str, Any] = {"model": model, "status": "failed" if "error" in outcome else "ok"}
-        metrics = outcome["evaluate"].meta["metrics"] if "evaluate" in outcome else {}
+        row: dict[str, Any] = {"model": model, "status": status(outcome)}
+        metrics = outcome.evaluate.meta["metrics"] if outcome.evaluate is not None else {}
         for name in names:
             row[name] = round(float(metrics[name]), 6) if name in metrics else None
             if name in with_ci:
                 row[f"{name}_ci"] = (f"[{metrics[f'{name}_ci_low']:.4f}, {metrics[f'{name}_ci_high']:.4f}]"
                                      if half_width(metrics, name) is not None else None)
         row.update({k: metrics.get(k) for k in counts})
-        row["fit_seconds"] = outcome["train"].meta.get("fit_seconds") if "train" in outcome else None
+        row["fit_seconds"] = outcome.train.meta.get("fit_seconds") if outcome.train is not None else None
         row["mlflow_run_id"] = model_runs.get(model)
-        row["error"] = outcome.get("error", "")[:300]
+        row["error"] = outcome.error[:300]
         rows.append(row)
     return rows
 
@@ -133,13 +152,14 @@ def summary_markdown(cfg: RunConfig, rows: list[dict[str, Any]], tracking: dict[
         lines.append(f"| {row['model']} | {row['status']} | {values} | {link} |")
     if any(row.get(f"{k}_ci") for row in rows for k in shown):
         lines += ["", f"±: half the width of the {level:.0%} bootstrap confidence interval over the evaluated users."]
-    failed = [row for row in rows if row["status"] == "failed"]
+    failed = [row for row in rows if row["status"] != "ok"]
     if failed:
         lines += ["", "**Failed models**", ""] + [f"- `{row['model']}`: {row['error']}" for row in failed]
     lines.append("")
     if mlflow_base:
         ok_runs = [row["mlflow_run_id"] for row in rows if row["status"] == "ok" and row["mlflow_run_id"]]
-        lines.append(f"[Parent run in MLflow]({mlflow_run_url(mlflow_base, exp_id, parent)})")
+        lines.append(f"[Parent run in MLflow]({mlflow_run_url(mlflow_base, exp_id, parent)})"
+                     f" · [every run of the experiment]({mlflow_experiment_url(mlflow_base, exp_id)})")
         if len(ok_runs) > 1:
             lines.append(f" · [compare the models in MLflow]({mlflow_compare_url(mlflow_base, exp_id, ok_runs)})")
     else:
@@ -147,7 +167,7 @@ def summary_markdown(cfg: RunConfig, rows: list[dict[str, Any]], tracking: dict[
     return "\n".join(lines)
 
 
-def publish_run_report(cfg: RunConfig, models: dict[str, dict[str, Any]], tracking: dict[str, Any], counts: dict[str, int], protocol: str) -> None:
+def publish_run_report(cfg: RunConfig, models: dict[str, ModelOutcome], tracking: dict[str, Any], counts: dict[str, int], protocol: str) -> None:
     """Table + markdown artifacts for this flow run; the MLflow parent run gets the flow run's id and link."""
     from prefect.runtime import flow_run
 
@@ -211,6 +231,11 @@ class StageProgress:
         except Exception as exc:
             log.warning("progress update failed for %s: %s", self.description, exc)
 
+    def finish(self, note: str = "") -> None:
+        """Fill the bar with a last note: a loop that stopped early (early stopping, a failure) still ends."""
+        self.last = float("-inf")
+        self(self.total, note)
+
 
 def task_progress(desc: str, total: int | None) -> Callable[[int], None] | None:
     """``recflow.progress`` listener: a tracked loop inside a task run gets a progress artifact."""
@@ -220,19 +245,35 @@ def task_progress(desc: str, total: int | None) -> Callable[[int], None] | None:
     return StageProgress(f"{ctx.task_run.name}: {desc}", total)
 
 
-def epoch_progress(model: str, epochs: int | None) -> Callable[[int, dict], None] | None:
-    """``FitContext.on_epoch_end`` for a model with an ``epochs`` budget: one progress artifact, made at the first epoch."""
+class EpochProgress:
+    """``FitContext.on_epoch_end`` for a model with an ``epochs`` budget: one progress artifact, made at the first epoch.
+
+    ``close()`` after fitting ends the bar when the model stopped before its budget (early
+    stopping, or a failure), which would otherwise stay at e.g. 35 % in the UI.
+    """
+
+    def __init__(self, model: str, epochs: int) -> None:
+        self.model, self.epochs = model, int(epochs)
+        self.bar: StageProgress | None = None
+        self.epoch = 0
+
+    def __call__(self, epoch: int, values: dict) -> None:
+        if self.bar is None:
+            self.bar = StageProgress(f"train[{self.model}]: epochs", self.epochs, interval=0.0)
+        self.epoch = epoch
+        shown = ", ".join(f"{k}={v:.4g}" for k, v in values.items() if isinstance(v, (int, float)))
+        self.bar(epoch, f"epoch {epoch}/{self.epochs} {shown}")
+
+    def close(self) -> None:
+        if self.bar is not None and self.epoch < self.epochs:
+            self.bar.finish(f"stopped after epoch {self.epoch}/{self.epochs}")
+
+
+def epoch_progress(model: str, epochs: int | None) -> EpochProgress | None:
+    """An ``EpochProgress`` inside a task run for a model with an epoch budget, else ``None``."""
     if not epochs or TaskRunContext.get() is None:
         return None
-    bar: list[StageProgress] = []
-
-    def on_epoch_end(epoch: int, values: dict) -> None:
-        if not bar:
-            bar.append(StageProgress(f"train[{model}]: epochs", int(epochs), interval=0.0))
-        shown = ", ".join(f"{k}={v:.4g}" for k, v in values.items() if isinstance(v, (int, float)))
-        bar[0](epoch, f"epoch {epoch}/{epochs} {shown}")
-
-    return on_epoch_end
+    return EpochProgress(model, epochs)
 
 
 recflow.progress.add_listener(task_progress)

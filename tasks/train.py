@@ -23,10 +23,15 @@ def train(data: Artifact, split: Artifact, features: Artifact, samples: Artifact
     def build(out: Path) -> dict:
         parts = load_parts(split)
         context = fit_context(parts, data, features, samples)
-        context.on_epoch_end = context.on_epoch_end or epoch_progress(params.name, getattr(params, "epochs", None))
+        progress = epoch_progress(params.name, getattr(params, "epochs", None))
+        context.on_epoch_end = context.on_epoch_end or progress
         model = build_model(params)
         started = time.perf_counter()
-        model.fit(parts["train"], context)
+        try:
+            model.fit(parts["train"], context)
+        finally:  # a model that stopped early (or failed) still ends its progress bar
+            if progress is not None:
+                progress.close()
         seconds = time.perf_counter() - started
         model.save(out / "model")
         if model.framework_flavour == "keras":

@@ -27,3 +27,96 @@ def test_history_is_logged_per_epoch_and_unmeasured_values_are_left_out(tmp_path
         mlflow.set_tracking_uri(previous)
     assert [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, "loss")] == [(1, 0.5), (2, 0.25)]
     assert "valid_recall_at_10" not in client.get_run(run.info.run_id).data.metrics
+
+
+# ----------------------------------------------------------------------------- the pipeline's parent run
+
+
+def _cfg(tmp_path):
+    from recflow.config import RunConfig
+
+    return RunConfig(tracking={"tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}", "experiment": "recflow/test"})
+
+
+def test_a_new_experiment_opens_in_mlflows_training_view(tmp_path):
+    from recflow.tracking import use_experiment
+
+    experiment, _ = use_experiment(_cfg(tmp_path), tmp_path)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+
+
+def test_an_experiment_made_before_the_tag_is_tagged_when_next_used(tmp_path):
+    from recflow.tracking import use_experiment
+
+    cfg = _cfg(tmp_path)
+    client = mlflow.MlflowClient(cfg.tracking.tracking_uri)
+    old = client.create_experiment("recflow/test", tags={"mlflow.experimentKind": "genai_development"})
+    use_experiment(cfg, tmp_path)
+    assert client.get_experiment(old).tags["mlflow.experimentKind"] == "custom_model_development"
+
+
+def test_the_parent_run_is_named_after_the_preset_date_and_flow_run():
+    from datetime import datetime
+
+    from recflow.tracking import pipeline_run_name
+
+    assert pipeline_run_name("smoke", datetime(2026, 11, 30, 9, 5)) == "smoke 2026-11-30 09:05"
+    assert pipeline_run_name("smoke", datetime(2026, 11, 30, 9, 5), "hairy-muskox") == "smoke 2026-11-30 09:05 (hairy-muskox)"
+
+
+def test_the_parent_run_runs_while_the_pipeline_does_and_finishes_with_it(tmp_path):
+    from recflow.tracking import pipeline_run
+
+    cfg = _cfg(tmp_path)
+    client = mlflow.MlflowClient(cfg.tracking.tracking_uri)
+    with pipeline_run(cfg, "smoke 2026-11-30 09:05") as parent:
+        assert client.get_run(parent["run_id"]).info.status == "RUNNING"
+    run = client.get_run(parent["run_id"])
+    assert (run.info.status, run.info.run_name, run.data.tags["recflow.kind"]) == ("FINISHED", "smoke 2026-11-30 09:05", "pipeline")
+    assert run.info.end_time >= run.info.start_time
+
+
+def test_the_parent_run_is_failed_when_the_pipeline_raises(tmp_path):
+    import pytest
+
+    from recflow.tracking import pipeline_run
+
+    cfg = _cfg(tmp_path)
+    with pytest.raises(ValueError), pipeline_run(cfg, "smoke") as parent:
+        raise ValueError("boom")
+    assert mlflow.MlflowClient(cfg.tracking.tracking_uri).get_run(parent["run_id"]).info.status == "FAILED"
+
+
+def _artifact(root, stage, meta, files=()):
+    from recflow.store import Artifact
+
+    folder = root / stage / "k"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in files:
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text("x")
+    return Artifact(stage=stage, key="k", fingerprint="f" * 64, path=f"{stage}/k", meta=meta)
+
+
+def test_a_model_whose_index_failed_keeps_its_metrics_and_its_run_says_why(tmp_path):
+    from recflow.outcomes import ModelOutcome, StageFailure
+    from recflow.tracking import log_pipeline_run, pipeline_run
+
+    cfg = _cfg(tmp_path)
+    data = _artifact(tmp_path, "ingest", {"n_ratings": 6, "n_users": 2, "n_items": 3})
+    split = _artifact(tmp_path, "split", {"protocol": "user_random"})
+    trained = _artifact(tmp_path, "train", {"fit_seconds": 1.5, "train_examples_per_second": 4.0}, files=["model/weights"])
+    scored = _artifact(tmp_path, "evaluate", {"metrics": {"recall_at_10": 0.25, "n_eval_users": 2}})
+    models = {
+        "popular": ModelOutcome("popular", trained, scored),
+        "bias": ModelOutcome("bias", trained, scored, failures=(StageFailure("index", "MemoryError: faiss", "bias"),)),
+    }
+    with pipeline_run(cfg, "smoke") as parent:
+        tracking = log_pipeline_run(cfg, dataset_path=str(tmp_path), data=data, split=split, features=None, models=models,
+                                    task_counts={"ran": 1, "cached": 0}, root=tmp_path, parent_run_id=parent["run_id"])
+        client = mlflow.MlflowClient(cfg.tracking.tracking_uri)
+        assert client.get_run(parent["run_id"]).info.status == "RUNNING"  # logging does not end the pipeline's run
+    bias = client.get_run(tracking["model_runs"]["bias"])
+    assert (bias.info.status, bias.data.metrics["recall_at_10"], bias.data.tags["error"]) == ("FAILED", 0.25, "index: MemoryError: faiss")
+    assert client.get_run(tracking["model_runs"]["popular"]).info.status == "FINISHED"
+    assert tracking["run_id"] == parent["run_id"]

@@ -30,6 +30,39 @@ def test_run_prints_metrics_and_task_counts_then_reruns_from_cache(recflow_home)
     assert second.output.strip().endswith("tasks: 0 ran, 7 cached")
 
 
+@pytest.mark.slow
+@pytest.mark.usefixtures("prefect_harness")
+def test_a_failed_run_exits_1_with_a_line_per_failed_task_and_its_log_file_and_no_traceback(recflow_home):
+    """Operated as a user does (a process, its real stdout/stderr); bias's negative regularisation passes the
+    config but makes its fit raise, popular still trains and is tracked."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import mlflow
+    from prefect.settings import PREFECT_API_URL
+
+    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}  # the session's test server, not a new one
+    proc = subprocess.run([sys.executable, "-m", "recflow.cli", "run", "--config", "configs/smoke.yaml", "--set", "models.bias.reg_user=-1"],
+                          capture_output=True, text=True, env=env, timeout=600, check=False)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 1, output
+    assert "train[bias] failed: ValueError: reg_user and reg_item must be >= 0\n" in proc.stderr
+    log_line = next(line for line in proc.stderr.splitlines() if line.startswith("tracebacks: "))
+    log_file = Path(log_line.removeprefix("tracebacks: "))
+    assert log_file.parent == recflow_home / "logs"
+    assert "Traceback (most recent call last)" in log_file.read_text()
+    assert "Traceback" not in output
+    client = mlflow.MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
+    experiment = client.get_experiment_by_name("recflow/synthetic-smoke")
+    parent = client.search_runs([experiment.experiment_id], "tags.`recflow.kind` = 'pipeline'")[0]
+    assert parent.info.status == "FAILED"
+    children = {r.data.tags["model"]: r for r in client.search_runs([experiment.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")}
+    assert children["bias"].info.status == "FAILED"
+    assert "recall_at_10" in children["popular"].data.metrics
+
+
 def test_summary_has_a_row_per_model_and_recall_ndcg_per_cutoff(capsys):
     from types import SimpleNamespace
 

@@ -91,7 +91,31 @@ def test_task_runs_are_named_after_their_work_and_tagged_with_the_dataset(smoke_
     task_runs = _api("/task_runs/filter", {"flow_runs": {"id": {"any_": [str(flow_run.id)]}}, "sort": "EXPECTED_START_TIME_ASC", "limit": 100})
     names = {t["name"] for t in task_runs}
     assert {"locate[synthetic-smoke]", "ingest[synthetic-smoke]", "split[user_random]", "features", "train[bias]", "evaluate[popular]"} <= names
+    assert {"track[mlflow]", "report", "catalogue", "champion"} <= names  # the tail is tasks too
     assert all("dataset:synthetic-smoke" in t["tags"] for t in task_runs)
+
+
+def test_mlflow_parent_run_is_named_after_the_preset_and_spans_the_flow_run(smoke_run):
+    import mlflow
+
+    result, flow_run = smoke_run
+    client = mlflow.MlflowClient(result["tracking"]["tracking_uri"])
+    parent = client.get_run(result["tracking"]["run_id"])
+    assert parent.info.run_name.startswith("smoke 20") and parent.info.run_name.endswith(f"({flow_run.name})")
+    assert parent.info.status == "FINISHED"
+    children = [client.get_run(run_id) for run_id in result["tracking"]["model_runs"].values()]
+    assert parent.info.start_time <= min(c.info.start_time for c in children)
+    assert parent.info.end_time >= max(c.info.end_time for c in children)
+    flow_start, flow_end = flow_run.start_time.timestamp() * 1000, flow_run.end_time.timestamp() * 1000
+    assert flow_start - 1000 <= parent.info.start_time and parent.info.end_time <= flow_end + 1000
+
+
+def test_experiment_opens_in_mlflows_training_view(smoke_run):
+    import mlflow
+
+    result, _ = smoke_run
+    experiment = mlflow.MlflowClient(result["tracking"]["tracking_uri"]).get_experiment(result["tracking"]["experiment_id"])
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
 
 
 def test_mlflow_parent_run_points_back_to_the_flow_run(smoke_run):
@@ -121,3 +145,27 @@ def test_locate_retries_a_failed_download_but_not_a_missing_dataset(monkeypatch,
     else:
         assert fast(DatasetConfig(name="ml-1m")) == "found"
     assert len(seen) == calls
+
+
+def test_a_failed_index_keeps_its_models_metrics_in_mlflow_and_the_report(recflow_home, monkeypatch):
+    import mlflow
+
+    import recflow.retrieval
+    from recflow.outcomes import PipelineFailed
+
+    def out_of_memory(*args, **kwargs):
+        raise MemoryError("faiss ran out")
+
+    monkeypatch.setattr(recflow.retrieval, "build_serving_indexes", out_of_memory)
+    with pytest.raises(PipelineFailed) as failed:
+        run_pipeline(SMOKE, ["models=[{name: popular}, {name: mf}]"], root=recflow_home)
+    assert [f.line() for f in failed.value.failures] == ["index[mf] failed: MemoryError: faiss ran out"]
+    client = mlflow.MlflowClient(f"sqlite:///{recflow_home / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("recflow/synthetic-smoke")
+    runs = {r.data.tags.get("model", "parent"): r for r in client.search_runs([experiment.experiment_id])}
+    assert runs["parent"].info.status == "FAILED"
+    mf = runs["mf"]
+    assert (mf.info.status, mf.data.tags["error"]) == ("FAILED", "index: MemoryError: faiss ran out")
+    assert "recall_at_10" in mf.data.metrics
+    row = next(r for r in json.loads(_latest_artifact("recflow-synthetic-smoke-metrics")) if r["model"] == "mf")
+    assert row["status"] == "index failed" and row["recall_at_10"] == pytest.approx(mf.data.metrics["recall_at_10"], abs=1e-6)

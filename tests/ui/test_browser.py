@@ -56,7 +56,8 @@ def test_prefect_flow_run_page_shows_the_run_and_its_tasks(browser, live_servers
     browser.save_screenshot(str(screenshots / "prefect-flow-run.png"))
 
     click_text(browser, "Task Runs")
-    names = ["locate[synthetic-smoke]", "ingest[synthetic-smoke]", "split[user_random]", "features", "train[popular]", "train[bias]", "evaluate[popular]", "evaluate[bias]"]
+    names = ["locate[synthetic-smoke]", "ingest[synthetic-smoke]", "split[user_random]", "features", "train[popular]", "train[bias]", "evaluate[popular]", "evaluate[bias]",
+             "track[mlflow]", "report", "catalogue", "champion"]  # the tail (MLflow, run report, catalogue, champion) is tasks too
     text = wait_for_text(browser, *names)
     assert "dataset:synthetic-smoke" in text
     browser.save_screenshot(str(screenshots / "prefect-task-runs.png"))
@@ -132,6 +133,21 @@ def test_mlflow_compare_page_shows_both_models_metrics(browser, live_servers, sm
     browser.save_screenshot(str(screenshots / "mlflow-compare-runs.png"))
     rmse = mlflow_metric_row(browser, "rmse")
     assert "rmse" in rmse and mlflow_shown(models["bias"].data.metrics["rmse"]) in rmse  # popular only ranks: NaN
+
+
+def test_mlflow_opens_the_experiment_in_its_model_training_view(browser, live_servers, smoke_run, screenshots):
+    from mlflow import MlflowClient
+
+    from tasks.reporting import mlflow_experiment_url
+
+    experiment = smoke_run["experiment"]
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    parent = MlflowClient(live_servers.urls["mlflow_url"]).get_run(smoke_run["models"]["bias"].data.tags["mlflow.parentRunId"])
+    browser.get(mlflow_experiment_url(live_servers.urls["mlflow_url"], experiment.experiment_id))
+    text = wait_for_text(browser, "Model training", "Runs", parent.info.run_name)
+    assert "Token Usage" not in text and "Traces\n0" not in text  # not the GenAI overview
+    assert "/runs" in browser.current_url
+    browser.save_screenshot(str(screenshots / "mlflow-experiment-training-view.png"))
 
 
 def test_run_summary_links_prefect_to_mlflow(live_servers, smoke_run, api):
