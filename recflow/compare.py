@@ -288,9 +288,9 @@ def write_report(result: Comparison, folder: Path) -> list[Path]:
     paths = [folder / "comparison.md"]
     paths[0].write_text(markdown_report(result))
     for metric in result.shown_metrics:
-        if any(_value(r.metrics, metric) is not None for r in result.rows):
-            if bar_chart(result, metric, folder / chart_name(metric)) is not None:
-                paths.append(folder / chart_name(metric))
+        drawn = any(_value(r.metrics, metric) is not None for r in result.rows) and bar_chart(result, metric, folder / chart_name(metric))
+        if drawn:
+            paths.append(folder / chart_name(metric))
     return paths
 
 
