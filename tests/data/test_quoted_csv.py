@@ -48,7 +48,7 @@ def test_quote_all_files_ingest_to_the_same_tables_as_minimally_quoted_ones(make
     assert quoted["ratings.csv"].splitlines()[1] == b'"1","10","4.0","964982703"'
     assert quoted["movies.csv"].splitlines()[2] == b'"20","The ""Babylon 5"" Movie, Part 2 (1998)","Sci-Fi"'
 
-    plain_out, plain = ingest(make_release, tmp_path, "minimal", minimal)
+    plain_out, _ = ingest(make_release, tmp_path, "minimal", minimal)
     quoted_out, summary = ingest(make_release, tmp_path, "quoted", quoted)
 
     assert summary["rows_rejected"] == 0
