@@ -11,6 +11,7 @@ import scipy.sparse as sp
 from recflow.interactions import Interactions
 from recflow.metrics import mae, ranking_metrics, rmse
 from recflow.models.base import Recommender
+from recflow.split import NothingToEvaluate
 
 
 def relevance_matrix(test: Interactions, relevance_threshold: float | None = None) -> sp.csr_matrix:
@@ -37,6 +38,23 @@ def evaluable_users(
     users = np.flatnonzero(has_rel & (n_train > 0))
     n_cold = int((has_rel & (n_train == 0)).sum())
     return users, n_cold
+
+
+def check_evaluable(train: Interactions, test: Interactions, relevance_threshold: float | None = None) -> None:
+    """Raise ``NothingToEvaluate`` when no user is evaluable (see ``evaluable_users``): every ranking
+    metric would be NaN. The split stage already refuses a split without warm test rows; this
+    catches a relevance threshold that no warm test rating reaches."""
+    users, n_cold = evaluable_users(train, test, relevance_threshold)
+    if len(users):
+        return
+    n_test_users = len(np.unique(test.user_idx))
+    counts = f"{test.n_users} users, {len(test)} test rows of {n_test_users} users"
+    if relevance_threshold is not None:
+        why = (f"no test user with training ratings has a test rating >= {relevance_threshold:g} "
+               f"(evaluation.relevance_threshold); {n_cold} cold test users (no training ratings) do not count")
+    else:
+        why = f"the {n_cold} test users are all cold (no training ratings)"
+    raise NothingToEvaluate(f"nothing to evaluate: {counts}; {why}.")
 
 
 def evaluate_ranking(

@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recflow.evaluate import evaluate_ranking, evaluate_ratings, evaluable_users, relevance_matrix
+from recflow.evaluate import check_evaluable, evaluable_users, evaluate_ranking, evaluate_ratings, relevance_matrix
+from recflow.split import NothingToEvaluate
 from recflow.interactions import index_split
 from recflow.metrics import rmse
 from recflow.models import BiasRecommender, PopularRecommender
@@ -148,3 +149,13 @@ def test_evaluate_ratings_clips(parts):
 def test_evaluate_ratings_needs_a_rating_model(parts, pop):
     with pytest.raises(TypeError):
         evaluate_ratings(pop, parts["test"])
+
+
+def test_a_relevance_threshold_no_warm_test_rating_reaches_leaves_nothing_to_evaluate(parts):
+    # warm test ratings top out at 5 (user 1, item 40)
+    check_evaluable(parts["train"], parts["test"], relevance_threshold=5.0)
+    with pytest.raises(NothingToEvaluate) as error:
+        check_evaluable(parts["train"], parts["test"], relevance_threshold=5.5)
+    assert str(error.value) == (
+        "nothing to evaluate: 4 users, 5 test rows of 4 users; no test user with training ratings has a test "
+        "rating >= 5.5 (evaluation.relevance_threshold); 0 cold test users (no training ratings) do not count.")
