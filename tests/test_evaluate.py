@@ -8,12 +8,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recflow.evaluate import check_evaluable, evaluable_users, evaluate_ranking, evaluate_ratings, relevance_matrix
-from recflow.split import NothingToEvaluate
+from recflow.evaluate import (
+    check_evaluable,
+    evaluable_users,
+    evaluate_ranking,
+    evaluate_ratings,
+    relevance_matrix,
+)
 from recflow.interactions import index_split
 from recflow.metrics import rmse
 from recflow.models import BiasRecommender, PopularRecommender
 from recflow.models.base import Recommender
+from recflow.split import NothingToEvaluate
 
 # users 1..4 -> 0..3, items 10..50 -> 0..4
 ROWS = [

@@ -10,7 +10,14 @@ import pandas as pd
 import pytest
 
 from recflow.config import SplitConfig
-from recflow.split import PARTS, NothingToEvaluate, check_evaluable, recbole_counts, split_ratings, user_random_counts
+from recflow.split import (
+    PARTS,
+    NothingToEvaluate,
+    check_evaluable,
+    recbole_counts,
+    split_ratings,
+    user_random_counts,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATASETS = REPO_ROOT.parent / "shared" / "datasets"
