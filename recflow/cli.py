@@ -29,18 +29,23 @@ def run(
         typer.secho(str(exc), fg="red", err=True)
         raise typer.Exit(2) from None
 
+    from recflow import progress, runlog
     from recflow.store import artifacts_root
 
     root = artifacts_root()
+    log_path = runlog.start(root)  # TensorFlow's and MLflow's own lines go there, not to the terminal
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # offline: no telemetry calls
-    from flows.pipeline import run_pipeline
+    with progress.heartbeat():
+        from flows.pipeline import run_pipeline
 
-    try:
-        result = run_pipeline(str(config) if config else None, set_, root=root, refresh=refresh)
-    except Exception as exc:  # the flow's own failure message is the useful part
-        typer.secho(f"pipeline failed: {type(exc).__name__}: {exc}", fg="red", err=True)
-        raise typer.Exit(1) from None
+        try:
+            result = run_pipeline(str(config) if config else None, set_, root=root, refresh=refresh)
+        except Exception as exc:  # the flow's own failure message is the useful part
+            typer.secho(f"pipeline failed: {type(exc).__name__}: {exc}", fg="red", err=True)
+            typer.echo(f"log (TensorFlow, MLflow): {log_path}", err=True)
+            raise typer.Exit(1) from None
     print_summary(cfg, result)
+    typer.echo(f"log (TensorFlow, MLflow): {log_path}")
 
 
 def print_summary(cfg, result: dict) -> None:
