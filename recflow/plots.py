@@ -67,6 +67,9 @@ def loss_curve(history: list[dict], path: Path, title: str = "") -> Path | None:
     loss_keys = [k for k in rows[0] if "loss" in k or k.endswith("rmse") and k.startswith("train")]
     for key in loss_keys:
         ax.plot(epochs, [h.get(key) for h in rows], marker="o", label=key)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss")
     # a validation axis only for validation keys that hold at least one number (a run without a
