@@ -33,9 +33,9 @@ def run(
     from recflow.store import artifacts_root
 
     root = artifacts_root()
-    log_path = runlog.start(root)  # TensorFlow's and MLflow's own lines go there, not to the terminal
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # offline: no telemetry calls
-    with progress.heartbeat():
+    # TensorFlow's and MLflow's own lines go to the run's log file, not to the terminal
+    with runlog.run_log(root) as log_path, progress.heartbeat():
         from flows.pipeline import run_pipeline
 
         try:
