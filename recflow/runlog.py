@@ -75,7 +75,8 @@ def run_log(root: Path) -> Iterator[Path]:
             os.dup2(saved_fd, 2)
             os.close(saved_fd)
             sys.stderr = old_stderr
-            terminal.close()
+            # ``terminal`` stays open: handlers made during the run (Prefect's console) hold it and
+            # still write at exit (the embedded server's "Stopping" line)
         for logger, handlers, propagate, level in saved_loggers:
             logger.handlers, logger.propagate = handlers, propagate
             logger.setLevel(level)

@@ -53,6 +53,7 @@ def test_the_run_succeeds_and_prints_no_library_noise(smoke_run):
     code, lines, _ = smoke_run
     assert code == 0, "\n".join(text for _, _, text in lines[-40:])
     assert [text for _, _, text in lines if NOISE.search(text)] == []
+    assert not any("Traceback" in text for _, _, text in lines)
 
 
 def test_the_summary_names_the_log_file_that_holds_the_library_lines(smoke_run):
