@@ -2,8 +2,8 @@
 
 On a terminal, ``track`` draws a tqdm bar. When stderr is not a terminal (a log file, a pipe, CI),
 bars would be noise, but silence is worse: a run that says nothing for a minute looks hung. There
-``heartbeat`` prints one plain line at a fixed interval (8 s: at least one line every 10 s) with the elapsed time and every
-tracked loop in progress. ``RECFLOW_PROGRESS=0`` silences both (the tests), ``=1`` forces bars.
+``heartbeat`` prints one plain line at a fixed interval (8 s: at least one line every 10 s) with
+the elapsed time and every tracked loop in progress. ``RECFLOW_PROGRESS=0`` silences both (the tests), ``=1`` forces bars.
 """
 
 from __future__ import annotations
