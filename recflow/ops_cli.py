@@ -64,14 +64,17 @@ def fitted_table(result, console):
     from rich.measure import Measurement
     from rich.table import Table
 
-    from recflow.compare import _delta, _fmt, _value
+    from recflow.compare import table_header, table_rows
 
     rows = result.rows
+    header = table_header(result)
+    # the cells recflow.compare formats (the markdown report's too), by header
+    cells = dict(zip(header, zip(*table_rows(result)))) if rows else {h: () for h in header}
     title = f"{result.experiment}: best {result.metric} first"
     shared = []
     columns: list[tuple[str, list[str], bool]] = [  # (header, cells, right-aligned)
-        ("#", [str(i) for i in range(1, len(rows) + 1)], True),
-        ("model", [r.model for r in rows], False),
+        ("#", list(cells["#"]), True),
+        ("model", list(cells["model"]), False),
         ("pipeline run", [f"{r.pipeline_run_name} {r.started:%m-%d %H:%M}" for r in rows], False),
     ]
     for key in ("dataset", "protocol"):
@@ -81,9 +84,10 @@ def fitted_table(result, console):
         else:
             columns.append((key, values, False))
     for m in result.shown_metrics:
-        columns.append((short_metric(m), [_fmt(_value(r.metrics, m)) for r in rows], True))
-    columns.append(("vs champ", [_delta(r, result.metric) for r in rows], True))
-    columns.append(("run id", [r.run_id[:8] for r in rows], False))
+        columns.append((short_metric(m), list(cells[m]), True))
+    vs_champion = next(h for h in header if h.startswith("vs champion"))
+    columns.append(("vs champ", list(cells[vs_champion]), True))
+    columns.append(("run id", list(cells["run"]), False))
     if shared:
         title += f" ({', '.join(shared)})"
     context = [short_metric(m) for m in result.shown_metrics[1:]]
@@ -92,8 +96,8 @@ def fitted_table(result, console):
 
     def build(cols):
         table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
-        for header, _, right in cols:
-            table.add_column(header, justify="right" if right else "left", no_wrap=True)
+        for name, _, right in cols:
+            table.add_column(name, justify="right" if right else "left", no_wrap=True)
         for i in range(len(rows)):
             table.add_row(*(cells[i] for _, cells, _ in cols))
         return table
