@@ -131,16 +131,17 @@ def failure_lines(exc: BaseException) -> list[str]:
     return [f"pipeline failed: {type(exc).__name__}: {exc}"]
 
 
-def run_pipeline(config_path: str | None = None, overrides: list[str] | None = None, root: Path | None = None, refresh: bool = False) -> dict[str, Any]:
+def run_pipeline(config_path: str | None = None, overrides: list[str] | None = None, root: Path | None = None, refresh: bool = False,
+                 log_file: Path | None = None) -> dict[str, Any]:
     """Run the flow with task results persisted under the artifacts root (the cache lives there).
 
-    The run's full log, tracebacks included, goes to ``<root>/logs/``; the console shows no
-    traceback. A failed run raises ``PipelineFailed``: its failed tasks and that log file.
+    The run's full log, tracebacks included, goes to ``log_file`` (default ``<root>/logs/<stamp>-<preset>.log``);
+    the console shows no traceback. A failed run raises ``PipelineFailed``: its failed tasks and that log file.
     """
     root = root or artifacts_root()
     storage = results_storage(root)
     storage.mkdir(parents=True, exist_ok=True)
-    with run_log(log_path(root, Path(config_path).stem if config_path else "default")) as log_file:
+    with run_log(log_file or log_path(root, Path(config_path).stem if config_path else "default")) as log_file:
         try:
             return pipeline.with_options(result_storage=storage)(config_path=config_path, overrides=overrides, refresh=refresh)
         except PipelineFailed as exc:

@@ -29,19 +29,23 @@ def run(
         typer.secho(str(exc), fg="red", err=True)
         raise typer.Exit(2) from None
 
+    from recflow import progress, quiet
     from recflow.store import artifacts_root
 
     root = artifacts_root()
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # offline: no telemetry calls
+    from recflow.runlog import log_path
     from recflow.servers import ServerError, run_prefect_api
 
+    log_file = log_path(root, config.stem if config else "default")
+    # TensorFlow's and MLflow's own lines go to the run's log file, not to the terminal (recflow.quiet);
     # $PREFECT_API_URL, else `recflow ui`'s server for this root, else an embedded one that dies with this run
-    with run_prefect_api(root) as prefect_api:
+    with quiet.quiet_libraries(log_file), progress.heartbeat(), run_prefect_api(root) as prefect_api:
         from flows.pipeline import failure_lines, run_pipeline
 
         try:
             prefect_api.ready()
-            result = run_pipeline(str(config) if config else None, set_, root=root, refresh=refresh)
+            result = run_pipeline(str(config) if config else None, set_, root=root, refresh=refresh, log_file=log_file)
         except ServerError as exc:
             typer.secho(str(exc), fg="red", err=True)
             raise typer.Exit(1) from None
@@ -50,6 +54,7 @@ def run(
                 typer.secho(line, fg="red", err=True)
             raise typer.Exit(1) from None
     print_summary(cfg, result)
+    typer.echo(f"log (tracebacks, TensorFlow, MLflow): {log_file}")
 
 
 def print_summary(cfg, result: dict) -> None:

@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from recflow.plots import new_figure, safe_plot
 from recflow.store import artifacts_root
 
 CHAMPION_ALIAS = "champion"
@@ -265,16 +266,14 @@ def chart_name(metric: str) -> str:
     return f"{metric}.png"
 
 
-def bar_chart(result: Comparison, metric: str, path: Path) -> None:
-    """Horizontal bars in ranking order (best on top); the champion's value as a dashed line."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+@safe_plot
+def bar_chart(result: Comparison, metric: str, path: Path) -> Path | None:
+    """Horizontal bars in ranking order (best on top); the champion's value as a dashed line.
+    Best-effort (``recflow.plots``): None when it could not be drawn."""
     rows = [r for r in rank(result.rows, metric) if _value(r.metrics, metric) is not None]
     values = [_value(r.metrics, metric) for r in rows]
-    fig, ax = plt.subplots(figsize=(8, 0.45 * len(rows) + 1.4))
+    fig = new_figure((8, 0.45 * len(rows) + 1.4), dpi=110)
+    ax = fig.add_subplot()
     colors = ["#d62728" if r.is_champion else "#1f77b4" for r in rows]
     ax.barh(range(len(rows)), values, color=colors)
     ax.set_yticks(range(len(rows)), [r.label for r in rows], fontsize=8)
@@ -289,7 +288,7 @@ def bar_chart(result: Comparison, metric: str, path: Path) -> None:
     ax.set_title(f"{result.experiment}: {metric}", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return Path(path)
 
 
 def write_report(result: Comparison, folder: Path) -> list[Path]:
@@ -297,8 +296,8 @@ def write_report(result: Comparison, folder: Path) -> list[Path]:
     paths = [folder / "comparison.md"]
     paths[0].write_text(markdown_report(result))
     for metric in result.shown_metrics:
-        if any(_value(r.metrics, metric) is not None for r in result.rows):
-            bar_chart(result, metric, folder / chart_name(metric))
+        drawn = any(_value(r.metrics, metric) is not None for r in result.rows) and bar_chart(result, metric, folder / chart_name(metric))
+        if drawn:
             paths.append(folder / chart_name(metric))
     return paths
 

@@ -34,6 +34,8 @@ from recflow.metrics import (
     rmse,
 )
 
+from recflow.split import NothingToEvaluate
+
 if TYPE_CHECKING:  # a type only: importing the models package here would close a cycle (the Keras models validate with this module)
     from recflow.models.base import Recommender
 
@@ -116,6 +118,23 @@ def test_population(train: Interactions, test: Interactions, relevance_threshold
     n_test = int((np.bincount(test.user_idx, minlength=test.n_users) > 0).sum())
     return {"n_eval_users": len(users), "n_test_users": n_test, "n_cold_test_users": n_cold,
             "n_test_users_no_relevant": n_test - len(users) - n_cold}
+
+
+def check_evaluable(train: Interactions, test: Interactions, relevance_threshold: float | None = None) -> None:
+    """Raise ``NothingToEvaluate`` when no user is evaluable (see ``evaluable_users``): every ranking
+    metric would be NaN. The split stage already refuses a split without warm test rows; this
+    catches a relevance threshold that no warm test rating reaches."""
+    users, n_cold = evaluable_users(train, test, relevance_threshold)
+    if len(users):
+        return
+    n_test_users = len(np.unique(test.user_idx))
+    counts = f"{test.n_users} users, {len(test)} test rows of {n_test_users} users"
+    if relevance_threshold is not None:
+        why = (f"no test user with training ratings has a test rating >= {relevance_threshold:g} "
+               f"(evaluation.relevance_threshold); {n_cold} cold test users (no training ratings) do not count")
+    else:
+        why = f"the {n_cold} test users are all cold (no training ratings)"
+    raise NothingToEvaluate(f"nothing to evaluate: {counts}; {why}.")
 
 
 def evaluate_ranking(

@@ -45,8 +45,11 @@ from typing import Any
 import numpy as np
 
 from recflow.numeric import normalise_rows as normalise
+from recflow.plots import new_figure, safe_plot
 
 KINDS = ("flat", "ivf_flat", "hnsw", "ivf_pq", "hnswlib")
+# one colour per kind in the recall-vs-QPS plot (matplotlib's tab10, which has more than len(KINDS))
+KIND_COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown")
 HNSWLIB_FILE = "hnswlib.bin"
 #: tuning stops raising a search parameter once recall reaches this (more only costs time)
 STOP_RECALL = 0.999
@@ -492,26 +495,31 @@ def choose_kind(results: dict[str, KindResult], n: int, grid: TuningGrid) -> tup
 # ----------------------------------------------------------------------------- plot
 
 
+@safe_plot
 def recall_qps_plot(results: dict[str, KindResult], path: Path, title: str = "", target: float | None = None) -> Path | None:
-    """Recall@k against queries/s for every setting tried (tuning queries), one line per kind and build."""
+    """Recall@k against queries/s for every setting tried (tuning queries), one line per kind and build.
+
+    One colour per index kind (fixed by its place in ``KINDS``, so a kind looks the same in every
+    plot); the builds of one kind differ by line style and marker. Best-effort (``recflow.plots``).
+    """
     lines = [(r.kind, r.curve) for r in results.values() if r.curve]
     if not lines:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.5, 4), dpi=100)
+    fig = new_figure((6.5, 4))
+    ax = fig.add_subplot()
+    styles = [("-", "o"), ("--", "s"), (":", "^"), ("-.", "D"), ((0, (5, 1, 1, 1)), "v")]
     for kind, curve in lines:
+        color = KIND_COLORS[KINDS.index(kind) % len(KIND_COLORS)] if kind in KINDS else "black"
         groups: dict[str, list[dict]] = {}
         for point in curve:
             label = kind + "".join(f" {k}={v}" for k, v in point["build"].items() if k in ("M",))
             if "k_factor" in point["search"]:
                 label += f" k_factor={point['search']['k_factor']}"
             groups.setdefault(label, []).append(point)
-        for label, points in groups.items():
-            ax.plot([p["recall"] for p in points], [p["qps"] for p in points], marker="o", markersize=3, label=label)
+        for i, (label, points) in enumerate(groups.items()):
+            linestyle, marker = styles[i % len(styles)]
+            ax.plot([p["recall"] for p in points], [p["qps"] for p in points], color=color, linestyle=linestyle,
+                    marker=marker, markersize=3, label=label)
     if target is not None:
         ax.axvline(target, color="grey", linestyle="--", linewidth=1)
     ax.set_xlabel("recall@k vs exact (tuning queries)")
@@ -521,5 +529,4 @@ def recall_qps_plot(results: dict[str, KindResult], path: Path, title: str = "",
     ax.legend(fontsize=7, loc="lower left")
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)
     return Path(path)

@@ -15,27 +15,24 @@ def compare(
     experiment: Optional[str] = typer.Option(None, "--experiment", "-e", help="MLflow experiment (default: the one with the newest pipeline run)"),
     metric: str = typer.Option("recall_at_10", "--metric", "-m", help="rank on this metric (rmse, mae, *_seconds: lower is better)"),
     last: int = typer.Option(10, "--last", "-n", help="the model runs of the last N pipeline runs"),
-    log: bool = typer.Option(True, "--log/--no-log", help="log the report (markdown + PNG bar charts) to MLflow"),
+    log: bool = typer.Option(False, "--log/--no-log", help="also log the report (markdown + PNG bar charts) to MLflow as a run"),
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="default: $MLFLOW_TRACKING_URI, else sqlite:///<artifacts>/mlflow.db"),
 ) -> None:
-    """Rank recent model runs from MLflow, best first, against the current champion; log the report."""
+    """Rank recent model runs from MLflow, best first, against the current champion (--log: keep the report in MLflow)."""
     from rich.console import Console
-    from rich.table import Table
 
-    from recflow.compare import CompareError, compare as run_compare, log_report, table_header, table_rows
+    from recflow.compare import CompareError, compare as run_compare, log_report
 
     try:
         result = run_compare(experiment, metric, last, tracking_uri)
     except CompareError as exc:
         typer.secho(str(exc), fg="red", err=True)
         raise typer.Exit(2) from None
-    console = Console(width=max(Console().width, 150))
-    table = Table(title=f"{result.experiment}: best {metric} first")
-    for i, name in enumerate(table_header(result)):
-        table.add_column(name, justify="right" if i == 0 or name in result.shown_metrics else "left")
-    for cells in table_rows(result):
-        table.add_row(*cells)
+    console = Console()
+    table, hidden = fitted_table(result, console)
     console.print(table)
+    if hidden:
+        console.print(f"(hidden at width {console.width}: {', '.join(hidden)})")
     for champion in result.champions.values():
         console.print(f"champion {champion.registered_model} v{champion.version}: {champion.model or '?'} "
                       f"(run {champion.run_id[:8]}) {metric} = {'-' if champion.value is None else f'{champion.value:.4f}'}")
@@ -44,6 +41,80 @@ def compare(
     if log:
         run_id = log_report(result)
         console.print(f"report logged to MLflow: run {run_id} ('compare {metric}'), artifacts comparison/")
+
+
+def short_metric(metric: str) -> str:
+    """recall_at_10 -> R@10, ndcg_at_10 -> N@10, rmse -> RMSE, fit_seconds -> fit s: narrow headers."""
+    names = {"recall": "R", "ndcg": "N", "precision": "P", "map": "MAP", "hit": "HR", "mrr": "MRR"}
+    if "_at_" in metric:
+        name, k = metric.rsplit("_at_", 1)
+        return f"{names.get(name, name)}@{k}"
+    return {"rmse": "RMSE", "mae": "MAE"}.get(metric, metric.replace("_seconds", " s").replace("_", " "))
+
+
+def fitted_table(result, console):
+    """The comparison as a rich table no wider than ``console``: (table, names of hidden columns).
+
+    Headers are abbreviated (R@10, vs champ); a dataset or protocol shared by every row moves to the
+    title; then, while the table is too wide, columns go in this order: run id, protocol, dataset,
+    the context metrics from the last, the pipeline run's time, the pipeline run. The rank, model,
+    ranking metric and change against the champion always stay.
+    """
+    from rich import box
+    from rich.measure import Measurement
+    from rich.table import Table
+
+    from recflow.compare import table_header, table_rows
+
+    rows = result.rows
+    header = table_header(result)
+    # the cells recflow.compare formats (the markdown report's too), by header
+    cells = dict(zip(header, zip(*table_rows(result)))) if rows else {h: () for h in header}
+    title = f"{result.experiment}: best {result.metric} first"
+    shared = []
+    columns: list[tuple[str, list[str], bool]] = [  # (header, cells, right-aligned)
+        ("#", list(cells["#"]), True),
+        ("model", list(cells["model"]), False),
+        ("pipeline run", [f"{r.pipeline_run_name} {r.started:%m-%d %H:%M}" for r in rows], False),
+    ]
+    for key in ("dataset", "protocol"):
+        values = [getattr(r, key) for r in rows]
+        if len(set(values)) == 1:
+            shared.append(f"{key} {values[0]}")
+        else:
+            columns.append((key, values, False))
+    for m in result.shown_metrics:
+        columns.append((short_metric(m), list(cells[m]), True))
+    vs_champion = next(h for h in header if h.startswith("vs champion"))
+    columns.append(("vs champ", list(cells[vs_champion]), True))
+    columns.append(("run id", list(cells["run"]), False))
+    if shared:
+        title += f" ({', '.join(shared)})"
+    context = [short_metric(m) for m in result.shown_metrics[1:]]
+    drop_order = ["run id", "protocol", "dataset", *reversed(context), "pipeline run time", "pipeline run"]
+    unbounded = console.options.update_width(1 << 16)  # the table's natural width, not clamped to the console
+
+    def build(cols):
+        table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+        for name, _, right in cols:
+            table.add_column(name, justify="right" if right else "left", no_wrap=True)
+        for i in range(len(rows)):
+            table.add_row(*(cells[i] for _, cells, _ in cols))
+        return table
+
+    hidden: list[str] = []
+    table = build(columns)
+    for victim in drop_order:
+        if Measurement.get(console, unbounded, table).maximum <= console.width:
+            break
+        if victim == "pipeline run time":
+            columns = [(h, [r.pipeline_run_name for r in rows], a) if h == "pipeline run" else (h, c, a) for h, c, a in columns]
+            hidden.append("pipeline run time")
+        elif any(h == victim for h, _, _ in columns):
+            columns = [c for c in columns if c[0] != victim]
+            hidden.append(victim)
+        table = build(columns)
+    return table, hidden
 
 
 def ui(

@@ -31,11 +31,11 @@ def _default_dataset() -> str | None:
     return dataset.get("name") if isinstance(dataset, dict) else None
 
 
-def _retriever(dataset: str | None, run: str | None, model: str | None):
+def _retriever(dataset: str | None, run: str | None, model: str | None, mode: str | None = None):
     from recflow.retrieval import Retriever
     from recflow.serving import resolve
 
-    sources, info = resolve(dataset=dataset, run=run, model=model, default_dataset=_default_dataset())
+    sources, info = resolve(dataset=dataset, run=run, model=model, default_dataset=_default_dataset(), mode=mode)
     return Retriever.from_sources(sources, info)
 
 
@@ -54,14 +54,14 @@ def _fail(exc: Exception, code: int) -> None:
     raise typer.Exit(code)
 
 
-def _answer(dataset: str | None, run: str | None, model: str | None, ask):
+def _answer(dataset: str | None, run: str | None, model: str | None, ask, mode: str | None = None):
     """(retriever, ``ask(retriever)``); a query that cannot be answered exits 1, bad input exits 2."""
     from recflow.retrieval import RetrievalError
     from recflow.serving import ServingNotFound
     from recflow.titles import TitleNotFound
 
     try:
-        retriever = _retriever(dataset, run, model)
+        retriever = _retriever(dataset, run, model, mode)
         return retriever, ask(retriever)
     except (RetrievalError, ServingNotFound, TitleNotFound, FileNotFoundError) as exc:
         _fail(exc, 1)
@@ -88,10 +88,10 @@ def similar(
     title: str = typer.Option(..., "--title", "-t", help="a movie title: any case, year optional, typos forgiven"),
     k: int = typer.Option(10, "-k", "--k", min=1, help="how many movies"),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="a model with item embeddings (default: the champion's, else the run's best)"),
-    mode: Optional[str] = typer.Option(None, "--mode", help="hybrid model's space: content, cf or hybrid"),
+    mode: Optional[str] = typer.Option(None, "--mode", help="an item space: content, cf or hybrid (hybrid's); without --model, a model that has it"),
     run: Optional[str] = typer.Option(None, "--run", help=RUN_HELP),
     dataset: Optional[str] = typer.Option(None, "--dataset", help=DATASET_HELP),
 ) -> None:
     """Movies most similar to a title (cosine of item embeddings, through the tuned index)."""
-    retriever, answer = _answer(dataset, run, model, lambda r: r.similar(title, k, mode))
+    retriever, answer = _answer(dataset, run, model, lambda r: r.similar(title, k, mode), mode)
     _print(answer, f"Movies like {answer.query!r}", retriever.info.get("served_from", ""))

@@ -256,6 +256,28 @@ def sources_for(record: dict[str, Any], root: Path, model: str | None = None) ->
     return sources, info
 
 
+def item_spaces(record: dict[str, Any], root: Path, model: str) -> list[str]:
+    """The item spaces of ``model``'s index in a run record (``similar --mode`` values); [] without an index."""
+    index = record["models"][model]["index"]
+    path = root / index / "summary.json" if index else None
+    if path is None or not path.is_file():
+        return []
+    return [name for name, s in _read(path)["spaces"].items() if s["entity"] == "item"]
+
+
+def model_with_mode(record: dict[str, Any], root: Path, mode: str) -> str | None:
+    """The model to answer ``similar --mode mode``: None when the run's similar model has that space
+    (the default serves), else the model with that space whose neighbours share most genres (the
+    rule that picks the similar model), else None (the default model's error names its modes)."""
+    if record["similar"] and mode in item_spaces(record, root, record["similar"]):
+        return None
+    having = {n: e for n, e in record["models"].items() if mode in item_spaces(record, root, n)}
+    if not having:
+        return None
+    scored = {n: e["genre_overlap"] for n, e in having.items() if e.get("genre_overlap") is not None}
+    return _best(scored, True) or next(iter(having))
+
+
 # ----------------------------------------------------------------------------- MLflow: the champion
 
 
@@ -577,18 +599,24 @@ def find_champion(root: Path, dataset: str | None = None, default_dataset: str |
 
 
 def resolve(root: Path | None = None, *, dataset: str | None = None, run: str | None = None, model: str | None = None,
-            default_dataset: str | None = None) -> tuple[dict[str, Path | None], dict[str, Any]]:
-    """Sources and info for a ``Retriever``: the champion (default) or a named run, optionally one model of it."""
+            default_dataset: str | None = None, mode: str | None = None) -> tuple[dict[str, Path | None], dict[str, Any]]:
+    """Sources and info for a ``Retriever``: the champion (default) or a named run, optionally one model of it.
+
+    ``mode`` (``similar --mode``) without ``model``: when the run's similar model has no item space
+    of that name, the run's model that has one serves instead (``model_with_mode``).
+    """
     from recflow.store import artifacts_root
 
     root = root or artifacts_root()
     if run is not None:
         record, run_model = find_run(root, run)
-        sources, info = sources_for(record, root, model or run_model)
+        model = model or run_model or (model_with_mode(record, root, mode) if mode else None)
+        sources, info = sources_for(record, root, model)
         info["served_from"] = f"run {record['run_id']}"
     else:
         champion = find_champion(root, dataset, default_dataset)
         record = _read(root / champion["record"])
+        model = model or (model_with_mode(record, root, mode) if mode else None)
         sources, info = sources_for(record, root, model)
         info["served_from"] = f"{champion['registered_model']}@{ALIAS} v{champion['version']}"
     for key, path in sources.items():

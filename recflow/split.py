@@ -69,8 +69,8 @@ class SplitResult:
     ``stats`` (JSON-able): ``protocol``, ``seed``, ``rows_in``, ``dropped`` (rows removed by
     ``min_rating`` and by the ``kcore``), ``kcore_iterations`` (k-core passes that removed rows),
     ``rows``, ``n_users``, ``n_items`` (kept), and ``parts``: per part ``rows``, ``users``,
-    ``items``, plus for valid/test the rows whose user or item has no train row
-    (``rows_user_not_in_train``, ``rows_item_not_in_train``).
+    ``items``, plus for valid/test the users without a train row (``users_not_in_train``) and the
+    rows whose user or item has no train row (``rows_user_not_in_train``, ``rows_item_not_in_train``).
     """
 
     frame: pd.DataFrame
@@ -141,6 +141,32 @@ def split_ratings(ratings: pd.DataFrame, cfg: SplitConfig) -> SplitResult:
     frame["split"] = pd.Categorical.from_codes(label, categories=list(PARTS))
     stats = _stats(cfg, n_in, dropped_min_rating, dropped_kcore, iterations, u, i, label)
     return SplitResult(frame=frame, stats=stats)
+
+
+class NothingToEvaluate(ValueError):
+    """A split (or a relevance threshold) that leaves no test user a model can be judged on."""
+
+
+def check_evaluable(stats: dict[str, Any]) -> None:
+    """Raise ``NothingToEvaluate`` when no test row belongs to a user with training ratings.
+
+    A model ranks only for users it has seen in training, so such a split would give every
+    ranking metric as NaN and the run would look successful. Checked in the split stage, before
+    any model trains; the message gives the counts and why none is evaluable.
+    """
+    test = stats["parts"]["test"]
+    if test["rows"] - test["rows_user_not_in_train"] > 0:
+        return
+    counts = (f"the {stats['protocol']} split kept {stats['rows']} of {stats['rows_in']} ratings, "
+              f"{stats['n_users']} users; the test part has {test['rows']} rows of {test['users']} users")
+    if test["rows"] == 0:
+        why = "no rating went to the test part"
+    else:
+        why = (f"all {test['users_not_in_train']} test users are cold (no training ratings), so no model "
+               f"can rank items for them")
+    raise NothingToEvaluate(f"nothing to evaluate: {counts}; {why}. Give the split more ratings per user "
+                            f"(a per-user protocol such as user_random keeps part of each user's history "
+                            f"in train).")
 
 
 # ----------------------------------------------------------------------------- protocols
@@ -396,6 +422,7 @@ def _stats(cfg, n_in, dropped_min_rating, dropped_kcore, iterations, u, i, label
             "items": int((per_item[code] > 0).sum()),
         }
         if code != TRAIN:
+            entry["users_not_in_train"] = int((per_user[code][~user_in_train] > 0).sum())
             entry["rows_user_not_in_train"] = int(per_user[code][~user_in_train].sum())
             entry["rows_item_not_in_train"] = int(per_item[code][~item_in_train].sum())
         parts[name] = entry

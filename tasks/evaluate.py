@@ -24,6 +24,7 @@ def evaluate(model: Artifact, split: Artifact, config: EvaluationConfig) -> Arti
     def build(out: Path) -> dict:
         parts = load_parts(split)
         fitted = MODELS[model.meta["model"]].load(model.file("model"))
+        evaluate_lib.check_evaluable(parts["train"], parts["test"], config.relevance_threshold)
         exclude = parts["valid"].seen if config.mask_valid and len(parts["valid"]) else None
         metrics, per_user = evaluate_lib.evaluate_ranking_per_user(
             fitted, parts["train"], parts["test"], ks=config.ks, exclude=exclude,

@@ -17,6 +17,7 @@ def split(data: Artifact, config: SplitConfig) -> Artifact:
     def build(out: Path) -> dict:
         ratings = pd.read_parquet(data.file("ratings.parquet"))
         result = split_lib.split_ratings(ratings, config)
+        split_lib.check_evaluable(result.stats)  # fail before any model trains on an unjudgeable split
         result.frame.to_parquet(out / "split.parquet", index=False)
         return {**result.stats, "protocol": config.protocol, "rating_scale": data.meta.get("rating_scale")}
 

@@ -144,3 +144,31 @@ def test_the_ranked_metric_shows_half_its_confidence_interval(store):
     assert rows[0][header.index("ndcg_at_10")] == "0.2800"  # context columns stay bare: the table stays narrow
     assert rows[1][header.index("recall_at_10")] == "0.0700"  # a run without an interval
     assert "recall_at_10_ci_low" not in header
+
+
+@pytest.mark.parametrize("width", [80, 100])
+def test_cli_table_fits_the_terminal_width(store, width):
+    models = {m: {"recall_at_10": 0.1 * i, "ndcg_at_10": 0.05 * i, "precision_at_10": 0.02 * i, "map_at_10": 0.01 * i,
+                  "rmse": 0.9} for i, m in enumerate(["two_tower", "item2vec", "deepwalk"], 1)}
+    first = pipeline_run(store, "nightly-2026-11-30 (default preset)", models)
+    crown(store, first["deepwalk"])
+    result = CliRunner().invoke(app, ["compare"], env={"COLUMNS": str(width)})
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert max(len(line) for line in lines) <= width
+    row = next(line for line in lines if "two_tower" in line)
+    assert "0.1000" in row and "-0.2000" in row  # the ranking metric and the change against the champion stay
+    assert "…" not in result.output  # columns are hidden, never squeezed into ellipses
+
+
+def test_cli_logs_the_report_to_mlflow_only_when_asked(store):
+    pipeline_run(store, "nightly", {"bias": {"recall_at_10": 0.3}})
+    exp = store.get_experiment_by_name(f"recflow/{DATASET}").experiment_id
+
+    def comparison_runs():
+        return store.search_runs([exp], "tags.`recflow.kind` = 'comparison'")
+
+    assert "report logged" not in CliRunner().invoke(app, ["compare"]).output
+    assert comparison_runs() == []
+    assert "report logged to MLflow" in CliRunner().invoke(app, ["compare", "--log"]).output
+    assert len(comparison_runs()) == 1

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from recflow.evaluate import (
+    check_evaluable,
     evaluable_users,
     evaluate_ranking,
     evaluate_ranking_per_user,
@@ -20,6 +21,7 @@ from recflow.interactions import index_split
 from recflow.metrics import rmse
 from recflow.models import BiasRecommender, PopularRecommender
 from recflow.models.base import Recommender
+from recflow.split import NothingToEvaluate
 
 # users 1..4 -> 0..3, items 10..50 -> 0..4
 ROWS = [
@@ -189,3 +191,13 @@ def test_evaluate_ratings_clips(parts):
 def test_evaluate_ratings_needs_a_rating_model(parts, pop):
     with pytest.raises(TypeError):
         evaluate_ratings(pop, parts["test"])
+
+
+def test_a_relevance_threshold_no_warm_test_rating_reaches_leaves_nothing_to_evaluate(parts):
+    # warm test ratings top out at 5 (user 1, item 40)
+    check_evaluable(parts["train"], parts["test"], relevance_threshold=5.0)
+    with pytest.raises(NothingToEvaluate) as error:
+        check_evaluable(parts["train"], parts["test"], relevance_threshold=5.5)
+    assert str(error.value) == (
+        "nothing to evaluate: 4 users, 5 test rows of 4 users; no test user with training ratings has a test "
+        "rating >= 5.5 (evaluation.relevance_threshold); 0 cold test users (no training ratings) do not count.")

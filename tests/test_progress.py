@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from recflow import progress
@@ -36,3 +38,33 @@ def test_a_listener_may_decline_a_loop():
         assert list(progress.track(range(3))) == [0, 1, 2]
     finally:
         progress._listeners.clear()
+
+
+def test_the_heartbeat_prints_a_line_per_interval_naming_the_loops_in_progress():
+    import io
+    import threading
+
+    stream, inside, release = io.StringIO(), threading.Event(), threading.Event()
+
+    def work():
+        for i in progress.track(range(4), desc="tuning items"):
+            if i == 1:
+                inside.set()
+                release.wait(5)
+
+    with progress.heartbeat(interval=0.05, stream=stream, force=True):
+        worker = threading.Thread(target=work)
+        worker.start()
+        inside.wait(5)
+        time.sleep(0.3)  # several intervals while the loop is at item 2 of 4
+        release.set()
+        worker.join()
+    lines = stream.getvalue().splitlines()
+    assert len(lines) >= 3
+    assert any(line.endswith("working: tuning items 1/4") for line in lines)
+    assert progress.status_line(0).endswith("working")  # the finished loop is no longer listed
+
+
+def test_no_heartbeat_when_progress_is_switched_off(monkeypatch):
+    monkeypatch.setenv("RECFLOW_PROGRESS", "0")
+    assert not progress.heartbeat_wanted()

@@ -10,7 +10,14 @@ import pandas as pd
 import pytest
 
 from recflow.config import SplitConfig
-from recflow.split import PARTS, recbole_counts, split_ratings, user_random_counts
+from recflow.split import (
+    PARTS,
+    NothingToEvaluate,
+    check_evaluable,
+    recbole_counts,
+    split_ratings,
+    user_random_counts,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATASETS = REPO_ROOT.parent / "shared" / "datasets"
@@ -406,3 +413,31 @@ def test_recbole_protocol_on_ml1m_keeps_the_published_interactions():
     # the per-user sizes follow from the counts alone, so these do not depend on the seed
     assert (parts["train"]["rows"], parts["valid"]["rows"], parts["test"]["rows"]) == (673_059, 80_695, 80_695)
     assert parts["test"]["users"] == parts["valid"]["users"] == 6_033
+
+
+# ----------------------------------------------------------------------------- nothing to evaluate
+
+
+def test_a_one_row_dataset_has_nothing_to_evaluate_and_the_error_says_why():
+    res = split_ratings(frame([(1, 10, 4.0, 1)]), SplitConfig(protocol="user_random", test_fraction=0.2))
+    with pytest.raises(NothingToEvaluate) as error:
+        check_evaluable(res.stats)
+    assert str(error.value).startswith(
+        "nothing to evaluate: the user_random split kept 1 of 1 ratings, 1 users; the test part has 0 rows of "
+        "0 users; no rating went to the test part.")
+
+
+def test_a_split_whose_test_users_are_all_cold_has_nothing_to_evaluate():
+    # user 1 rated first (train); user 2's only rating is the latest: the temporal test part is user 2 alone
+    rows = [(1, 10, 4.0, 1), (1, 11, 4.0, 2), (2, 10, 3.0, 3)]
+    res = split_ratings(frame(rows), SplitConfig(protocol="temporal", test_fraction=0.34))
+    assert res.stats["parts"]["test"]["users_not_in_train"] == 1
+    with pytest.raises(NothingToEvaluate, match=r"the test part has 1 rows of 1 users; all 1 test users are cold "
+                                                r"\(no training ratings\), so no model can rank items for them"):
+        check_evaluable(res.stats)
+
+
+def test_a_split_with_one_warm_test_row_is_evaluable():
+    rows = [(1, 10, 4.0, 1), (2, 11, 4.0, 2), (1, 12, 3.0, 3)]
+    res = split_ratings(frame(rows), SplitConfig(protocol="temporal", test_fraction=0.34))
+    check_evaluable(res.stats)  # user 1's latest rating is in test and user 1 has a train rating

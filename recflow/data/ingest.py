@@ -248,7 +248,13 @@ def _parse_ratings(f: _File, rejects: Rejects) -> Parsed:
     parsed = fast_ratings(f.data, f.spec, f.header, f.name)
     if parsed is not None:
         return parsed
-    if f.spec.kind == "csv":
+    if f.spec.kind == "csv" and b'"' in f.data:
+        # quoted fields (RFC 4180): the CSV reader unquotes them; a record with the wrong field count
+        # is still a reject with its first physical line
+        assert f.header is not None
+        parsed = parse_csv(f.data, f.spec, f.name, rejects, f.header)
+    elif f.spec.kind == "csv":
+        # no quote anywhere: split physical lines (vectorised), each bad row a reject
         assert f.header is not None
         names = [CSV_COLUMNS.get(h, h) for h in f.header]
         parsed = parse_lines(f.data, f.spec, f.name, f.encoding, rejects, skip_lines=1, names=names)

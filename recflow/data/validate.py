@@ -346,7 +346,9 @@ def fast_ratings(data: bytes, spec: FileSpec, header: list[str] | None, file: st
         table = pacsv.read_csv(
             pa.py_buffer(data),
             read_options=pacsv.ReadOptions(column_names=names, skip_rows=skip, block_size=1 << 24),
-            parse_options=pacsv.ParseOptions(delimiter=delim, quote_char=False, newlines_in_values=False),
+            # CSV fields may be quoted (RFC 4180: ``"1","10","4.0"``); other formats have no quoting
+            parse_options=pacsv.ParseOptions(delimiter=delim, quote_char='"' if spec.kind == "csv" else False,
+                                             newlines_in_values=False),
             convert_options=pacsv.ConvertOptions(
                 column_types=column_types,
                 null_values=[],

@@ -16,6 +16,7 @@ from recflow.evaluate import evaluate_ranking, evaluate_ratings
 from recflow.interactions import Interactions
 from recflow.models.base import Recommender
 from recflow.models.context import FitContext
+from recflow.quiet import stderr_to_log
 
 MODEL_FILE = "model.keras"
 
@@ -26,19 +27,27 @@ def import_tf(threads: int | None = None):
     """(tensorflow, keras), imported on first use with the thread pools set (see the two_tower module doc)."""
     global _TF_READY
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
-    import keras
+    if _TF_READY:
+        import tensorflow as tf
+        import keras
 
-    if not _TF_READY:
-        _TF_READY = True
-        n = int(threads) if threads else _available_cpus()
-        try:
-            if tf.config.threading.get_intra_op_parallelism_threads() == 0:
-                tf.config.threading.set_intra_op_parallelism_threads(n)
-            if tf.config.threading.get_inter_op_parallelism_threads() == 0:
-                tf.config.threading.set_inter_op_parallelism_threads(1)
-        except RuntimeError:  # the runtime is already running: keep what it has
-            pass
+        return tf, keras
+    # TensorFlow's C++ start-up lines (cudart_stub, cuInit) go to the run's log file (recflow.quiet)
+    with stderr_to_log():
+        import tensorflow as tf
+        import keras
+
+        if not _TF_READY:
+            _TF_READY = True
+            n = int(threads) if threads else _available_cpus()
+            try:
+                if tf.config.threading.get_intra_op_parallelism_threads() == 0:
+                    tf.config.threading.set_intra_op_parallelism_threads(n)
+                if tf.config.threading.get_inter_op_parallelism_threads() == 0:
+                    tf.config.threading.set_inter_op_parallelism_threads(1)
+            except RuntimeError:  # the runtime is already running: keep what it has
+                pass
+            tf.config.list_physical_devices()  # the platforms' probe (cuInit) logs now, inside the redirect
     return tf, keras
 
 

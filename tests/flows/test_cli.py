@@ -25,9 +25,10 @@ def test_run_prints_metrics_and_task_counts_then_reruns_from_cache(recflow_home)
     assert first.exit_code == 0, first.output
     assert "R@10" in first.output
     assert "MLflow: run" in first.output
-    assert first.output.strip().endswith("tasks: 7 ran, 0 cached")
+    *_, counts, log = first.output.strip().splitlines()  # the run's log file is named last
+    assert (counts, log.split(": ")[0]) == ("tasks: 7 ran, 0 cached", "log (TensorFlow, MLflow)")
     second = runner.invoke(app, ["run", "--config", "configs/smoke.yaml"])
-    assert second.output.strip().endswith("tasks: 0 ran, 7 cached")
+    assert second.output.strip().splitlines()[-2] == "tasks: 0 ran, 7 cached"
 
 
 @pytest.mark.slow

@@ -58,3 +58,12 @@ def test_popularity_under_recbole_protocol_is_near_published(recflow_home, share
     result = run_pipeline("configs/ml-1m-recbole.yaml", ["models=[{name: popular}]"], root=recflow_home)
     assert result["protocol"] == "recbole"
     assert abs(result["metrics"]["popular"]["recall_at_10"] - 0.0699) <= 0.015
+
+
+def test_a_one_row_dataset_fails_the_run_saying_there_is_nothing_to_evaluate(recflow_home, tmp_path):
+    data = write_synthetic(tmp_path / "one-row", n_users=5, n_items=5, n_ratings=20, format="ml-25m", seed=1)
+    ratings = (data / "ratings.csv").read_text().splitlines()
+    (data / "ratings.csv").write_text("\n".join(ratings[:2]) + "\n")  # the header and one rating
+    with pytest.raises(Exception, match=r"nothing to evaluate: the user_random split kept 1 of 1 ratings, 1 users; "
+                                        r"the test part has 0 rows of 0 users; no rating went to the test part"):
+        run_pipeline(SMOKE, _dataset_overrides(data, "one-row"), root=recflow_home)
