@@ -34,10 +34,13 @@ from recflow.metrics import (
     rmse,
 )
 
-from recflow.split import NothingToEvaluate
 
 if TYPE_CHECKING:  # a type only: importing the models package here would close a cycle (the Keras models validate with this module)
     from recflow.models.base import Recommender
+
+class NothingToEvaluate(ValueError):
+    """A split (or a relevance threshold) that leaves no test user a model can be judged on."""
+
 
 #: the counts that say whom a metric covers (module doc); not metrics themselves
 POPULATION = ("n_eval_users", "n_test_users", "n_cold_test_users", "n_test_users_no_relevant",

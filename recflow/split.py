@@ -56,6 +56,7 @@ import numpy as np
 import pandas as pd
 
 from recflow.config import SplitConfig
+from recflow.evaluate import NothingToEvaluate
 
 PARTS = ("train", "valid", "test")
 TRAIN, VALID, TEST = 0, 1, 2
@@ -141,10 +142,6 @@ def split_ratings(ratings: pd.DataFrame, cfg: SplitConfig) -> SplitResult:
     frame["split"] = pd.Categorical.from_codes(label, categories=list(PARTS))
     stats = _stats(cfg, n_in, dropped_min_rating, dropped_kcore, iterations, u, i, label)
     return SplitResult(frame=frame, stats=stats)
-
-
-class NothingToEvaluate(ValueError):
-    """A split (or a relevance threshold) that leaves no test user a model can be judged on."""
 
 
 def check_evaluable(stats: dict[str, Any]) -> None:
