@@ -225,7 +225,7 @@ def log_pipeline_run(
                 if curve.exists():
                     mlflow.log_artifact(str(curve), "plots")
                 log_model_files(trained, root)
-                tag_stage_folders([trained, scored, result.get("index")])
+                tag_stage_folders([trained, scored, result.index])
                 table[name] = {k: v for k, v in scored.meta["metrics"].items() if not k.startswith("n_")}
                 if result.failed:
                     mlflow.end_run(status="FAILED")
