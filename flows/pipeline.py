@@ -103,8 +103,12 @@ def model_outcome(trained: PrefectFuture, scored: PrefectFuture, indexed: Prefec
 
 
 def run_pipeline(config_path: str | None = None, overrides: list[str] | None = None, root: Path | None = None, refresh: bool = False) -> dict[str, Any]:
-    """Run the flow with task results persisted under the artifacts root (the cache lives there)."""
+    """Run the flow with task results persisted under the artifacts root (the cache lives there).
+
+    The root is held from before Prefect starts until the flow's own result is written (the flow
+    holds it again, re-entrantly, for runs that a worker starts)."""
     root = root or artifacts_root()
-    storage = results_storage(root)
-    storage.mkdir(parents=True, exist_ok=True)
-    return pipeline.with_options(result_storage=storage)(config_path=config_path, overrides=overrides, refresh=refresh)
+    with exclusive_root(root):
+        storage = results_storage(root)
+        storage.mkdir(parents=True, exist_ok=True)
+        return pipeline.with_options(result_storage=storage)(config_path=config_path, overrides=overrides, refresh=refresh)

@@ -34,12 +34,21 @@ def run(
     root = artifacts_root()
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # offline: no telemetry calls
     from flows.pipeline import run_pipeline
+    from recflow.interrupt import Interrupts
+    from tasks.operations import stop_embedded_servers
 
-    try:
-        result = run_pipeline(str(config) if config else None, set_, root=root, refresh=refresh)
-    except Exception as exc:  # the flow's own failure message is the useful part
-        typer.secho(f"pipeline failed: {type(exc).__name__}: {exc}", fg="red", err=True)
-        raise typer.Exit(1) from None
+    # Ctrl-C ends the process within seconds even while a model trains in a worker thread (see recflow.interrupt)
+    with Interrupts(f"interrupted: run stopped, {root} released (finished stages stay cached)",
+                    cleanups=[stop_embedded_servers]) as interrupts:
+        try:
+            result = run_pipeline(str(config) if config else None, set_, root=root, refresh=refresh)
+        except KeyboardInterrupt:
+            interrupts.exit()
+        except Exception as exc:  # the flow's own failure message is the useful part
+            if interrupts.interrupted:  # Prefect may wrap the interrupt in its own exception
+                interrupts.exit()
+            typer.secho(f"pipeline failed: {type(exc).__name__}: {exc}", fg="red", err=True)
+            raise typer.Exit(1) from None
     print_summary(cfg, result)
 
 
