@@ -126,14 +126,14 @@ class Soak:
 
     def deploy(self) -> None:
         bin_dir = Path(sys.executable).parent
-        subprocess.run([str(bin_dir / "prefect"), "--no-prompt", "work-pool", "create", POOL, "--type", "process",
-                        "--concurrency-limit", "1"], cwd=REPO, env=self.env, check=True, capture_output=True, timeout=300)
         spec = self.root.parent / "prefect-soak.yaml"
         spec.write_text(soak_yaml(self.interval))
-        done = subprocess.run([str(bin_dir / "prefect"), "--no-prompt", "deploy", "--prefect-file", str(spec), "--all"],
-                              cwd=REPO, env=self.env, capture_output=True, text=True, timeout=600)
-        if done.returncode != 0:
-            raise RuntimeError(f"prefect deploy failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+        for command in (["work-pool", "create", POOL, "--type", "process", "--overwrite"],  # as `make deploy` does
+                        ["work-pool", "set-concurrency-limit", POOL, "1"],
+                        ["--no-prompt", "deploy", "--prefect-file", str(spec), "--all"]):
+            done = subprocess.run([str(bin_dir / "prefect"), *command], cwd=REPO, env=self.env, capture_output=True, text=True, timeout=600)
+            if done.returncode != 0:
+                raise RuntimeError(f"prefect {' '.join(command)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
         self.deployment_id = self.api("/deployments/filter", {"limit": 10})[0]["id"]
         log = open(self.root.parent / "worker.log", "ab")
         self.worker = subprocess.Popen([str(bin_dir / "prefect"), "worker", "start", "--pool", POOL, "--type", "process"],
@@ -209,7 +209,8 @@ class Soak:
         return False
 
     def stage_folders(self) -> list[Path]:
-        return sorted(p.parent for p in self.root.glob("*/*/manifest.json") if not p.parts[-3].startswith("."))
+        """Published ``<root>/<stage>/<key>`` folders (not ``.prefect``, not a run's ``.<key>.*`` scratch folder)."""
+        return sorted(p.parent for p in self.root.glob("*/*/manifest.json") if not (p.parts[-3].startswith(".") or p.parts[-2].startswith(".")))
 
     def damaged_folders(self) -> list[Path]:
         from recflow.store import verify_stage_dir
