@@ -276,18 +276,10 @@ class Soak:
         return "", None
 
     # ---- the loop ----
-    def plan(self, cycles: int) -> list[str | None]:
-        faults: list[str] = []
-        while len(faults) < cycles:
-            batch = list(FAULTS)
-            self.rng.shuffle(batch)
-            faults.extend(batch)
-        return [None] + [faults[i // 2] if i % 2 == 1 else None for i in range(1, cycles)]
-
     def run(self, cycles: int) -> list[Cycle]:
         results: list[Cycle] = []
         expected = 60.0
-        for number, fault in enumerate(self.plan(cycles), start=1):
+        for number, fault in enumerate(fault_plan(cycles, self.rng), start=1):
             cycle = Cycle(number, fault)
             before = self.size()
             if fault in ("truncated artifact", "corrupt cache record", "deleted stage folder"):
@@ -323,6 +315,16 @@ class Soak:
                   f"damaged {cycle.damaged_folders}  stale lock {cycle.stale_lock}  +{cycle.growth_bytes / 1e6:.2f} MB  {cycle.note}",
                   flush=True)
         return results
+
+
+def fault_plan(cycles: int, rng: random.Random) -> list[str | None]:
+    """Cycle 1 clean (the reference), then a fault and a clean cycle in turn; faults in shuffled rounds of all kinds."""
+    faults: list[str] = []
+    while len(faults) < cycles:
+        batch = list(FAULTS)
+        rng.shuffle(batch)
+        faults.extend(batch)
+    return [None] + [faults[i // 2] if i % 2 == 1 else None for i in range(1, cycles)]
 
 
 def healthy(cycle: Cycle) -> bool:
