@@ -131,7 +131,7 @@ class Soak:
         for command in (["work-pool", "create", POOL, "--type", "process", "--overwrite"],  # as `make deploy` does
                         ["work-pool", "set-concurrency-limit", POOL, "1"],
                         ["--no-prompt", "deploy", "--prefect-file", str(spec), "--all"]):
-            done = subprocess.run([str(bin_dir / "prefect"), *command], cwd=REPO, env=self.env, capture_output=True, text=True, timeout=600)
+            done = subprocess.run([str(bin_dir / "prefect"), *command], cwd=REPO, env=self.env, capture_output=True, text=True, timeout=600, check=False)
             if done.returncode != 0:
                 raise RuntimeError(f"prefect {' '.join(command)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
         self.deployment_id = self.api("/deployments/filter", {"limit": 10})[0]["id"]
@@ -346,16 +346,16 @@ def summarise(results: list[Cycle]) -> str:
         (recovered if healthy(judged) and (cycle.fault == "kill -9" or not cycle.stale_lock) else lost)[cycle.fault] += 1
     unchanged = [c.growth_bytes for i, c in enumerate(results) if not c.fault and i > 0 and c.tasks.startswith("0 ran")]
     lines = [
-        f"cycles: {len(results)} ({sum(c.state == 'COMPLETED' for c in results)} completed, "
-        f"{sum(c.state == 'CRASHED' for c in results)} crashed by kill -9)",
+        (f"cycles: {len(results)} ({sum(c.state == 'COMPLETED' for c in results)} completed, "
+         f"{sum(c.state == 'CRASHED' for c in results)} crashed by kill -9)"),
         "",
         "| fault | injected | recovered | lost |",
         "|---|---:|---:|---:|",
         *(f"| {kind} | {faults[kind]} | {recovered[kind]} | {lost[kind]} |" for kind in FAULTS if faults[kind]),
         f"| all | {sum(faults.values())} | {sum(recovered.values())} | {sum(lost.values())} |",
         "",
-        f"stale locks after any cycle: {sum(c.stale_lock for c in results)}; damaged stage folders left: "
-        f"{sum(c.damaged_folders for c in results)}",
+        (f"stale locks after any cycle: {sum(c.stale_lock for c in results)}; damaged stage folders left: "
+         f"{sum(c.damaged_folders for c in results)}"),
         "disk growth per unchanged cycle (0 tasks ran; root without the Prefect server's db/logs): "
         + (", ".join(f"{b / 1e6:.2f} MB" for b in unchanged) if unchanged else "no such cycle"),
         "disk growth per cycle, all: " + ", ".join(f"{c.growth_bytes / 1e6:.2f}" for c in results) + " MB",

@@ -43,7 +43,7 @@ class Interrupts:
         self._exiting = threading.Lock()
         self._previous = None
 
-    def __enter__(self) -> "Interrupts":
+    def __enter__(self) -> Interrupts:
         self._previous = signal.signal(signal.SIGINT, self._on_sigint)
         return self
 

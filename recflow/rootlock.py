@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import ClassVar
 
 LOCK_FILE = ".recflow.lock"
 
@@ -66,8 +67,8 @@ class RootLock:
     """``flock(LOCK_EX)`` on ``<root>/.recflow.lock``; see the module docstring for why."""
 
     # path -> [fd, depth]: one descriptor per root per process, so nested holders share it
-    _held: dict[Path, list[int]] = {}
-    _guard = threading.Lock()
+    _held: ClassVar[dict[Path, list[int]]] = {}
+    _guard: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
@@ -145,7 +146,7 @@ class RootLock:
             os.close(entry[0])  # closing the descriptor is what releases the flock
 
     @contextlib.contextmanager
-    def held(self, on_wait: Callable[[str], None] | None = None) -> Iterator["RootLock"]:
+    def held(self, on_wait: Callable[[str], None] | None = None) -> Iterator[RootLock]:
         self.acquire(on_wait)
         try:
             yield self

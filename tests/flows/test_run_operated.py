@@ -131,5 +131,5 @@ def test_two_runs_on_one_root_with_different_prefect_homes_run_one_after_the_oth
     second_out, _ = second.communicate(timeout=600)
     assert first.returncode == 0, first_out
     assert second.returncode == 0, second_out
-    assert re.search(r"^tasks: [1-9]\d* ran, 0 cached$", first_out, re.M), first_out
-    assert re.search(r"^tasks: 0 ran, [1-9]\d* cached$", second_out, re.M), second_out  # it began after the first had written everything
+    assert re.search(r"^tasks: [1-9]\d* ran, 0 cached$", first_out, re.MULTILINE), first_out
+    assert re.search(r"^tasks: 0 ran, [1-9]\d* cached$", second_out, re.MULTILINE), second_out  # it began after the first had written everything
