@@ -35,13 +35,15 @@ def run(
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # offline: no telemetry calls
     from flows.pipeline import run_pipeline
     from recflow.interrupt import Interrupts
+    from recflow.rootlock import RootLock
     from tasks.operations import stop_embedded_servers
 
     # Ctrl-C ends the process within seconds even while a model trains in a worker thread (see recflow.interrupt)
-    with Interrupts(f"interrupted: run stopped, {root} released (finished stages stay cached)",
+    with Interrupts(f"interrupted: run stopped, it holds no lock on {root} (finished stages stay cached)",
                     cleanups=[stop_embedded_servers]) as interrupts:
         try:
-            result = run_pipeline(str(config) if config else None, set_, root=root, refresh=refresh)
+            with RootLock(root).held():  # before any Prefect server starts (recflow.rootlock); the flow re-enters it
+                result = run_pipeline(str(config) if config else None, set_, root=root, refresh=refresh)
         except KeyboardInterrupt:
             interrupts.exit()
         except Exception as exc:  # the flow's own failure message is the useful part
