@@ -48,6 +48,7 @@ REPO = Path(__file__).resolve().parents[1]
 POOL = "recflow-soak"
 DEPLOYMENT = "soak"
 FAULTS = ("kill -9", "truncated artifact", "corrupt cache record", "deleted stage folder", "second run")
+MISSED = "missed"  # a kill -9 that came after the run had ended: not counted as injected
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 SERVER_STATE = (".prefect/server.db", ".prefect/logs", ".prefect/server.db-wal", ".prefect/server.db-shm")
 
@@ -164,13 +165,21 @@ class Soak:
             time.sleep(1)
         raise TimeoutError(f"no scheduled flow run started within {timeout:.0f} s (worker log: {self.root.parent / 'worker.log'})")
 
-    def wait_terminal(self, run_id: str, timeout: float) -> dict:
+    def wait_terminal(self, run_id: str, timeout: float) -> tuple[dict, float]:
+        """The finished flow run, and for how many seconds the root lock was held meanwhile."""
+        from recflow.rootlock import RootLock
+
+        lock = RootLock(self.root)
+        held_from = held_to = None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            if lock.is_held():
+                held_from = held_from or time.monotonic()
+                held_to = time.monotonic()
             run = self.api(f"/flow_runs/{run_id}", method="GET")
             if run["state_type"] in TERMINAL:
-                return run
-            time.sleep(1)
+                return run, (held_to - held_from) if held_from else 0.0
+            time.sleep(0.25)
         raise TimeoutError(f"flow run {run_id} did not finish within {timeout:.0f} s")
 
     def task_counts(self, run_id: str) -> str:
@@ -262,12 +271,12 @@ class Soak:
         if pid is None:
             return "the run never took the root lock", None
         if fault == "kill -9":
-            delay = self.rng.uniform(0, max(1.0, 0.8 * expected_seconds))
+            delay = self.rng.uniform(0, 0.9 * expected_seconds)  # a moment while the run holds the root
             time.sleep(delay)
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
-                return f"pid {pid} had already finished {delay:.1f} s in", None
+                return f"{MISSED}: pid {pid} had already finished {delay:.1f} s in", None
             return f"pid {pid} killed {delay:.1f} s after it took the root", None
         if fault == "second run":
             second = subprocess.Popen([sys.executable, "-m", "recflow.cli", "run", "-c", "configs/smoke.yaml"], cwd=REPO,
@@ -278,7 +287,7 @@ class Soak:
     # ---- the loop ----
     def run(self, cycles: int) -> list[Cycle]:
         results: list[Cycle] = []
-        expected = 60.0
+        expected = 10.0  # seconds the root is held by a clean cycle: measured on cycle 1
         for number, fault in enumerate(fault_plan(cycles, self.rng), start=1):
             cycle = Cycle(number, fault)
             before = self.size()
@@ -289,13 +298,14 @@ class Soak:
             second = None
             if fault in ("kill -9", "second run"):
                 cycle.note, second = self.during_cycle(fault, expected)
-            run = self.wait_terminal(run["id"], timeout=900)
+            run, held = self.wait_terminal(run["id"], timeout=900)
             cycle.seconds = time.monotonic() - started
             cycle.state = run["state_type"]
             if second is not None:
                 out, _ = second.communicate(timeout=900)
                 cycle.extra["second_rc"] = second.returncode
                 cycle.extra["second_waited"] = "waiting for it to finish" in out
+                cycle.note += "; it waited for the root" if cycle.extra["second_waited"] else "; it did not have to wait"
                 if second.returncode != 0:
                     cycle.note += f"; second run failed: {out.strip().splitlines()[-1:]}"
             time.sleep(1)  # the flow-run process exits after reporting its state
@@ -306,7 +316,7 @@ class Soak:
                 metrics = self.metrics(run["id"])
                 if self.reference is None:
                     self.reference = metrics
-                    expected = cycle.seconds
+                    expected = held
                 cycle.metrics_equal = bool(metrics) and metrics == self.reference
             cycle.growth_bytes = self.size() - before
             results.append(cycle)
@@ -333,11 +343,12 @@ def healthy(cycle: Cycle) -> bool:
 
 
 def summarise(results: list[Cycle]) -> str:
-    faults = Counter(c.fault for c in results if c.fault)
+    faults = Counter(c.fault for c in results if c.fault and not c.note.startswith(MISSED))
     recovered: Counter = Counter()
     lost: Counter = Counter()
+    missed = sum(c.note.startswith(MISSED) for c in results)
     for i, cycle in enumerate(results):
-        if not cycle.fault:
+        if not cycle.fault or cycle.note.startswith(MISSED):
             continue
         # kill -9 crashes its own cycle by design: the next cycle must heal; other faults must not fail their cycle
         judged = results[i + 1] if cycle.fault == "kill -9" and i + 1 < len(results) else cycle
@@ -353,6 +364,7 @@ def summarise(results: list[Cycle]) -> str:
         "|---|---:|---:|---:|",
         *(f"| {kind} | {faults[kind]} | {recovered[kind]} | {lost[kind]} |" for kind in FAULTS if faults[kind]),
         f"| all | {sum(faults.values())} | {sum(recovered.values())} | {sum(lost.values())} |",
+        *([f"(kill -9 missed, the run had already ended: {missed}, not counted)"] if missed else []),
         "",
         (f"stale locks after any cycle: {sum(c.stale_lock for c in results)}; damaged stage folders left: "
          f"{sum(c.damaged_folders for c in results)}"),
