@@ -44,3 +44,11 @@ def test_a_kill_is_judged_by_the_next_cycle_other_faults_by_their_own():
         "disk growth per unchanged cycle (0 tasks ran; root without the Prefect server's db/logs): 0.17 MB",
         "disk growth per cycle, all: 0.67, 0.12, 0.30, 0.05, 0.17, 0.18, 0.00 MB",
     ])
+
+
+def test_a_kill_that_came_after_the_run_ended_is_reported_as_missed_not_as_recovered():
+    results = [cycle(1, None), cycle(2, "kill -9", note="missed: pid 7 had already finished 9.0 s in"), cycle(3, None)]
+    lines = summarise(results).splitlines()
+    assert "| kill -9 |" not in summarise(results)
+    assert "| all | 0 | 0 | 0 |" in lines
+    assert "(kill -9 missed, the run had already ended: 1, not counted)" in lines
