@@ -15,8 +15,8 @@ random order:
 * ``corrupt cache record``: a Prefect result record under ``<root>/.prefect/results`` overwritten
   with garbage, between cycles;
 * ``deleted stage folder``: one ``<root>/<stage>/<key>`` removed, between cycles;
-* ``second run``: ``recflow run`` on the same root started while the scheduled run holds it;
-  both must complete (the second after the first: it waits for the root lock).
+* ``second run``: ``recflow run`` on the same root started as the scheduled run starts; both
+  must complete, one after the other (whichever takes the root lock second waits for it).
 
 After each cycle it checks: the cycle completed; its models' metrics (read back from MLflow)
 equal the clean cycle's; every stage folder in the root passes its manifest's checksums (a damaged
@@ -182,6 +182,10 @@ class Soak:
             time.sleep(0.25)
         raise TimeoutError(f"flow run {run_id} did not finish within {timeout:.0f} s")
 
+    def logged(self, run_id: str, text: str) -> bool:
+        logs = self.api("/logs/filter", {"logs": {"flow_run_id": {"any_": [run_id]}}, "limit": 200})
+        return any(text in log["message"] for log in logs)
+
     def task_counts(self, run_id: str) -> str:
         logs = self.api("/logs/filter", {"logs": {"flow_run_id": {"any_": [run_id]}}, "limit": 200})
         found = [log["message"] for log in logs if log["message"].startswith("tasks: ")]
@@ -267,6 +271,10 @@ class Soak:
         return ""
 
     def during_cycle(self, fault: str, expected_seconds: float) -> tuple[str, subprocess.Popen | None]:
+        if fault == "second run":  # started as the scheduled run starts: whichever takes the root first, the other waits
+            second = subprocess.Popen([sys.executable, "-m", "recflow.cli", "run", "-c", "configs/smoke.yaml"], cwd=REPO,
+                                      env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            return f"recflow run pid {second.pid} started with the scheduled run", second
         pid = self.lock_holder_pid(timeout=120)
         if pid is None:
             return "the run never took the root lock", None
@@ -278,10 +286,6 @@ class Soak:
             except ProcessLookupError:
                 return f"{MISSED}: pid {pid} had already finished {delay:.1f} s in", None
             return f"pid {pid} killed {delay:.1f} s after it took the root", None
-        if fault == "second run":
-            second = subprocess.Popen([sys.executable, "-m", "recflow.cli", "run", "-c", "configs/smoke.yaml"], cwd=REPO,
-                                      env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-            return f"recflow run pid {second.pid} started while pid {pid} held the root", second
         return "", None
 
     # ---- the loop ----
@@ -304,8 +308,10 @@ class Soak:
             if second is not None:
                 out, _ = second.communicate(timeout=900)
                 cycle.extra["second_rc"] = second.returncode
-                cycle.extra["second_waited"] = "waiting for it to finish" in out
-                cycle.note += "; it waited for the root" if cycle.extra["second_waited"] else "; it did not have to wait"
+                waited = "waiting for it to finish" in out
+                scheduled_waited = self.logged(run["id"], "waiting for it to finish")
+                cycle.note += ("; it waited for the scheduled run" if waited else
+                               "; the scheduled run waited for it" if scheduled_waited else "; neither had to wait")
                 if second.returncode != 0:
                     cycle.note += f"; second run failed: {out.strip().splitlines()[-1:]}"
             time.sleep(1)  # the flow-run process exits after reporting its state
