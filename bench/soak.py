@@ -281,6 +281,12 @@ class Soak:
         if fault == "kill -9":
             delay = self.rng.uniform(0, 0.9 * expected_seconds)  # a moment while the run holds the root
             time.sleep(delay)
+            from recflow.rootlock import RootLock
+
+            lock = RootLock(self.root)
+            holder = lock.holder()
+            if not (lock.is_held() and holder is not None and holder.pid == pid):  # its flow is over (maybe still exiting)
+                return f"{MISSED}: pid {pid} had already released the root {delay:.1f} s in", None
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
