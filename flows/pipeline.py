@@ -137,11 +137,14 @@ def run_pipeline(config_path: str | None = None, overrides: list[str] | None = N
 
     The run's full log, tracebacks included, goes to ``log_file`` (default ``<root>/logs/<stamp>-<preset>.log``);
     the console shows no traceback. A failed run raises ``PipelineFailed``: its failed tasks and that log file.
+    The root is held from before Prefect starts until the flow's own result is written (the flow
+    holds it again, re-entrantly, for runs that a worker starts).
     """
     root = root or artifacts_root()
     storage = results_storage(root)
-    storage.mkdir(parents=True, exist_ok=True)
-    with run_log(log_file or log_path(root, Path(config_path).stem if config_path else "default")) as log_file:
+    log_file = log_file or log_path(root, Path(config_path).stem if config_path else "default")
+    with exclusive_root(root), run_log(log_file):
+        storage.mkdir(parents=True, exist_ok=True)
         try:
             return pipeline.with_options(result_storage=storage)(config_path=config_path, overrides=overrides, refresh=refresh)
         except PipelineFailed as exc:

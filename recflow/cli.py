@@ -34,27 +34,46 @@ def run(
 
     root = artifacts_root()
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # offline: no telemetry calls
+    from recflow.interrupt import Interrupts
+    from recflow.rootlock import RootLock
     from recflow.runlog import log_path
     from recflow.servers import ServerError, run_prefect_api
 
     log_file = log_path(root, config.stem if config else "default")
-    # TensorFlow's and MLflow's own lines go to the run's log file, not to the terminal (recflow.quiet);
-    # $PREFECT_API_URL, else `recflow ui`'s server for this root, else an embedded one that dies with this run
-    with quiet.quiet_libraries(log_file), progress.heartbeat(), run_prefect_api(root) as prefect_api:
-        from flows.pipeline import failure_lines, run_pipeline
-
+    # Ctrl-C ends the process within seconds even while a model trains in a worker thread (recflow.interrupt)
+    with Interrupts(f"interrupted: run stopped, it holds no lock on {root} (finished stages stay cached)",
+                    cleanups=[_stop_prefects_own_servers]) as interrupts:
         try:
-            prefect_api.ready()
-            result = run_pipeline(str(config) if config else None, set_, root=root, refresh=refresh, log_file=log_file)
+            # the root's OS lock before any Prefect server starts (recflow.rootlock; the flow re-enters it);
+            # TensorFlow's and MLflow's own lines go to the run's log file, not to the terminal (recflow.quiet);
+            # $PREFECT_API_URL, else `recflow ui`'s server for this root, else an embedded one that dies with this run
+            with (RootLock(root).held(), quiet.quiet_libraries(log_file), progress.heartbeat(),
+                  run_prefect_api(root) as prefect_api):
+                from flows.pipeline import failure_lines, run_pipeline
+
+                prefect_api.ready()
+                result = run_pipeline(str(config) if config else None, set_, root=root, refresh=refresh, log_file=log_file)
+        except KeyboardInterrupt:
+            interrupts.exit()
         except ServerError as exc:
             typer.secho(str(exc), fg="red", err=True)
             raise typer.Exit(1) from None
         except Exception as exc:  # one line per failed task and the log file with the tracebacks
+            if interrupts.interrupted:  # Prefect may wrap the interrupt in its own exception
+                interrupts.exit()
+            from flows.pipeline import failure_lines
+
             for line in failure_lines(exc):
                 typer.secho(line, fg="red", err=True)
             raise typer.Exit(1) from None
     print_summary(cfg, result)
     typer.echo(f"log (tracebacks, TensorFlow, MLflow): {log_file}")
+
+
+def _stop_prefects_own_servers() -> None:
+    """On an interrupt: Prefect's own temporary servers, if this process started any (ours die with it)."""
+    if "tasks.operations" in sys.modules:
+        sys.modules["tasks.operations"].stop_embedded_servers()
 
 
 def print_summary(cfg, result: dict) -> None:

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.sorting import FlowRunSort
-from prefect.concurrency.sync import concurrency
 
 from flows.pipeline import run_pipeline
 import tasks.ingest
 from recflow.config import DatasetConfig
 from recflow.data import DatasetNotFoundError, DownloadError
-from tasks.operations import exclusive_root, root_limit_name
+from tasks.operations import exclusive_root
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
 
@@ -57,13 +58,11 @@ def test_refresh_reruns_every_task_and_later_runs_reuse_the_rebuilt_cache(recflo
     assert run_pipeline(SMOKE, root=recflow_home)["tasks"] == {"ran": 0, "cached": N_TASKS}
 
 
-def test_a_second_holder_of_the_artifacts_root_waits(recflow_home):
+def test_a_run_holds_the_artifacts_roots_os_lock_and_frees_it_when_done(recflow_home):
+    probe = [sys.executable, "-c", "import sys; from recflow.rootlock import RootLock; print(RootLock(sys.argv[1]).try_acquire())", str(recflow_home)]
     with exclusive_root(recflow_home):
-        with pytest.raises(TimeoutError):
-            with concurrency(root_limit_name(recflow_home), timeout_seconds=1, strict=True):
-                pass
-    with concurrency(root_limit_name(recflow_home), timeout_seconds=5, strict=True):
-        pass  # released once the first holder is done
+        assert subprocess.run(probe, capture_output=True, text=True, check=True).stdout == "False\n"
+    assert subprocess.run(probe, capture_output=True, text=True, check=True).stdout == "True\n"
 
 
 def test_metrics_table_artifact_has_every_models_metrics(smoke_run):
