@@ -26,7 +26,7 @@ def test_run_prints_metrics_and_task_counts_then_reruns_from_cache(recflow_home)
     assert "R@10" in first.output
     assert "MLflow: run" in first.output
     *_, counts, log = first.output.strip().splitlines()  # the run's log file is named last
-    assert (counts, log.split(": ")[0]) == ("tasks: 7 ran, 0 cached", "log (TensorFlow, MLflow)")
+    assert (counts, log.split(": ")[0]) == ("tasks: 7 ran, 0 cached", "log (tracebacks, TensorFlow, MLflow)")
     second = runner.invoke(app, ["run", "--config", "configs/smoke.yaml"])
     assert second.output.strip().splitlines()[-2] == "tasks: 0 ran, 7 cached"
 

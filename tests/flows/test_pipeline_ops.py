@@ -149,13 +149,13 @@ def test_locate_retries_a_failed_download_but_not_a_missing_dataset(monkeypatch,
 def test_a_failed_index_keeps_its_models_metrics_in_mlflow_and_the_report(recflow_home, monkeypatch):
     import mlflow
 
-    import recflow.retrieval
+    import recflow.retrieval_build
     from recflow.outcomes import PipelineFailed
 
     def out_of_memory(*args, **kwargs):
         raise MemoryError("faiss ran out")
 
-    monkeypatch.setattr(recflow.retrieval, "build_serving_indexes", out_of_memory)
+    monkeypatch.setattr(recflow.retrieval_build, "build_serving_indexes", out_of_memory)
     with pytest.raises(PipelineFailed) as failed:
         run_pipeline(SMOKE, ["models=[{name: popular}, {name: mf}]"], root=recflow_home)
     assert [f.line() for f in failed.value.failures] == ["index[mf] failed: MemoryError: faiss ran out"]

@@ -58,7 +58,7 @@ def test_the_run_succeeds_and_prints_no_library_noise(smoke_run):
 
 def test_the_summary_names_the_log_file_that_holds_the_library_lines(smoke_run):
     _, lines, home = smoke_run
-    named = [text.split(": ", 1)[1] for _, stream, text in lines if stream == "out" and text.startswith("log (TensorFlow, MLflow): ")]
+    named = [text.split(": ", 1)[1] for _, stream, text in lines if stream == "out" and text.startswith("log (tracebacks, TensorFlow, MLflow): ")]
     assert len(named) == 1
     log = Path(named[0])
     assert log.parent == home / "logs"
