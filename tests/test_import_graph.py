@@ -4,12 +4,14 @@ Counted: every ``import`` the interpreter may execute, at module level or inside
 lazy import only postpones a cycle to the first call), and the package ``__init__`` an import
 runs on the way (``from recflow.models.base import X`` executes ``recflow/models/__init__.py``,
 unless the importer lives inside that package). Not counted: imports under ``if TYPE_CHECKING:``.
+The imports are read by ``recflow.lineage.imported_names``, the parser that cache keys rely on.
 """
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
+
+from recflow.lineage import imported_names  # the parser cache keys use: one reading of imports
 
 REPO = Path(__file__).resolve().parents[1]
 ROOTS = ("recflow", "tasks", "flows")
@@ -26,44 +28,12 @@ def _modules() -> dict[str, Path]:
     return out
 
 
-def _is_type_checking(test: ast.expr) -> bool:
-    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
-
-
-def _imported_names(tree: ast.AST, module: str, is_package: bool) -> set[str]:
-    names: set[str] = set()
-    package = module if is_package else module.rpartition(".")[0]
-
-    def visit(node: ast.AST) -> None:
-        if isinstance(node, ast.If) and _is_type_checking(node.test):
-            for child in node.orelse:
-                visit(child)
-            return
-        if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                anchor = package.split(".")
-                anchor = anchor[: len(anchor) - (node.level - 1)]
-                base = ".".join(anchor + ([base] if base else []))
-            names.add(base)
-            names.update(f"{base}.{alias.name}" for alias in node.names)  # ``from pkg import module``
-        for child in ast.iter_child_nodes(node):
-            visit(child)
-
-    visit(tree)
-    return names
-
-
 def import_graph() -> dict[str, set[str]]:
     modules = _modules()
     graph: dict[str, set[str]] = {}
     for module, path in modules.items():
-        tree = ast.parse(path.read_text(), filename=str(path))
         targets: set[str] = set()
-        for name in _imported_names(tree, module, path.name == "__init__.py"):
+        for name in imported_names(module, path.read_text(), path.name == "__init__.py"):
             parts = name.split(".")
             for i in range(1, len(parts) + 1):  # the module and every package __init__ on the way
                 target = ".".join(parts[:i])
