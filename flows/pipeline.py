@@ -37,14 +37,14 @@ class ModelsFailed(RuntimeError):
 
 # result_storage is resolved at import for deployments; run_pipeline() rebinds it to a chosen root.
 @flow(name="recflow-pipeline", log_prints=True, result_storage=results_storage())
-def pipeline(config_path: str | None = None, overrides: list[str] | None = None, refresh: bool = False) -> dict[str, Any]:
+def pipeline(config_path: str | list[str] | None = None, overrides: list[str] | None = None, refresh: bool = False) -> dict[str, Any]:
     """``refresh``: rerun every task and rewrite its cache (the weekly rebuild). Runs sharing an artifacts root never overlap."""
     cfg = load_config(config_path, overrides)
     with exclusive_root(artifacts_root()), refreshed_caches(refresh), tags(f"dataset:{cfg.dataset.name}"):
         return run_stages(cfg, config_path)
 
 
-def run_stages(cfg: RunConfig, config_path: str | None) -> dict[str, Any]:
+def run_stages(cfg: RunConfig, config_path: str | list[str] | None) -> dict[str, Any]:
     source = locate(cfg.dataset)
 
     data = ingest.submit(source, cfg.dataset.max_reject_fraction)
@@ -68,7 +68,7 @@ def run_stages(cfg: RunConfig, config_path: str | None) -> dict[str, Any]:
         features=feats.result(),
         models=models,
         task_counts=counts,
-        run_name=Path(config_path).stem if config_path else "default",
+        run_name=run_name(config_path),
     )
     publish_run_report(cfg, models, tracking, counts, parts.result().meta["protocol"])
     serving = publish_run(cfg, tracking, models, parts.result(), data.result())
@@ -84,6 +84,12 @@ def run_stages(cfg: RunConfig, config_path: str | None) -> dict[str, Any]:
         "tracking": tracking,
         "serving": serving,
     }
+
+
+def run_name(config_path: str | list[str] | None) -> str:
+    """The MLflow run's name: the config file's stem, or the stems joined by '+' for a base and its overlays."""
+    paths = [config_path] if isinstance(config_path, str) else list(config_path or [])
+    return "+".join(Path(p).stem for p in paths) or "default"
 
 
 def count_states(futures: list[PrefectFuture]) -> dict[str, int]:
@@ -102,7 +108,7 @@ def model_outcome(trained: PrefectFuture, scored: PrefectFuture, indexed: Prefec
     return outcome
 
 
-def run_pipeline(config_path: str | None = None, overrides: list[str] | None = None, root: Path | None = None, refresh: bool = False) -> dict[str, Any]:
+def run_pipeline(config_path: str | list[str] | None = None, overrides: list[str] | None = None, root: Path | None = None, refresh: bool = False) -> dict[str, Any]:
     """Run the flow with task results persisted under the artifacts root (the cache lives there)."""
     root = root or artifacts_root()
     storage = results_storage(root)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -14,15 +13,16 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="MovieLens ra
 
 @app.command()
 def run(
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config (default: configs/default.yaml if present)"),
+    config: list[Path] = typer.Option([], "--config", "-c", help="YAML config (default: configs/default.yaml if present); "
+                                      "repeat to merge overlays, later files winning (e.g. a `recflow tune` overlay)"),
     set_: list[str] = typer.Option([], "--set", help="override a config key: key=value (models.<name>.<param>=value)"),
     refresh: bool = typer.Option(False, "--refresh", help="rerun every task and rewrite its cache (the weekly rebuild)"),
 ) -> None:
     """Run the pipeline: ingest, split, features, train and evaluate every model, log to MLflow."""
     from recflow.config import ConfigError, load_config
 
-    if config is None and Path("configs/default.yaml").exists():
-        config = Path("configs/default.yaml")
+    if not config and Path("configs/default.yaml").exists():
+        config = [Path("configs/default.yaml")]
     try:
         cfg = load_config(config, set_)
     except ConfigError as exc:
@@ -36,7 +36,8 @@ def run(
     from flows.pipeline import run_pipeline
 
     try:
-        result = run_pipeline(str(config) if config else None, set_, root=root, refresh=refresh)
+        paths = [str(p) for p in config]
+        result = run_pipeline(paths[0] if len(paths) == 1 else (paths or None), set_, root=root, refresh=refresh)
     except Exception as exc:  # the flow's own failure message is the useful part
         typer.secho(f"pipeline failed: {type(exc).__name__}: {exc}", fg="red", err=True)
         raise typer.Exit(1) from None
@@ -107,6 +108,10 @@ from recflow.ops_cli import compare, serve, ui  # noqa: E402  (typer only; the c
 app.command()(compare)
 app.command()(ui)
 app.command()(serve)
+
+from recflow.tune_cli import tune  # noqa: E402  (typer only; the command imports the rest)
+
+app.command()(tune)
 
 
 def main() -> None:  # pragma: no cover
