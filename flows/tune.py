@@ -7,7 +7,7 @@ The first stages are the pipeline's cached tasks, so a tuned dataset shares thei
 ``recflow run``. ``tuning_split`` drops the test rows while reading; everything after it
 (features, samples, every trial) sees train and valid only. A study lives in Optuna's RDB
 storage under the artifacts root: rerun the same command after a crash and it continues where it
-stopped (trials left running by the crash are marked failed; finished trials count toward the
+stopped (trials left running by the crash are marked failed; completed trials count toward the
 budget). Each trial is logged as a nested MLflow run under the study's ``tune <model>`` run.
 """
 
@@ -33,14 +33,12 @@ from tasks.sampling import sampling, sampling_plan
 from tasks.split import split
 from tasks.tune import tune_trial, tuning_split
 
-_FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL, optuna.trial.TrialState.PRUNED)
-
 
 @flow(name="recflow-tune", log_prints=True, result_storage=results_storage())
 def tune(config_paths: list[str] | None, overrides: list[str] | None, model: str, trials: int | None = 20,
          minutes: float | None = None, metric: str | None = None, seed: int = 0, valid_fraction: float = 0.1,
          out: str | None = None, parallel: int = 1) -> dict[str, Any]:
-    """Search ``model``'s declared space until ``trials`` trials have finished or ``minutes`` have passed."""
+    """Search ``model``'s declared space until the study has ``trials`` completed trials or ``minutes`` have passed."""
     cfg = load_config(config_paths, overrides)
     space = tuning.search_space(model)
     metric = metric or tuning.default_metric(model, cfg.evaluation.ks)
@@ -62,12 +60,12 @@ def tune(config_paths: list[str] | None, overrides: list[str] | None, model: str
         study = optuna.create_study(study_name=name, storage=storage, direction=tuning.direction(metric), load_if_exists=True)
         for stale in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
             study.tell(stale.number, state=optuna.trial.TrialState.FAIL)  # left by a crash: the root lock rules out a live one
-        finished = len(study.get_trials(deepcopy=False, states=_FINISHED))
+        finished = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
         # a resumed study draws fresh random start points rather than repeating the first run's
         study.sampler = optuna.samplers.TPESampler(seed=seed + len(study.trials))
         remaining = None if trials is None else max(trials - finished, 0)
         if finished:
-            log.info("study %s resumes with %d finished trials", name, finished)
+            log.info("study %s resumes with %d completed trials", name, finished)
 
         deadline = None if minutes is None else time.monotonic() + 60 * minutes
         run_id = tuning.start_parent_run(cfg, model, study, root)

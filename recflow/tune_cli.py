@@ -13,7 +13,7 @@ def tune(
     model: str = typer.Option(..., "--model", "-m", help="the model to tune (one that declares a search_space)"),
     config: list[Path] = typer.Option([], "--config", "-c", help="YAML config(s), merged in order as for `recflow run`"),
     set_: list[str] = typer.Option([], "--set", help="override a config key: key=value"),
-    trials: Optional[int] = typer.Option(20, "--trials", min=1, help="finished trials the study should reach (resumed ones count)"),
+    trials: Optional[int] = typer.Option(20, "--trials", min=1, help="completed trials the study should reach (a resumed study's count)"),
     minutes: Optional[float] = typer.Option(None, "--minutes", min=0, help="stop asking for trials after this long"),
     metric: Optional[str] = typer.Option(None, "--metric", help="validation metric (default: rmse for rating models, else ndcg_at_10)"),
     seed: int = typer.Option(0, "--seed", help="TPE sampler seed (and the seed of a carved validation part)"),
