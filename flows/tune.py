@@ -21,7 +21,7 @@ from typing import Any
 import optuna
 from prefect import flow, get_run_logger, tags
 
-import recflow.tuning as tuning
+from recflow import tuning
 from recflow.config import load_config
 from recflow.progress import track
 from recflow.store import artifacts_root

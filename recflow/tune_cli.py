@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -13,13 +12,13 @@ def tune(
     model: str = typer.Option(..., "--model", "-m", help="the model to tune (one that declares a search_space)"),
     config: list[Path] = typer.Option([], "--config", "-c", help="YAML config(s), merged in order as for `recflow run`"),
     set_: list[str] = typer.Option([], "--set", help="override a config key: key=value"),
-    trials: Optional[int] = typer.Option(20, "--trials", min=1, help="completed trials the study should reach (a resumed study's count)"),
-    minutes: Optional[float] = typer.Option(None, "--minutes", min=0, help="stop asking for trials after this long"),
-    metric: Optional[str] = typer.Option(None, "--metric", help="validation metric (default: rmse for rating models, else ndcg_at_10)"),
+    trials: int | None = typer.Option(20, "--trials", min=1, help="completed trials the study should reach (a resumed study's count)"),
+    minutes: float | None = typer.Option(None, "--minutes", min=0, help="stop asking for trials after this long"),
+    metric: str | None = typer.Option(None, "--metric", help="validation metric (default: rmse for rating models, else ndcg_at_10)"),
     seed: int = typer.Option(0, "--seed", help="TPE sampler seed (and the seed of a carved validation part)"),
     valid_fraction: float = typer.Option(0.1, "--valid-fraction", help="per-user share of train carved as validation when the preset has none"),
     parallel: int = typer.Option(1, "--parallel", min=1, help="trials asked and run at once (as tasks)"),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="overlay YAML to write (default: <artifacts>/tuning/<study>.yaml)"),
+    out: Path | None = typer.Option(None, "--out", "-o", help="overlay YAML to write (default: <artifacts>/tuning/<study>.yaml)"),
 ) -> None:
     """Tune a model with Optuna (TPE) on the validation split; write a config overlay of the best parameters.
 

@@ -13,7 +13,7 @@ from recflow.config import ModelParams
 from recflow.models import build_model
 from recflow.store import Artifact
 from tasks.caching import produce, stage
-from tasks.loading import fit_context, load_parts
+from tasks.loading import fit_context
 
 
 @stage("tuning_split", code=(tuning_lib,), task_run_name="tuning_split")

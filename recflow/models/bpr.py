@@ -65,7 +65,7 @@ class BPRRecommender(Recommender):
         self.implicit_threshold = implicit_threshold
         self.seed = seed
 
-    def fit(self, train: Interactions, context: FitContext | None = None) -> "BPRRecommender":
+    def fit(self, train: Interactions, context: FitContext | None = None) -> BPRRecommender:
         k, epochs, batch = int(self.factors), int(self.epochs), int(self.batch_size)
         if k < 1 or epochs < 1 or batch < 1:
             raise ValueError(f"factors, epochs and batch_size must be >= 1, got {k}, {epochs}, {batch}")

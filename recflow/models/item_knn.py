@@ -44,7 +44,7 @@ class ItemKNNRecommender(Recommender):
         self.shrink = shrink
         self.implicit_threshold = implicit_threshold
 
-    def fit(self, train: Interactions, context: FitContext | None = None) -> "ItemKNNRecommender":
+    def fit(self, train: Interactions, context: FitContext | None = None) -> ItemKNNRecommender:
         if int(self.k) < 1:
             raise ValueError(f"k must be >= 1, got {self.k}")
         if float(self.shrink) < 0:

@@ -9,7 +9,7 @@ signature: a model that declares no space cannot be tuned, and a declared name t
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -38,4 +38,4 @@ class Choice:
     options: tuple[Any, ...]
 
 
-Dimension = Union[FloatRange, IntRange, Choice]
+Dimension = FloatRange | IntRange | Choice

@@ -30,7 +30,7 @@ def two_taste_groups() -> tuple[Interactions, np.ndarray]:
     """Users 0-9 like items 0-4, users 10-19 like items 5-9; each user's last item of its group is held out."""
     users, items, held_out = [], [], []
     for u in range(20):
-        group = range(0, 5) if u < 10 else range(5, 10)
+        group = range(5) if u < 10 else range(5, 10)
         chosen = [i for i in group if i != group[u % 5]]
         users += [u] * len(chosen)
         items += chosen

@@ -56,7 +56,7 @@ def test_saved_model_scores_the_same(tmp_path):
     np.testing.assert_array_equal(load_model(tmp_path / "m").score(np.arange(3)), m.score(np.arange(3)))
 
 
-@pytest.mark.parametrize("params", [dict(k=0), dict(shrink=-1.0)])
+@pytest.mark.parametrize("params", [{"k": 0}, {"shrink": -1.0}])
 def test_bad_parameters_are_refused(params):
     with pytest.raises(ValueError):
         ItemKNNRecommender(**params).fit(TINY)
