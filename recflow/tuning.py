@@ -202,11 +202,16 @@ def start_parent_run(cfg: RunConfig, model: str, study, root: Path | None = None
     """The study's ``tune <model>`` MLflow run, reopened when the study resumes; returns its id."""
     import mlflow
 
-    from recflow.tracking import use_experiment
+    from recflow.tracking import experiment_name, use_experiment
 
     use_experiment(cfg, root)
     run_id = study.user_attrs.get("mlflow_run_id")
-    if run_id is not None and mlflow.get_run(run_id) is not None:
+    try:
+        resumed = run_id is not None and mlflow.get_run(run_id).info.experiment_id == mlflow.get_experiment_by_name(
+            experiment_name(cfg)).experiment_id
+    except mlflow.exceptions.MlflowException:  # the study outlived its tracking store
+        resumed = False
+    if resumed:
         mlflow.start_run(run_id=run_id)
     else:
         run = mlflow.start_run(run_name=f"tune {model}", tags={"recflow.tune.study": study.study_name})

@@ -194,3 +194,17 @@ def test_tune_refuses_a_model_without_a_search_space():
 
     result = CliRunner().invoke(app, ["tune", "--config", str(SMOKE), "--model", "popular", "--trials", "1"])
     assert result.exit_code == 2 and "declares no search_space" in result.output
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_failing_trials_are_recorded_as_failed_and_tuning_fails_when_none_completes(recflow_home):
+    from recflow.cli import app
+
+    result = CliRunner().invoke(app, ["tune", "--config", "configs/smoke.yaml", "--set", "models.bias.epochs=0",
+                                      "--model", "bias", "--trials", "2"])
+    assert result.exit_code == 1 and "no trial completed" in result.output
+    (summary,) = optuna.get_all_study_summaries(f"sqlite:///{recflow_home / 'tuning' / 'optuna.db'}")
+    study = optuna.load_study(study_name=summary.study_name, storage=f"sqlite:///{recflow_home / 'tuning' / 'optuna.db'}")
+    assert [t.state.name for t in study.trials] == ["FAIL", "FAIL"]
+    errors = [r.data.tags.get("recflow.tune.error", "") for r in mlflow_runs(recflow_home) if r.info.run_name.startswith("trial")]
+    assert len(errors) == 2 and all("epochs must be >= 1" in e for e in errors)
