@@ -40,19 +40,19 @@ class BPRRecommender(Recommender):
     user_space = True
     search_space: ClassVar[dict[str, Dimension]] = {
         "factors": IntRange(16, 128, log=True),
-        "lr": FloatRange(1e-3, 5e-2, log=True),
-        "reg": FloatRange(1e-6, 1e-2, log=True),
-        "epochs": IntRange(5, 60),
+        "lr": FloatRange(5e-4, 2e-2, log=True),
+        "reg": FloatRange(1e-4, 5e-2, log=True),
+        "epochs": IntRange(10, 80),
     }
 
     def __init__(
         self,
         factors: int = 64,
-        lr: float = 0.005,
-        reg: float = 1e-4,
-        epochs: int = 30,
+        lr: float = 0.001,
+        reg: float = 1e-3,
+        epochs: int = 60,
         batch_size: int = 2048,
-        init_std: float = 0.1,
+        init_std: float = 0.02,
         implicit_threshold: float | None = None,
         seed: int = 0,
     ) -> None:

@@ -43,7 +43,7 @@ def two_taste_groups() -> tuple[Interactions, np.ndarray]:
 
 def test_ranks_the_held_out_item_of_the_users_taste_group_first():
     train, held_out = two_taste_groups()
-    m = BPRRecommender(factors=4, lr=0.05, epochs=60, batch_size=16, seed=0).fit(train)
+    m = BPRRecommender(factors=4, lr=0.05, reg=0.0, epochs=60, batch_size=16, init_std=0.1, seed=0).fit(train)
     top, _ = m.recommend(np.arange(20), k=1)
     np.testing.assert_array_equal(top[:, 0], held_out)
     assert m.history_[-1]["loss"] < m.history_[0]["loss"]
