@@ -60,12 +60,12 @@ def tune(config_paths: list[str] | None, overrides: list[str] | None, model: str
         study = optuna.create_study(study_name=name, storage=storage, direction=tuning.direction(metric), load_if_exists=True)
         for stale in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
             study.tell(stale.number, state=optuna.trial.TrialState.FAIL)  # left by a crash: the root lock rules out a live one
-        finished = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
+        completed_before = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
         # a resumed study draws fresh random start points rather than repeating the first run's
         study.sampler = optuna.samplers.TPESampler(seed=seed + len(study.trials))
-        remaining = None if trials is None else max(trials - finished, 0)
-        if finished:
-            log.info("study %s resumes with %d completed trials", name, finished)
+        remaining = None if trials is None else max(trials - completed_before, 0)
+        if completed_before:
+            log.info("study %s resumes with %d completed trials", name, completed_before)
 
         deadline = None if minutes is None else time.monotonic() + 60 * minutes
         run_id = tuning.start_parent_run(cfg, model, study, root)
