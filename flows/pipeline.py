@@ -40,14 +40,14 @@ from tasks.train import train
 
 # result_storage is resolved at import for deployments; run_pipeline() rebinds it to a chosen root.
 @flow(name="recflow-pipeline", log_prints=True, result_storage=results_storage())
-def pipeline(config_path: str | None = None, overrides: list[str] | None = None, refresh: bool = False) -> dict[str, Any]:
+def pipeline(config_path: str | list[str] | None = None, overrides: list[str] | None = None, refresh: bool = False) -> dict[str, Any]:
     """``refresh``: rerun every task and rewrite its cache (the weekly rebuild). Runs sharing an artifacts root never overlap."""
     cfg = load_config(config_path, overrides)
     with exclusive_root(artifacts_root()), refreshed_caches(refresh), tags(f"dataset:{cfg.dataset.name}"):
         return run_stages(cfg, config_path)
 
 
-def run_stages(cfg: RunConfig, config_path: str | None) -> dict[str, Any]:
+def run_stages(cfg: RunConfig, config_path: str | list[str] | None) -> dict[str, Any]:
     with pipeline_run(cfg, parent_run_name(config_path)) as parent:  # MLflow's parent run spans the flow
         source = locate(cfg.dataset)
 
@@ -90,10 +90,17 @@ def run_stages(cfg: RunConfig, config_path: str | None) -> dict[str, Any]:
         }
 
 
-def parent_run_name(config_path: str | None) -> str:
-    """The MLflow parent run's name: the preset, the date, the Prefect flow run's name."""
-    preset = Path(config_path).stem if config_path else "default"
-    return pipeline_run_name(preset, datetime.now(timezone.utc), flow_run.get_name() if flow_run.get_id() else None)
+def preset_name(config_path: str | list[str] | None) -> str:
+    """A config file's stem, or a base and its overlays' stems joined by '+'."""
+    paths = [config_path] if isinstance(config_path, str) else list(config_path or [])
+    return "+".join(Path(p).stem for p in paths) or "default"
+
+
+def parent_run_name(config_path: str | list[str] | None) -> str:
+    """The MLflow parent run's name: the preset (a base and its overlays: stems joined by '+'), the date,
+    the Prefect flow run's name."""
+    return pipeline_run_name(preset_name(config_path), datetime.now(timezone.utc), flow_run.get_name() if flow_run.get_id() else None)
+
 
 
 def count_states(futures: list[PrefectFuture]) -> dict[str, int]:
@@ -131,7 +138,7 @@ def failure_lines(exc: BaseException) -> list[str]:
     return [f"pipeline failed: {type(exc).__name__}: {exc}"]
 
 
-def run_pipeline(config_path: str | None = None, overrides: list[str] | None = None, root: Path | None = None, refresh: bool = False,
+def run_pipeline(config_path: str | list[str] | None = None, overrides: list[str] | None = None, root: Path | None = None, refresh: bool = False,
                  log_file: Path | None = None) -> dict[str, Any]:
     """Run the flow with task results persisted under the artifacts root (the cache lives there).
 
@@ -142,7 +149,7 @@ def run_pipeline(config_path: str | None = None, overrides: list[str] | None = N
     """
     root = root or artifacts_root()
     storage = results_storage(root)
-    log_file = log_file or log_path(root, Path(config_path).stem if config_path else "default")
+    log_file = log_file or log_path(root, preset_name(config_path))
     with exclusive_root(root), run_log(log_file):
         storage.mkdir(parents=True, exist_ok=True)
         try:

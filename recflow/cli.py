@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -14,15 +13,16 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="MovieLens ra
 
 @app.command()
 def run(
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config (default: configs/default.yaml if present)"),
+    config: list[Path] = typer.Option([], "--config", "-c", help="YAML config (default: configs/default.yaml if present); "
+                                      "repeat to merge overlays, later files winning (e.g. a `recflow tune` overlay)"),
     set_: list[str] = typer.Option([], "--set", help="override a config key: key=value (models.<name>.<param>=value)"),
     refresh: bool = typer.Option(False, "--refresh", help="rerun every task and rewrite its cache (the weekly rebuild)"),
 ) -> None:
     """Run the pipeline: ingest, split, features, train and evaluate every model, log to MLflow."""
     from recflow.config import ConfigError, load_config
 
-    if config is None and Path("configs/default.yaml").exists():
-        config = Path("configs/default.yaml")
+    if not config and Path("configs/default.yaml").exists():
+        config = [Path("configs/default.yaml")]
     try:
         cfg = load_config(config, set_)
     except ConfigError as exc:
@@ -39,7 +39,8 @@ def run(
     from recflow.runlog import log_path
     from recflow.servers import ServerError, run_prefect_api
 
-    log_file = log_path(root, config.stem if config else "default")
+    paths = [str(p) for p in config]
+    log_file = log_path(root, "+".join(p.stem for p in config) or "default")
     # Ctrl-C ends the process within seconds even while a model trains in a worker thread (recflow.interrupt)
     with Interrupts(f"interrupted: run stopped, it holds no lock on {root} (finished stages stay cached)",
                     cleanups=[_stop_prefects_own_servers]) as interrupts:
@@ -52,7 +53,8 @@ def run(
                 from flows.pipeline import failure_lines, run_pipeline
 
                 prefect_api.ready()
-                result = run_pipeline(str(config) if config else None, set_, root=root, refresh=refresh, log_file=log_file)
+                result = run_pipeline(paths[0] if len(paths) == 1 else (paths or None), set_, root=root, refresh=refresh,
+                                      log_file=log_file)
         except KeyboardInterrupt:
             interrupts.exit()
         except ServerError as exc:
@@ -160,6 +162,10 @@ app.command()(serve)
 from recflow.gc import gc_command  # noqa: E402  (stdlib and typer only; MLflow loads inside the command)
 
 app.command("gc")(gc_command)
+
+from recflow.tune_cli import tune  # noqa: E402  (typer only; the command imports the rest)
+
+app.command()(tune)
 
 
 def main() -> None:  # pragma: no cover

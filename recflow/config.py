@@ -180,25 +180,68 @@ class ConfigError(ValueError):
     """A config that does not validate; the message names the file and every offending key."""
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
+def load_config(path: str | Path | list[str | Path] | tuple | None = None, overrides: list[str] | None = None) -> RunConfig:
+    """A validated config from zero or more YAML files and ``--set`` overrides, later ones winning.
+
+    Several files merge in order (``merge_configs``): mappings key by key, the ``models`` list by
+    model name, anything else replaced; so a tuning overlay (``recflow tune``) holding only
+    ``models: [{name: ease, l2: 812.5}]`` changes that one parameter of a preset. The merged
+    result is validated once, so an unknown key in any file is still an error naming the file.
+    """
+    paths = [] if path is None else [path] if isinstance(path, (str, Path)) else list(path)
     raw: dict[str, Any] = {}
-    source = "<defaults>"
-    if path is not None:
-        source = str(path)
-        try:
-            raw = yaml.safe_load(Path(path).read_text()) or {}
-        except FileNotFoundError:
-            raise ConfigError(f"config file not found: {path}") from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{path}: expected a mapping at the top level")
+    for p in paths:
+        raw = merge_configs(raw, _read_yaml(p))
+    source = " + ".join(str(p) for p in paths) or "<defaults>"
     for item in overrides or []:
         apply_override(raw, item)
     try:
         return RunConfig.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(source, exc)) from None
+
+
+def _read_yaml(path: str | Path) -> dict[str, Any]:
+    try:
+        raw = yaml.safe_load(Path(path).read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    if "models" in raw and not isinstance(raw["models"], list):
+        raise ConfigError(f"{path}: 'models' must be a list of {{name: ..., <param>: ...}} entries")
+    try:
+        RunConfig.model_validate(merge_configs({}, raw))  # name the file that brings an unknown key
+    except ValidationError as exc:
+        unknown = [".".join(str(p) for p in e["loc"]) for e in exc.errors() if e["type"] == "extra_forbidden"]
+        if unknown:
+            raise ConfigError("\n".join([f"{path}: invalid config", *(f"  unknown key '{u}'" for u in unknown)])) from None
+    return raw
+
+
+def merge_configs(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
+    """``overlay`` on ``base`` (neither changed): mappings merge recursively, ``models`` entries merge
+    by ``name`` (an overlay entry updates the same-named model, a new name is appended), anything
+    else is replaced."""
+    out = dict(base)
+    for key, value in overlay.items():
+        if key == "models" and isinstance(out.get(key), list) and isinstance(value, list):
+            models = [dict(m) if isinstance(m, dict) else m for m in out[key]]
+            for entry in value:
+                name = entry.get("name") if isinstance(entry, dict) else None
+                match = next((m for m in models if isinstance(m, dict) and name is not None and m.get("name") == name), None)
+                if match is None:
+                    models.append(entry)
+                else:
+                    match.update(entry)
+            out[key] = models
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge_configs(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
 def format_validation_error(source: str, exc: ValidationError) -> str:

@@ -9,11 +9,13 @@ from pydantic import BaseModel
 
 from recflow.models.base import NotFittedError, NotSupported, Recommender, VectorSpace
 from recflow.models.bias import BiasRecommender
+from recflow.models.bpr import BPRRecommender
 from recflow.models.deepwalk import DeepWalkRecommender
 from recflow.models.dssm import DSSMRecommender
 from recflow.models.ease import EASERecommender
 from recflow.models.hybrid import HybridRecommender
 from recflow.models.item2vec import Item2VecRecommender
+from recflow.models.item_knn import ItemKNNRecommender
 from recflow.models.mf import BiasedMFRecommender
 from recflow.models.popular import PopularRecommender
 from recflow.models.two_tower import TwoTowerRecommender
@@ -30,6 +32,8 @@ MODELS: dict[str, type[Recommender]] = {
     TwoTowerRecommender.name: TwoTowerRecommender,
     DSSMRecommender.name: DSSMRecommender,
     HybridRecommender.name: HybridRecommender,
+    BPRRecommender.name: BPRRecommender,
+    ItemKNNRecommender.name: ItemKNNRecommender,
 }
 
 
@@ -50,4 +54,4 @@ def load_model(path: str | Path) -> Recommender:
     return MODELS[name].load(path)
 
 
-__all__ = ["MODELS", "build_model", "load_model", "Recommender", "VectorSpace", "NotFittedError", "NotSupported", "BiasRecommender", "PopularRecommender"]
+__all__ = ["MODELS", "build_model", "load_model", "Recommender", "VectorSpace", "NotFittedError", "NotSupported", "BiasRecommender", "BPRRecommender", "ItemKNNRecommender", "PopularRecommender"]

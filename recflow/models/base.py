@@ -36,6 +36,7 @@ import scipy.sparse as sp
 
 from recflow.interactions import Interactions
 from recflow.models.context import FitContext
+from recflow.models.search_space import Dimension
 from recflow.numeric import cosine_neighbours, topk
 from recflow.progress import track
 
@@ -69,6 +70,8 @@ class Recommender(ABC):
     similarity: ClassVar[Literal["cosine"]] = "cosine"
     #: a framework model saved beside the npz that tracking logs in that flavour (``"keras"``), or None
     framework_flavour: ClassVar[str | None] = None
+    #: the ``__init__`` parameters ``recflow tune`` searches, with their ranges; {} for none (not tunable)
+    search_space: ClassVar[dict[str, Dimension]] = {}
 
     _seen: sp.csr_matrix | None = None
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 
 from recflow.interactions import Interactions
 from recflow.metrics import rmse
 from recflow.models.context import FitContext
+from recflow.models.search_space import Dimension, FloatRange
 from recflow.models.base import Recommender
 
 
@@ -24,6 +27,10 @@ class BiasRecommender(Recommender):
     """
 
     name = "bias"
+    search_space: ClassVar[dict[str, Dimension]] = {
+        "reg_user": FloatRange(0.1, 100.0, log=True),
+        "reg_item": FloatRange(0.1, 100.0, log=True),
+    }
     predicts_ratings = True
 
     def __init__(self, reg_user: float = 15.0, reg_item: float = 10.0, epochs: int = 10) -> None:

@@ -21,6 +21,8 @@ Persistence: ``B`` and the binarised train matrix go to ``arrays.npz``.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 import scipy.linalg as sl
 import scipy.sparse as sp
@@ -28,12 +30,14 @@ import scipy.sparse as sp
 from recflow.interactions import Interactions
 from recflow.models.base import Recommender
 from recflow.models.context import FitContext
+from recflow.models.search_space import Dimension, FloatRange
 
 
 class EASERecommender(Recommender):
     """EASE^R closed form; ``l2`` is the ridge lambda (about 500 is best on ML-1M)."""
 
     name = "ease"
+    search_space: ClassVar[dict[str, Dimension]] = {"l2": FloatRange(10.0, 10_000.0, log=True)}
 
     def __init__(self, l2: float = 500.0, implicit_threshold: float | None = None, max_items: int = 30_000) -> None:
         self.l2 = l2

@@ -32,6 +32,8 @@ the best epoch's parameters are kept (``best_epoch_``).
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
@@ -40,6 +42,7 @@ from recflow.interactions import Interactions
 from recflow.metrics import rmse
 from recflow.models.base import Recommender
 from recflow.models.context import FitContext
+from recflow.models.search_space import Dimension, FloatRange, IntRange
 
 _CHUNK_CELLS = 1 << 18  # padded design cells (rows x width x (factors+1)) per stacked solve: 1 MB float32
 _PRED_CHUNK = 1 << 20
@@ -49,6 +52,12 @@ class BiasedMFRecommender(Recommender):
     """mu + b_u + b_i + p_u . q_i by ALS with count-scaled ridge penalties (see module doc)."""
 
     name = "mf"
+    search_space: ClassVar[dict[str, Dimension]] = {
+        "factors": IntRange(8, 128, log=True),
+        "reg": FloatRange(0.05, 5.0, log=True),
+        "reg_bias": FloatRange(0.01, 10.0, log=True),
+        "reg_exponent": FloatRange(0.0, 1.0),
+    }
     item_spaces = ("items",)
     user_space = True
     predicts_ratings = True
