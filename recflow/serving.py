@@ -466,20 +466,13 @@ def register_champion(record: dict[str, Any], root: Path) -> dict[str, Any]:
                 "reason": f"unchanged: champion v{champion.version} already serves this bundle"}
 
     ours = _protocol_tag(record["protocol"])
-    logged = _log_pyfunc(sources, info)
     per_user = record["models"][info["recommend_model"]].get("per_user")
-    tags = {"bundle": fingerprint, "model": info["recommend_model"], "similar_model": str(info["similar_model"]),
-            "pipeline_run_id": record["run_id"], "dataset": record["dataset"], "metric": metric, "metric_value": str(value),
-            "protocol": ours, **({"per_user": per_user} if per_user else {})}
-    if per_user and (root / per_user).is_file() and info["model_run_id"]:  # under the name the next run looks for
-        folder, _, file = PER_USER_ARTIFACT.rpartition("/")
-        with tempfile.TemporaryDirectory() as tmp:
-            shutil.copyfile(root / per_user, Path(tmp) / file)
-            client.log_artifact(info["model_run_id"], str(Path(tmp) / file), folder)
-    if not client.search_registered_models(filter_string=f"name = '{name}'"):
-        client.create_registered_model(name, description=f"recflow serving bundles for {record['dataset']} (see recflow.serving)")
-    version = str(client.create_model_version(name, source=logged.model_uri, run_id=info["model_run_id"], tags=tags,
-                                              model_id=logged.model_id).version)
+    registered = _version_with_bundle(client, name, fingerprint, ours, per_user)
+    if registered is not None:  # the same files, judged the same way, are registered already (a cached rerun): never log them twice
+        version = str(registered.version)
+        out["reused_version"] = int(version)
+    else:
+        version = _register_bundle(client, record, root, sources, info, fingerprint, ours)
 
     theirs = champion.tags.get("protocol") if champion is not None else None
     if theirs is not None and theirs != ours:  # versions from before the tag: compared
@@ -507,6 +500,36 @@ def register_champion(record: dict[str, Any], root: Path) -> dict[str, Any]:
     else:
         why = f"not significantly better than champion v{champion.version} ({metric} {shown} vs {previous:.4f}: {_test_text(test, record)})"
     return {**out, "version": int(version), "champion_version": int(champion.version), "moved": False, "reason": why}
+
+
+def _version_with_bundle(client: Any, name: str, fingerprint: str, protocol_tag: str, per_user: str | None) -> Any | None:
+    """The newest registered version with exactly these files, evaluated under the same protocol into the
+    same per-user values (what the next run pairs with), if any."""
+    if not client.search_registered_models(filter_string=f"name = '{name}'"):
+        return None
+    found = [v for v in client.search_model_versions(f"name = '{name}' and tags.bundle = '{fingerprint}'")
+             if v.tags.get("protocol") == protocol_tag and v.tags.get("per_user") == per_user]
+    return max(found, key=lambda v: int(v.version)) if found else None
+
+
+def _register_bundle(client: Any, record: dict[str, Any], root: Path, sources: dict[str, Any], info: dict[str, Any],
+                     fingerprint: str, protocol_tag: str) -> str:
+    """Log the bundle as a pyfunc and register it as a new version of ``record``'s model; returns the version."""
+    name, metric, value = record["registered_model"], record["metric"], info["metric_value"]
+    logged = _log_pyfunc(sources, info)
+    per_user = record["models"][info["recommend_model"]].get("per_user")
+    tags = {"bundle": fingerprint, "model": info["recommend_model"], "similar_model": str(info["similar_model"]),
+            "pipeline_run_id": record["run_id"], "dataset": record["dataset"], "metric": metric, "metric_value": str(value),
+            "protocol": protocol_tag, **({"per_user": per_user} if per_user else {})}
+    if per_user and (root / per_user).is_file() and info["model_run_id"]:  # under the name the next run looks for
+        folder, _, file = PER_USER_ARTIFACT.rpartition("/")
+        with tempfile.TemporaryDirectory() as tmp:
+            shutil.copyfile(root / per_user, Path(tmp) / file)
+            client.log_artifact(info["model_run_id"], str(Path(tmp) / file), folder)
+    if not client.search_registered_models(filter_string=f"name = '{name}'"):
+        client.create_registered_model(name, description=f"recflow serving bundles for {record['dataset']} (see recflow.serving)")
+    return str(client.create_model_version(name, source=logged.model_uri, run_id=info["model_run_id"], tags=tags,
+                                           model_id=logged.model_id).version)
 
 
 def _test_text(test: dict[str, Any], record: dict[str, Any]) -> str:

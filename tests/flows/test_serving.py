@@ -203,6 +203,11 @@ def test_the_alias_moves_only_to_a_model_significantly_better_than_the_champion(
         assert (noisy["moved"], noisy["version"], noisy["champion_version"]) == (False, 2, 1)
         assert noisy["reason"].startswith("not significantly better than champion v1 (recall_at_10 ")
         assert f"paired bootstrap over {n} users" in noisy["reason"] and ", p 0." in noisy["reason"]
+        # the same bundle again (a cached rerun of a run that did not win): no new version, no new logged model
+        logged_models = len(list((home / "mlruns" / "models").iterdir()))
+        repeat = register_champion(record, home)
+        assert (repeat["moved"], repeat["version"], repeat["reused_version"], repeat["champion_version"]) == (False, 2, 2, 1)
+        assert len(list((home / "mlruns" / "models").iterdir())) == logged_models
         # clearly better for every user
         record["models"][other]["metrics"]["recall_at_10"] = value + 0.1
         _per_user(home, record, other, champion_values + 0.1, "better")
