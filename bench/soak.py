@@ -19,8 +19,10 @@ random order:
   must complete, one after the other (whichever takes the root lock second waits for it).
 
 After each cycle it checks: the cycle completed; its models' metrics (read back from MLflow)
-equal the clean cycle's; every stage folder in the root passes its manifest's checksums (a damaged
-artifact was never trusted, nor left behind); no root lock outlived its holder; and how much the
+equal the clean cycle's; every stage folder the cycle used (its MLflow runs' ``recflow.stages`` tags
+and its serving record) passes its manifest's checksums: a damaged artifact was never trusted (a
+damaged folder that no later run uses is only counted, ``recflow gc`` removes it); no root lock
+outlived its holder; and how much the
 root grew (without the Prefect server's own database and logs). A fault is *recovered* when the
 first cycle completed after it passes every check, *lost* otherwise.
 """
@@ -61,7 +63,8 @@ class Cycle:
     seconds: float = 0.0
     tasks: str = ""
     metrics_equal: bool | None = None
-    damaged_folders: int = 0
+    damaged_folders: int = 0  # among the folders the cycle used
+    damaged_unused: int = 0  # elsewhere in the root: trusted by no run
     stale_lock: bool = False
     growth_bytes: int = 0
     note: str = ""
@@ -225,6 +228,24 @@ class Soak:
         """Published ``<root>/<stage>/<key>`` folders (not ``.prefect``, not a run's ``.<key>.*`` scratch folder)."""
         return sorted(p.parent for p in self.root.glob("*/*/manifest.json") if not (p.parts[-3].startswith(".") or p.parts[-2].startswith(".")))
 
+    def used_folders(self, flow_run_id: str) -> set[Path]:
+        """The stage folders a completed flow run used: its MLflow runs' ``recflow.stages`` tags and its serving record."""
+        from mlflow import MlflowClient
+
+        client = MlflowClient(self.env["MLFLOW_TRACKING_URI"])
+        experiments = [e.experiment_id for e in client.search_experiments()]
+        parents = client.search_runs(experiments, f"tags.`prefect.flow_run_id` = '{flow_run_id}'")
+        if not parents:
+            return set()
+        runs = [parents[0], *client.search_runs(experiments, f"tags.mlflow.parentRunId = '{parents[0].info.run_id}'")]
+        paths = {p for r in runs for p in json.loads(r.data.tags.get("recflow.stages", "[]"))}
+        record = self.root / "serving" / "runs" / f"{parents[0].info.run_id}.json"
+        if record.is_file():
+            served = json.loads(record.read_text())
+            paths.add(served["catalogue"])
+            paths.update(m["index"] for m in served.get("models", {}).values() if m.get("index"))
+        return {self.root / p for p in paths}
+
     def damaged_folders(self) -> list[Path]:
         from recflow.store import verify_stage_dir
 
@@ -322,7 +343,10 @@ class Soak:
                     cycle.note += f"; second run failed: {out.strip().splitlines()[-1:]}"
             time.sleep(1)  # the flow-run process exits after reporting its state
             cycle.stale_lock = self.stale_lock()
-            cycle.damaged_folders = len(self.damaged_folders())
+            damaged = self.damaged_folders()
+            used = self.used_folders(run["id"]) if cycle.state == "COMPLETED" else set()
+            cycle.damaged_folders = len([f for f in damaged if f in used])
+            cycle.damaged_unused = len(damaged) - cycle.damaged_folders
             if cycle.state == "COMPLETED":
                 cycle.tasks = self.task_counts(run["id"])
                 metrics = self.metrics(run["id"])
@@ -335,7 +359,7 @@ class Soak:
             results.append(cycle)
             print(f"cycle {number:>2} {fault or 'clean':<22} {cycle.state:<9} {cycle.seconds:6.1f} s  tasks {cycle.tasks or '-':<18} "
                   f"metrics {'=' if cycle.metrics_equal else ('-' if cycle.metrics_equal is None else '!=')}  "
-                  f"damaged {cycle.damaged_folders}  stale lock {cycle.stale_lock}  +{cycle.growth_bytes / 1e6:.2f} MB  {cycle.note}",
+                  f"damaged used {cycle.damaged_folders} unused {cycle.damaged_unused}  stale lock {cycle.stale_lock}  +{cycle.growth_bytes / 1e6:.2f} MB  {cycle.note}",
                   flush=True)
         return results
 
@@ -379,8 +403,9 @@ def summarise(results: list[Cycle]) -> str:
         f"| all | {sum(faults.values())} | {sum(recovered.values())} | {sum(lost.values())} |",
         *([f"(kill -9 missed, the run had already ended: {missed}, not counted)"] if missed else []),
         "",
-        (f"stale locks after any cycle: {sum(c.stale_lock for c in results)}; damaged stage folders left: "
-         f"{sum(c.damaged_folders for c in results)}"),
+        (f"stale locks after any cycle: {sum(c.stale_lock for c in results)}; damaged stage folders a cycle used: "
+         f"{sum(c.damaged_folders for c in results)}; damaged and used by no later run (left for recflow gc): "
+         f"{results[-1].damaged_unused if results else 0}"),
         "disk growth per unchanged cycle (0 tasks ran; root without the Prefect server's db/logs): "
         + (", ".join(f"{b / 1e6:.2f} MB" for b in unchanged) if unchanged else "no such cycle"),
         "disk growth per cycle, all: " + ", ".join(f"{c.growth_bytes / 1e6:.2f}" for c in results) + " MB",
