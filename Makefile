@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test bench install clean deploy serve
+.PHONY: run test lint format bench install clean deploy serve
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,7 +18,15 @@ run: $(STAMP)
 	$(BIN)/recflow run --config configs/default.yaml
 
 test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix . && $(BIN)/ruff format .
 
 # Register prefect.yaml's deployments on the server at $$PREFECT_API_URL, then automations.yaml's
 # alerts to the webhook at $$RECFLOW_ALERT_WEBHOOK_URL (see README, Operations).
