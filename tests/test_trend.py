@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import re
 
 import pytest
 from mlflow import MlflowClient
@@ -81,3 +81,33 @@ def test_cli_prints_where_the_png_is_and_logs_only_when_asked(three_nights, tmp_
     out = CliRunner().invoke(app, ["compare", "--trend", "--log"])
     assert "trend logged to MLflow" in out.output
     assert len(three_nights.search_runs([exp], "tags.`recflow.kind` = 'trend'")) == 1
+
+
+def test_a_flow_run_publishes_the_trend_table_artifact(three_nights, prefect_harness):
+    import json
+
+    from prefect import flow
+    from prefect.artifacts import Artifact
+
+    from recflow.config import RunConfig
+    from tasks.reporting import publish_trend
+
+    cfg = RunConfig.model_validate({"dataset": {"name": "tiny"}})
+    tracking = {"experiment": "recflow/tiny", "tracking_uri": three_nights.tracking_uri}
+    flow(name="trend-report")(lambda: publish_trend(cfg, tracking, last=2))()
+    rows = json.loads(Artifact.get("recflow-tiny-trend").data)
+    assert [(r["pipeline_run"], r["model"], r["recall_at_10"], r["recall_at_10_ci"]) for r in rows] == [
+        ("night-3", "bias", 0.12, None), ("night-3", "ease", 0.25, "[0.2000, 0.3000]"), ("night-3", "popular", 0.06, None),
+        ("night-2", "bias", 0.11, None), ("night-2", "ease", 0.21, "[0.1900, 0.2400]"),
+    ]
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", r["run_date"]) for r in rows)
+
+
+def test_a_trend_that_cannot_be_read_warns_and_never_fails_the_run(tmp_path, caplog):
+    from recflow.config import RunConfig
+    from tasks.reporting import publish_trend
+
+    cfg = RunConfig.model_validate({"dataset": {"name": "tiny"}})
+    tracking = {"experiment": "recflow/tiny", "tracking_uri": f"sqlite:///{tmp_path / 'missing.db'}"}
+    assert publish_trend(cfg, tracking) is None
+    assert "could not publish the trend artifact: no MLflow store" in caplog.text
