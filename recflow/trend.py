@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import tempfile
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -130,9 +130,11 @@ def trend_plot(result: Trend, path: Path) -> Path | None:
     locator = AutoDateLocator()
     ax.xaxis.set_major_locator(locator)
     ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
+    if len(dates) == 1:  # one run: a day around it, not the years matplotlib's date axis would span
+        ax.set_xlim(dates[0] - timedelta(hours=12), dates[0] + timedelta(hours=12))
     ax.set_xlabel("pipeline run start (UTC)")
     ax.set_ylabel(result.metric + (" (lower is better)" if lower_is_better(result.metric) else " (higher is better)"))
-    ax.set_title(f"{result.experiment}: {result.metric} over {len(result.runs)} runs (bars: confidence interval)", fontsize=10)
+    ax.set_title(f"{result.experiment}: {result.metric} over {len(result.runs)} run{'s' if len(result.runs) != 1 else ''} (bars: confidence interval)", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     fig.tight_layout()

@@ -192,10 +192,10 @@ def publish_run_report(cfg: RunConfig, models: dict[str, ModelOutcome], tracking
 def publish_trend(cfg: RunConfig, tracking: dict[str, Any], last: int | None = None) -> list[dict[str, Any]] | None:
     """The ``recflow-<dataset>-trend`` table artifact from this run's MLflow experiment; the rows, or None
     (with a warning) when MLflow could not be read or Prefect refused the artifact."""
-    from recflow.trend import TREND_RUNS, trend, trend_rows
-
     metric = cfg.serving.champion_metric
     try:
+        from recflow.trend import TREND_RUNS, trend, trend_rows
+
         rows = trend_rows(trend(tracking["experiment"], metric, last or TREND_RUNS, tracking["tracking_uri"]))
         create_table_artifact(rows, key=f"{artifact_key('recflow', cfg.dataset.name)}-trend",
                               description=f"{metric} with its confidence interval per pipeline run and model, newest first ({cfg.dataset.name})")

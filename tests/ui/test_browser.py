@@ -111,6 +111,35 @@ def test_prefect_trend_artifact_shows_each_models_metric_and_interval_per_run(br
     browser.save_screenshot(str(screenshots / "prefect-trend-artifact.png"))
 
 
+
+def test_mlflow_shows_the_trend_plot_logged_by_compare_trend(browser, live_servers, live_env, smoke_run, screenshots):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from mlflow import MlflowClient
+
+    from tasks.reporting import TRAINING_VIEW
+
+    done = subprocess.run([str(Path(sys.executable).parent / "recflow"), "compare", "--trend", "--log"],
+                          env=live_env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "trend logged to MLflow" in done.stdout, done.stdout + done.stderr
+    experiment = smoke_run["experiment"]
+    run = MlflowClient(live_servers.urls["mlflow_url"]).search_runs(
+        [experiment.experiment_id], "tags.`recflow.kind` = 'trend'", order_by=["attributes.start_time DESC"], max_results=1)[0]
+    assert run.info.run_name == "trend recall_at_10"
+    browser.get(f"{live_servers.urls['mlflow_url']}/#/experiments/{experiment.experiment_id}/runs/{run.info.run_id}"
+                f"/artifacts/trend/trend_recall_at_10.png?{TRAINING_VIEW}")
+    wait_for_text(browser, "trend recall_at_10", "trend_recall_at_10.png")
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    # MLflow loads the artifact and shows it as a blob: image
+    WebDriverWait(browser, WAIT_S).until(lambda b: any(
+        i.is_displayed() and (i.get_attribute("src") or "").startswith("blob:") and b.execute_script("return arguments[0].naturalWidth", i) > 0
+        for i in b.find_elements(By.TAG_NAME, "img")))
+    browser.save_screenshot(str(screenshots / "mlflow-trend-plot.png"))
+
 # MLflow's compare tables are virtualised grids: a names grid kept level with a scrolling values
 # grid, each cell absolutely positioned at its row's ``top``. To read a row as a person would: wheel
 # the values grid until the row's name is in view, then take every cell at that ``top``.
