@@ -17,12 +17,17 @@ def compare(
     last: int = typer.Option(10, "--last", "-n", help="the model runs of the last N pipeline runs"),
     log: bool = typer.Option(False, "--log/--no-log", help="also log the report (markdown + PNG bar charts) to MLflow as a run"),
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="default: $MLFLOW_TRACKING_URI, else sqlite:///<artifacts>/mlflow.db"),
+    trend: bool = typer.Option(False, "--trend", help="plot each model's metric (with its CI) over the last N pipeline runs as a PNG instead"),
 ) -> None:
-    """Rank recent model runs from MLflow, best first, against the current champion (--log: keep the report in MLflow)."""
+    """Rank recent model runs from MLflow, best first, against the current champion (--log: keep the report in MLflow).
+
+    With --trend: one line per model of the metric over the pipeline runs by date, as a PNG under <artifacts>/trends."""
     from rich.console import Console
 
     from recflow.compare import CompareError, compare as run_compare, log_report
 
+    if trend:
+        return _trend(experiment, metric, last, log, tracking_uri)
     try:
         result = run_compare(experiment, metric, last, tracking_uri)
     except CompareError as exc:
@@ -41,6 +46,27 @@ def compare(
     if log:
         run_id = log_report(result)
         console.print(f"report logged to MLflow: run {run_id} ('compare {metric}'), artifacts comparison/")
+
+
+def _trend(experiment: Optional[str], metric: str, last: int, log: bool, tracking_uri: Optional[str]) -> None:
+    from recflow.compare import CompareError
+    from recflow.store import artifacts_root
+    from recflow.trend import log_trend, trend, write_trend
+
+    try:
+        result = trend(experiment, metric, last, tracking_uri)
+    except CompareError as exc:
+        typer.secho(str(exc), fg="red", err=True)
+        raise typer.Exit(2) from None
+    path = write_trend(result, artifacts_root() / "trends")
+    if path is None:
+        typer.secho("the trend plot could not be drawn (see the warning above)", fg="red", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"{result.experiment}: {metric} of {len(result.series)} models over {len(result.runs)} pipeline runs")
+    typer.echo(f"trend plot: {path}")
+    if log:
+        run_id = log_trend(result, path)
+        typer.echo(f"trend logged to MLflow: run {run_id} ('trend {metric}'), artifact trend/{path.name}")
 
 
 def short_metric(metric: str) -> str:

@@ -3,6 +3,8 @@
 * a table artifact of every model's metrics and a markdown summary linking the MLflow runs,
   keyed per dataset (``recflow-<dataset>-metrics`` / ``-summary``) so the Artifacts page keeps
   each dataset's history;
+* a table artifact ``recflow-<dataset>-trend``: the champion metric with its confidence interval
+  per (pipeline run, model) over the last ``recflow.trend.TREND_RUNS`` runs, this one included;
 * progress artifacts for long loops: every ``recflow.progress.track`` loop that runs inside a
   task, and every epoch of a model that reports epochs.
 
@@ -184,6 +186,23 @@ def publish_run_report(cfg: RunConfig, models: dict[str, ModelOutcome], tracking
     except Exception as exc:  # reporting must never fail a run
         log.warning("could not publish the Prefect run report: %s", exc)
     tag_mlflow_run(tracking, run_name, flow_run.get_id(), flow_run.ui_url)
+    publish_trend(cfg, tracking)
+
+
+def publish_trend(cfg: RunConfig, tracking: dict[str, Any], last: int | None = None) -> list[dict[str, Any]] | None:
+    """The ``recflow-<dataset>-trend`` table artifact from this run's MLflow experiment; the rows, or None
+    (with a warning) when MLflow could not be read or Prefect refused the artifact."""
+    metric = cfg.serving.champion_metric
+    try:
+        from recflow.trend import TREND_RUNS, trend, trend_rows
+
+        rows = trend_rows(trend(tracking["experiment"], metric, last or TREND_RUNS, tracking["tracking_uri"]))
+        create_table_artifact(rows, key=f"{artifact_key('recflow', cfg.dataset.name)}-trend",
+                              description=f"{metric} with its confidence interval per pipeline run and model, newest first ({cfg.dataset.name})")
+        return rows
+    except Exception as exc:  # reporting must never fail a run
+        log.warning("could not publish the trend artifact: %s", exc)
+        return None
 
 
 def tag_mlflow_run(tracking: dict[str, Any], run_name: str | None, run_id: str | None, ui_url: str | None) -> None:
