@@ -83,8 +83,10 @@ def rows(case: str, tuned) -> list[str]:
         params = ", ".join(f"{k}={v}" for k, v in {**r.build, **r.search}.items() if k not in ("nbits",))
         met = "yes" if r.recall >= 0.99 and r.p50_ms <= 1.0 else "no"
         chosen = " (chosen)" if kind == tuned.chosen else ""
-        out.append(f"| {case} | {kind}{chosen} | {params or '-'} | {r.recall:.4f} | {r.p50_ms:.3f} | {r.p99_ms:.3f} | "
-                   f"{r.qps:,.0f} | {r.build_seconds:.1f} | {r.bytes / 2**20:.1f} | {met} |")
+        out.append(
+            f"| {case} | {kind}{chosen} | {params or '-'} | {r.recall:.4f} | {r.p50_ms:.3f} | {r.p99_ms:.3f} | "
+            f"{r.qps:,.0f} | {r.build_seconds:.1f} | {r.bytes / 2**20:.1f} | {met} |"
+        )
     return out
 
 
@@ -123,8 +125,10 @@ def main() -> None:
     cases.append((f"synthetic ({len(items)} x {args.dim})", items, queries))
 
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; Python {platform.python_version()}")
-    lines = ["| case | kind | tuned setting | recall@10 | p50 ms | p99 ms | QPS | build s | MB | recall >= 0.99 and p50 <= 1 ms |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---|"]
+    lines = [
+        "| case | kind | tuned setting | recall@10 | p50 ms | p99 ms | QPS | build s | MB | recall >= 0.99 and p50 <= 1 ms |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
     for name, vectors, pool in cases:
         tuned, seconds = tune(vectors, pool)
         lines += rows(name, tuned)

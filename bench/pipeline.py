@@ -69,8 +69,9 @@ def time_sampling(split_frame) -> dict[str, float]:
     from recflow.sampling import make_samples
 
     train = index_split(split_frame)["train"]
-    _, _, seconds = make_samples(train, negatives=SamplingConfig(), sequences=Item2VecRecommender().sampling_needs()["sequences"],
-                                 walks=DeepWalkRecommender().sampling_needs()["walks"])
+    _, _, seconds = make_samples(
+        train, negatives=SamplingConfig(), sequences=Item2VecRecommender().sampling_needs()["sequences"], walks=DeepWalkRecommender().sampling_needs()["walks"]
+    )
     return seconds
 
 
@@ -79,7 +80,10 @@ def measure(source: Path, protocol: str, repeats: int) -> dict:
     for _ in range(repeats):
         out = subprocess.run(
             [sys.executable, "-m", "bench.pipeline", "--case", str(source), "--protocol", protocol],
-            cwd=REPO, check=True, capture_output=True, text=True,
+            cwd=REPO,
+            check=True,
+            capture_output=True,
+            text=True,
         )
         runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
     stages = runs[0]["times"].keys()
@@ -114,16 +118,19 @@ def main() -> None:
         gen = time.perf_counter() - t
         rows.append((f"synthetic {args.scale / 1e6:g}M", measure(Path(tmp), args.protocol, args.repeats), 180))
 
-    print(f"\nmachine: {platform.machine()}, {platform.python_implementation()} {platform.python_version()}, "
-          f"{__import__('os').cpu_count()} cores; protocol {args.protocol}; median of {args.repeats}; "
-          f"synthetic generation took {gen:.1f} s\n")
-    print("| dataset | ratings | ingest s | split s | features s | total s | target s | peak RSS GB "
-          "| negatives + triplets s | sequences s | walks s |")
+    print(
+        f"\nmachine: {platform.machine()}, {platform.python_implementation()} {platform.python_version()}, "
+        f"{__import__('os').cpu_count()} cores; protocol {args.protocol}; median of {args.repeats}; "
+        f"synthetic generation took {gen:.1f} s\n"
+    )
+    print("| dataset | ratings | ingest s | split s | features s | total s | target s | peak RSS GB | negatives + triplets s | sequences s | walks s |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, m, target in rows:
         t = m["median"]
-        print(f"| {name} | {m['n_ratings']:,} | {t['ingest']:.2f} | {t['split']:.2f} | {t['features']:.2f} | "
-              f"{t['total']:.2f} | {target} | {m['peak_rss_gb']:.2f} | {t['negatives_and_triplets']:.2f} | {t['sequences']:.2f} | {t['walks']:.2f} |")
+        print(
+            f"| {name} | {m['n_ratings']:,} | {t['ingest']:.2f} | {t['split']:.2f} | {t['features']:.2f} | "
+            f"{t['total']:.2f} | {target} | {m['peak_rss_gb']:.2f} | {t['negatives_and_triplets']:.2f} | {t['sequences']:.2f} | {t['walks']:.2f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -19,8 +19,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 RANKING_ANCHORS = {  # RecBole, ML-1M, Recall@10 / NDCG@10
-    "Pop": (0.0699, 0.1006), "BPR": (0.1725, 0.2407), "LightGCN": (0.1823, 0.2476),
-    "EASE": (0.2139, 0.2865), "RecVAE": (0.2163, 0.2795),
+    "Pop": (0.0699, 0.1006),
+    "BPR": (0.1725, 0.2407),
+    "LightGCN": (0.1823, 0.2476),
+    "EASE": (0.2139, 0.2865),
+    "RecVAE": (0.2163, 0.2795),
 }
 RMSE_ANCHORS = {"Surprise BaselineOnly": 0.909, "Surprise SVD": 0.873, "SVD++": 0.862, "BiasedMF": 0.845, "GLocal-K": 0.8227}
 
@@ -62,8 +65,10 @@ def main() -> None:
             rows.setdefault(name, {})["rmse"] = metrics["rmse"]
             rows[name]["fit_rmse"] = rating["training"][name]["fit_seconds"]
 
-    print(f"\nmachine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
-          f"cold pipeline wall time: RecBole protocol {ranking_wall:.0f} s, random 90/10 {rating_wall:.0f} s\n")
+    print(
+        f"\nmachine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
+        f"cold pipeline wall time: RecBole protocol {ranking_wall:.0f} s, random 90/10 {rating_wall:.0f} s\n"
+    )
     print("| model | Recall@10 | NDCG@10 | RMSE | fit s (ranking / rating run) | training examples/s (median epoch) |")
     print("|---|---:|---:|---:|---:|---:|")
     fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731

@@ -123,8 +123,7 @@ class Soak:
     # ---- Prefect API ----
     def api(self, path: str, body: dict | None = None, method: str = "POST"):
         data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(self.servers.urls["prefect_api_url"] + path, data=data, method=method,
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(self.servers.urls["prefect_api_url"] + path, data=data, method=method, headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=60) as response:
             return json.load(response)
 
@@ -132,16 +131,24 @@ class Soak:
         bin_dir = Path(sys.executable).parent
         spec = self.root.parent / "prefect-soak.yaml"
         spec.write_text(soak_yaml(self.interval))
-        for command in (["work-pool", "create", POOL, "--type", "process", "--overwrite"],  # as `make deploy` does
-                        ["work-pool", "set-concurrency-limit", POOL, "1"],
-                        ["--no-prompt", "deploy", "--prefect-file", str(spec), "--all"]):
+        for command in (
+            ["work-pool", "create", POOL, "--type", "process", "--overwrite"],  # as `make deploy` does
+            ["work-pool", "set-concurrency-limit", POOL, "1"],
+            ["--no-prompt", "deploy", "--prefect-file", str(spec), "--all"],
+        ):
             done = subprocess.run([str(bin_dir / "prefect"), *command], cwd=REPO, env=self.env, capture_output=True, text=True, timeout=600, check=False)
             if done.returncode != 0:
                 raise RuntimeError(f"prefect {' '.join(command)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
         self.deployment_id = self.api("/deployments/filter", {"limit": 10})[0]["id"]
         log = open(self.root.parent / "worker.log", "ab")
-        self.worker = subprocess.Popen([str(bin_dir / "prefect"), "worker", "start", "--pool", POOL, "--type", "process"],
-                                       cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.worker = subprocess.Popen(
+            [str(bin_dir / "prefect"), "worker", "start", "--pool", POOL, "--type", "process"],
+            cwd=REPO,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     def stop(self) -> None:
         if self.worker and self.worker.poll() is None:
@@ -154,8 +161,7 @@ class Soak:
             self.api(f"/deployments/{self.deployment_id}/pause_deployment", {})
 
     def flow_runs(self) -> list[dict]:
-        return self.api("/flow_runs/filter", {"deployments": {"id": {"any_": [self.deployment_id]}},
-                                              "sort": "EXPECTED_START_TIME_ASC", "limit": 200})
+        return self.api("/flow_runs/filter", {"deployments": {"id": {"any_": [self.deployment_id]}}, "sort": "EXPECTED_START_TIME_ASC", "limit": 200})
 
     def next_run(self, timeout: float) -> dict:
         """The next flow run of the deployment that leaves Scheduled (first come, first served)."""
@@ -269,8 +275,7 @@ class Soak:
         if not parents:
             return {}
         children = client.search_runs(experiments, f"tags.mlflow.parentRunId = '{parents[0].info.run_id}'")
-        return {c.info.run_name: {k: v for k, v in c.data.metrics.items() if k.startswith(("recall_at", "ndcg_at", "rmse"))}
-                for c in children}
+        return {c.info.run_name: {k: v for k, v in c.data.metrics.items() if k.startswith(("recall_at", "ndcg_at", "rmse"))} for c in children}
 
     # ---- faults ----
     def between_cycles(self, fault: str) -> str:
@@ -293,8 +298,14 @@ class Soak:
 
     def during_cycle(self, fault: str, expected_seconds: float) -> tuple[str, subprocess.Popen | None]:
         if fault == "second run":  # started as the scheduled run starts: whichever takes the root first, the other waits
-            second = subprocess.Popen([sys.executable, "-m", "recflow.cli", "run", "-c", "configs/smoke.yaml"], cwd=REPO,
-                                      env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            second = subprocess.Popen(
+                [sys.executable, "-m", "recflow.cli", "run", "-c", "configs/smoke.yaml"],
+                cwd=REPO,
+                env=self.env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
             return f"recflow run pid {second.pid} started with the scheduled run", second
         pid = self.lock_holder_pid(timeout=120)
         if pid is None:
@@ -337,8 +348,9 @@ class Soak:
                 cycle.extra["second_rc"] = second.returncode
                 waited = "waiting for it to finish" in out
                 scheduled_waited = self.logged(run["id"], "waiting for it to finish")
-                cycle.note += ("; it waited for the scheduled run" if waited else
-                               "; the scheduled run waited for it" if scheduled_waited else "; neither had to wait")
+                cycle.note += (
+                    "; it waited for the scheduled run" if waited else "; the scheduled run waited for it" if scheduled_waited else "; neither had to wait"
+                )
                 if second.returncode != 0:
                     cycle.note += f"; second run failed: {out.strip().splitlines()[-1:]}"
             time.sleep(1)  # the flow-run process exits after reporting its state
@@ -357,10 +369,13 @@ class Soak:
                 cycle.metrics_equal = bool(metrics) and metrics == self.reference
             cycle.growth_bytes = self.size() - before
             results.append(cycle)
-            print(f"cycle {number:>2} {fault or 'clean':<22} {cycle.state:<9} {cycle.seconds:6.1f} s  tasks {cycle.tasks or '-':<18} "
-                  f"metrics {'=' if cycle.metrics_equal else ('-' if cycle.metrics_equal is None else '!=')}  "
-                  f"damaged used {cycle.damaged_folders} unused {cycle.damaged_unused}  stale lock {cycle.stale_lock}  +{cycle.growth_bytes / 1e6:.2f} MB  {cycle.note}",
-                  flush=True)
+            print(
+                f"cycle {number:>2} {fault or 'clean':<22} {cycle.state:<9} {cycle.seconds:6.1f} s  tasks {cycle.tasks or '-':<18} "
+                f"metrics {'=' if cycle.metrics_equal else ('-' if cycle.metrics_equal is None else '!=')}  "
+                f"damaged used {cycle.damaged_folders} unused {cycle.damaged_unused}  stale lock {cycle.stale_lock}  "
+                f"+{cycle.growth_bytes / 1e6:.2f} MB  {cycle.note}",
+                flush=True,
+            )
         return results
 
 
@@ -375,8 +390,13 @@ def fault_plan(cycles: int, rng: random.Random) -> list[str | None]:
 
 
 def healthy(cycle: Cycle) -> bool:
-    return (cycle.state == "COMPLETED" and bool(cycle.metrics_equal) and cycle.damaged_folders == 0 and not cycle.stale_lock
-            and cycle.extra.get("second_rc", 0) == 0)
+    return (
+        cycle.state == "COMPLETED"
+        and bool(cycle.metrics_equal)
+        and cycle.damaged_folders == 0
+        and not cycle.stale_lock
+        and cycle.extra.get("second_rc", 0) == 0
+    )
 
 
 def summarise(results: list[Cycle]) -> str:
@@ -394,8 +414,7 @@ def summarise(results: list[Cycle]) -> str:
         (recovered if healthy(judged) and (cycle.fault == "kill -9" or not cycle.stale_lock) else lost)[cycle.fault] += 1
     unchanged = [c.growth_bytes for i, c in enumerate(results) if not c.fault and i > 0 and c.tasks.startswith("0 ran")]
     lines = [
-        (f"cycles: {len(results)} ({sum(c.state == 'COMPLETED' for c in results)} completed, "
-         f"{sum(c.state == 'CRASHED' for c in results)} crashed by kill -9)"),
+        (f"cycles: {len(results)} ({sum(c.state == 'COMPLETED' for c in results)} completed, {sum(c.state == 'CRASHED' for c in results)} crashed by kill -9)"),
         "",
         "| fault | injected | recovered | lost |",
         "|---|---:|---:|---:|",
@@ -403,9 +422,11 @@ def summarise(results: list[Cycle]) -> str:
         f"| all | {sum(faults.values())} | {sum(recovered.values())} | {sum(lost.values())} |",
         *([f"(kill -9 missed, the run had already ended: {missed}, not counted)"] if missed else []),
         "",
-        (f"stale locks after any cycle: {sum(c.stale_lock for c in results)}; damaged stage folders a cycle used: "
-         f"{sum(c.damaged_folders for c in results)}; damaged and used by no later run (left for recflow gc): "
-         f"{results[-1].damaged_unused if results else 0}"),
+        (
+            f"stale locks after any cycle: {sum(c.stale_lock for c in results)}; damaged stage folders a cycle used: "
+            f"{sum(c.damaged_folders for c in results)}; damaged and used by no later run (left for recflow gc): "
+            f"{results[-1].damaged_unused if results else 0}"
+        ),
         "disk growth per unchanged cycle (0 tasks ran; root without the Prefect server's db/logs): "
         + (", ".join(f"{b / 1e6:.2f} MB" for b in unchanged) if unchanged else "no such cycle"),
         "disk growth per cycle, all: " + ", ".join(f"{c.growth_bytes / 1e6:.2f}" for c in results) + " MB",

@@ -68,8 +68,10 @@ def main() -> None:
         rows.append((label, model.n_examples_, statistics.median(rates), min(rates), max(rates), model.history_[0]["seconds"]))
         print(f"done: {label}", flush=True)
 
-    print(f"\nmachine: {platform.machine()}, {len(os.sched_getaffinity(0))} cores, Python {platform.python_version()}; "
-          f"ml-1m RecBole split, {args.epochs} epochs each\n")
+    print(
+        f"\nmachine: {platform.machine()}, {len(os.sched_getaffinity(0))} cores, Python {platform.python_version()}; "
+        f"ml-1m RecBole split, {args.epochs} epochs each\n"
+    )
     print("| variant | examples / epoch | median examples/s (epochs 2..) | min | max | epoch 1 s (with compile) |")
     print("|---|---:|---:|---:|---:|---:|")
     for label, n, med, lo, hi, first in rows:

@@ -73,24 +73,32 @@ def main() -> None:
     sample = np.sort(rng.choice(test_users, size=min(args.eval_users, len(test_users)), replace=False))
     keep = np.isin(test.user_idx, sample)
     sampled_test = type(test)(
-        user_idx=test.user_idx[keep], item_idx=test.item_idx[keep], ratings=test.ratings[keep],
-        timestamps=test.timestamps[keep], user_ids=test.user_ids, item_ids=test.item_ids,
+        user_idx=test.user_idx[keep],
+        item_idx=test.item_idx[keep],
+        ratings=test.ratings[keep],
+        timestamps=test.timestamps[keep],
+        user_ids=test.user_ids,
+        item_ids=test.item_ids,
     )
     t = time.perf_counter()
     ranking = evaluate_ranking(model, train, sampled_test, ks=[50])
     rank_s = time.perf_counter() - t
     rows.append((f"full ranking, {ranking['n_eval_users']:,} users", rank_s))
 
-    print(f"\nmachine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
-          f"{len(train):,} train / {len(test):,} test ratings, {train.n_users:,} users x {train.n_items:,} items\n")
+    print(
+        f"\nmachine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
+        f"{len(train):,} train / {len(test):,} test ratings, {train.n_users:,} users x {train.n_items:,} items\n"
+    )
     print("| stage | seconds |")
     print("|---|---:|")
     for name, s in rows:
         print(f"| {name} | {s:.1f} |")
-    print(f"\nRMSE {rating['rmse']:.4f} ({rating['n_rated'] / predict_s:,.0f} predictions/s); "
-          f"Recall@50 {ranking['recall_at_50']:.4f}, NDCG@50 "
-          f"{ranking['ndcg_at_50']:.4f} ({ranking['n_eval_users'] / rank_s:,.0f} users/s); "
-          f"peak RSS {peak_rss_gb():.2f} GB")
+    print(
+        f"\nRMSE {rating['rmse']:.4f} ({rating['n_rated'] / predict_s:,.0f} predictions/s); "
+        f"Recall@50 {ranking['recall_at_50']:.4f}, NDCG@50 "
+        f"{ranking['ndcg_at_50']:.4f} ({ranking['n_eval_users'] / rank_s:,.0f} users/s); "
+        f"peak RSS {peak_rss_gb():.2f} GB"
+    )
 
 
 if __name__ == "__main__":

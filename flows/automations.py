@@ -38,8 +38,9 @@ def apply(url: str, path: Path = AUTOMATIONS_YAML) -> list[str]:
         for spec in automation_specs(path):
             for existing in client.read_automations_by_name(spec["name"]):
                 client.delete_automation(existing.id)
-            actions = [{**action, "block_document_id": str(block_id)} if action.get("type") == "call-webhook" else action
-                       for action in spec.get("actions") or []]
+            actions = [
+                {**action, "block_document_id": str(block_id)} if action.get("type") == "call-webhook" else action for action in spec.get("actions") or []
+            ]
             Automation.model_validate({**spec, "actions": actions}).create()
             names.append(spec["name"])
     return names

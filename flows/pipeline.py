@@ -28,8 +28,8 @@ from recflow.store import artifacts_root
 from recflow.tracking import pipeline_run, pipeline_run_name
 from tasks.caching import results_storage
 from tasks.evaluate import evaluate
-from tasks.index import has_embeddings, index
 from tasks.features import features
+from tasks.index import has_embeddings, index
 from tasks.ingest import ingest, locate
 from tasks.operations import exclusive_root, refreshed_caches
 from tasks.publish import catalogue, champion, report, track
@@ -102,7 +102,6 @@ def parent_run_name(config_path: str | list[str] | None) -> str:
     return pipeline_run_name(preset_name(config_path), datetime.now(timezone.utc), flow_run.get_name() if flow_run.get_id() else None)
 
 
-
 def count_states(futures: list[PrefectFuture]) -> dict[str, int]:
     names = [f.state.name for f in futures]
     cached = sum(n == "Cached" for n in names)
@@ -119,8 +118,11 @@ def failure_message(future: PrefectFuture) -> str:
 
 def failures(futures: dict[str, tuple[str | None, PrefectFuture]]) -> list[StageFailure]:
     """The tasks that failed or crashed (not those that never ran because an upstream one failed)."""
-    return [StageFailure(stage, failure_message(future), model) for stage, (model, future) in futures.items()
-            if future.state.is_failed() or future.state.is_crashed()]
+    return [
+        StageFailure(stage, failure_message(future), model)
+        for stage, (model, future) in futures.items()
+        if future.state.is_failed() or future.state.is_crashed()
+    ]
 
 
 def model_outcome(name: str, trained: PrefectFuture, scored: PrefectFuture, indexed: PrefectFuture | None = None) -> ModelOutcome:
@@ -138,8 +140,13 @@ def failure_lines(exc: BaseException) -> list[str]:
     return [f"pipeline failed: {type(exc).__name__}: {exc}"]
 
 
-def run_pipeline(config_path: str | list[str] | None = None, overrides: list[str] | None = None, root: Path | None = None, refresh: bool = False,
-                 log_file: Path | None = None) -> dict[str, Any]:
+def run_pipeline(
+    config_path: str | list[str] | None = None,
+    overrides: list[str] | None = None,
+    root: Path | None = None,
+    refresh: bool = False,
+    log_file: Path | None = None,
+) -> dict[str, Any]:
     """Run the flow with task results persisted under the artifacts root (the cache lives there).
 
     The run's full log, tracebacks included, goes to ``log_file`` (default ``<root>/logs/<stamp>-<preset>.log``);

@@ -49,8 +49,7 @@ def schedules(spec: dict[str, Any]) -> list:
     for s in spec.get("schedules") or []:
         if "cron" not in s:
             raise DeploymentSpecError(f"deployment {spec['name']!r}: only cron schedules are served, got {sorted(s)}")
-        out.append(Cron(s["cron"], timezone=s.get("timezone"), active=s.get("active", True),
-                        parameters=s.get("parameters") or {}, slug=s.get("slug")))
+        out.append(Cron(s["cron"], timezone=s.get("timezone"), active=s.get("active", True), parameters=s.get("parameters") or {}, slug=s.get("slug")))
     return out
 
 
@@ -65,10 +64,16 @@ def runner_deployments(specs: list[dict[str, Any]]) -> list:
         limit = spec.get("concurrency_limit")
         if isinstance(limit, dict):
             limit = ConcurrencyLimitConfig(limit=limit["limit"], collision_strategy=limit.get("collision_strategy", "ENQUEUE"))
-        deployments.append(pipeline.to_deployment(
-            name=spec["name"] + SERVED_SUFFIX, description=spec.get("description"), tags=[*(spec.get("tags") or []), "served"],
-            parameters=spec.get("parameters") or {}, schedules=schedules(spec), concurrency_limit=limit,
-        ))
+        deployments.append(
+            pipeline.to_deployment(
+                name=spec["name"] + SERVED_SUFFIX,
+                description=spec.get("description"),
+                tags=[*(spec.get("tags") or []), "served"],
+                parameters=spec.get("parameters") or {},
+                schedules=schedules(spec),
+                concurrency_limit=limit,
+            )
+        )
     return deployments
 
 

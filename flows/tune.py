@@ -35,9 +35,18 @@ from tasks.tune import tune_trial, tuning_split
 
 
 @flow(name="recflow-tune", log_prints=True, result_storage=results_storage())
-def tune(config_paths: list[str] | None, overrides: list[str] | None, model: str, trials: int | None = 20,
-         minutes: float | None = None, metric: str | None = None, seed: int = 0, valid_fraction: float = 0.1,
-         out: str | None = None, parallel: int = 1) -> dict[str, Any]:
+def tune(
+    config_paths: list[str] | None,
+    overrides: list[str] | None,
+    model: str,
+    trials: int | None = 20,
+    minutes: float | None = None,
+    metric: str | None = None,
+    seed: int = 0,
+    valid_fraction: float = 0.1,
+    out: str | None = None,
+    parallel: int = 1,
+) -> dict[str, Any]:
     """Search ``model``'s declared space until the study has ``trials`` completed trials or ``minutes`` have passed."""
     cfg = load_config(config_paths, overrides)
     space = tuning.search_space(model)
@@ -77,9 +86,10 @@ def tune(config_paths: list[str] | None, overrides: list[str] | None, model: str
                 size = parallel if remaining is None else min(parallel, remaining - start)
                 asked = [study.ask() for _ in range(size)]
                 values = [tuning.suggest(trial, space) for trial in asked]
-                futures = [tune_trial.submit(trial.number, data, parts, feats, samples, tuning.trial_params(base, v),
-                                             metric, ks, cfg.evaluation.relevance_threshold)
-                           for trial, v in zip(asked, values)]
+                futures = [
+                    tune_trial.submit(trial.number, data, parts, feats, samples, tuning.trial_params(base, v), metric, ks, cfg.evaluation.relevance_threshold)
+                    for trial, v in zip(asked, values)
+                ]
                 for trial, v, future in zip(asked, values, futures):
                     future.wait()
                     if future.state.is_completed():
@@ -95,18 +105,29 @@ def tune(config_paths: list[str] | None, overrides: list[str] | None, model: str
                 raise RuntimeError(f"study {name}: no trial completed; see the failed trials' messages")
             best = study.best_trial
             overlay_path = Path(out) if out else root / "tuning" / (name.replace("/", "__") + ".yaml")
-            header = (f"recflow tune: best of {len(completed)} completed trials of study {name}\n"
-                      f"{metric} on the validation part = {best.value:.6g} (trial {best.number}); "
-                      f"use: recflow run --config <base.yaml> --config {overlay_path.name}")
+            header = (
+                f"recflow tune: best of {len(completed)} completed trials of study {name}\n"
+                f"{metric} on the validation part = {best.value:.6g} (trial {best.number}); "
+                f"use: recflow run --config <base.yaml> --config {overlay_path.name}"
+            )
             tuning.write_overlay(overlay_path, model, best.params, header)
             _log_best(metric, best, overlay_path)
         finally:
             import mlflow
 
             mlflow.end_run()
-    return {"study": name, "metric": metric, "direction": study.direction.name.lower(), "best_value": best.value,
-            "best_params": dict(best.params), "best_trial": best.number, "n_trials": len(study.trials),
-            "n_completed": len(completed), "overlay": str(overlay_path), "mlflow_run_id": run_id}
+    return {
+        "study": name,
+        "metric": metric,
+        "direction": study.direction.name.lower(),
+        "best_value": best.value,
+        "best_params": dict(best.params),
+        "best_trial": best.number,
+        "n_trials": len(study.trials),
+        "n_completed": len(completed),
+        "overlay": str(overlay_path),
+        "mlflow_run_id": run_id,
+    }
 
 
 def _log_best(metric: str, best, overlay_path: Path) -> None:
@@ -117,8 +138,7 @@ def _log_best(metric: str, best, overlay_path: Path) -> None:
     mlflow.log_artifact(str(overlay_path))
 
 
-def run_tune(config_paths: list[str] | None, overrides: list[str] | None, model: str, root: Path | None = None,
-             **options: Any) -> dict[str, Any]:
+def run_tune(config_paths: list[str] | None, overrides: list[str] | None, model: str, root: Path | None = None, **options: Any) -> dict[str, Any]:
     """Run the flow with task results persisted under the artifacts root (shared with ``recflow run``)."""
     root = root or artifacts_root()
     storage = results_storage(root)

@@ -13,8 +13,12 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="MovieLens ra
 
 @app.command()
 def run(
-    config: list[Path] = typer.Option([], "--config", "-c", help="YAML config (default: configs/default.yaml if present); "
-                                      "repeat to merge overlays, later files winning (e.g. a `recflow tune` overlay)"),
+    config: list[Path] = typer.Option(
+        [],
+        "--config",
+        "-c",
+        help="YAML config (default: configs/default.yaml if present); repeat to merge overlays, later files winning (e.g. a `recflow tune` overlay)",
+    ),
     set_: list[str] = typer.Option([], "--set", help="override a config key: key=value (models.<name>.<param>=value)"),
     refresh: bool = typer.Option(False, "--refresh", help="rerun every task and rewrite its cache (the weekly rebuild)"),
 ) -> None:
@@ -42,19 +46,16 @@ def run(
     paths = [str(p) for p in config]
     log_file = log_path(root, "+".join(p.stem for p in config) or "default")
     # Ctrl-C ends the process within seconds even while a model trains in a worker thread (recflow.interrupt)
-    with Interrupts(f"interrupted: run stopped, it holds no lock on {root} (finished stages stay cached)",
-                    cleanups=[_stop_prefects_own_servers]) as interrupts:
+    with Interrupts(f"interrupted: run stopped, it holds no lock on {root} (finished stages stay cached)", cleanups=[_stop_prefects_own_servers]) as interrupts:
         try:
             # the root's OS lock before any Prefect server starts (recflow.rootlock; the flow re-enters it);
             # TensorFlow's and MLflow's own lines go to the run's log file, not to the terminal (recflow.quiet);
             # $PREFECT_API_URL, else `recflow ui`'s server for this root, else an embedded one that dies with this run
-            with (RootLock(root).held(), quiet.quiet_libraries(log_file), progress.heartbeat(),
-                  run_prefect_api(root) as prefect_api):
+            with RootLock(root).held(), quiet.quiet_libraries(log_file), progress.heartbeat(), run_prefect_api(root) as prefect_api:
                 from flows.pipeline import failure_lines, run_pipeline
 
                 prefect_api.ready()
-                result = run_pipeline(paths[0] if len(paths) == 1 else (paths or None), set_, root=root, refresh=refresh,
-                                      log_file=log_file)
+                result = run_pipeline(paths[0] if len(paths) == 1 else (paths or None), set_, root=root, refresh=refresh, log_file=log_file)
         except KeyboardInterrupt:
             interrupts.exit()
         except ServerError as exc:
@@ -90,17 +91,16 @@ def print_summary(cfg, result: dict) -> None:
 
     console = Console()
     metrics = result["metrics"]
-    ks = sorted({int(k.removeprefix("recall_at_")) for m in metrics.values() for k in m
-                 if k.startswith("recall_at_") and k.removeprefix("recall_at_").isdigit()})
+    ks = sorted(
+        {int(k.removeprefix("recall_at_")) for m in metrics.values() for k in m if k.startswith("recall_at_") and k.removeprefix("recall_at_").isdigit()}
+    )
     columns = [("rmse", "RMSE")] + [(f"{name}_at_{k}", f"{label}@{k}") for k in ks for name, label in (("recall", "R"), ("ndcg", "N"))]
     level = getattr(getattr(cfg, "evaluation", None), "ci_level", 0.95)
     ci_key = f"recall_at_{ks[0]}" if ks else None
     with_ci = ci_key is not None and any(half_width(m, ci_key) is not None for m in metrics.values())
-    caption = "R@k recall, N@k NDCG" + (f"; ± half the {level:.0%} bootstrap CI over users" if with_ci else "") + \
-        "; the rest in MLflow"
+    caption = "R@k recall, N@k NDCG" + (f"; ± half the {level:.0%} bootstrap CI over users" if with_ci else "") + "; the rest in MLflow"
     about = population_lines(metrics)
-    table = Table(title=f"{cfg.dataset.name} - protocol {result['protocol']}", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True,
-                  caption=caption)
+    table = Table(title=f"{cfg.dataset.name} - protocol {result['protocol']}", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True, caption=caption)
     table.add_column("model", no_wrap=True)
     for _, label in columns:
         table.add_column(label, justify="right", no_wrap=True)

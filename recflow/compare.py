@@ -119,8 +119,10 @@ def find_experiment(client: Any, name: str | None) -> Any:
             raise CompareError(f"no MLflow experiment {name!r}; there are {known}")
         return experiment
     latest = client.search_runs(
-        [e.experiment_id for e in client.search_experiments()], "tags.`recflow.kind` = 'pipeline'",
-        max_results=1, order_by=["attributes.start_time DESC"],
+        [e.experiment_id for e in client.search_experiments()],
+        "tags.`recflow.kind` = 'pipeline'",
+        max_results=1,
+        order_by=["attributes.start_time DESC"],
     )
     if not latest:
         raise CompareError("no recflow pipeline runs in this MLflow store yet: run `recflow run` first")
@@ -129,8 +131,7 @@ def find_experiment(client: Any, name: str | None) -> Any:
 
 def model_results(client: Any, experiment_id: str, last: int) -> list[ModelResult]:
     """The nested model runs of the ``last`` newest pipeline runs (failed models included, without metrics)."""
-    parents = client.search_runs([experiment_id], "tags.`recflow.kind` = 'pipeline'", max_results=last,
-                                 order_by=["attributes.start_time DESC"])
+    parents = client.search_runs([experiment_id], "tags.`recflow.kind` = 'pipeline'", max_results=last, order_by=["attributes.start_time DESC"])
     rows: list[ModelResult] = []
     for parent in parents:
         children = client.search_runs([experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'", max_results=1000)
@@ -139,13 +140,19 @@ def model_results(client: Any, experiment_id: str, last: int) -> list[ModelResul
             tags = child.data.tags
             if "model" not in tags:
                 continue
-            rows.append(ModelResult(
-                run_id=child.info.run_id, model=tags["model"],
-                dataset=tags.get("dataset", parent.data.tags.get("dataset", "?")),
-                protocol=tags.get("protocol", parent.data.tags.get("protocol", "?")),
-                pipeline_run_id=parent.info.run_id, pipeline_run_name=parent.info.run_name or parent.info.run_id[:8],
-                started=started, metrics=dict(child.data.metrics), status=child.info.status,
-            ))
+            rows.append(
+                ModelResult(
+                    run_id=child.info.run_id,
+                    model=tags["model"],
+                    dataset=tags.get("dataset", parent.data.tags.get("dataset", "?")),
+                    protocol=tags.get("protocol", parent.data.tags.get("protocol", "?")),
+                    pipeline_run_id=parent.info.run_id,
+                    pipeline_run_name=parent.info.run_name or parent.info.run_id[:8],
+                    started=started,
+                    metrics=dict(child.data.metrics),
+                    status=child.info.status,
+                )
+            )
     return rows
 
 
@@ -232,8 +239,16 @@ def _delta(row: ModelResult, metric: str) -> str:
 
 def table_rows(result: Comparison) -> list[list[str]]:
     return [
-        [str(i), row.model, f"{row.pipeline_run_name} {row.started:%Y-%m-%d %H:%M:%S}", row.dataset, row.protocol,
-         *(_cell(row.metrics, m, m == result.metric) for m in result.shown_metrics), _delta(row, result.metric), row.run_id[:8]]
+        [
+            str(i),
+            row.model,
+            f"{row.pipeline_run_name} {row.started:%Y-%m-%d %H:%M:%S}",
+            row.dataset,
+            row.protocol,
+            *(_cell(row.metrics, m, m == result.metric) for m in result.shown_metrics),
+            _delta(row, result.metric),
+            row.run_id[:8],
+        ]
         for i, row in enumerate(result.rows, 1)
     ]
 
@@ -247,13 +262,14 @@ def markdown_report(result: Comparison) -> str:
     lines = [
         f"# Model comparison on {result.metric} ({direction})",
         "",
-        f"Experiment `{result.experiment}`, {len({r.pipeline_run_id for r in result.rows})} pipeline runs, "
-        f"{len(result.rows)} model runs, best first.",
+        f"Experiment `{result.experiment}`, {len({r.pipeline_run_id for r in result.rows})} pipeline runs, {len(result.rows)} model runs, best first.",
         "",
     ]
     for champion in result.champions.values():
-        lines.append(f"Champion for {champion.dataset}: `{champion.registered_model}` v{champion.version} "
-                     f"({champion.model or 'model ?'}, run `{champion.run_id[:8]}`) = {_fmt(champion.value)}")
+        lines.append(
+            f"Champion for {champion.dataset}: `{champion.registered_model}` v{champion.version} "
+            f"({champion.model or 'model ?'}, run `{champion.run_id[:8]}`) = {_fmt(champion.value)}"
+        )
     lines += [f"_{note}_" for note in result.notes]
     header = table_header(result)
     lines += ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -307,8 +323,7 @@ def log_report(result: Comparison) -> str:
     from mlflow import MlflowClient
 
     client = MlflowClient(result.tracking_uri)
-    run = client.create_run(result.experiment_id, run_name=f"compare {result.metric}",
-                            tags={"recflow.kind": "comparison", "metric": result.metric})
+    run = client.create_run(result.experiment_id, run_name=f"compare {result.metric}", tags={"recflow.kind": "comparison", "metric": result.metric})
     try:
         with tempfile.TemporaryDirectory() as tmp:
             write_report(result, Path(tmp))

@@ -50,7 +50,7 @@ class SplitConfig(Strict):
     seed: int = 42
 
     @model_validator(mode="after")
-    def _fractions_leave_training(self) -> "SplitConfig":
+    def _fractions_leave_training(self) -> SplitConfig:
         if self.test_fraction + self.valid_fraction >= 1:
             raise ValueError("test_fraction + valid_fraction must be < 1")
         return self
@@ -63,7 +63,7 @@ class FeaturesConfig(Strict):
     popularity_labels: list[str] = ["niche", "moderate", "popular", "blockbuster"]
 
     @model_validator(mode="after")
-    def _labels_match_bins(self) -> "FeaturesConfig":
+    def _labels_match_bins(self) -> FeaturesConfig:
         for bins, labels, what in (
             (self.activity_bins, self.activity_labels, "activity"),
             (self.popularity_bins, self.popularity_labels, "popularity"),
@@ -123,7 +123,8 @@ class IndexConfig(Strict):
     nprobe: list[int] = Field([1, 2, 4, 8, 16, 32, 64, 128], min_length=1)
     pq_k_factor: list[int] = Field([1, 2, 4, 8, 16, 32, 64], min_length=1, description="IVF-PQ: candidates re-ranked = k x k_factor")
     pq_refine: list[Literal["none", "sq8", "fp16", "flat"]] = Field(
-        ["fp16", "flat"], min_length=1, description="IVF-PQ: the copies candidates are re-ranked by, tried in order until one reaches the target")
+        ["fp16", "flat"], min_length=1, description="IVF-PQ: the copies candidates are re-ranked by, tried in order until one reaches the target"
+    )
     min_ivf_vectors: int = Field(1000, gt=0, description="IVF kinds are skipped below this many vectors")
     build_threads: int = Field(1, gt=0, description="1: bitwise-reproducible graphs")
     seed: int = 0
@@ -135,8 +136,12 @@ class ServingConfig(Strict):
     register_model: bool = Field(True, description="log the pyfunc and register it as recflow-<dataset>")
     champion_metric: str = Field("recall_at_10", description="what 'best' means, within a run and against the champion")
     greater_is_better: bool = True
-    significance_level: float = Field(0.05, gt=0, lt=1, description="the alias moves only when a paired bootstrap test over the "
-                                      "same users gives p below this (recflow.serving.paired_comparison)")
+    significance_level: float = Field(
+        0.05,
+        gt=0,
+        lt=1,
+        description="the alias moves only when a paired bootstrap test over the same users gives p below this (recflow.serving.paired_comparison)",
+    )
 
 
 class RunConfig(Strict):
@@ -151,22 +156,24 @@ class RunConfig(Strict):
     serving: ServingConfig = ServingConfig()
 
     @model_validator(mode="after")
-    def _model_names_unique(self) -> "RunConfig":
+    def _model_names_unique(self) -> RunConfig:
         names = [m.name for m in self.models]
         if len(names) != len(set(names)):
             raise ValueError(f"models listed twice: {sorted({n for n in names if names.count(n) > 1})}")
         return self
 
     @model_validator(mode="after")
-    def _champion_metric_is_measured(self) -> "RunConfig":
+    def _champion_metric_is_measured(self) -> RunConfig:
         """A ``@k`` metric the evaluation does not compute would leave every run without a champion."""
         metric = self.serving.champion_metric
         prefix, _, k = metric.rpartition("_at_")
         if prefix and k.isdigit() and int(k) not in self.evaluation.ks:
-            raise ValueError(f"serving.champion_metric {metric!r} needs k={k} in evaluation.ks {self.evaluation.ks}: "
-                             f"no run would have it, so no champion would ever be registered; "
-                             f"add {k} to evaluation.ks or pick one of "
-                             f"{[f'{prefix}_at_{x}' for x in self.evaluation.ks]}")
+            raise ValueError(
+                f"serving.champion_metric {metric!r} needs k={k} in evaluation.ks {self.evaluation.ks}: "
+                f"no run would have it, so no champion would ever be registered; "
+                f"add {k} to evaluation.ks or pick one of "
+                f"{[f'{prefix}_at_{x}' for x in self.evaluation.ks]}"
+            )
         return self
 
     def model(self, name: str) -> ModelParams:

@@ -34,17 +34,16 @@ from recflow.metrics import (
     rmse,
 )
 
-
 if TYPE_CHECKING:  # a type only: importing the models package here would close a cycle (the Keras models validate with this module)
     from recflow.models.base import Recommender
+
 
 class NothingToEvaluate(ValueError):
     """A split (or a relevance threshold) that leaves no test user a model can be judged on."""
 
 
 #: the counts that say whom a metric covers (module doc); not metrics themselves
-POPULATION = ("n_eval_users", "n_test_users", "n_cold_test_users", "n_test_users_no_relevant",
-              "n_rated", "n_rated_cold_users", "rated_min", "rated_max")
+POPULATION = ("n_eval_users", "n_test_users", "n_cold_test_users", "n_test_users_no_relevant", "n_rated", "n_rated_cold_users", "rated_min", "rated_max")
 #: below this many evaluated users the summaries warn that model differences are within noise
 FEW_USERS = 100
 CI_SUFFIXES = ("_ci_low", "_ci_high")
@@ -73,9 +72,11 @@ def population_lines(metrics_by_model: dict[str, dict]) -> list[str]:
     lines = []
     if ranked is not None:
         n = int(ranked["n_eval_users"])
-        parts = [f"{int(ranked[k])} {what}" for k, what in (
-            ("n_test_users_no_relevant", "without a relevant test item"),
-            ("n_cold_test_users", "cold (no training ratings)")) if k in ranked]
+        parts = [
+            f"{int(ranked[k])} {what}"
+            for k, what in (("n_test_users_no_relevant", "without a relevant test item"), ("n_cold_test_users", "cold (no training ratings)"))
+            if k in ranked
+        ]
         of = f" of {int(ranked['n_test_users'])} test users" if "n_test_users" in ranked else ""
         lines.append(f"ranking metrics: mean over {n} users{of}" + (f"; not ranked: {', '.join(parts)}" if parts else ""))
     if rated is not None:
@@ -83,8 +84,10 @@ def population_lines(metrics_by_model: dict[str, dict]) -> list[str]:
         scale = f", ratings {rated['rated_min']:g} to {rated['rated_max']:g}" if "rated_min" in rated else ""
         lines.append(f"RMSE / MAE: {int(rated['n_rated'])} test ratings{cold}{scale}")
     if ranked is not None and int(ranked["n_eval_users"]) < FEW_USERS:
-        lines.append(f"warning: only {int(ranked['n_eval_users'])} users evaluated (< {FEW_USERS}): differences between "
-                     "models are within noise; compare the confidence intervals")
+        lines.append(
+            f"warning: only {int(ranked['n_eval_users'])} users evaluated (< {FEW_USERS}): differences between "
+            "models are within noise; compare the confidence intervals"
+        )
     return lines
 
 
@@ -97,9 +100,7 @@ def relevance_matrix(test: Interactions, relevance_threshold: float | None = Non
     )
 
 
-def evaluable_users(
-    train: Interactions, test: Interactions, relevance_threshold: float | None = None
-) -> tuple[np.ndarray, int]:
+def evaluable_users(train: Interactions, test: Interactions, relevance_threshold: float | None = None) -> tuple[np.ndarray, int]:
     """(users with >= 1 relevant test item and >= 1 train interaction, number of cold test users).
 
     A cold test user has relevant test items but no train history; a model has nothing to
@@ -119,8 +120,7 @@ def test_population(train: Interactions, test: Interactions, relevance_threshold
     + ``n_test_users_no_relevant`` (module doc)."""
     users, n_cold = evaluable_users(train, test, relevance_threshold)
     n_test = int((np.bincount(test.user_idx, minlength=test.n_users) > 0).sum())
-    return {"n_eval_users": len(users), "n_test_users": n_test, "n_cold_test_users": n_cold,
-            "n_test_users_no_relevant": n_test - len(users) - n_cold}
+    return {"n_eval_users": len(users), "n_test_users": n_test, "n_cold_test_users": n_cold, "n_test_users_no_relevant": n_test - len(users) - n_cold}
 
 
 def check_evaluable(train: Interactions, test: Interactions, relevance_threshold: float | None = None) -> None:
@@ -133,8 +133,10 @@ def check_evaluable(train: Interactions, test: Interactions, relevance_threshold
     n_test_users = len(np.unique(test.user_idx))
     counts = f"{test.n_users} users, {len(test)} test rows of {n_test_users} users"
     if relevance_threshold is not None:
-        why = (f"no test user with training ratings has a test rating >= {relevance_threshold:g} "
-               f"(evaluation.relevance_threshold); {n_cold} cold test users (no training ratings) do not count")
+        why = (
+            f"no test user with training ratings has a test rating >= {relevance_threshold:g} "
+            f"(evaluation.relevance_threshold); {n_cold} cold test users (no training ratings) do not count"
+        )
     else:
         why = f"the {n_cold} test users are all cold (no training ratings)"
     raise NothingToEvaluate(f"nothing to evaluate: {counts}; {why}.")
@@ -158,8 +160,7 @@ def evaluate_ranking(
     with rating >= ``relevance_threshold`` (all of them when None). Returns
     ``ranking_metrics`` (``recall_at_{k}`` ...) plus the population counts (``test_population``).
     """
-    return evaluate_ranking_per_user(model, train, test, ks=ks, exclude=exclude,
-                                     relevance_threshold=relevance_threshold, batch_users=batch_users)[0]
+    return evaluate_ranking_per_user(model, train, test, ks=ks, exclude=exclude, relevance_threshold=relevance_threshold, batch_users=batch_users)[0]
 
 
 def evaluate_ranking_per_user(
@@ -178,10 +179,7 @@ def evaluate_ranking_per_user(
         raise ValueError("ks must name at least one cutoff")
     _check_same_index(train, test)
     if model.n_users != train.n_users or model.n_items != train.n_items:
-        raise ValueError(
-            f"model was fitted on a {model.n_users} x {model.n_items} index, "
-            f"the split has {train.n_users} x {train.n_items}"
-        )
+        raise ValueError(f"model was fitted on a {model.n_users} x {model.n_items} index, the split has {train.n_users} x {train.n_items}")
     users, _ = evaluable_users(train, test, relevance_threshold)
     relevant = relevance_matrix(test, relevance_threshold)[users]
     recommended, _ = model.recommend(users, max(ks), exclude_seen=True, exclude=exclude, batch_size=batch_users)
@@ -191,8 +189,7 @@ def evaluate_ranking_per_user(
     return metrics, per_user
 
 
-def with_confidence_intervals(metrics: dict, per_user: pd.DataFrame, *, n_boot: int = 1000, level: float = 0.95,
-                              seed: int = 0) -> dict:
+def with_confidence_intervals(metrics: dict, per_user: pd.DataFrame, *, n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> dict:
     """``metrics`` plus ``<metric>_ci_low`` / ``<metric>_ci_high`` for every per-user column of
     ``per_user``: a percentile bootstrap over its users (``recflow.metrics.bootstrap_ci``; one set
     of seeded resamples for all metrics). No users: no intervals."""
@@ -237,8 +234,6 @@ def evaluate_ratings(
 
 
 def _check_same_index(a: Interactions, b: Interactions) -> None:
-    same = (a.user_ids is b.user_ids or np.array_equal(a.user_ids, b.user_ids)) and (
-        a.item_ids is b.item_ids or np.array_equal(a.item_ids, b.item_ids)
-    )
+    same = (a.user_ids is b.user_ids or np.array_equal(a.user_ids, b.user_ids)) and (a.item_ids is b.item_ids or np.array_equal(a.item_ids, b.item_ids))
     if not same:
         raise ValueError("train and test must come from one split (the same user and item index)")

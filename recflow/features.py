@@ -119,8 +119,7 @@ def _cut(values: np.ndarray, bins: list[float], labels: list[str]) -> pd.Series:
 # ----------------------------------------------------------------------------- tables
 
 
-def user_features(train: pd.DataFrame, items: pd.DataFrame, cfg: FeaturesConfig,
-                  _genres: ItemGenres | None = None) -> pd.DataFrame:
+def user_features(train: pd.DataFrame, items: pd.DataFrame, cfg: FeaturesConfig, _genres: ItemGenres | None = None) -> pd.DataFrame:
     users, item_ids, r = _train_arrays(train)
     genres = _genres or ItemGenres(items)
     ucode, uid = pd.factorize(users, sort=True)
@@ -167,8 +166,7 @@ def user_features(train: pd.DataFrame, items: pd.DataFrame, cfg: FeaturesConfig,
     return out
 
 
-def item_features(train: pd.DataFrame, items: pd.DataFrame, cfg: FeaturesConfig,
-                  _genres: ItemGenres | None = None) -> pd.DataFrame:
+def item_features(train: pd.DataFrame, items: pd.DataFrame, cfg: FeaturesConfig, _genres: ItemGenres | None = None) -> pd.DataFrame:
     _, item_ids, r = _train_arrays(train)
     genres = _genres or ItemGenres(items)
     n_i = len(genres.item_ids)
@@ -207,8 +205,7 @@ def item_features(train: pd.DataFrame, items: pd.DataFrame, cfg: FeaturesConfig,
     return out
 
 
-def write_feature_tables(train: pd.DataFrame, items: pd.DataFrame, cfg: FeaturesConfig,
-                         out_dir: Path, inputs: dict[str, str]) -> dict[str, Any]:
+def write_feature_tables(train: pd.DataFrame, items: pd.DataFrame, cfg: FeaturesConfig, out_dir: Path, inputs: dict[str, str]) -> dict[str, Any]:
     """Write ``user_features.parquet`` and ``item_features.parquet`` under ``out_dir``; return a
     JSON-able manifest: rows and Arrow schema per table, the caller's input fingerprints, the
     genre keys (column order) with the source names behind each, and the global train mean."""

@@ -194,10 +194,19 @@ def read_runs(uri: str) -> tuple[list[RunInfo], set[str]]:
             page = client.search_runs([experiment.experiment_id], run_view_type=ViewType.ALL, max_results=1000, page_token=token)
             for run in page:
                 tags = run.data.tags
-                runs.append(RunInfo(run.info.run_id, experiment.experiment_id, tags.get("mlflow.parentRunId"),
-                                    tags.get("recflow.kind") == "pipeline",
-                                    run.info.lifecycle_stage == "deleted" or experiment.lifecycle_stage == "deleted",
-                                    run.info.start_time or 0, run.info.status, run.info.artifact_uri, dict(tags)))
+                runs.append(
+                    RunInfo(
+                        run.info.run_id,
+                        experiment.experiment_id,
+                        tags.get("mlflow.parentRunId"),
+                        tags.get("recflow.kind") == "pipeline",
+                        run.info.lifecycle_stage == "deleted" or experiment.lifecycle_stage == "deleted",
+                        run.info.start_time or 0,
+                        run.info.status,
+                        run.info.artifact_uri,
+                        dict(tags),
+                    )
+                )
             token = page.token
             if not token:
                 break

@@ -90,7 +90,6 @@ class ItemGenres:
 # ----------------------------------------------------------------------------- genre agreement
 
 
-
 def genre_matrix(item_ids: np.ndarray, items: pd.DataFrame | None) -> tuple[np.ndarray, np.ndarray]:
     """(n, g) int8 multi-hot of the items table's genres aligned with ``item_ids``, and a name per column.
 
@@ -108,8 +107,9 @@ def genre_matrix(item_ids: np.ndarray, items: pd.DataFrame | None) -> tuple[np.n
     return matrix, np.array([genres.names[k][0] for k in genres.keys], dtype=np.str_)
 
 
-def genre_overlap_at_k(vectors: np.ndarray, genres: np.ndarray, k: int = 10, queries: np.ndarray | None = None,
-                       valid: np.ndarray | None = None) -> dict[str, float]:
+def genre_overlap_at_k(
+    vectors: np.ndarray, genres: np.ndarray, k: int = 10, queries: np.ndarray | None = None, valid: np.ndarray | None = None
+) -> dict[str, float]:
     """Genre agreement of each query item with its ``k`` nearest neighbours by cosine.
 
     ``genres``: (n, g) 0/1. Queries: ``queries`` (item indices; default every ``valid`` item),

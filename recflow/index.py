@@ -116,7 +116,7 @@ class VectorIndex:
 
     # -- building ---------------------------------------------------------------------
     @classmethod
-    def build(cls, kind: str, vectors: np.ndarray, seed: int = 0, threads: int = 1, **build: Any) -> "VectorIndex":
+    def build(cls, kind: str, vectors: np.ndarray, seed: int = 0, threads: int = 1, **build: Any) -> VectorIndex:
         """Build ``kind`` over ``vectors`` (unit rows). ``build``: nlist, M, ef_construction, pq_m, refine."""
         if kind not in KINDS:
             raise ValueError(f"unknown index kind {kind!r}; known: {KINDS}")
@@ -157,7 +157,7 @@ class VectorIndex:
             ivf.pq.cp.min_points_per_centroid = 1  # a few thousand vectors train 256 codes well enough; no warning
 
     # -- searching --------------------------------------------------------------------
-    def configure(self, **search: Any) -> "VectorIndex":
+    def configure(self, **search: Any) -> VectorIndex:
         """Set search parameters: ``nprobe`` (IVF), ``ef_search`` (HNSW, hnswlib), ``k_factor`` (IVF-PQ re-rank)."""
         kind = self.spec.kind
         if kind in ("ivf_flat", "ivf_pq") and "nprobe" in search:
@@ -209,7 +209,7 @@ class VectorIndex:
         return self.spec
 
     @classmethod
-    def load(cls, folder: Path, spec: IndexSpec | dict[str, Any]) -> "VectorIndex":
+    def load(cls, folder: Path, spec: IndexSpec | dict[str, Any]) -> VectorIndex:
         spec = spec if isinstance(spec, IndexSpec) else IndexSpec(**spec)
         path = Path(folder) / spec.file
         if not path.is_file():
@@ -315,7 +315,7 @@ class TuningGrid:
     seed: int = 0
 
     @classmethod
-    def from_config(cls, cfg: Any) -> "TuningGrid":
+    def from_config(cls, cfg: Any) -> TuningGrid:
         data = cfg.model_dump() if hasattr(cfg, "model_dump") else dict(cfg)
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in cls.__dataclass_fields__})
 
@@ -339,8 +339,14 @@ class KindResult:
     curve: list[dict[str, Any]] = field(default_factory=list)
 
     def metrics(self) -> dict[str, float]:
-        return {"ann_recall_at_k": self.recall, "qps": self.qps, "p50_ms": self.p50_ms, "p99_ms": self.p99_ms,
-                "build_seconds": self.build_seconds, "bytes": float(self.bytes)}
+        return {
+            "ann_recall_at_k": self.recall,
+            "qps": self.qps,
+            "p50_ms": self.p50_ms,
+            "p99_ms": self.p99_ms,
+            "build_seconds": self.build_seconds,
+            "bytes": float(self.bytes),
+        }
 
     def to_json(self, with_curve: bool = False) -> dict[str, Any]:
         out = asdict(self)
@@ -476,8 +482,9 @@ def choose_kind(results: dict[str, KindResult], n: int, grid: TuningGrid) -> tup
     target = grid.target_recall
     if "flat" in built and n < grid.exact_below:
         r = built["flat"]
-        return "flat", (f"exact: {n} vectors < index.exact_below={grid.exact_below}, where exact search "
-                        f"answers in {r.p50_ms:.3f} ms (p50) with nothing to lose in recall")
+        return "flat", (
+            f"exact: {n} vectors < index.exact_below={grid.exact_below}, where exact search answers in {r.p50_ms:.3f} ms (p50) with nothing to lose in recall"
+        )
     approx = {k: r for k, r in built.items() if k != "flat" and r.target_reached}
     if not approx:
         kind = "flat" if "flat" in built else max(built, key=lambda k: built[k].recall)
@@ -488,8 +495,7 @@ def choose_kind(results: dict[str, KindResult], n: int, grid: TuningGrid) -> tup
     if kind == "flat":
         return kind, f"exact search ({r.qps:.0f} q/s) is faster than every approximate kind reaching recall@{grid.k} >= {target}"
     exact = f", exact {built['flat'].qps:.0f} q/s" if "flat" in built else ""
-    return kind, (f"{kind}: the fastest kind reaching recall@{grid.k} >= {target} on held-out queries "
-                  f"({r.recall:.4f} at {r.qps:.0f} q/s{exact})")
+    return kind, (f"{kind}: the fastest kind reaching recall@{grid.k} >= {target} on held-out queries ({r.recall:.4f} at {r.qps:.0f} q/s{exact})")
 
 
 # ----------------------------------------------------------------------------- plot
@@ -518,8 +524,7 @@ def recall_qps_plot(results: dict[str, KindResult], path: Path, title: str = "",
             groups.setdefault(label, []).append(point)
         for i, (label, points) in enumerate(groups.items()):
             linestyle, marker = styles[i % len(styles)]
-            ax.plot([p["recall"] for p in points], [p["qps"] for p in points], color=color, linestyle=linestyle,
-                    marker=marker, markersize=3, label=label)
+            ax.plot([p["recall"] for p in points], [p["qps"] for p in points], color=color, linestyle=linestyle, marker=marker, markersize=3, label=label)
     if target is not None:
         ax.axvline(target, color="grey", linestyle="--", linewidth=1)
     ax.set_xlabel("recall@k vs exact (tuning queries)")

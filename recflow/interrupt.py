@@ -33,8 +33,7 @@ INTERRUPTED_EXIT_CODE = 130  # 128 + SIGINT, what shells report for a Ctrl-C'd c
 class Interrupts:
     """Install the two-stage SIGINT handler for a ``with`` block (main thread only)."""
 
-    def __init__(self, message: str, cleanups: Iterable[Callable[[], None]] = (), grace: float = 2.0,
-                 code: int = INTERRUPTED_EXIT_CODE) -> None:
+    def __init__(self, message: str, cleanups: Iterable[Callable[[], None]] = (), grace: float = 2.0, code: int = INTERRUPTED_EXIT_CODE) -> None:
         self.message = message
         self.cleanups = list(cleanups)
         self.grace = grace

@@ -264,17 +264,15 @@ def _resample_means(values: np.ndarray, n_boot: int, seed: int, block: int = 1 <
         rows = min(n_boot, start + step) - start
         idx = rng.integers(0, n, size=(rows, n))
         if m == 1:  # one column: gathering the drawn values is cheaper than counting them
-            out[start:start + rows, 0] = values[idx, 0].mean(axis=1)
+            out[start : start + rows, 0] = values[idx, 0].mean(axis=1)
             continue
         idx += (np.arange(rows, dtype=np.int64) * n)[:, None]
         counts = np.bincount(idx.ravel(), minlength=rows * n).reshape(rows, n).astype(np.float64)
-        out[start:start + rows] = counts @ values / n
+        out[start : start + rows] = counts @ values / n
     return out
 
 
-def bootstrap_ci(
-    values: np.ndarray, *, n_boot: int = 1000, level: float = 0.95, seed: int = 0
-) -> tuple[np.ndarray, np.ndarray]:
+def bootstrap_ci(values: np.ndarray, *, n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Percentile bootstrap confidence interval of the mean of each column of ``values``.
 
     ``values`` is (n_users, m): one row per evaluated user, one column per metric (a 1-D array
@@ -304,9 +302,7 @@ def bootstrap_ci(
     return (float(low[0]), float(high[0])) if one else (low, high)
 
 
-def paired_bootstrap_test(
-    new: np.ndarray, old: np.ndarray, *, greater_is_better: bool = True, n_boot: int = 10_000, seed: int = 0
-) -> tuple[float, float]:
+def paired_bootstrap_test(new: np.ndarray, old: np.ndarray, *, greater_is_better: bool = True, n_boot: int = 10_000, seed: int = 0) -> tuple[float, float]:
     """One-sided paired bootstrap test that ``new`` is better than ``old`` on the same users.
 
     ``new[u]`` and ``old[u]`` are two models' values of one metric for the same user u. With

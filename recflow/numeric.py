@@ -64,8 +64,9 @@ def normalise_rows(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.divide(x, norms, out=np.zeros_like(x), where=norms > 0), dtype=np.float32)
 
 
-def cosine_neighbours(vectors: np.ndarray, queries: np.ndarray, k: int, valid: np.ndarray | None = None,
-                      batch_size: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+def cosine_neighbours(
+    vectors: np.ndarray, queries: np.ndarray, k: int, valid: np.ndarray | None = None, batch_size: int = 2048
+) -> tuple[np.ndarray, np.ndarray]:
     """Top-``k`` cosine neighbours of each query row among the ``valid`` rows, the query excluded.
 
     Best first, ties to the lower index; padded with -1 / -inf (also for a query that is not valid).

@@ -24,7 +24,8 @@ def compare(
     With --trend: one line per model of the metric over the pipeline runs by date, as a PNG under <artifacts>/trends."""
     from rich.console import Console
 
-    from recflow.compare import CompareError, compare as run_compare, log_report
+    from recflow.compare import CompareError, log_report
+    from recflow.compare import compare as run_compare
 
     if trend:
         return _trend(experiment, metric, last, log, tracking_uri)
@@ -39,8 +40,10 @@ def compare(
     if hidden:
         console.print(f"(hidden at width {console.width}: {', '.join(hidden)})")
     for champion in result.champions.values():
-        console.print(f"champion {champion.registered_model} v{champion.version}: {champion.model or '?'} "
-                      f"(run {champion.run_id[:8]}) {metric} = {'-' if champion.value is None else f'{champion.value:.4f}'}")
+        console.print(
+            f"champion {champion.registered_model} v{champion.version}: {champion.model or '?'} "
+            f"(run {champion.run_id[:8]}) {metric} = {'-' if champion.value is None else f'{champion.value:.4f}'}"
+        )
     for note in result.notes:
         console.print(note)
     if log:
@@ -198,12 +201,17 @@ def serve(
     os.environ["RECFLOW_HOME"] = str(artifacts_root())
     if not os.environ.get("PREFECT_API_URL") and (ui_api := ui_prefect_api(artifacts_root())):
         os.environ.update(ui_api)  # before Prefect is imported: `recflow ui`'s server for this root
-    from flows.serve import REPO, DeploymentSpecError, serve as serve_deployments
+    from flows.serve import REPO, DeploymentSpecError
+    from flows.serve import serve as serve_deployments
 
     os.chdir(REPO)
     if not os.environ.get("PREFECT_API_URL"):
-        typer.secho("PREFECT_API_URL is not set: schedules need a running server (`recflow ui` or `prefect server start`), "
-                    "e.g. export PREFECT_API_URL=http://127.0.0.1:4200/api", fg="yellow", err=True)
+        typer.secho(
+            "PREFECT_API_URL is not set: schedules need a running server (`recflow ui` or `prefect server start`), "
+            "e.g. export PREFECT_API_URL=http://127.0.0.1:4200/api",
+            fg="yellow",
+            err=True,
+        )
     try:
         serve_deployments(deployment or None)
     except DeploymentSpecError as exc:

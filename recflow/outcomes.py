@@ -28,7 +28,7 @@ class StageFailure:
     def line(self, width: int = 400) -> str:
         """One line whatever the message (some span lines, some start with a blank one), cut at ``width``."""
         text = " ".join(self.message.split()) or "failed"
-        return f"{self.task} failed: {text if len(text) <= width else text[:width - 3] + '...'}"
+        return f"{self.task} failed: {text if len(text) <= width else text[: width - 3] + '...'}"
 
 
 @dataclass(frozen=True)

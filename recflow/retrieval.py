@@ -118,8 +118,10 @@ class Answer:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def rows(self) -> list[dict[str, Any]]:
-        return [{"rank": r + 1, "item_id": int(i), "title": t, "score": float(s)}
-                for r, (i, t, s) in enumerate(zip(self.item_ids.tolist(), self.titles, self.scores.tolist()))]
+        return [
+            {"rank": r + 1, "item_id": int(i), "title": t, "score": float(s)}
+            for r, (i, t, s) in enumerate(zip(self.item_ids.tolist(), self.titles, self.scores.tolist()))
+        ]
 
 
 class ItemSpace:
@@ -191,7 +193,7 @@ class Retriever:
         self.similar_model = info.get("similar_model")
 
     @classmethod
-    def from_sources(cls, sources: Mapping[str, str | Path | None], info: Mapping[str, Any] | None = None) -> "Retriever":
+    def from_sources(cls, sources: Mapping[str, str | Path | None], info: Mapping[str, Any] | None = None) -> Retriever:
         """``info`` defaults to the JSON file at ``sources["bundle"]`` (how the pyfunc passes it)."""
         if info is None:
             info = json.loads(Path(sources["bundle"]).read_text())
@@ -243,11 +245,12 @@ class Retriever:
             if fallback == "popular":
                 return self._popular(user_id, user, k)
             if user < 0:
-                raise UnknownUser(f"user {user_id} is unknown: not among the {cat.n_users} users of this catalogue "
-                                  f"(ids {cat.user_ids.min()}..{cat.user_ids.max()}); "
-                                  "--fallback popular answers with the most popular movies")
-            raise UnknownUser(f"user {user_id} has no training ratings (a cold user); "
-                              "--fallback popular answers with the most popular movies")
+                raise UnknownUser(
+                    f"user {user_id} is unknown: not among the {cat.n_users} users of this catalogue "
+                    f"(ids {cat.user_ids.min()}..{cat.user_ids.max()}); "
+                    "--fallback popular answers with the most popular movies"
+                )
+            raise UnknownUser(f"user {user_id} has no training ratings (a cold user); --fallback popular answers with the most popular movies")
         seen = cat.seen(user)
         via = self.recommend_via
         if via == "index":
@@ -300,8 +303,14 @@ class Retriever:
             order = order[~np.isin(order, cat.seen(user))]
         items = order[:k]
         note = "unknown user" if user < 0 else "cold user"
-        return self._answer(f"user {user_id}", items, cat.train_count[items].astype(np.float32), "popular",
-                            "popularity fallback", note=f"{note}: the most popular movies (score = training ratings)")
+        return self._answer(
+            f"user {user_id}",
+            items,
+            cat.train_count[items].astype(np.float32),
+            "popular",
+            "popularity fallback",
+            note=f"{note}: the most popular movies (score = training ratings)",
+        )
 
     # -- similar ---------------------------------------------------------------------------
     def similar_modes(self) -> list[str]:
@@ -314,8 +323,10 @@ class Retriever:
             raise ValueError(f"k must be >= 1, got {k}")
         index = self._similar_index
         if index is None or not index.item_spaces():
-            raise NotServable(f"{self.recommend_model} has no item embeddings to find similar movies with; "
-                              "pick a model with an index (--model item2vec, mf, two_tower, dssm, hybrid ...)")
+            raise NotServable(
+                f"{self.recommend_model} has no item embeddings to find similar movies with; "
+                "pick a model with an index (--model item2vec, mf, two_tower, dssm, hybrid ...)"
+            )
         spaces = index.item_spaces()
         if mode is None:
             mode = index.primary() or spaces[0]
@@ -328,18 +339,18 @@ class Retriever:
         space = index.space(mode)
         row = space.row_of[query]
         if row < 0:
-            raise NoVector(f"{cat.titles[query]!r} has no vector in {index.model}'s {mode!r} space "
-                           f"({cat.train_count[query]} training ratings); try another model or mode")
+            raise NoVector(
+                f"{cat.titles[query]!r} has no vector in {index.model}'s {mode!r} space ({cat.train_count[query]} training ratings); try another model or mode"
+            )
         items, scores = space.nearest(np.asarray(space.vectors[row]), min(k + 1, len(space.item_idx)))
         keep = items != query
         items, scores = items[keep][:k], scores[keep][:k]
         label = f"{space.kind} index, {mode}" if mode != "items" else f"{space.kind} index"
-        return self._answer(str(cat.titles[query]), items, scores, index.model, label,
-                            extra={"query_item_id": int(cat.item_ids[query]), "mode": mode})
+        return self._answer(str(cat.titles[query]), items, scores, index.model, label, extra={"query_item_id": int(cat.item_ids[query]), "mode": mode})
 
-    def _answer(self, query: str, items: np.ndarray, scores: np.ndarray, model: str, via: str, note: str = "",
-                extra: dict[str, Any] | None = None) -> Answer:
+    def _answer(self, query: str, items: np.ndarray, scores: np.ndarray, model: str, via: str, note: str = "", extra: dict[str, Any] | None = None) -> Answer:
         items = np.asarray(items, dtype=np.int64)
         cat = self.catalogue
-        return Answer(query, items, cat.item_ids[items], [str(t) for t in cat.titles[items]],
-                      np.asarray(scores, dtype=np.float32), model, via, note, extra or {})
+        return Answer(
+            query, items, cat.item_ids[items], [str(t) for t in cat.titles[items]], np.asarray(scores, dtype=np.float32), model, via, note, extra or {}
+        )

@@ -98,8 +98,9 @@ def check_dot_factors(model: Recommender, U: np.ndarray, V: np.ndarray, valid: n
     return bool(np.allclose(got[finite], expected[finite], rtol=1e-4, atol=1e-4 * scale))
 
 
-def build_serving_indexes(model: Recommender, item_ids: np.ndarray, user_ids: np.ndarray, grid: TuningGrid, out: Path,
-                          genres: np.ndarray | None = None, genre_queries: int = 2000) -> dict[str, Any]:
+def build_serving_indexes(
+    model: Recommender, item_ids: np.ndarray, user_ids: np.ndarray, grid: TuningGrid, out: Path, genres: np.ndarray | None = None, genre_queries: int = 2000
+) -> dict[str, Any]:
     """Tune and save every index kind of every space of ``model`` into ``out``; returns the summary.
 
     ``item_ids`` / ``user_ids``: the raw ids of the split's dense indices (what the model was fitted on).
@@ -112,13 +113,11 @@ def build_serving_indexes(model: Recommender, item_ids: np.ndarray, user_ids: np
 
     out = Path(out)
     if model.n_items != len(item_ids) or model.n_users != len(user_ids):
-        raise ValueError(f"{model.name} was fitted on {model.n_users} users x {model.n_items} items, "
-                         f"but the split has {len(user_ids)} x {len(item_ids)}")
+        raise ValueError(f"{model.name} was fitted on {model.n_users} users x {model.n_items} items, but the split has {len(user_ids)} x {len(item_ids)}")
     spaces, primary = model_spaces(model)
     if not spaces:
         raise ValueError(f"{model.name} declares no vector spaces to index")
-    summary: dict[str, Any] = {"model": model.name, "primary": primary, "k": grid.k,
-                               "target_recall": grid.target_recall, "spaces": {}}
+    summary: dict[str, Any] = {"model": model.name, "primary": primary, "k": grid.k, "target_recall": grid.target_recall, "spaces": {}}
     metric = f"ann_recall_at_{grid.k}"
     for space in spaces:
         folder = out / SPACES_DIR / space.name
@@ -129,8 +128,10 @@ def build_serving_indexes(model: Recommender, item_ids: np.ndarray, user_ids: np
             raise ValueError(f"{model.name}: space {space.name!r} has {len(rows)} non-zero vectors; nothing to index")
         unit = normalise(space.vectors[rows])
         ids = item_ids if space.entity == "item" else user_ids
-        pq.write_table(pa.table({"row": np.arange(len(rows), dtype=np.int64), "index": rows.astype(np.int64),
-                                 "id": np.asarray(ids)[rows].astype(np.int64)}), folder / ROWS_FILE)
+        pq.write_table(
+            pa.table({"row": np.arange(len(rows), dtype=np.int64), "index": rows.astype(np.int64), "id": np.asarray(ids)[rows].astype(np.int64)}),
+            folder / ROWS_FILE,
+        )
         np.save(folder / VECTORS_FILE, unit, allow_pickle=False)
         pool = unit if space.queries is None else np.vstack([unit, normalise(space.queries)])
         tuned = tune_space(unit, pool, grid)
@@ -141,14 +142,23 @@ def build_serving_indexes(model: Recommender, item_ids: np.ndarray, user_ids: np
                 entry["spec"] = tuned.indexes[kind].save(folder).to_json()
             kinds[kind] = entry
         (folder / "tuning.json").write_text(json.dumps({k: r.to_json(with_curve=True) for k, r in tuned.results.items()}, indent=1, default=float))
-        recall_qps_plot(tuned.results, folder / "recall_qps.png", title=f"{model.name} / {space.name} ({tuned.n} x {tuned.dim})",
-                        target=grid.target_recall)
+        recall_qps_plot(tuned.results, folder / "recall_qps.png", title=f"{model.name} / {space.name} ({tuned.n} x {tuned.dim})", target=grid.target_recall)
         chosen: KindResult = tuned.results[tuned.chosen]
         summary["spaces"][space.name] = {
-            "entity": space.entity, "n": tuned.n, "dim": tuned.dim, "kind": tuned.chosen, "reason": tuned.reason,
+            "entity": space.entity,
+            "n": tuned.n,
+            "dim": tuned.dim,
+            "kind": tuned.chosen,
+            "reason": tuned.reason,
             "index": kinds[tuned.chosen]["spec"],
-            "metrics": {metric: chosen.recall, "qps": chosen.qps, "p50_ms": chosen.p50_ms, "p99_ms": chosen.p99_ms,
-                        "build_seconds": chosen.build_seconds, "bytes": chosen.bytes},
+            "metrics": {
+                metric: chosen.recall,
+                "qps": chosen.qps,
+                "p50_ms": chosen.p50_ms,
+                "p99_ms": chosen.p99_ms,
+                "build_seconds": chosen.build_seconds,
+                "bytes": chosen.bytes,
+            },
             "kinds": kinds,
         }
         if genres is not None and space.entity == "item":
@@ -215,10 +225,13 @@ def build_catalogue(split_file: Path, items_file: Path | None, out: Path) -> dic
         ok = (pos < n_items) & (item_ids[np.minimum(pos, n_items - 1)] == m_ids)
         has = np.array([t is not None and str(t) != "" for t in m_titles], dtype=bool)
         titles[pos[ok & has]] = m_titles[ok & has]
-    pq.write_table(pa.table({"item_idx": np.arange(n_items, dtype=np.int64), "item_id": item_ids,
-                             "title": pa.array(titles.tolist(), pa.string()), "train_count": train_count}), out / ITEMS_FILE)
-    pq.write_table(pa.table({"user_idx": np.arange(n_users, dtype=np.int64), "user_id": user_ids,
-                             "train_count": user_train}), out / USERS_FILE)
+    pq.write_table(
+        pa.table(
+            {"item_idx": np.arange(n_items, dtype=np.int64), "item_id": item_ids, "title": pa.array(titles.tolist(), pa.string()), "train_count": train_count}
+        ),
+        out / ITEMS_FILE,
+    )
+    pq.write_table(pa.table({"user_idx": np.arange(n_users, dtype=np.int64), "user_id": user_ids, "train_count": user_train}), out / USERS_FILE)
     order = np.lexsort((i, u))
     pairs = np.unique(np.stack([u[order], i[order]], axis=1), axis=0) if len(order) else np.zeros((0, 2), np.int64)
     indptr = np.zeros(n_users + 1, dtype=np.int64)

@@ -73,8 +73,7 @@ def _floyd(pool_size: np.ndarray, k: np.ndarray, rng: np.random.Generator) -> np
     return out
 
 
-def _unranked(row_of_excluded: np.ndarray, excluded: np.ndarray, n_rows: int, universe: int,
-              rows: np.ndarray, ranks: np.ndarray) -> np.ndarray:
+def _unranked(row_of_excluded: np.ndarray, excluded: np.ndarray, n_rows: int, universe: int, rows: np.ndarray, ranks: np.ndarray) -> np.ndarray:
     """Value of rank ``ranks[q]`` among the values of ``[0, universe)`` that row ``rows[q]`` does
     not exclude. ``(row_of_excluded, excluded)`` must be sorted by (row, value) without duplicates."""
     row_of_excluded = row_of_excluded.astype(np.int64)
@@ -88,8 +87,9 @@ def _unranked(row_of_excluded: np.ndarray, excluded: np.ndarray, n_rows: int, un
     return ranks + before
 
 
-def _sample_free(row_of_excluded: np.ndarray, excluded: np.ndarray, n_rows: int, universe: int,
-                 k: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _sample_free(
+    row_of_excluded: np.ndarray, excluded: np.ndarray, n_rows: int, universe: int, k: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """Per row, ``min(k, free)`` distinct uniform values of ``[0, universe)`` not excluded by it.
 
     Returns flat (rows, values). The exclusion lists must be sorted by (row, value), no duplicates.
@@ -267,9 +267,7 @@ def bpr_triplets(
     u, p = pu[row], pi[row]
     ok = neg != p
     # rows are already in (user, positive) order: positives are sorted and ``row`` ascends
-    return pd.DataFrame(
-        {"user_idx": u[ok].astype(np.int32), "pos_idx": p[ok].astype(np.int32), "neg_idx": neg[ok].astype(np.int32)}
-    )
+    return pd.DataFrame({"user_idx": u[ok].astype(np.int32), "pos_idx": p[ok].astype(np.int32), "neg_idx": neg[ok].astype(np.int32)})
 
 
 # ----------------------------------------------------------------------------- sequences
@@ -429,7 +427,7 @@ def random_walks(
 def make_samples(
     train: Interactions,
     *,
-    negatives: "SamplingConfig | None" = None,
+    negatives: SamplingConfig | None = None,
     sequences: dict[str, Any] | None = None,
     walks: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], dict[str, dict[str, Any]], dict[str, float]]:
@@ -445,12 +443,19 @@ def make_samples(
     if negatives is not None:
         started = time.perf_counter()
         made["negatives"] = sample_negatives(
-            train, n_random=negatives.n_random, n_popular=negatives.n_popular, n_disliked=negatives.n_disliked,
-            popular_pool=negatives.popular_pool, seed=negatives.seed,
+            train,
+            n_random=negatives.n_random,
+            n_popular=negatives.n_popular,
+            n_disliked=negatives.n_disliked,
+            popular_pool=negatives.popular_pool,
+            seed=negatives.seed,
         )
         made["triplets"] = bpr_triplets(
-            train, made["negatives"], positive_threshold=negatives.positive_threshold,
-            negatives_per_positive=negatives.negatives_per_positive, seed=negatives.seed,
+            train,
+            made["negatives"],
+            positive_threshold=negatives.positive_threshold,
+            negatives_per_positive=negatives.negatives_per_positive,
+            seed=negatives.seed,
         )
         seconds["negatives_and_triplets"] = time.perf_counter() - started
         params["negatives"] = params["triplets"] = negatives.model_dump(mode="json")

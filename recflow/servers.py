@@ -76,8 +76,9 @@ class Server:
         # own session: Ctrl-C reaches us, and stop() ends the server with all its workers
         # preexec_fn: only prctl + getppid (async-signal-safe); a run starts its server before its task threads
         preexec = _die_with_parent(os.getpid()) if self.dies_with_parent else None
-        self.process = subprocess.Popen(self.command, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=preexec)  # noqa: PLW1509
+        self.process = subprocess.Popen(
+            self.command, env=self.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=preexec
+        )  # noqa: PLW1509
         log.close()
 
     def wait_until_up(self, timeout: float) -> None:
@@ -139,8 +140,18 @@ def mlflow_server(root: Path, port: int) -> Server:
     url = f"http://{LOOPBACK}:{port}"
     (root / "mlruns").mkdir(parents=True, exist_ok=True)
     command = [
-        _bin("mlflow"), "server", "--host", LOOPBACK, "--port", str(port), "--workers", "1",
-        "--backend-store-uri", mlflow_backend_uri(root), "--artifacts-destination", str(root / "mlruns"),
+        _bin("mlflow"),
+        "server",
+        "--host",
+        LOOPBACK,
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--backend-store-uri",
+        mlflow_backend_uri(root),
+        "--artifacts-destination",
+        str(root / "mlruns"),
     ]
     env = {**os.environ, "MLFLOW_ENABLE_ASYNC_LOGGING": "false", "GIT_PYTHON_REFRESH": "quiet"}
     return Server("mlflow server", command, env, f"{url}/health", url, root / ".prefect" / "logs" / "mlflow-server.log")
@@ -171,7 +182,7 @@ class ProjectServers:
             "pid": os.getpid(),
         }
 
-    def __enter__(self) -> "ProjectServers":
+    def __enter__(self) -> ProjectServers:
         self.root.mkdir(parents=True, exist_ok=True)
         try:
             for server in (self.prefect, self.mlflow):
@@ -250,14 +261,29 @@ def embedded_prefect_server(root: Path, port: int | None = None) -> Server:
     url = f"http://{LOOPBACK}:{port}"
     env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "PREFECT_UI_URL")}
     env.setdefault("PREFECT_SERVER_DATABASE_CONNECTION_URL", prefect_database_url(root))
-    env.update({
-        "PREFECT_UI_ENABLED": "0",
-        "PREFECT__SERVER_EPHEMERAL": "1",  # only the services an ephemeral server runs
-        "PREFECT__SERVER_FINAL": "1",
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    })
-    command = [sys.executable, "-m", "uvicorn", "--factory", "prefect.server.api.server:create_app",
-               "--host", LOOPBACK, "--port", str(port), "--log-level", "error", "--lifespan", "on"]
+    env.update(
+        {
+            "PREFECT_UI_ENABLED": "0",
+            "PREFECT__SERVER_EPHEMERAL": "1",  # only the services an ephemeral server runs
+            "PREFECT__SERVER_FINAL": "1",
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        }
+    )
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--factory",
+        "prefect.server.api.server:create_app",
+        "--host",
+        LOOPBACK,
+        "--port",
+        str(port),
+        "--log-level",
+        "error",
+        "--lifespan",
+        "on",
+    ]
     log_path = root / ".prefect" / "logs" / "prefect-embedded.log"
     return Server("embedded prefect server", command, env, f"{url}/api/health", url, log_path, dies_with_parent=True)
 
@@ -288,7 +314,8 @@ class RunPrefectApi:
     once, at import). ``ready()`` waits for an embedded server, so importing the pipeline overlaps
     its start-up. The embedded server stops at interpreter exit, not at the end of the ``with``:
     Prefect drains its log and event workers at thread shutdown, which comes before ``atexit`` hooks,
-    and they need the server (stopped earlier, the last logs fail with "Error logging to API"). ``kind`` is ``configured``, ``ui`` or ``embedded``; it is exported as
+    and they need the server (stopped earlier, the last logs fail with "Error logging to API").
+    ``kind`` is ``configured``, ``ui`` or ``embedded``; it is exported as
     ``RECFLOW_PREFECT_SERVER`` so reporting knows an embedded server's UI address is not worth linking.
     """
 
@@ -322,8 +349,10 @@ class RunPrefectApi:
             self.server.wait_until_up(timeout)
         except ServerError as exc:
             self.server.stop()
-            raise ServerError(f"{exc}\n  raise {STARTUP_TIMEOUT_SETTING} (now {timeout:.0f} s) on a busy machine, "
-                              f"or start `recflow ui` for this root and run again: runs then use its server") from None
+            raise ServerError(
+                f"{exc}\n  raise {STARTUP_TIMEOUT_SETTING} (now {timeout:.0f} s) on a busy machine, "
+                f"or start `recflow ui` for this root and run again: runs then use its server"
+            ) from None
 
     def _export(self, values: dict[str, str]) -> None:
         for key, value in values.items():

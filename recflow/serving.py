@@ -149,8 +149,7 @@ def _similar_genre_overlap(index_meta: dict[str, Any]) -> float | None:
 
 def evaluation_protocol(cfg: Any) -> dict[str, Any]:
     """Everything that makes two runs' metrics comparable: the split and how the test ranking is scored."""
-    return {"split": cfg.split.model_dump(mode="json"), "mask_valid": cfg.evaluation.mask_valid,
-            "relevance_threshold": cfg.evaluation.relevance_threshold}
+    return {"split": cfg.split.model_dump(mode="json"), "mask_valid": cfg.evaluation.mask_valid, "relevance_threshold": cfg.evaluation.relevance_threshold}
 
 
 def _protocol_tag(protocol: dict[str, Any]) -> str:
@@ -159,6 +158,7 @@ def _protocol_tag(protocol: dict[str, Any]) -> str:
 
 def protocol_difference(theirs: dict[str, Any], ours: dict[str, Any]) -> str:
     """``split.seed 2020 -> 42, mask_valid true -> false``: the settings that differ, dotted."""
+
     def flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         out: dict[str, Any] = {}
         for k, v in d.items():
@@ -188,8 +188,7 @@ def run_record(cfg: Any, tracking: dict[str, Any], models: dict[str, Any], catal
             "recommend_via": index_meta.get("recommend_via", "model"),
             "similar": bool(index_meta) and any(s["entity"] == "item" for s in index_meta["spaces"].values()),
             "metrics": result.evaluate.meta["metrics"],
-            "per_user": (str(Path(result.evaluate.path) / result.evaluate.meta["per_user"])
-                         if result.evaluate.meta.get("per_user") else None),
+            "per_user": (str(Path(result.evaluate.path) / result.evaluate.meta["per_user"]) if result.evaluate.meta.get("per_user") else None),
             "genre_overlap": _similar_genre_overlap(index_meta),
         }
     scores = {n: e["metrics"].get(metric) for n, e in entries.items()}
@@ -286,9 +285,17 @@ def serving_signature():
     from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
 
     inputs = Schema([ColSpec("long", "user_id", required=False), ColSpec("string", "title", required=False)])
-    outputs = Schema([ColSpec("long", "query_row"), ColSpec("string", "query"), ColSpec("long", "rank"),
-                      ColSpec("long", "item_id"), ColSpec("string", "title"), ColSpec("double", "score"),
-                      ColSpec("string", "model")])
+    outputs = Schema(
+        [
+            ColSpec("long", "query_row"),
+            ColSpec("string", "query"),
+            ColSpec("long", "rank"),
+            ColSpec("long", "item_id"),
+            ColSpec("string", "title"),
+            ColSpec("double", "score"),
+            ColSpec("string", "model"),
+        ]
+    )
     params = ParamSchema([ParamSpec("k", "long", 10), ParamSpec("mode", "string", ""), ParamSpec("fallback", "string", "")])
     return ModelSignature(inputs=inputs, outputs=outputs, params=params)
 
@@ -344,8 +351,13 @@ def _log_pyfunc(sources: dict[str, Path | None], info: dict[str, Any]) -> Any:
             artifacts = {"bundle": str(bundle), **{k: str(v) for k, v in sources.items() if v is not None}}
             with mlflow.start_run(run_id=info["model_run_id"]):
                 return mlflow.pyfunc.log_model(
-                    name=PYFUNC_NAME, python_model=str(PYFUNC_FILE), artifacts=artifacts, signature=serving_signature(),
-                    input_example=example, pip_requirements=_requirements(), metadata={"recflow": info},
+                    name=PYFUNC_NAME,
+                    python_model=str(PYFUNC_FILE),
+                    artifacts=artifacts,
+                    signature=serving_signature(),
+                    input_example=example,
+                    pip_requirements=_requirements(),
+                    metadata={"recflow": info},
                 )
         finally:
             for k, v in saved.items():
@@ -358,12 +370,19 @@ def _log_pyfunc(sources: dict[str, Path | None], info: dict[str, Any]) -> Any:
 def _write_champion(root: Path, record: dict[str, Any], name: str, version: int, info: dict[str, Any]) -> None:
     from recflow.store import write_json_atomic
 
-    write_json_atomic(champions_dir(root) / f"{name}.json", {
-        "registered_model": name, "version": version, "run_id": record["run_id"],
-        "record": str((runs_dir(root) / f"{record['run_id']}.json").relative_to(root)),
-        "model": info["recommend_model"], "metric": record["metric"], "value": info["metric_value"],
-        "updated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    })
+    write_json_atomic(
+        champions_dir(root) / f"{name}.json",
+        {
+            "registered_model": name,
+            "version": version,
+            "run_id": record["run_id"],
+            "record": str((runs_dir(root) / f"{record['run_id']}.json").relative_to(root)),
+            "model": info["recommend_model"],
+            "metric": record["metric"],
+            "value": info["metric_value"],
+            "updated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        },
+    )
 
 
 #: resamples of the paired test: p is resolved to 1 / 10,001, far below any usual level
@@ -371,8 +390,7 @@ PAIRED_RESAMPLES = 10_000
 PER_USER_ARTIFACT = "evaluation/per_user.parquet"
 
 
-def champion_decision(ours: Any, theirs: Any, metric: str, *, greater_is_better: bool = True, level: float = 0.05,
-                      seed: int = 0) -> dict[str, Any]:
+def champion_decision(ours: Any, theirs: Any, metric: str, *, greater_is_better: bool = True, level: float = 0.05, seed: int = 0) -> dict[str, Any]:
     """Is the new model significantly better than the champion on ``metric``, user for user?
 
     ``ours`` / ``theirs``: per-user frames (``user_id`` and a ``metric`` column, the evaluate
@@ -400,11 +418,15 @@ def champion_decision(ours: Any, theirs: Any, metric: str, *, greater_is_better:
     paired = a.merge(b, on="user_id", suffixes=("_ours", "_theirs"))
     if paired.empty:
         return {"significant": False, "cannot": f"no user was evaluated on {metric} by both"}
-    delta, p = paired_bootstrap_test(paired[f"{metric}_ours"].to_numpy(np.float64), paired[f"{metric}_theirs"].to_numpy(np.float64),
-                                     greater_is_better=greater_is_better, n_boot=PAIRED_RESAMPLES, seed=seed)
+    delta, p = paired_bootstrap_test(
+        paired[f"{metric}_ours"].to_numpy(np.float64),
+        paired[f"{metric}_theirs"].to_numpy(np.float64),
+        greater_is_better=greater_is_better,
+        n_boot=PAIRED_RESAMPLES,
+        seed=seed,
+    )
     better = delta > 0 if greater_is_better else delta < 0
-    return {"significant": bool(better and p < level), "delta": delta, "p": p, "n_users": len(paired),
-            "n_ours": len(a), "n_theirs": len(b)}
+    return {"significant": bool(better and p < level), "delta": delta, "p": p, "n_users": len(paired), "n_ours": len(a), "n_theirs": len(b)}
 
 
 def _champion_per_user(client: Any, champion: Any, root: Path) -> tuple[Any | None, str]:
@@ -436,8 +458,9 @@ def _significance(record: dict[str, Any], client: Any, champion: Any, root: Path
     theirs, where = _champion_per_user(client, champion, root)
     if theirs is None:
         return {"significant": False, "cannot": where}
-    return champion_decision(pd.read_parquet(ours_path), theirs, record["metric"], greater_is_better=record["greater_is_better"],
-                             level=record.get("significance_level", 0.05))
+    return champion_decision(
+        pd.read_parquet(ours_path), theirs, record["metric"], greater_is_better=record["greater_is_better"], level=record.get("significance_level", 0.05)
+    )
 
 
 def register_champion(record: dict[str, Any], root: Path) -> dict[str, Any]:
@@ -456,14 +479,24 @@ def register_champion(record: dict[str, Any], root: Path) -> dict[str, Any]:
     fingerprint = bundle_fingerprint(sources, info, root)
     client = MlflowClient()
     champion = current_champion(client, name)
-    out: dict[str, Any] = {"registered_model": name, "metric": metric, "model": info["recommend_model"], "value": value,
-                           "similar_model": info["similar_model"],
-                           "similar_genre_overlap": record["models"].get(info["similar_model"] or "", {}).get("genre_overlap")}
+    out: dict[str, Any] = {
+        "registered_model": name,
+        "metric": metric,
+        "model": info["recommend_model"],
+        "value": value,
+        "similar_model": info["similar_model"],
+        "similar_genre_overlap": record["models"].get(info["similar_model"] or "", {}).get("genre_overlap"),
+    }
     if champion is not None and champion.tags.get("bundle") == fingerprint:
         if not (champions_dir(root) / f"{name}.json").exists():  # same files, recorded under another run id
             _write_champion(root, record, name, int(champion.version), info)
-        return {**out, "version": int(champion.version), "champion_version": int(champion.version), "moved": False,
-                "reason": f"unchanged: champion v{champion.version} already serves this bundle"}
+        return {
+            **out,
+            "version": int(champion.version),
+            "champion_version": int(champion.version),
+            "moved": False,
+            "reason": f"unchanged: champion v{champion.version} already serves this bundle",
+        }
 
     ours = _protocol_tag(record["protocol"])
     per_user = record["models"][info["recommend_model"]].get("per_user")
@@ -476,10 +509,17 @@ def register_champion(record: dict[str, Any], root: Path) -> dict[str, Any]:
 
     theirs = champion.tags.get("protocol") if champion is not None else None
     if theirs is not None and theirs != ours:  # versions from before the tag: compared
-        return {**out, "version": int(version), "champion_version": int(champion.version), "moved": False,
-                "reason": (f"not compared: champion v{champion.version} was evaluated under another protocol "
-                           f"({protocol_difference(json.loads(theirs), record['protocol'])}); to serve v{version} "
-                           f"instead, move the '{ALIAS}' alias of {name} to it in MLflow")}
+        return {
+            **out,
+            "version": int(version),
+            "champion_version": int(champion.version),
+            "moved": False,
+            "reason": (
+                f"not compared: champion v{champion.version} was evaluated under another protocol "
+                f"({protocol_difference(json.loads(theirs), record['protocol'])}); to serve v{version} "
+                f"instead, move the '{ALIAS}' alias of {name} to it in MLflow"
+            ),
+        }
     previous = None
     if champion is not None:
         previous = client.get_run(champion.run_id).data.metrics.get(metric) if champion.run_id else None
@@ -489,9 +529,13 @@ def register_champion(record: dict[str, Any], root: Path) -> dict[str, Any]:
         out["significance"] = test
     if champion is None or previous is None or test.get("significant"):
         client.set_registered_model_alias(name, ALIAS, version)
-        why = ("first champion" if champion is None else
-               f"{metric} {value:.4f} beats champion v{champion.version} ({previous:.4f}): {_test_text(test, record)}"
-               if previous is not None else f"champion v{champion.version} has no {metric}")
+        why = (
+            "first champion"
+            if champion is None
+            else f"{metric} {value:.4f} beats champion v{champion.version} ({previous:.4f}): {_test_text(test, record)}"
+            if previous is not None
+            else f"champion v{champion.version} has no {metric}"
+        )
         _write_champion(root, record, name, int(version), info)
         return {**out, "version": int(version), "champion_version": int(version), "moved": True, "reason": why}
     shown = f"{value:.4f}" if value is not None else "none"
@@ -507,20 +551,32 @@ def _version_with_bundle(client: Any, name: str, fingerprint: str, protocol_tag:
     same per-user values (what the next run pairs with), if any."""
     if not client.search_registered_models(filter_string=f"name = '{name}'"):
         return None
-    found = [v for v in client.search_model_versions(f"name = '{name}' and tags.bundle = '{fingerprint}'")
-             if v.tags.get("protocol") == protocol_tag and v.tags.get("per_user") == per_user]
+    found = [
+        v
+        for v in client.search_model_versions(f"name = '{name}' and tags.bundle = '{fingerprint}'")
+        if v.tags.get("protocol") == protocol_tag and v.tags.get("per_user") == per_user
+    ]
     return max(found, key=lambda v: int(v.version)) if found else None
 
 
-def _register_bundle(client: Any, record: dict[str, Any], root: Path, sources: dict[str, Any], info: dict[str, Any],
-                     fingerprint: str, protocol_tag: str) -> str:
+def _register_bundle(
+    client: Any, record: dict[str, Any], root: Path, sources: dict[str, Any], info: dict[str, Any], fingerprint: str, protocol_tag: str
+) -> str:
     """Log the bundle as a pyfunc and register it as a new version of ``record``'s model; returns the version."""
     name, metric, value = record["registered_model"], record["metric"], info["metric_value"]
     logged = _log_pyfunc(sources, info)
     per_user = record["models"][info["recommend_model"]].get("per_user")
-    tags = {"bundle": fingerprint, "model": info["recommend_model"], "similar_model": str(info["similar_model"]),
-            "pipeline_run_id": record["run_id"], "dataset": record["dataset"], "metric": metric, "metric_value": str(value),
-            "protocol": protocol_tag, **({"per_user": per_user} if per_user else {})}
+    tags = {
+        "bundle": fingerprint,
+        "model": info["recommend_model"],
+        "similar_model": str(info["similar_model"]),
+        "pipeline_run_id": record["run_id"],
+        "dataset": record["dataset"],
+        "metric": metric,
+        "metric_value": str(value),
+        "protocol": protocol_tag,
+        **({"per_user": per_user} if per_user else {}),
+    }
     if per_user and (root / per_user).is_file() and info["model_run_id"]:  # under the name the next run looks for
         folder, _, file = PER_USER_ARTIFACT.rpartition("/")
         with tempfile.TemporaryDirectory() as tmp:
@@ -528,20 +584,21 @@ def _register_bundle(client: Any, record: dict[str, Any], root: Path, sources: d
             client.log_artifact(info["model_run_id"], str(Path(tmp) / file), folder)
     if not client.search_registered_models(filter_string=f"name = '{name}'"):
         client.create_registered_model(name, description=f"recflow serving bundles for {record['dataset']} (see recflow.serving)")
-    return str(client.create_model_version(name, source=logged.model_uri, run_id=info["model_run_id"], tags=tags,
-                                           model_id=logged.model_id).version)
+    return str(client.create_model_version(name, source=logged.model_uri, run_id=info["model_run_id"], tags=tags, model_id=logged.model_id).version)
 
 
 def _test_text(test: dict[str, Any], record: dict[str, Any]) -> str:
     """``delta +0.0123, p 0.0004 < 0.05, paired bootstrap over 610 users``."""
     level = record.get("significance_level", 0.05)
-    users = f"{test['n_users']} users" + ("" if test["n_users"] == test["n_ours"] == test["n_theirs"] else
-                                           f" evaluated by both ({test['n_ours']} now, {test['n_theirs']} for the champion)")
+    users = f"{test['n_users']} users" + (
+        "" if test["n_users"] == test["n_ours"] == test["n_theirs"] else f" evaluated by both ({test['n_ours']} now, {test['n_theirs']} for the champion)"
+    )
     return f"delta {test['delta']:+.4f}, p {test['p']:.4f} {'<' if test['p'] < level else '>='} {level:g}, paired bootstrap over {users}"
 
 
-def publish_run(cfg: Any, tracking: dict[str, Any], models: dict[str, Any], split: Artifact, data: Artifact,
-                root: Path | None = None, register: bool = True) -> dict[str, Any]:
+def publish_run(
+    cfg: Any, tracking: dict[str, Any], models: dict[str, Any], split: Artifact, data: Artifact, root: Path | None = None, register: bool = True
+) -> dict[str, Any]:
     """Everything after logging: indexes into MLflow, the run record, the champion (module doc).
 
     ``register=False`` stops before the champion (the flow registers it in a task of its own).
@@ -560,8 +617,7 @@ def publish_run(cfg: Any, tracking: dict[str, Any], models: dict[str, Any], spli
                 log_index(result.index, root)
     record = run_record(cfg, tracking, models, catalogue, root)
     write_json_atomic(runs_dir(root) / f"{record['run_id']}.json", record)
-    out: dict[str, Any] = {"record": str(runs_dir(root) / f"{record['run_id']}.json"), "best": record["best"],
-                           "similar": record["similar"]}
+    out: dict[str, Any] = {"record": str(runs_dir(root) / f"{record['run_id']}.json"), "best": record["best"], "similar": record["similar"]}
     if register and cfg.serving.register_model and record["best"] is not None:
         out["champion"] = register_champion(record, root)
     return out
@@ -574,11 +630,16 @@ def summary_lines(serving: dict[str, Any]) -> list[str]:
         return []
     value = champion["value"]
     shown = f"{value:.4f}" if isinstance(value, (int, float)) else "-"
-    return [f"champion: {champion['registered_model']} v{champion['champion_version']} "
-            f"(this run's best: {champion['model']}, {champion['metric']} {shown}; {champion['reason']})",
-            *([f"similar: {champion['similar_model']} (the run's highest genre overlap of nearest movies, {champion['similar_genre_overlap']:.3f})"]
-              if champion.get("similar_model") and champion.get("similar_genre_overlap") is not None else []),
-            "  try: recflow recommend --user <id> | recflow similar --title <title>"]
+    return [
+        f"champion: {champion['registered_model']} v{champion['champion_version']} "
+        f"(this run's best: {champion['model']}, {champion['metric']} {shown}; {champion['reason']})",
+        *(
+            [f"similar: {champion['similar_model']} (the run's highest genre overlap of nearest movies, {champion['similar_genre_overlap']:.3f})"]
+            if champion.get("similar_model") and champion.get("similar_genre_overlap") is not None
+            else []
+        ),
+        "  try: recflow recommend --user <id> | recflow similar --title <title>",
+    ]
 
 
 # ----------------------------------------------------------------------------- the CLI's side (no MLflow)
@@ -608,8 +669,9 @@ def find_champion(root: Path, dataset: str | None = None, default_dataset: str |
     if dataset is not None:
         name = registered_model_name(dataset)
         if name not in known:
-            raise ServingNotFound(f"no champion for dataset {dataset!r} under {folder}; "
-                                  + (f"champions: {', '.join(known)}" if known else "run `recflow run` first"))
+            raise ServingNotFound(
+                f"no champion for dataset {dataset!r} under {folder}; " + (f"champions: {', '.join(known)}" if known else "run `recflow run` first")
+            )
     elif default_dataset is not None and registered_model_name(default_dataset) in known:
         name = registered_model_name(default_dataset)
     elif len(known) == 1:
@@ -621,8 +683,15 @@ def find_champion(root: Path, dataset: str | None = None, default_dataset: str |
     return _read(folder / f"{name}.json")
 
 
-def resolve(root: Path | None = None, *, dataset: str | None = None, run: str | None = None, model: str | None = None,
-            default_dataset: str | None = None, mode: str | None = None) -> tuple[dict[str, Path | None], dict[str, Any]]:
+def resolve(
+    root: Path | None = None,
+    *,
+    dataset: str | None = None,
+    run: str | None = None,
+    model: str | None = None,
+    default_dataset: str | None = None,
+    mode: str | None = None,
+) -> tuple[dict[str, Path | None], dict[str, Any]]:
     """Sources and info for a ``Retriever``: the champion (default) or a named run, optionally one model of it.
 
     ``mode`` (``similar --mode``) without ``model``: when the run's similar model has no item space

@@ -96,8 +96,7 @@ def split_ratings(ratings: pd.DataFrame, cfg: SplitConfig) -> SplitResult:
     item = ratings["item_id"].to_numpy()
     rating = ratings["rating"].to_numpy()
     ts = ratings["timestamp"].to_numpy()
-    if not (np.issubdtype(user.dtype, np.integer) and np.issubdtype(item.dtype, np.integer)
-            and np.issubdtype(ts.dtype, np.integer)):
+    if not (np.issubdtype(user.dtype, np.integer) and np.issubdtype(item.dtype, np.integer) and np.issubdtype(ts.dtype, np.integer)):
         raise TypeError("user_id, item_id and timestamp must be integer columns")
 
     # ---- filters: min_rating, then the k-core (repeated until nothing changes)
@@ -109,8 +108,7 @@ def split_ratings(ratings: pd.DataFrame, cfg: SplitConfig) -> SplitResult:
     u_rank, n_u_all = _dense_rank(user)
     i_rank, n_i_all = _dense_rank(item)
     n_before_kcore = int(keep.sum())
-    keep, iterations = _kcore(u_rank, i_rank, keep, n_u_all, n_i_all,
-                              cfg.min_user_interactions, cfg.min_item_interactions)
+    keep, iterations = _kcore(u_rank, i_rank, keep, n_u_all, n_i_all, cfg.min_user_interactions, cfg.min_item_interactions)
     dropped_kcore = n_before_kcore - int(keep.sum())
 
     # ---- canonical order of the kept rows: (user_id, timestamp, item_id, rating)
@@ -154,16 +152,19 @@ def check_evaluable(stats: dict[str, Any]) -> None:
     test = stats["parts"]["test"]
     if test["rows"] - test["rows_user_not_in_train"] > 0:
         return
-    counts = (f"the {stats['protocol']} split kept {stats['rows']} of {stats['rows_in']} ratings, "
-              f"{stats['n_users']} users; the test part has {test['rows']} rows of {test['users']} users")
+    counts = (
+        f"the {stats['protocol']} split kept {stats['rows']} of {stats['rows_in']} ratings, "
+        f"{stats['n_users']} users; the test part has {test['rows']} rows of {test['users']} users"
+    )
     if test["rows"] == 0:
         why = "no rating went to the test part"
     else:
-        why = (f"all {test['users_not_in_train']} test users are cold (no training ratings), so no model "
-               f"can rank items for them")
-    raise NothingToEvaluate(f"nothing to evaluate: {counts}; {why}. Give the split more ratings per user "
-                            f"(a per-user protocol such as user_random keeps part of each user's history "
-                            f"in train).")
+        why = f"all {test['users_not_in_train']} test users are cold (no training ratings), so no model can rank items for them"
+    raise NothingToEvaluate(
+        f"nothing to evaluate: {counts}; {why}. Give the split more ratings per user "
+        f"(a per-user protocol such as user_random keeps part of each user's history "
+        f"in train)."
+    )
 
 
 # ----------------------------------------------------------------------------- protocols
@@ -193,8 +194,8 @@ def _temporal(t_off, u, i, r, cfg: SplitConfig) -> np.ndarray:
             label[test] = TEST
             return label
     order = _lex_order(keys, tail=[r])  # rank of each row in the global time order
-    label[order[n - n_test - n_valid:n - n_test]] = VALID
-    label[order[n - n_test:]] = TEST
+    label[order[n - n_test - n_valid : n - n_test]] = VALID
+    label[order[n - n_test :]] = TEST
     return label
 
 

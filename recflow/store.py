@@ -186,11 +186,7 @@ def building(stage: str, key: str, root: Path | None = None) -> Iterator[Path]:
 
 
 def write_manifest(folder: Path) -> str:
-    files = {
-        str(p.relative_to(folder)): sha256_file(p)
-        for p in sorted(folder.rglob("*"))
-        if p.is_file() and p.name != MANIFEST
-    }
+    files = {str(p.relative_to(folder)): sha256_file(p) for p in sorted(folder.rglob("*")) if p.is_file() and p.name != MANIFEST}
     text = json.dumps({"files": files}, indent=2, sort_keys=True)
     write_text_atomic(folder / MANIFEST, text)
     return hashlib.sha256(text.encode()).hexdigest()

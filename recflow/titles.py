@@ -24,9 +24,7 @@ import numpy as np
 
 FUZZY_CUTOFF = 0.6
 _YEAR_SUFFIX = re.compile(r"\s*\(\d{4}(?:\s*[-\u2013]\s*\d{0,4})?\)\s*$")
-_TRAILING_ARTICLE = re.compile(
-    r"^(?P<rest>.+), (?P<art>the|a|an|les|la|le|l'|il|el|los|las|lo|das|der|die|den|det)$"
-)
+_TRAILING_ARTICLE = re.compile(r"^(?P<rest>.+), (?P<art>the|a|an|les|la|le|l'|il|el|los|las|lo|das|der|die|den|det)$")
 
 
 class TitleNotFound(LookupError):

@@ -73,7 +73,8 @@ def start_pipeline_run(cfg: RunConfig, run_name: str, root: Path | None = None) 
 
     experiment, uri = use_experiment(cfg, root)
     run = mlflow.MlflowClient(uri).create_run(
-        experiment.experiment_id, run_name=run_name,
+        experiment.experiment_id,
+        run_name=run_name,
         tags={"dataset": cfg.dataset.name, "protocol": cfg.split.protocol, "recflow.kind": "pipeline"},
     )
     return {"tracking_uri": uri, "experiment": experiment.name, "experiment_id": experiment.experiment_id, "run_id": run.info.run_id}
@@ -131,7 +132,9 @@ def save_keras_flavor(keras_model, path: Path) -> None:
 
     inputs = Schema([TensorSpec(np.dtype(str(t.dtype)), (-1,), t.name) for t in keras_model.inputs])
     mlflow.tensorflow.save_model(
-        keras_model, str(path), signature=ModelSignature(inputs=inputs),
+        keras_model,
+        str(path),
+        signature=ModelSignature(inputs=inputs),
         pip_requirements=[f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}"],
     )
 
@@ -172,8 +175,8 @@ def log_pipeline_run(
     if it was evaluated (an index that failed does not discard them).
     """
     import mlflow
-    from mlflow.data.meta_dataset import MetaDataset
     from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
 
     root = root or artifacts_root()
     experiment, uri = use_experiment(cfg, root)
@@ -273,8 +276,7 @@ def log_model_files(trained: Artifact, root: Path | None = None) -> str:
             mlflow.log_artifacts(str(keras_flavor), "keras_model")
         mlflow.set_tag(MODEL_FILES_TAG, "logged")
         holder = run
-    tags = {TRAIN_FINGERPRINT_TAG: trained.fingerprint, MODEL_RUN_TAG: holder.info.run_id,
-            "recflow.model_uri": f"{holder.info.artifact_uri}/model"}
+    tags = {TRAIN_FINGERPRINT_TAG: trained.fingerprint, MODEL_RUN_TAG: holder.info.run_id, "recflow.model_uri": f"{holder.info.artifact_uri}/model"}
     if keras_flavor.is_dir():
         tags["recflow.keras_model_uri"] = f"{holder.info.artifact_uri}/keras_model"
     mlflow.set_tags(tags)
@@ -286,7 +288,8 @@ def earlier_model_run(client: Any, experiment_id: str, fingerprint: str, exclude
     runs = client.search_runs(
         [experiment_id],
         filter_string=f"tags.`{TRAIN_FINGERPRINT_TAG}` = '{fingerprint}' and tags.`{MODEL_FILES_TAG}` = 'logged'",
-        order_by=["attributes.start_time DESC"], max_results=5,
+        order_by=["attributes.start_time DESC"],
+        max_results=5,
     )
     for run in runs:
         if run.info.run_id != exclude and client.list_artifacts(run.info.run_id, "model"):
@@ -316,8 +319,7 @@ def log_history(path: Path) -> None:
         return
     for row in json.loads(path.read_text()):
         step = int(row.get("epoch", 0))
-        values = {k: float(v) for k, v in row.items()
-                  if k != "epoch" and isinstance(v, (int, float)) and math.isfinite(v)}
+        values = {k: float(v) for k, v in row.items() if k != "epoch" and isinstance(v, (int, float)) and math.isfinite(v)}
         if values:
             mlflow.log_metrics(values, step=step)
 

@@ -68,8 +68,7 @@ def trend_from_client(client: Any, experiment: str | None, metric: str, last: in
         value = _value(row.metrics, metric)
         points = series.setdefault(row.model, [None] * len(runs))
         if value is not None:
-            points[position[row.pipeline_run_id]] = TrendPoint(
-                value, _value(row.metrics, f"{metric}_ci_low"), _value(row.metrics, f"{metric}_ci_high"))
+            points[position[row.pipeline_run_id]] = TrendPoint(value, _value(row.metrics, f"{metric}_ci_low"), _value(row.metrics, f"{metric}_ci_high"))
     series = {m: p for m, p in series.items() if any(x is not None for x in p)}
     return Trend(exp.name, exp.experiment_id, metric, runs, series)
 
@@ -96,11 +95,15 @@ def trend_rows(result: Trend) -> list[dict[str, Any]]:
             if point is None:
                 continue
             has_ci = point.low is not None and point.high is not None
-            rows.append({
-                "run_date": f"{run.started:%Y-%m-%d %H:%M:%S}", "pipeline_run": run.name, "model": model,
-                result.metric: round(point.value, 6),
-                f"{result.metric}_ci": f"[{point.low:.4f}, {point.high:.4f}]" if has_ci else None,
-            })
+            rows.append(
+                {
+                    "run_date": f"{run.started:%Y-%m-%d %H:%M:%S}",
+                    "pipeline_run": run.name,
+                    "model": model,
+                    result.metric: round(point.value, 6),
+                    f"{result.metric}_ci": f"[{point.low:.4f}, {point.high:.4f}]" if has_ci else None,
+                }
+            )
     return rows
 
 
@@ -125,8 +128,7 @@ def trend_plot(result: Trend, path: Path) -> Path | None:
         values = [math.nan if p is None else p.value for p in points]
         below = [0.0 if p is None or p.low is None or p.high is None else p.value - p.low for p in points]
         above = [0.0 if p is None or p.low is None or p.high is None else p.high - p.value for p in points]
-        ax.errorbar(dates, values, yerr=[below, above], color=colour, marker="o", markersize=4, linewidth=1.5,
-                    capsize=3, elinewidth=1, label=model)
+        ax.errorbar(dates, values, yerr=[below, above], color=colour, marker="o", markersize=4, linewidth=1.5, capsize=3, elinewidth=1, label=model)
     locator = AutoDateLocator()
     ax.xaxis.set_major_locator(locator)
     ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
@@ -134,7 +136,9 @@ def trend_plot(result: Trend, path: Path) -> Path | None:
         ax.set_xlim(dates[0] - timedelta(hours=12), dates[0] + timedelta(hours=12))
     ax.set_xlabel("pipeline run start (UTC)")
     ax.set_ylabel(result.metric + (" (lower is better)" if lower_is_better(result.metric) else " (higher is better)"))
-    ax.set_title(f"{result.experiment}: {result.metric} over {len(result.runs)} run{'s' if len(result.runs) != 1 else ''} (bars: confidence interval)", fontsize=10)
+    ax.set_title(
+        f"{result.experiment}: {result.metric} over {len(result.runs)} run{'s' if len(result.runs) != 1 else ''} (bars: confidence interval)", fontsize=10
+    )
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     fig.tight_layout()
@@ -147,8 +151,7 @@ def log_trend(result: Trend, path: Path) -> str:
     from mlflow import MlflowClient
 
     client = MlflowClient(result.tracking_uri)
-    run = client.create_run(result.experiment_id, run_name=f"trend {result.metric}",
-                            tags={"recflow.kind": "trend", "metric": result.metric})
+    run = client.create_run(result.experiment_id, run_name=f"trend {result.metric}", tags={"recflow.kind": "trend", "metric": result.metric})
     try:
         client.log_artifact(run.info.run_id, str(path), "trend")
         client.set_terminated(run.info.run_id, "FINISHED")

@@ -44,8 +44,18 @@ def tune(
     from flows.tune import run_tune
 
     try:
-        result = run_tune([str(p) for p in config] or None, set_, model, trials=trials, minutes=minutes, metric=metric,
-                          seed=seed, valid_fraction=valid_fraction, out=str(out) if out else None, parallel=parallel)
+        result = run_tune(
+            [str(p) for p in config] or None,
+            set_,
+            model,
+            trials=trials,
+            minutes=minutes,
+            metric=metric,
+            seed=seed,
+            valid_fraction=valid_fraction,
+            out=str(out) if out else None,
+            parallel=parallel,
+        )
     except Exception as exc:
         typer.secho(f"tuning failed: {type(exc).__name__}: {exc}", fg="red", err=True)
         raise typer.Exit(1) from None

@@ -113,9 +113,15 @@ def study_name(cfg: RunConfig, model: str, metric: str, valid_fraction: float) -
     """``<dataset>/<model>/<protocol>-<digest>``: the digest covers everything the objective depends on."""
     base = base_params(cfg, model)
     space = {name: repr(dim) for name, dim in search_space(model).items()}
-    digest = hash_parts(cfg.dataset.model_dump(mode="json"), cfg.split.model_dump(mode="json"),
-                        cfg.evaluation.relevance_threshold, metric, valid_fraction,
-                        base.model_dump(mode="json"), space)[:10]
+    digest = hash_parts(
+        cfg.dataset.model_dump(mode="json"),
+        cfg.split.model_dump(mode="json"),
+        cfg.evaluation.relevance_threshold,
+        metric,
+        valid_fraction,
+        base.model_dump(mode="json"),
+        space,
+    )[:10]
     return f"{cfg.dataset.name}/{model}/{cfg.split.protocol}-{digest}"
 
 
@@ -160,8 +166,9 @@ def tuning_parts(frame: pd.DataFrame) -> dict[str, Interactions]:
 
 
 # -- the objective -------------------------------------------------------------------------------
-def validation_metrics(model: Recommender, parts: dict[str, Interactions], *, metric: str, ks: list[int],
-                       relevance_threshold: float | None = None, rating_scale=None) -> dict[str, float]:
+def validation_metrics(
+    model: Recommender, parts: dict[str, Interactions], *, metric: str, ks: list[int], relevance_threshold: float | None = None, rating_scale=None
+) -> dict[str, float]:
     """Metrics of a model fitted on ``parts['train']``, judged on ``parts['valid']``; ``metric`` among them."""
     valid = parts["valid"]
     if not len(valid):
@@ -207,8 +214,7 @@ def start_parent_run(cfg: RunConfig, model: str, study, root: Path | None = None
     use_experiment(cfg, root)
     run_id = study.user_attrs.get("mlflow_run_id")
     try:
-        resumed = run_id is not None and mlflow.get_run(run_id).info.experiment_id == mlflow.get_experiment_by_name(
-            experiment_name(cfg)).experiment_id
+        resumed = run_id is not None and mlflow.get_run(run_id).info.experiment_id == mlflow.get_experiment_by_name(experiment_name(cfg)).experiment_id
     except mlflow.exceptions.MlflowException:  # the study outlived its tracking store
         resumed = False
     if resumed:

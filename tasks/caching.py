@@ -34,7 +34,6 @@ from prefect.context import TaskRunContext
 from recflow.lineage import INPUTS_FILE, Lineage
 from recflow.store import Artifact, artifacts_root, hash_parts
 
-
 LINEAGE = Lineage.installed()  # the project's module sources; tests point it at an edited copy
 
 
@@ -47,7 +46,7 @@ def _source_digest(objs: Iterable[Any], inputs: dict[str, Any], task_module: str
     roots: list[str] = [task_module] if task_module else []
     foreign: list[Any] = []
     for obj in objs:
-        for item in ([obj] if isinstance(obj, (ModuleType, str)) else obj(inputs)):
+        for item in [obj] if isinstance(obj, (ModuleType, str)) else obj(inputs):
             roots.append(item if isinstance(item, str) else item.__name__)
             if not isinstance(item, str):
                 foreign.append(item)
@@ -168,7 +167,6 @@ def produce(stage_name: str, build: Callable[[Path], dict[str, Any]]) -> Artifac
     import json
 
     from recflow.store import building, describe, stage_dir, verify_stage_dir, write_json_atomic
-
     from tasks.operations import refreshing
 
     key = current_key()

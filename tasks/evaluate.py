@@ -27,17 +27,19 @@ def evaluate(model: Artifact, split: Artifact, config: EvaluationConfig) -> Arti
         evaluate_lib.check_evaluable(parts["train"], parts["test"], config.relevance_threshold)
         exclude = parts["valid"].seen if config.mask_valid and len(parts["valid"]) else None
         metrics, per_user = evaluate_lib.evaluate_ranking_per_user(
-            fitted, parts["train"], parts["test"], ks=config.ks, exclude=exclude,
-            relevance_threshold=config.relevance_threshold, batch_users=config.batch_users,
+            fitted,
+            parts["train"],
+            parts["test"],
+            ks=config.ks,
+            exclude=exclude,
+            relevance_threshold=config.relevance_threshold,
+            batch_users=config.batch_users,
         )
-        metrics = evaluate_lib.with_confidence_intervals(metrics, per_user, n_boot=config.bootstrap_samples,
-                                                         level=config.ci_level, seed=config.bootstrap_seed)
+        metrics = evaluate_lib.with_confidence_intervals(metrics, per_user, n_boot=config.bootstrap_samples, level=config.ci_level, seed=config.bootstrap_seed)
         per_user.to_parquet(out / PER_USER_FILE, index=False)
         if fitted.predicts_ratings:
             scale = split.meta.get("rating_scale")
-            metrics.update(evaluate_lib.evaluate_ratings(fitted, parts["test"], clip=tuple(scale) if scale else None,
-                                                         train=parts["train"]))
-        return {"model": model.meta["model"], "protocol": split.meta["protocol"], "metrics": metrics,
-                "per_user": PER_USER_FILE, "ci_level": config.ci_level}
+            metrics.update(evaluate_lib.evaluate_ratings(fitted, parts["test"], clip=tuple(scale) if scale else None, train=parts["train"]))
+        return {"model": model.meta["model"], "protocol": split.meta["protocol"], "metrics": metrics, "per_user": PER_USER_FILE, "ci_level": config.ci_level}
 
     return produce("evaluate", build)

@@ -30,7 +30,6 @@ def index(model: Artifact, split: Artifact, data: Artifact, config: IndexConfig)
         item_ids = np.unique(ids["item_id"].to_numpy())
         genres, _ = genres_lib.genre_matrix(item_ids, pd.read_parquet(data.file("items.parquet"), columns=["item_id", "genres"]))
         fitted = load_model(model.file("model"))
-        return retrieval_lib.build_serving_indexes(fitted, item_ids, user_ids, TuningGrid.from_config(config), out,
-                                                   genres=genres if genres.shape[1] else None)
+        return retrieval_lib.build_serving_indexes(fitted, item_ids, user_ids, TuningGrid.from_config(config), out, genres=genres if genres.shape[1] else None)
 
     return produce("index", build)

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict
 
 from recflow.config import DatasetConfig
 from recflow.data import ChecksumMismatchError, DownloadError, TooManyRejectsError, ingest_dataset, locate_dataset, raw_files, write_synthetic
-from recflow.store import Artifact, artifacts_root, fingerprint_files, hash_parts, stage_dir, verify_stage_dir, building
+from recflow.store import Artifact, artifacts_root, building, fingerprint_files, hash_parts, stage_dir, verify_stage_dir
 from tasks.caching import current_key, produce, stage
 
 
@@ -57,8 +57,9 @@ def _download_failed(_task, _task_run, state) -> bool:
     return isinstance(exc, DownloadError) and not isinstance(exc, ChecksumMismatchError)
 
 
-@task(name="locate", task_run_name="locate[{dataset.name}]", cache_policy=NO_CACHE,
-      retries=2, retry_delay_seconds=[60, 300], retry_condition_fn=_download_failed)
+@task(
+    name="locate", task_run_name="locate[{dataset.name}]", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[60, 300], retry_condition_fn=_download_failed
+)
 def locate(dataset: DatasetConfig) -> RawSource:
     """``locate_source`` as a visible, uncached task: a download still failing after its own retries is tried again later."""
     return locate_source(dataset)
@@ -70,8 +71,7 @@ def synthetic_source(dataset: DatasetConfig, root: Path) -> Path:
     if verify_stage_dir(folder) is None:
         with building("synth", key, root) as scratch:
             s = dataset.synth
-            write_synthetic(scratch, n_users=s.n_users, n_items=s.n_items, n_ratings=s.n_ratings,
-                            rank=s.rank, format=s.format, seed=s.seed)
+            write_synthetic(scratch, n_users=s.n_users, n_items=s.n_items, n_ratings=s.n_ratings, rank=s.rank, format=s.format, seed=s.seed)
     return folder
 
 
@@ -79,8 +79,9 @@ def synthetic_source(dataset: DatasetConfig, root: Path) -> Path:
 def ingest(source: RawSource, max_reject_fraction: float) -> Artifact:
     def build(out: Path) -> dict:
         try:
-            return ingest_dataset(Path(source.path), out, max_reject_fraction=max_reject_fraction,
-                                  tmdb_path=Path(source.tmdb_path) if source.tmdb_path else None)
+            return ingest_dataset(
+                Path(source.path), out, max_reject_fraction=max_reject_fraction, tmdb_path=Path(source.tmdb_path) if source.tmdb_path else None
+            )
         except TooManyRejectsError as exc:
             kept = artifacts_root() / "rejected" / current_key() / "rejects.parquet"
             kept.parent.mkdir(parents=True, exist_ok=True)

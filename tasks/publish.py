@@ -47,12 +47,21 @@ RETRIED = {"retries": 3, "retry_delay_seconds": [2, 5, 15], "retry_condition_fn"
 
 
 @task(name="track", task_run_name="track[mlflow]", **TAIL, **RETRIED)
-def track(cfg: RunConfig, parent: dict[str, Any], dataset_path: str, data: Artifact, split: Artifact, features: Artifact | None,
-          models: dict[str, ModelOutcome], task_counts: dict[str, int]) -> dict[str, Any]:
+def track(
+    cfg: RunConfig,
+    parent: dict[str, Any],
+    dataset_path: str,
+    data: Artifact,
+    split: Artifact,
+    features: Artifact | None,
+    models: dict[str, ModelOutcome],
+    task_counts: dict[str, int],
+) -> dict[str, Any]:
     """Every model's nested run (params, metrics, curves, model files) under the pipeline's parent run."""
     delete_model_runs(parent)  # a retried attempt starts clean: one nested run per model
-    return log_pipeline_run(cfg, dataset_path=dataset_path, data=data, split=split, features=features, models=models,
-                            task_counts=task_counts, parent_run_id=parent["run_id"])
+    return log_pipeline_run(
+        cfg, dataset_path=dataset_path, data=data, split=split, features=features, models=models, task_counts=task_counts, parent_run_id=parent["run_id"]
+    )
 
 
 @task(name="report", task_run_name="report", **TAIL)

@@ -101,8 +101,7 @@ def metric_rows(models: dict[str, ModelOutcome], model_runs: dict[str, str]) -> 
         for name in names:
             row[name] = round(float(metrics[name]), 6) if name in metrics else None
             if name in with_ci:
-                row[f"{name}_ci"] = (f"[{metrics[f'{name}_ci_low']:.4f}, {metrics[f'{name}_ci_high']:.4f}]"
-                                     if half_width(metrics, name) is not None else None)
+                row[f"{name}_ci"] = f"[{metrics[f'{name}_ci_low']:.4f}, {metrics[f'{name}_ci_high']:.4f}]" if half_width(metrics, name) is not None else None
         row.update({k: metrics.get(k) for k in counts})
         row["fit_seconds"] = outcome.train.meta.get("fit_seconds") if outcome.train is not None else None
         row["mlflow_run_id"] = model_runs.get(model)
@@ -123,8 +122,9 @@ def _cell(row: dict[str, Any], name: str) -> str:
     return f"{_fmt(value)} ±{(high - low) / 2:.4f}"
 
 
-def summary_markdown(cfg: RunConfig, rows: list[dict[str, Any]], tracking: dict[str, Any], counts: dict[str, int],
-                     protocol: str, run_name: str | None, mlflow_base: str | None) -> str:
+def summary_markdown(
+    cfg: RunConfig, rows: list[dict[str, Any]], tracking: dict[str, Any], counts: dict[str, int], protocol: str, run_name: str | None, mlflow_base: str | None
+) -> str:
     """The headline metrics (smallest K, plus RMSE / MAE) per model with their confidence intervals,
     whom they cover (``recflow.evaluate.population_lines``, from the rows' counts),
     a warning below 100 evaluated users, and links into MLflow."""
@@ -160,8 +160,10 @@ def summary_markdown(cfg: RunConfig, rows: list[dict[str, Any]], tracking: dict[
     lines.append("")
     if mlflow_base:
         ok_runs = [row["mlflow_run_id"] for row in rows if row["status"] == "ok" and row["mlflow_run_id"]]
-        lines.append(f"[Parent run in MLflow]({mlflow_run_url(mlflow_base, exp_id, parent)})"
-                     f" · [every run of the experiment]({mlflow_experiment_url(mlflow_base, exp_id)})")
+        lines.append(
+            f"[Parent run in MLflow]({mlflow_run_url(mlflow_base, exp_id, parent)})"
+            f" · [every run of the experiment]({mlflow_experiment_url(mlflow_base, exp_id)})"
+        )
         if len(ok_runs) > 1:
             lines.append(f" · [compare the models in MLflow]({mlflow_compare_url(mlflow_base, exp_id, ok_runs)})")
     else:
@@ -181,7 +183,8 @@ def publish_run_report(cfg: RunConfig, models: dict[str, ModelOutcome], tracking
         create_table_artifact(rows, key=f"{dataset_key}-metrics", description=f"Every model's metrics on {cfg.dataset.name} ({protocol})")
         create_markdown_artifact(
             summary_markdown(cfg, rows, tracking, counts, protocol, run_name, base),
-            key=f"{dataset_key}-summary", description=f"Run summary with MLflow links ({cfg.dataset.name})",
+            key=f"{dataset_key}-summary",
+            description=f"Run summary with MLflow links ({cfg.dataset.name})",
         )
     except Exception as exc:  # reporting must never fail a run
         log.warning("could not publish the Prefect run report: %s", exc)
@@ -197,8 +200,11 @@ def publish_trend(cfg: RunConfig, tracking: dict[str, Any], last: int | None = N
         from recflow.trend import TREND_RUNS, trend, trend_rows
 
         rows = trend_rows(trend(tracking["experiment"], metric, last or TREND_RUNS, tracking["tracking_uri"]))
-        create_table_artifact(rows, key=f"{artifact_key('recflow', cfg.dataset.name)}-trend",
-                              description=f"{metric} with its confidence interval per pipeline run and model, newest first ({cfg.dataset.name})")
+        create_table_artifact(
+            rows,
+            key=f"{artifact_key('recflow', cfg.dataset.name)}-trend",
+            description=f"{metric} with its confidence interval per pipeline run and model, newest first ({cfg.dataset.name})",
+        )
         return rows
     except Exception as exc:  # reporting must never fail a run
         log.warning("could not publish the trend artifact: %s", exc)
@@ -245,8 +251,7 @@ class StageProgress:
             return
         self.last = now
         try:
-            update_progress_artifact(self.artifact_id, min(100.0, 100.0 * done / self.total),
-                                     description=f"{self.description} {note}".strip())
+            update_progress_artifact(self.artifact_id, min(100.0, 100.0 * done / self.total), description=f"{self.description} {note}".strip())
         except Exception as exc:
             log.warning("progress update failed for %s: %s", self.description, exc)
 

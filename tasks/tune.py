@@ -23,6 +23,7 @@ def tuning_split(split: Artifact, valid_fraction: float, seed: int) -> Artifact:
     Written as a ``split.parquet`` like the split stage's, so features, sampling and the trials
     read it exactly as they read a split, and no test row is in it.
     """
+
     def build(out: Path) -> dict:
         frame = tuning_lib.read_tuning_frame(split.file("split.parquet"))
         carved = not (frame["split"] == "valid").any()
@@ -41,14 +42,24 @@ def tuning_split(split: Artifact, valid_fraction: float, seed: int) -> Artifact:
 
 
 @task(name="trial", task_run_name="trial[{params.name} #{number}]", cache_policy=NO_CACHE)
-def tune_trial(number: int, data: Artifact, split: Artifact, features: Artifact | None, samples: Artifact | None,
-               params: ModelParams, metric: str, ks: list[int], relevance_threshold: float | None) -> dict:
+def tune_trial(
+    number: int,
+    data: Artifact,
+    split: Artifact,
+    features: Artifact | None,
+    samples: Artifact | None,
+    params: ModelParams,
+    metric: str,
+    ks: list[int],
+    relevance_threshold: float | None,
+) -> dict:
     """Fit ``params`` on the tuning train part, score it on the valid part; metrics and fit seconds."""
     parts = tuning_lib.tuning_parts(tuning_lib.read_tuning_frame(split.file("split.parquet")))
     model = build_model(params)
     started = time.perf_counter()
     model.fit(parts["train"], fit_context(parts, data, features, samples))
     fit_seconds = time.perf_counter() - started
-    metrics = tuning_lib.validation_metrics(model, parts, metric=metric, ks=ks, relevance_threshold=relevance_threshold,
-                                            rating_scale=split.meta.get("rating_scale"))
+    metrics = tuning_lib.validation_metrics(
+        model, parts, metric=metric, ks=ks, relevance_threshold=relevance_threshold, rating_scale=split.meta.get("rating_scale")
+    )
     return {"metrics": metrics, "fit_seconds": round(fit_seconds, 4)}

@@ -30,8 +30,9 @@ def pipeline_run(client: MlflowClient, name: str, models: dict[str, dict[str, fl
     parent = client.create_run(exp, run_name=name, tags={"recflow.kind": "pipeline", "dataset": DATASET, "protocol": protocol})
     ids = {}
     for model, metrics in models.items():
-        child = client.create_run(exp, run_name=model, tags={"mlflow.parentRunId": parent.info.run_id, "model": model,
-                                                            "dataset": DATASET, "protocol": protocol})
+        child = client.create_run(
+            exp, run_name=model, tags={"mlflow.parentRunId": parent.info.run_id, "model": model, "dataset": DATASET, "protocol": protocol}
+        )
         for key, value in metrics.items():
             client.log_metric(child.info.run_id, key, value)
         client.set_terminated(child.info.run_id)
@@ -133,9 +134,21 @@ def test_cli_without_a_store_says_what_to_run(tmp_path, monkeypatch):
 
 
 def test_the_ranked_metric_shows_half_its_confidence_interval(store):
-    pipeline_run(store, "nightly", {"ease": {"recall_at_10": 0.2139, "recall_at_10_ci_low": 0.2098, "recall_at_10_ci_high": 0.2180,
-                                             "ndcg_at_10": 0.28, "ndcg_at_10_ci_low": 0.27, "ndcg_at_10_ci_high": 0.29},
-                                    "popular": {"recall_at_10": 0.07}})
+    pipeline_run(
+        store,
+        "nightly",
+        {
+            "ease": {
+                "recall_at_10": 0.2139,
+                "recall_at_10_ci_low": 0.2098,
+                "recall_at_10_ci_high": 0.2180,
+                "ndcg_at_10": 0.28,
+                "ndcg_at_10_ci_low": 0.27,
+                "ndcg_at_10_ci_high": 0.29,
+            },
+            "popular": {"recall_at_10": 0.07},
+        },
+    )
     from recflow.compare import table_header, table_rows
 
     result = compare()
@@ -148,8 +161,10 @@ def test_the_ranked_metric_shows_half_its_confidence_interval(store):
 
 @pytest.mark.parametrize("width", [80, 100])
 def test_cli_table_fits_the_terminal_width(store, width):
-    models = {m: {"recall_at_10": 0.1 * i, "ndcg_at_10": 0.05 * i, "precision_at_10": 0.02 * i, "map_at_10": 0.01 * i,
-                  "rmse": 0.9} for i, m in enumerate(["two_tower", "item2vec", "deepwalk"], 1)}
+    models = {
+        m: {"recall_at_10": 0.1 * i, "ndcg_at_10": 0.05 * i, "precision_at_10": 0.02 * i, "map_at_10": 0.01 * i, "rmse": 0.9}
+        for i, m in enumerate(["two_tower", "item2vec", "deepwalk"], 1)
+    }
     first = pipeline_run(store, "nightly-2026-11-30 (default preset)", models)
     crown(store, first["deepwalk"])
     result = CliRunner().invoke(app, ["compare"], env={"COLUMNS": str(width)})

@@ -96,7 +96,11 @@ def test_population_counts_add_up_to_the_test_users(parts, pop):
     # test users 1, 2, 3, 4; rating >= 3: user 3 (only a 1) has nothing relevant, user 4 is cold
     out = evaluate_ranking(pop, parts["train"], parts["test"], ks=[1], relevance_threshold=3)
     assert {k: out[k] for k in ("n_test_users", "n_eval_users", "n_cold_test_users", "n_test_users_no_relevant")} == {
-        "n_test_users": 4, "n_eval_users": 2, "n_cold_test_users": 1, "n_test_users_no_relevant": 1}
+        "n_test_users": 4,
+        "n_eval_users": 2,
+        "n_cold_test_users": 1,
+        "n_test_users_no_relevant": 1,
+    }
     every = evaluate_ranking(pop, parts["train"], parts["test"], ks=[1])
     assert (every["n_test_users"], every["n_eval_users"], every["n_test_users_no_relevant"]) == (4, 3, 0)
 
@@ -200,4 +204,5 @@ def test_a_relevance_threshold_no_warm_test_rating_reaches_leaves_nothing_to_eva
         check_evaluable(parts["train"], parts["test"], relevance_threshold=5.5)
     assert str(error.value) == (
         "nothing to evaluate: 4 users, 5 test rows of 4 users; no test user with training ratings has a test "
-        "rating >= 5.5 (evaluation.relevance_threshold); 0 cold test users (no training ratings) do not count.")
+        "rating >= 5.5 (evaluation.relevance_threshold); 0 cold test users (no training ratings) do not count."
+    )

@@ -19,48 +19,66 @@ GLOBAL_MEAN = 19 / 6  # (5 + 3 + 4 + 2 + 4 + 1) / 6
 
 def ratings(rows) -> pd.DataFrame:
     u, i, r = zip(*rows)
-    return pd.DataFrame({
-        "user_id": np.array(u, dtype=np.int64),
-        "item_id": np.array(i, dtype=np.int64),
-        "rating": np.array(r, dtype=np.float32),
-        "timestamp": np.arange(len(u), dtype=np.int64),
-    })
+    return pd.DataFrame(
+        {
+            "user_id": np.array(u, dtype=np.int64),
+            "item_id": np.array(i, dtype=np.int64),
+            "rating": np.array(r, dtype=np.float32),
+            "timestamp": np.arange(len(u), dtype=np.int64),
+        }
+    )
 
 
 @pytest.fixture
 def items() -> pd.DataFrame:
     # item 4 has no genres, item 5 nobody rated in train; listed out of id order on purpose
-    return pd.DataFrame({
-        "item_id": np.array([3, 1, 2, 5, 4], dtype=np.int64),
-        "title": pd.array(["Alien (1979)", "Toy Story (1995)", "Heat (1995)", "Unseen", "Mystery Doc (2000)"],
-                          dtype="str"),
-        "year": pd.array([1979, 1995, 1995, pd.NA, 2000], dtype="Int16"),
-        "genres": [["Action", "Sci-Fi"], ["Animation", "Children's", "Comedy"], ["Action", "Crime"], ["Drama"], []],
-    })
+    return pd.DataFrame(
+        {
+            "item_id": np.array([3, 1, 2, 5, 4], dtype=np.int64),
+            "title": pd.array(["Alien (1979)", "Toy Story (1995)", "Heat (1995)", "Unseen", "Mystery Doc (2000)"], dtype="str"),
+            "year": pd.array([1979, 1995, 1995, pd.NA, 2000], dtype="Int16"),
+            "genres": [["Action", "Sci-Fi"], ["Animation", "Children's", "Comedy"], ["Action", "Crime"], ["Drama"], []],
+        }
+    )
 
 
 @pytest.fixture
 def train() -> pd.DataFrame:
-    return ratings([
-        (10, 1, 5.0), (10, 2, 3.0), (10, 3, 4.0),  # mean 4, std 1
-        (20, 1, 2.0), (20, 3, 4.0),  # mean 3, std sqrt(2)
-        (30, 4, 1.0),  # one rating, of an item without genres
-    ])
+    return ratings(
+        [
+            (10, 1, 5.0),
+            (10, 2, 3.0),
+            (10, 3, 4.0),  # mean 4, std 1
+            (20, 1, 2.0),
+            (20, 3, 4.0),  # mean 3, std sqrt(2)
+            (30, 4, 1.0),  # one rating, of an item without genres
+        ]
+    )
 
 
 CFG = FeaturesConfig(
-    activity_bins=[0, 1, 2, float("inf")], activity_labels=["one", "two", "many"],
-    popularity_bins=[0, 1, 10, float("inf")], popularity_labels=["niche", "moderate", "popular"],
+    activity_bins=[0, 1, 2, float("inf")],
+    activity_labels=["one", "two", "many"],
+    popularity_bins=[0, 1, 10, float("inf")],
+    popularity_labels=["niche", "moderate", "popular"],
 )
 
 
 # ----------------------------------------------------------------------------- genre names
 
 
-@pytest.mark.parametrize("name, key", [
-    ("Children's", "childrens"), ("Sci-Fi", "sci_fi"), ("Film-Noir", "film_noir"), ("IMAX", "imax"),
-    ("Action", "action"), ("  Weird / Genre!! ", "weird_genre"), ("3D", "g_3d"),
-])
+@pytest.mark.parametrize(
+    "name, key",
+    [
+        ("Children's", "childrens"),
+        ("Sci-Fi", "sci_fi"),
+        ("Film-Noir", "film_noir"),
+        ("IMAX", "imax"),
+        ("Action", "action"),
+        ("  Weird / Genre!! ", "weird_genre"),
+        ("3D", "g_3d"),
+    ],
+)
 def test_genre_key_makes_safe_lower_case_identifiers(name, key):
     assert genre_key(name) == key
     assert key.isidentifier()
@@ -72,10 +90,19 @@ def test_genre_key_makes_safe_lower_case_identifiers(name, key):
 def test_user_feature_columns_in_a_fixed_order(train, items):
     uf = user_features(train, items, CFG)
     assert list(uf.columns) == [
-        "user_id", "mean_rating", "rating_std", "rating_count", "rating_min", "rating_max",
-        "rating_strictness", "rating_variability",
-        *[f"{g}_favorite_degree" for g in GENRES], *[f"{g}_rating_cnt" for g in GENRES],
-        "favorite_genre", "num_liked_genres", "activity_level",
+        "user_id",
+        "mean_rating",
+        "rating_std",
+        "rating_count",
+        "rating_min",
+        "rating_max",
+        "rating_strictness",
+        "rating_variability",
+        *[f"{g}_favorite_degree" for g in GENRES],
+        *[f"{g}_rating_cnt" for g in GENRES],
+        "favorite_genre",
+        "num_liked_genres",
+        "activity_level",
     ]
     assert uf["user_id"].tolist() == [10, 20, 30]
 
@@ -135,8 +162,16 @@ def test_rated_items_missing_from_the_catalogue_count_without_genres(train, item
 def test_item_feature_columns_in_a_fixed_order_one_row_per_catalogue_item(train, items):
     itf = item_features(train, items, CFG)
     assert list(itf.columns) == [
-        "item_id", "mean_rating", "has_train_ratings", "rating_std", "rating_count", "popularity",
-        *[f"genre_{g}" for g in GENRES], "genre_purity", "year", "title_length",
+        "item_id",
+        "mean_rating",
+        "has_train_ratings",
+        "rating_std",
+        "rating_count",
+        "popularity",
+        *[f"genre_{g}" for g in GENRES],
+        "genre_purity",
+        "year",
+        "title_length",
     ]
     assert itf["item_id"].tolist() == [1, 2, 3, 4, 5]
 
@@ -248,8 +283,6 @@ def test_write_feature_tables_writes_parquet_and_returns_a_json_able_manifest(tr
     assert schema["genre_action"] == "int8"
     assert schema["year"] == "int16"
     assert schema["has_train_ratings"] == "bool"
-    assert manifest["tables"]["user_features"]["schema"] == {
-        f.name: str(f.type) for f in pq.read_schema(out / "user_features.parquet")
-    }
+    assert manifest["tables"]["user_features"]["schema"] == {f.name: str(f.type) for f in pq.read_schema(out / "user_features.parquet")}
     pd.testing.assert_frame_equal(uf, user_features(train, items, CFG), check_dtype=False)
     assert uf["favorite_genre"].isna().tolist() == [False, False, True]

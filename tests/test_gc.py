@@ -64,8 +64,7 @@ class Root:
         self.old = run(1000, {"recflow.kind": "pipeline", "recflow.stages": json.dumps([ingest, split])})
         self.old_child = run(1001, {"model": "m", "recflow.stages": json.dumps([self.t0, self.e0])}, self.old)
         self.new = run(2000, {"recflow.kind": "pipeline", "recflow.stages": json.dumps([ingest, split])})
-        run(2001, {"model": "m", "recflow.stages": json.dumps([t1, e1]), "recflow.model_run_id": self.old_child},
-            self.new, artifact=False)
+        run(2001, {"model": "m", "recflow.stages": json.dumps([t1, e1]), "recflow.model_run_id": self.old_child}, self.new, artifact=False)
         self.gone = run(500, {"recflow.kind": "pipeline", "recflow.stages": "[]"})
         client.delete_run(self.gone)
 
@@ -101,9 +100,14 @@ def deleted(made: Root, keep_runs: int) -> set[str]:
 
 def test_collects_exactly_what_no_kept_run_needs(made):
     expected = {
-        made.t0, made.e0, made.orphan, f".prefect/results/{key(10)}",
-        f"train/.{key(30)}.k2j4", "serving/runs/.x.json.abc123.tmp", "downloads/.ml-1m.zip.q1w2.part",
-        str(made.artifacts(made.old).relative_to(made.root)),   # beyond the newest run
+        made.t0,
+        made.e0,
+        made.orphan,
+        f".prefect/results/{key(10)}",
+        f"train/.{key(30)}.k2j4",
+        "serving/runs/.x.json.abc123.tmp",
+        "downloads/.ml-1m.zip.q1w2.part",
+        str(made.artifacts(made.old).relative_to(made.root)),  # beyond the newest run
         str(made.artifacts(made.gone).relative_to(made.root)),  # deleted in MLflow
     }
     assert deleted(made, keep_runs=1) == expected
@@ -119,7 +123,10 @@ def test_files_a_kept_run_refers_to_stay(made):
 
 def test_keeping_both_runs_collects_only_the_orphans(made):
     assert deleted(made, keep_runs=2) == {
-        made.orphan, f"train/.{key(30)}.k2j4", "serving/runs/.x.json.abc123.tmp", "downloads/.ml-1m.zip.q1w2.part",
+        made.orphan,
+        f"train/.{key(30)}.k2j4",
+        "serving/runs/.x.json.abc123.tmp",
+        "downloads/.ml-1m.zip.q1w2.part",
         str(made.artifacts(made.gone).relative_to(made.root)),
     }
 
@@ -158,10 +165,19 @@ def test_a_referenced_folder_without_inputs_keeps_every_stage_folder(made):
 
 
 def test_refuses_while_a_run_holds_the_root(made):
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import fcntl, os, sys, time\n"
-        f"fd = os.open({str(made.root / '.recflow.lock')!r}, os.O_RDWR | os.O_CREAT)\n"
-        "fcntl.flock(fd, fcntl.LOCK_EX)\nprint('held', flush=True)\ntime.sleep(60)\n")], stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import fcntl, os, sys, time\n"
+                f"fd = os.open({str(made.root / '.recflow.lock')!r}, os.O_RDWR | os.O_CREAT)\n"
+                "fcntl.flock(fd, fcntl.LOCK_EX)\nprint('held', flush=True)\ntime.sleep(60)\n"
+            ),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         before = made.files()

@@ -38,8 +38,9 @@ def clusters(n: int = 300, dim: int = 8, seed: int = 0) -> np.ndarray:
 
 
 def small_grid(**overrides) -> TuningGrid:
-    base = dict(n_queries=200, latency_queries=20, hnsw_m=(8,), ef_construction=64, ef_search=(8, 16, 32, 64, 128),
-                nprobe=(1, 2, 4, 8, 16), pq_k_factor=(1, 4, 16, 64))
+    base = dict(
+        n_queries=200, latency_queries=20, hnsw_m=(8,), ef_construction=64, ef_search=(8, 16, 32, 64, 128), nprobe=(1, 2, 4, 8, 16), pq_k_factor=(1, 4, 16, 64)
+    )
     return TuningGrid(**{**base, **overrides})
 
 
@@ -157,12 +158,16 @@ def test_when_no_approximate_kind_reaches_the_target_exact_search_is_served():
 def test_exact_search_is_served_when_it_is_the_fastest():
     results = {"flat": _result("flat", 1.0, 1000), "hnsw": _result("hnsw", 0.995, 500)}
     assert choose_kind(results, n=50_000, grid=TuningGrid()) == (
-        "flat", "exact search (1000 q/s) is faster than every approximate kind reaching recall@10 >= 0.99")
+        "flat",
+        "exact search (1000 q/s) is faster than every approximate kind reaching recall@10 >= 0.99",
+    )
 
 
 def test_recall_qps_plot_writes_a_png(tmp_path):
-    result = KindResult("hnsw", curve=[{"build": {"M": 8}, "search": {"ef_search": e}, "recall": r, "qps": q, "p50_ms": 1.0}
-                                       for e, r, q in ((8, 0.9, 900.0), (16, 0.99, 500.0))])
+    result = KindResult(
+        "hnsw",
+        curve=[{"build": {"M": 8}, "search": {"ef_search": e}, "recall": r, "qps": q, "p50_ms": 1.0} for e, r, q in ((8, 0.9, 900.0), (16, 0.99, 500.0))],
+    )
     path = recall_qps_plot({"hnsw": result}, tmp_path / "curve.png", title="t", target=0.99)
     assert path is not None and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -36,8 +36,7 @@ def test_imports_under_type_checking_do_not_count():
 
 def test_relative_imports_resolve_against_the_package():
     src = "from . import schema\nfrom .releases import X\nfrom ..store import Y\n"
-    assert imported_names("pkg.data.ingest", src) == {
-        "pkg.data.schema", "pkg.data.releases", "pkg.data.releases.X", "pkg.store", "pkg.store.Y"}
+    assert imported_names("pkg.data.ingest", src) == {"pkg.data.schema", "pkg.data.releases", "pkg.data.releases.X", "pkg.store", "pkg.store.Y"}
 
 
 def test_closure_follows_a_module_imported_inside_a_function():
@@ -51,8 +50,13 @@ def test_closure_ignores_modules_outside_the_project():
 
 
 def test_a_registry_does_not_pull_in_its_own_submodules():
-    mods = sources(pkg__models="from pkg.models.one import One\nfrom pkg.models.two import Two\nimport pkg.util\n",
-                   pkg__models__one="import pkg.shared\n", pkg__models__two="", pkg__shared="", pkg__util="")
+    mods = sources(
+        pkg__models="from pkg.models.one import One\nfrom pkg.models.two import Two\nimport pkg.util\n",
+        pkg__models__one="import pkg.shared\n",
+        pkg__models__two="",
+        pkg__shared="",
+        pkg__util="",
+    )
     mods["pkg.models"] = ModuleSource("pkg.models", mods["pkg.models"].source, is_package=True)
     assert closure(["pkg.models"], mods, registries={"pkg.models"}) == ["pkg.models", "pkg.util"]
     assert closure(["pkg.models.one"], mods, registries={"pkg.models"}) == ["pkg.models.one", "pkg.shared"]
@@ -97,8 +101,7 @@ def model_keys() -> dict[str, dict[str, str]]:
     for name in MODELS:
         model = artifact("train", model=name)
         keys[name] = {
-            "train": stage_key_for("train", train.fn, train.cache_policy.code,
-                                   {"data": artifact("ingest"), "params": MODEL_PARAMS[name]()}),
+            "train": stage_key_for("train", train.fn, train.cache_policy.code, {"data": artifact("ingest"), "params": MODEL_PARAMS[name]()}),
             "evaluate": stage_key_for("evaluate", evaluate.fn, evaluate.cache_policy.code, {"model": model, "config": {}}),
             "index": stage_key_for("index", index.fn, index.cache_policy.code, {"model": model, "config": {}}),
         }

@@ -17,19 +17,26 @@ THREADS = 8
 
 def qps_results() -> dict[str, KindResult]:
     def curve(kind, builds):
-        return [{"build": b, "search": s, "recall": r, "qps": q, "p50_ms": 1.0}
-                for b in builds for s, r, q in (({"ef_search": 16}, 0.8, 5000.0), ({"ef_search": 64}, 0.95, 2000.0))]
-    return {"flat": KindResult("flat", curve=[{"build": {}, "search": {}, "recall": 1.0, "qps": 800.0}]),
-            "hnsw": KindResult("hnsw", curve=curve("hnsw", [{"M": 16}, {"M": 32}])),
-            "hnswlib": KindResult("hnswlib", curve=curve("hnswlib", [{"M": 16}]))}
+        return [
+            {"build": b, "search": s, "recall": r, "qps": q, "p50_ms": 1.0}
+            for b in builds
+            for s, r, q in (({"ef_search": 16}, 0.8, 5000.0), ({"ef_search": 64}, 0.95, 2000.0))
+        ]
+
+    return {
+        "flat": KindResult("flat", curve=[{"build": {}, "search": {}, "recall": 1.0, "qps": 800.0}]),
+        "hnsw": KindResult("hnsw", curve=curve("hnsw", [{"M": 16}, {"M": 32}])),
+        "hnswlib": KindResult("hnswlib", curve=curve("hnswlib", [{"M": 16}])),
+    }
 
 
 def comparison() -> Comparison:
     started = datetime(2026, 1, 1, tzinfo=timezone.utc)
-    rows = [ModelResult(f"r{i}", m, "tiny", "temporal", "p", "nightly", started, {"recall_at_10": v}, is_champion=(i == 0))
-            for i, (m, v) in enumerate([("ease", 0.3), ("bias", 0.2), ("popular", 0.1)])]
-    return Comparison("recflow/tiny", "1", "recall_at_10", rows,
-                      champions={"tiny": Champion("tiny", "recflow-tiny", "1", "r0", "ease", 0.3)})
+    rows = [
+        ModelResult(f"r{i}", m, "tiny", "temporal", "p", "nightly", started, {"recall_at_10": v}, is_champion=(i == 0))
+        for i, (m, v) in enumerate([("ease", 0.3), ("bias", 0.2), ("popular", 0.1)])
+    ]
+    return Comparison("recflow/tiny", "1", "recall_at_10", rows, champions={"tiny": Champion("tiny", "recflow-tiny", "1", "r0", "ease", 0.3)})
 
 
 HISTORY = [{"epoch": e, "loss": 1.0 / e, "valid_rmse": 0.9 + 0.01 * e} for e in (1, 2, 3)]

@@ -27,18 +27,25 @@ def test_compare_link_lists_the_runs():
 def test_failed_models_keep_a_row_with_their_error():
     failed = ModelOutcome("mf", failures=(StageFailure("train", "diverged", "mf"),))
     rows = metric_rows({"bias": _outcome("bias", {"recall_at_10": 0.25, "n_eval_users": 9}), "mf": failed}, {"bias": "r1", "mf": "r2"})
-    assert rows[0] == {"model": "bias", "status": "ok", "recall_at_10": 0.25, "n_eval_users": 9, "fit_seconds": 1.5,
-                       "mlflow_run_id": "r1", "error": ""}
+    assert rows[0] == {"model": "bias", "status": "ok", "recall_at_10": 0.25, "n_eval_users": 9, "fit_seconds": 1.5, "mlflow_run_id": "r1", "error": ""}
     assert rows[1]["status"] == "failed" and rows[1]["recall_at_10"] is None and rows[1]["error"] == "train: diverged"
 
 
 def test_a_model_whose_index_failed_keeps_its_metrics_beside_the_failure():
     outcome = _outcome("mf", {"recall_at_10": 0.25}, (StageFailure("index", "MemoryError: faiss", "mf"),))
     rows = metric_rows({"mf": outcome}, {"mf": "r1"})
-    assert rows == [{"model": "mf", "status": "index failed", "recall_at_10": 0.25, "fit_seconds": 1.5, "mlflow_run_id": "r1",
-                     "error": "index: MemoryError: faiss"}]
-    text = summary_markdown(RunConfig(), rows, {"experiment_id": "7", "run_id": "p", "experiment": "e", "tracking_uri": "sqlite:///m.db"},
-                            {"ran": 1, "cached": 0}, "temporal", None, None)
+    assert rows == [
+        {"model": "mf", "status": "index failed", "recall_at_10": 0.25, "fit_seconds": 1.5, "mlflow_run_id": "r1", "error": "index: MemoryError: faiss"}
+    ]
+    text = summary_markdown(
+        RunConfig(),
+        rows,
+        {"experiment_id": "7", "run_id": "p", "experiment": "e", "tracking_uri": "sqlite:///m.db"},
+        {"ran": 1, "cached": 0},
+        "temporal",
+        None,
+        None,
+    )
     assert "| mf | index failed | 0.2500 |" in text
     assert "- `mf`: index: MemoryError: faiss" in text
 
@@ -75,8 +82,15 @@ def test_summary_shows_the_smallest_k_and_links_each_run():
     assert "tasks **3 ran, 4 cached**" in text
 
 
-RANKED = {"recall_at_10": 0.2139, "recall_at_10_ci_low": 0.2098, "recall_at_10_ci_high": 0.2180, "n_eval_users": 610,
-          "n_test_users": 612, "n_test_users_no_relevant": 2, "n_cold_test_users": 0}
+RANKED = {
+    "recall_at_10": 0.2139,
+    "recall_at_10_ci_low": 0.2098,
+    "recall_at_10_ci_high": 0.2180,
+    "n_eval_users": 610,
+    "n_test_users": 612,
+    "n_test_users_no_relevant": 2,
+    "n_cold_test_users": 0,
+}
 RATED = {**RANKED, "rmse": 0.9, "n_rated": 10084, "n_rated_cold_users": 3, "rated_min": 0.5, "rated_max": 5.0}
 TRACKING = {"experiment_id": "7", "run_id": "parent", "experiment": "recflow/x", "tracking_uri": "sqlite:///m.db"}
 
@@ -100,9 +114,9 @@ def test_summary_shows_intervals_and_whom_each_metric_covers():
 
 
 def test_summary_warns_below_100_evaluated_users():
-    rows = metric_rows({"ease": _outcome("ease", {**RANKED, "n_eval_users": 27, "n_test_users": 74, "n_cold_test_users": 47,
-                                                  "n_test_users_no_relevant": 0})}, {"ease": "r1"})
+    rows = metric_rows(
+        {"ease": _outcome("ease", {**RANKED, "n_eval_users": 27, "n_test_users": 74, "n_cold_test_users": 47, "n_test_users_no_relevant": 0})}, {"ease": "r1"}
+    )
     text = summary_markdown(RunConfig(), rows, TRACKING, {"ran": 1, "cached": 0}, "temporal", None, None)
-    assert ("> **warning: only 27 users evaluated (< 100): differences between models are within noise; "
-            "compare the confidence intervals**") in text
+    assert ("> **warning: only 27 users evaluated (< 100): differences between models are within noise; compare the confidence intervals**") in text
     assert "mean over 27 users of 74 test users; not ranked: 0 without a relevant test item, 47 cold" in text

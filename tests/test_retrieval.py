@@ -31,16 +31,21 @@ USER_IDS = np.array([10, 20, 30])
 ANGLES = np.radians([0, 30, 60, 90, 120, 180])
 V = np.stack([np.cos(ANGLES), np.sin(ANGLES)], axis=1).astype(np.float32)
 U = np.array([[2.0, 0.0], [0.0, 1.0], [0.0, 0.0]], dtype=np.float32)
-TITLES = {100: "Toy Story (1995)", 200: "Matrix, The (1999)", 300: "Heat (1995)",
-          400: "Star Wars: Episode IV - A New Hope (1977)", 500: "Heat (1986)"}  # 600 has no title
+TITLES = {
+    100: "Toy Story (1995)",
+    200: "Matrix, The (1999)",
+    300: "Heat (1995)",
+    400: "Star Wars: Episode IV - A New Hope (1977)",
+    500: "Heat (1986)",
+}  # 600 has no title
 GRID = TuningGrid(kinds=("flat", "hnsw", "hnswlib"), n_queries=8, latency_queries=4, hnsw_m=(4,), ef_construction=16, ef_search=(4, 8))
 
 
 def split_frame() -> pd.DataFrame:
-    rows = [(10, 100, "train"), (10, 300, "test"), (20, 100, "train"), (20, 200, "train"), (20, 400, "valid"), (20, 600, "test"),
-            (30, 500, "test")]
-    return pd.DataFrame({"user_id": [r[0] for r in rows], "item_id": [r[1] for r in rows], "rating": 4.0,
-                         "timestamp": np.arange(len(rows)), "split": [r[2] for r in rows]})
+    rows = [(10, 100, "train"), (10, 300, "test"), (20, 100, "train"), (20, 200, "train"), (20, 400, "valid"), (20, 600, "test"), (30, 500, "test")]
+    return pd.DataFrame(
+        {"user_id": [r[0] for r in rows], "item_id": [r[1] for r in rows], "rating": 4.0, "timestamp": np.arange(len(rows)), "split": [r[2] for r in rows]}
+    )
 
 
 class DotModel(Recommender):
@@ -144,8 +149,7 @@ def test_a_model_without_dot_factors_is_loaded_and_scores(catalogue_dir, tmp_pat
 
 
 def test_unknown_and_cold_users_are_refused_with_a_reason(catalogue_dir, tmp_path):
-    retriever = Retriever.from_sources({"catalogue": catalogue_dir, "index": index_folder(DotModel(U, V), tmp_path / "i")},
-                                       {"recommend_model": "dot"})
+    retriever = Retriever.from_sources({"catalogue": catalogue_dir, "index": index_folder(DotModel(U, V), tmp_path / "i")}, {"recommend_model": "dot"})
     with pytest.raises(UnknownUser, match=r"user 99 is unknown: not among the 3 users of this catalogue \(ids 10\.\.30\)"):
         retriever.recommend(99)
     with pytest.raises(UnknownUser, match="user 30 has no training ratings"):
@@ -153,8 +157,7 @@ def test_unknown_and_cold_users_are_refused_with_a_reason(catalogue_dir, tmp_pat
 
 
 def test_the_popular_fallback_answers_cold_and_unknown_users(catalogue_dir, tmp_path):
-    retriever = Retriever.from_sources({"catalogue": catalogue_dir, "index": index_folder(DotModel(U, V), tmp_path / "i")},
-                                       {"recommend_model": "dot"})
+    retriever = Retriever.from_sources({"catalogue": catalogue_dir, "index": index_folder(DotModel(U, V), tmp_path / "i")}, {"recommend_model": "dot"})
     cold = retriever.recommend(30, k=5, fallback="popular")
     assert cold.item_ids.tolist() == [100, 200, 300, 400, 600]  # 500 is rated by user 30
     assert cold.scores.tolist() == [2.0, 1.0, 0.0, 0.0, 0.0] and cold.model == "popular"
@@ -163,8 +166,9 @@ def test_the_popular_fallback_answers_cold_and_unknown_users(catalogue_dir, tmp_
 
 
 def test_similar_finds_the_title_and_its_nearest_items_by_cosine(catalogue_dir, tmp_path):
-    retriever = Retriever.from_sources({"catalogue": catalogue_dir, "index": index_folder(DotModel(U, V), tmp_path / "i")},
-                                       {"recommend_model": "dot", "similar_model": "dot"})
+    retriever = Retriever.from_sources(
+        {"catalogue": catalogue_dir, "index": index_folder(DotModel(U, V), tmp_path / "i")}, {"recommend_model": "dot", "similar_model": "dot"}
+    )
     answer = retriever.similar("toy story", k=3)
     assert answer.query == "Toy Story (1995)"
     assert answer.item_ids.tolist() == [200, 300, 400]
@@ -178,8 +182,7 @@ def test_similar_finds_the_title_and_its_nearest_items_by_cosine(catalogue_dir, 
 def test_an_item_without_a_vector_has_no_similar_items(catalogue_dir, tmp_path):
     holes = V.copy()
     holes[0] = 0.0  # item 100: too rare for a vector
-    retriever = Retriever.from_sources({"catalogue": catalogue_dir, "index": index_folder(DotModel(U, holes), tmp_path / "i")},
-                                       {"recommend_model": "dot"})
+    retriever = Retriever.from_sources({"catalogue": catalogue_dir, "index": index_folder(DotModel(U, holes), tmp_path / "i")}, {"recommend_model": "dot"})
     rows = pd.read_parquet(tmp_path / "i" / "spaces" / "items" / "rows.parquet")
     assert rows["id"].tolist() == [200, 300, 400, 500, 600]  # the zero row is not indexed
     with pytest.raises(NoVector, match="'Toy Story \\(1995\\)' has no vector in dot's 'items' space"):
@@ -249,7 +252,7 @@ def test_a_two_tower_bundle_answers_without_importing_tensorflow(catalogue_dir, 
         import json, sys
         from recflow.retrieval import Retriever
         by_index = Retriever.from_sources({{"catalogue": {str(catalogue_dir)!r}, "index": {str(index)!r}}}, {{"recommend_model": "two_tower"}})
-        by_model = Retriever.from_sources({{"catalogue": {str(catalogue_dir)!r}, "model": {str(tmp_path / 'model')!r}}}, {{"recommend_model": "two_tower"}})
+        by_model = Retriever.from_sources({{"catalogue": {str(catalogue_dir)!r}, "model": {str(tmp_path / "model")!r}}}, {{"recommend_model": "two_tower"}})
         answers = [by_index.recommend(10, 2).item_ids.tolist(), by_model.recommend(10, 2).item_ids.tolist(),
                    by_index.similar("Toy Story", 2).item_ids.tolist(), by_index.recommend_via]
         print(json.dumps({{"answers": answers, "tf": "tensorflow" in sys.modules or "keras" in sys.modules}}))

@@ -37,8 +37,9 @@ print("acquired", flush=True)
 
 def _python(code: str, root: Path, **kwargs) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.Popen([sys.executable, "-c", code, str(root)], env=env, text=True,
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)
+    return subprocess.Popen(
+        [sys.executable, "-c", code, str(root)], env=env, text=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs
+    )
 
 
 @pytest.fixture
@@ -86,7 +87,8 @@ def test_the_holder_is_written_into_the_lock_file_and_the_message_names_pid_host
     now = datetime(2026, 11, 30, 11, 1, 30, tzinfo=timezone.utc)
     assert since.describe(now) == "pid 4242 on box since 2026-11-30T11:00:00Z (for 90 s): recflow run -c configs/smoke.yaml"
     assert waiting_message(Path("/data/artifacts"), None) == (
-        "artifacts root /data/artifacts is in use by another process (not yet identified); waiting for it to finish (Ctrl-C to stop)")
+        "artifacts root /data/artifacts is in use by another process (not yet identified); waiting for it to finish (Ctrl-C to stop)"
+    )
 
 
 def test_the_lock_is_reentrant_within_a_process_and_freed_by_the_outermost_release(tmp_path):
@@ -94,7 +96,11 @@ def test_the_lock_is_reentrant_within_a_process_and_freed_by_the_outermost_relea
     with outer.held():
         with inner.held():
             pass
-        assert _python("import sys\nfrom recflow.rootlock import RootLock\nprint(RootLock(sys.argv[1]).try_acquire())",
-                       tmp_path).communicate(timeout=30)[0] == "False\n"
-    assert _python("import sys\nfrom recflow.rootlock import RootLock\nprint(RootLock(sys.argv[1]).try_acquire())",
-                   tmp_path).communicate(timeout=30)[0] == "True\n"
+        assert (
+            _python("import sys\nfrom recflow.rootlock import RootLock\nprint(RootLock(sys.argv[1]).try_acquire())", tmp_path).communicate(timeout=30)[0]
+            == "False\n"
+        )
+    assert (
+        _python("import sys\nfrom recflow.rootlock import RootLock\nprint(RootLock(sys.argv[1]).try_acquire())", tmp_path).communicate(timeout=30)[0]
+        == "True\n"
+    )

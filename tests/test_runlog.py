@@ -50,10 +50,14 @@ def test_log_files_are_named_by_start_time_and_preset(tmp_path):
 
 
 def test_a_failed_pipeline_says_one_line_per_failed_task_then_where_the_tracebacks_are():
-    exc = PipelineFailed([StageFailure("train", "ValueError: reg must be >= 0\nmore", "bias"), StageFailure("track[mlflow]", "OperationalError: x")],
-                         "/r/logs/a.log")
-    assert str(exc).splitlines() == ["train[bias] failed: ValueError: reg must be >= 0 more", "track[mlflow] failed: OperationalError: x",
-                                     "tracebacks: /r/logs/a.log"]
+    exc = PipelineFailed(
+        [StageFailure("train", "ValueError: reg must be >= 0\nmore", "bias"), StageFailure("track[mlflow]", "OperationalError: x")], "/r/logs/a.log"
+    )
+    assert str(exc).splitlines() == [
+        "train[bias] failed: ValueError: reg must be >= 0 more",
+        "track[mlflow] failed: OperationalError: x",
+        "tracebacks: /r/logs/a.log",
+    ]
     assert str(pickle.loads(pickle.dumps(exc))) == str(exc)  # Prefect may persist a flow's exception
 
 

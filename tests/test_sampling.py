@@ -90,9 +90,7 @@ def test_negatives_seeded_deterministic_and_row_order_free():
     pd.testing.assert_frame_equal(a, b)
     assert not a.equals(S.sample_negatives(train, seed=8, **kw))
     perm = np.random.default_rng(0).permutation(len(train))
-    shuffled = Interactions(
-        train.user_idx[perm], train.item_idx[perm], train.ratings[perm], train.timestamps[perm], train.user_ids, train.item_ids
-    )
+    shuffled = Interactions(train.user_idx[perm], train.item_idx[perm], train.ratings[perm], train.timestamps[perm], train.user_ids, train.item_ids)
     pd.testing.assert_frame_equal(a, S.sample_negatives(shuffled, seed=7, **kw))
 
 
@@ -259,7 +257,7 @@ def test_random_walks_follow_edges():
     dense = g.toarray()
     for w in walks:
         steps = w[w >= 0]
-        assert np.all(w[len(steps):] == -1)  # padding only at the end
+        assert np.all(w[len(steps) :] == -1)  # padding only at the end
         for a, b in zip(steps[:-1], steps[1:]):
             assert dense[a, b] > 0
     lone = walks[walks[:, 0] == 5]  # item 5 has no neighbours: the walk is the item alone
@@ -289,7 +287,12 @@ def test_write_and_read_samples_round_trip(tmp_path):
     seqs = S.liked_sequences(train, min_rating=4.0)
     walks = S.random_walks(train, walks_per_item=2, walk_length=5, min_rating=4.0, seed=0)
     paths = F.write_samples(
-        tmp_path, train=train, negatives=neg, triplets=trip, sequences=seqs, walks=walks,
+        tmp_path,
+        train=train,
+        negatives=neg,
+        triplets=trip,
+        sequences=seqs,
+        walks=walks,
         params={"sequences": {"min_rating": 4.0}, "walks": {"min_rating": 4.0, "walks_per_item": 2}},
     )
     assert {p.name for p in paths.values()} == set(F.SAMPLE_FILES.values())

@@ -79,8 +79,7 @@ def answering_prefect():
 
 
 def test_a_run_uses_the_prefect_server_recflow_ui_runs_for_its_root(tmp_path, answering_prefect):
-    (tmp_path / ".ui.json").write_text(json.dumps({"prefect_url": answering_prefect, "prefect_api_url": f"{answering_prefect}/api",
-                                                   "pid": os.getpid()}))
+    (tmp_path / ".ui.json").write_text(json.dumps({"prefect_url": answering_prefect, "prefect_api_url": f"{answering_prefect}/api", "pid": os.getpid()}))
     assert ui_prefect_api(tmp_path) == {"PREFECT_API_URL": f"{answering_prefect}/api", "PREFECT_UI_URL": answering_prefect}
 
 
@@ -108,8 +107,15 @@ def _run_env(root: Path, **extra: str) -> dict[str, str]:
 
 @pytest.mark.timeout(300)
 def test_a_server_too_slow_to_start_fails_the_run_naming_the_setting_to_raise(tmp_path):
-    done = subprocess.run([RECFLOW, "run", "--config", "configs/smoke.yaml"], cwd=REPO, capture_output=True, text=True, timeout=280, check=False,
-                          env=_run_env(tmp_path / "artifacts", PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="1"))
+    done = subprocess.run(
+        [RECFLOW, "run", "--config", "configs/smoke.yaml"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=280,
+        check=False,
+        env=_run_env(tmp_path / "artifacts", PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="1"),
+    )
     assert done.returncode == 1
     assert "embedded prefect server did not answer" in done.stderr
     assert "raise PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS (now 1 s)" in done.stderr
@@ -141,8 +147,9 @@ def _alive(pid: int) -> bool:
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the kernel's parent-death signal is Linux's")
 @pytest.mark.timeout(300)
 def test_the_embedded_prefect_server_dies_with_a_run_killed_by_sigkill(tmp_path):
-    run = subprocess.Popen([RECFLOW, "run", "--config", "configs/smoke.yaml"], cwd=REPO, env=_run_env(tmp_path / "artifacts"),
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    run = subprocess.Popen(
+        [RECFLOW, "run", "--config", "configs/smoke.yaml"], cwd=REPO, env=_run_env(tmp_path / "artifacts"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         deadline = time.monotonic() + 240
         while not (servers := _prefect_servers_started_by(run.pid)):

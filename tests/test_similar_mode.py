@@ -27,8 +27,7 @@ def test_the_run_s_similar_model_serves_a_mode_it_has(tmp_path):
 
 
 def test_a_mode_only_another_model_has_picks_that_model(tmp_path):
-    record = run_record(tmp_path, {"popular": None, "item2vec": ["items"], "hybrid": ["hybrid", "content", "cf"]},
-                        similar="item2vec")
+    record = run_record(tmp_path, {"popular": None, "item2vec": ["items"], "hybrid": ["hybrid", "content", "cf"]}, similar="item2vec")
     assert model_with_mode(record, tmp_path, "content") == "hybrid"
 
 

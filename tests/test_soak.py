@@ -15,8 +15,7 @@ def test_the_plan_starts_clean_then_alternates_each_fault_kind_with_a_clean_cycl
 
 
 def cycle(number, fault, state="COMPLETED", tasks="0 ran, 7 cached", equal=True, growth=0, **kw):
-    return Cycle(number, fault, state=state, tasks=tasks, metrics_equal=None if state != "COMPLETED" else equal,
-                 growth_bytes=growth, **kw)
+    return Cycle(number, fault, state=state, tasks=tasks, metrics_equal=None if state != "COMPLETED" else equal, growth_bytes=growth, **kw)
 
 
 def test_a_kill_is_judged_by_the_next_cycle_other_faults_by_their_own():
@@ -29,21 +28,23 @@ def test_a_kill_is_judged_by_the_next_cycle_other_faults_by_their_own():
         cycle(6, "second run", equal=False, growth=180_000),  # metrics differ from the clean cycle's: lost
         cycle(7, "truncated artifact", damaged_folders=1),  # a damaged folder left behind: lost
     ]
-    assert summarise(results) == "\n".join([
-        "cycles: 7 (6 completed, 1 crashed by kill -9)",
-        "",
-        "| fault | injected | recovered | lost |",
-        "|---|---:|---:|---:|",
-        "| kill -9 | 1 | 1 | 0 |",
-        "| truncated artifact | 1 | 0 | 1 |",
-        "| deleted stage folder | 1 | 1 | 0 |",
-        "| second run | 1 | 0 | 1 |",
-        "| all | 4 | 2 | 2 |",
-        "",
-        "stale locks after any cycle: 0; damaged stage folders a cycle used: 1; damaged and used by no later run (left for recflow gc): 0",
-        "disk growth per unchanged cycle (0 tasks ran; root without the Prefect server's db/logs): 0.17 MB",
-        "disk growth per cycle, all: 0.67, 0.12, 0.30, 0.05, 0.17, 0.18, 0.00 MB",
-    ])
+    assert summarise(results) == "\n".join(
+        [
+            "cycles: 7 (6 completed, 1 crashed by kill -9)",
+            "",
+            "| fault | injected | recovered | lost |",
+            "|---|---:|---:|---:|",
+            "| kill -9 | 1 | 1 | 0 |",
+            "| truncated artifact | 1 | 0 | 1 |",
+            "| deleted stage folder | 1 | 1 | 0 |",
+            "| second run | 1 | 0 | 1 |",
+            "| all | 4 | 2 | 2 |",
+            "",
+            "stale locks after any cycle: 0; damaged stage folders a cycle used: 1; damaged and used by no later run (left for recflow gc): 0",
+            "disk growth per unchanged cycle (0 tasks ran; root without the Prefect server's db/logs): 0.17 MB",
+            "disk growth per cycle, all: 0.67, 0.12, 0.30, 0.05, 0.17, 0.18, 0.00 MB",
+        ]
+    )
 
 
 def test_a_kill_that_came_after_the_run_ended_is_reported_as_missed_not_as_recovered():

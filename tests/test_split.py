@@ -26,12 +26,14 @@ SHARED_DATASETS = REPO_ROOT.parent / "shared" / "datasets"
 def frame(rows) -> pd.DataFrame:
     """Canonical ratings frame from (user_id, item_id, rating, timestamp) tuples."""
     u, i, r, t = zip(*rows) if rows else ((), (), (), ())
-    return pd.DataFrame({
-        "user_id": np.array(u, dtype=np.int64),
-        "item_id": np.array(i, dtype=np.int64),
-        "rating": np.array(r, dtype=np.float32),
-        "timestamp": np.array(t, dtype=np.int64),
-    })
+    return pd.DataFrame(
+        {
+            "user_id": np.array(u, dtype=np.int64),
+            "item_id": np.array(i, dtype=np.int64),
+            "rating": np.array(r, dtype=np.float32),
+            "timestamp": np.array(t, dtype=np.int64),
+        }
+    )
 
 
 def random_frame(n_users=60, n_items=80, seed=0, min_per_user=1, max_per_user=30) -> pd.DataFrame:
@@ -221,8 +223,7 @@ def test_user_random_splits_each_user_by_its_own_counts():
 def test_user_random_is_not_the_time_order():
     # over many seeds the test row of a 2-row user is sometimes the earlier one
     df = frame([(1, 1, 4.0, 1), (1, 2, 4.0, 2)])
-    tested = {next(iter(part_pairs(split_ratings(df, SplitConfig(protocol="user_random", seed=s)), "test")))
-              for s in range(20)}
+    tested = {next(iter(part_pairs(split_ratings(df, SplitConfig(protocol="user_random", seed=s)), "test"))) for s in range(20)}
     assert tested == {(1, 1), (1, 2)}
 
 
@@ -392,7 +393,10 @@ def test_filters_apply_to_every_protocol(protocol):
 def read_ml1m_ratings(folder: Path) -> pd.DataFrame:
     raw = (folder / "ratings.dat").read_bytes().replace(b"::", b"\t")
     return pd.read_csv(
-        io.BytesIO(raw), sep="\t", header=None, names=["user_id", "item_id", "rating", "timestamp"],
+        io.BytesIO(raw),
+        sep="\t",
+        header=None,
+        names=["user_id", "item_id", "rating", "timestamp"],
         dtype={"user_id": "int64", "item_id": "int64", "rating": "float32", "timestamp": "int64"},
     )
 
@@ -403,8 +407,7 @@ def test_recbole_protocol_on_ml1m_keeps_the_published_interactions():
     if not (folder / "ratings.dat").is_file():
         pytest.skip(f"shared dataset not found: {folder}")
     ratings = read_ml1m_ratings(folder)
-    cfg = SplitConfig(protocol="recbole", min_rating=3, min_user_interactions=10, min_item_interactions=10,
-                      valid_fraction=0.1, test_fraction=0.1)
+    cfg = SplitConfig(protocol="recbole", min_rating=3, min_user_interactions=10, min_item_interactions=10, valid_fraction=0.1, test_fraction=0.1)
     res = split_ratings(ratings, cfg)
     assert res.stats["rows"] == 834_449
     assert res.stats["n_users"] == 6_033
@@ -423,8 +426,8 @@ def test_a_one_row_dataset_has_nothing_to_evaluate_and_the_error_says_why():
     with pytest.raises(NothingToEvaluate) as error:
         check_evaluable(res.stats)
     assert str(error.value).startswith(
-        "nothing to evaluate: the user_random split kept 1 of 1 ratings, 1 users; the test part has 0 rows of "
-        "0 users; no rating went to the test part.")
+        "nothing to evaluate: the user_random split kept 1 of 1 ratings, 1 users; the test part has 0 rows of 0 users; no rating went to the test part."
+    )
 
 
 def test_a_split_whose_test_users_are_all_cold_has_nothing_to_evaluate():
@@ -432,8 +435,11 @@ def test_a_split_whose_test_users_are_all_cold_has_nothing_to_evaluate():
     rows = [(1, 10, 4.0, 1), (1, 11, 4.0, 2), (2, 10, 3.0, 3)]
     res = split_ratings(frame(rows), SplitConfig(protocol="temporal", test_fraction=0.34))
     assert res.stats["parts"]["test"]["users_not_in_train"] == 1
-    with pytest.raises(NothingToEvaluate, match=r"the test part has 1 rows of 1 users; all 1 test users are cold "
-                                                r"\(no training ratings\), so no model can rank items for them"):
+    with pytest.raises(
+        NothingToEvaluate,
+        match=r"the test part has 1 rows of 1 users; all 1 test users are cold "
+        r"\(no training ratings\), so no model can rank items for them",
+    ):
         check_evaluable(res.stats)
 
 

@@ -27,13 +27,16 @@ def test_canonical_title_drops_the_year_and_moves_the_article_back():
     assert canonical_title("  Toy   Story (1995) ") == "toy story"
 
 
-@pytest.mark.parametrize("query, expected", [
-    ("toy story (1995)", 0),    # the full title, any case
-    ("TOY STORY", 0),           # without the year
-    ("The Matrix", 1),          # the article where people put it
-    ("star wars", 2),           # whole words inside a title
-    ("Toy Stroy", 0),           # a typo: closest title by difflib
-])
+@pytest.mark.parametrize(
+    "query, expected",
+    [
+        ("toy story (1995)", 0),  # the full title, any case
+        ("TOY STORY", 0),  # without the year
+        ("The Matrix", 1),  # the article where people put it
+        ("star wars", 2),  # whole words inside a title
+        ("Toy Stroy", 0),  # a typo: closest title by difflib
+    ],
+)
 def test_a_title_is_found_forgivingly(titles, query, expected):
     assert titles.find(query) == expected
 

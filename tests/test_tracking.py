@@ -11,10 +11,14 @@ from recflow.tracking import log_history
 
 def test_history_is_logged_per_epoch_and_unmeasured_values_are_left_out(tmp_path):
     history = tmp_path / "history.json"
-    history.write_text(json.dumps([
-        {"epoch": 1, "loss": 0.5, "valid_recall_at_10": float("nan")},
-        {"epoch": 2, "loss": 0.25, "valid_recall_at_10": float("nan")},
-    ]))
+    history.write_text(
+        json.dumps(
+            [
+                {"epoch": 1, "loss": 0.5, "valid_recall_at_10": float("nan")},
+                {"epoch": 2, "loss": 0.25, "valid_recall_at_10": float("nan")},
+            ]
+        )
+    )
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = mlflow.MlflowClient(tracking_uri=uri)
     experiment = client.create_experiment("history")
@@ -112,8 +116,17 @@ def test_a_model_whose_index_failed_keeps_its_metrics_and_its_run_says_why(tmp_p
         "bias": ModelOutcome("bias", trained, scored, failures=(StageFailure("index", "MemoryError: faiss", "bias"),)),
     }
     with pipeline_run(cfg, "smoke") as parent:
-        tracking = log_pipeline_run(cfg, dataset_path=str(tmp_path), data=data, split=split, features=None, models=models,
-                                    task_counts={"ran": 1, "cached": 0}, root=tmp_path, parent_run_id=parent["run_id"])
+        tracking = log_pipeline_run(
+            cfg,
+            dataset_path=str(tmp_path),
+            data=data,
+            split=split,
+            features=None,
+            models=models,
+            task_counts={"ran": 1, "cached": 0},
+            root=tmp_path,
+            parent_run_id=parent["run_id"],
+        )
         client = mlflow.MlflowClient(cfg.tracking.tracking_uri)
         assert client.get_run(parent["run_id"]).info.status == "RUNNING"  # logging does not end the pipeline's run
     bias = client.get_run(tracking["model_runs"]["bias"])

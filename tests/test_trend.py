@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 
 import pytest
-from mlflow import MlflowClient
 from typer.testing import CliRunner
 
 from recflow.cli import app
@@ -55,8 +54,11 @@ def test_a_metric_no_run_has_is_a_clear_error(three_nights):
 def test_table_rows_are_newest_run_first_with_the_ci_beside_the_metric(three_nights):
     rows = trend_rows(trend(metric="recall_at_10", last=2))
     assert [(r["pipeline_run"], r["model"], r["recall_at_10"], r["recall_at_10_ci"]) for r in rows] == [
-        ("night-3", "bias", 0.12, None), ("night-3", "ease", 0.25, "[0.2000, 0.3000]"), ("night-3", "popular", 0.06, None),
-        ("night-2", "bias", 0.11, None), ("night-2", "ease", 0.21, "[0.1900, 0.2400]"),
+        ("night-3", "bias", 0.12, None),
+        ("night-3", "ease", 0.25, "[0.2000, 0.3000]"),
+        ("night-3", "popular", 0.06, None),
+        ("night-2", "bias", 0.11, None),
+        ("night-2", "ease", 0.21, "[0.1900, 0.2400]"),
     ]
 
 
@@ -97,8 +99,11 @@ def test_a_flow_run_publishes_the_trend_table_artifact(three_nights, prefect_har
     flow(name="trend-report")(lambda: publish_trend(cfg, tracking, last=2))()
     rows = json.loads(Artifact.get("recflow-tiny-trend").data)
     assert [(r["pipeline_run"], r["model"], r["recall_at_10"], r["recall_at_10_ci"]) for r in rows] == [
-        ("night-3", "bias", 0.12, None), ("night-3", "ease", 0.25, "[0.2000, 0.3000]"), ("night-3", "popular", 0.06, None),
-        ("night-2", "bias", 0.11, None), ("night-2", "ease", 0.21, "[0.1900, 0.2400]"),
+        ("night-3", "bias", 0.12, None),
+        ("night-3", "ease", 0.25, "[0.2000, 0.3000]"),
+        ("night-3", "popular", 0.06, None),
+        ("night-2", "bias", 0.11, None),
+        ("night-2", "ease", 0.21, "[0.1900, 0.2400]"),
     ]
     assert all(re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", r["run_date"]) for r in rows)
 

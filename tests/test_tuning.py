@@ -57,8 +57,7 @@ def test_suggest_asks_optuna_for_each_dimension_by_its_kind():
 def split_frame(rows: list[tuple[int, int, str]]) -> pd.DataFrame:
     users, items, parts = zip(*rows)
     n = len(rows)
-    return pd.DataFrame({"user_id": users, "item_id": items, "rating": np.full(n, 4.0, np.float32),
-                         "timestamp": np.arange(n, dtype=np.int64), "split": parts})
+    return pd.DataFrame({"user_id": users, "item_id": items, "rating": np.full(n, 4.0, np.float32), "timestamp": np.arange(n, dtype=np.int64), "split": parts})
 
 
 def test_reading_the_split_file_for_tuning_leaves_out_the_test_rows(tmp_path):
@@ -115,8 +114,7 @@ def test_the_overlay_changes_only_the_tuned_parameters_of_the_base_config(tmp_pa
 
 def test_an_overlay_for_a_model_the_base_lacks_adds_it(tmp_path):
     path = tuning.write_overlay(tmp_path / "o.yaml", "ease", {"l2": 120.0})
-    assert [(m.name, getattr(m, "l2", None)) for m in load_config([SMOKE, path]).models] == [
-        ("popular", None), ("bias", None), ("ease", 120.0)]
+    assert [(m.name, getattr(m, "l2", None)) for m in load_config([SMOKE, path]).models] == [("popular", None), ("bias", None), ("ease", 120.0)]
 
 
 def test_an_unknown_key_in_a_later_config_names_that_file(tmp_path):
@@ -171,8 +169,7 @@ def test_tune_runs_three_trials_on_validation_writes_an_overlay_that_run_takes_a
     cfg = load_config(["configs/smoke.yaml", str(overlay)])
     assert cfg.model("bias").reg_user == tuned[0]["reg_user"]
 
-    study = optuna.load_study(study_name=result.output.split("study ")[1].split(":")[0],
-                              storage=f"sqlite:///{recflow_home / 'tuning' / 'optuna.db'}")
+    study = optuna.load_study(study_name=result.output.split("study ")[1].split(":")[0], storage=f"sqlite:///{recflow_home / 'tuning' / 'optuna.db'}")
     assert [t.state.name for t in study.trials] == ["COMPLETE"] * 3
     runs = mlflow_runs(recflow_home)
     parent = next(r for r in runs if r.info.run_name == "tune bias")
@@ -200,8 +197,7 @@ def test_tune_refuses_a_model_without_a_search_space():
 def test_failing_trials_are_recorded_as_failed_and_tuning_fails_when_none_completes(recflow_home):
     from recflow.cli import app
 
-    result = CliRunner().invoke(app, ["tune", "--config", "configs/smoke.yaml", "--set", "models.bias.epochs=0",
-                                      "--model", "bias", "--trials", "2"])
+    result = CliRunner().invoke(app, ["tune", "--config", "configs/smoke.yaml", "--set", "models.bias.epochs=0", "--model", "bias", "--trials", "2"])
     assert result.exit_code == 1 and "no trial completed" in result.output
     (summary,) = optuna.get_all_study_summaries(f"sqlite:///{recflow_home / 'tuning' / 'optuna.db'}")
     study = optuna.load_study(study_name=summary.study_name, storage=f"sqlite:///{recflow_home / 'tuning' / 'optuna.db'}")

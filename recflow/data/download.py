@@ -121,8 +121,7 @@ def _expected(name: str, sha256: str | None, md5: str | None) -> Checksum:
         return Checksum(md5=md5, sha256=sha256)
     if name not in KNOWN_CHECKSUMS:
         raise DownloadError(
-            f"no known checksum for {name!r} (known: {', '.join(sorted(KNOWN_CHECKSUMS))}); "
-            f"pass expected_sha256= or expected_md5= to download it"
+            f"no known checksum for {name!r} (known: {', '.join(sorted(KNOWN_CHECKSUMS))}); pass expected_sha256= or expected_md5= to download it"
         )
     return KNOWN_CHECKSUMS[name]
 

@@ -277,9 +277,7 @@ def _items(parsed: Parsed, release: Release, rejects: Rejects) -> pa.Table:
         names = np.array(ML100K_GENRES)
         genre_lists = [[g for g in names[row].tolist() if g != "unknown"] for row in parsed.columns["flags"]]
     else:
-        genre_lists = [
-            [g for g in s.split("|") if g not in _NO_GENRES] for s in _array(parsed.columns["genres"]).to_pylist()
-        ]
+        genre_lists = [[g for g in s.split("|") if g not in _NO_GENRES] for s in _array(parsed.columns["genres"]).to_pylist()]
     return S.conform(
         {
             "item_id": pa.array(parsed.columns["item_id"]),
@@ -322,11 +320,7 @@ def _users(parsed: Parsed, release: Release, rejects: Rejects) -> pa.Table:
     out_of_int16 = (age < -32768) | (age > 32767)
     rejects.add_rows(parsed, out_of_int16, S.NON_NUMERIC)
     parsed = parsed.filter(~out_of_int16)
-    occupation = (
-        pa.array(parsed.columns["occupation"].astype(str).tolist(), pa.string())
-        if release.name == "ml-1m"
-        else parsed.columns["occupation_s"]
-    )
+    occupation = pa.array(parsed.columns["occupation"].astype(str).tolist(), pa.string()) if release.name == "ml-1m" else parsed.columns["occupation_s"]
     return S.conform(
         {
             "user_id": pa.array(parsed.columns["user_id"]),

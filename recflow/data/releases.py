@@ -211,8 +211,7 @@ def release_files(source: Source, release: Release) -> dict[str, str]:
         if key is None:
             if spec.required:
                 raise DatasetFormatError(
-                    f"{source.path}: missing required file {spec.name} "
-                    f"(a {release.name} release needs it next to {release.files[0].name})"
+                    f"{source.path}: missing required file {spec.name} (a {release.name} release needs it next to {release.files[0].name})"
                 )
             continue
         found[spec.role] = key

@@ -77,10 +77,7 @@ def write_synthetic(
     if n_users <= 0 or n_items <= 0 or rank <= 0:
         raise ValueError("n_users, n_items and rank must be positive")
     if not n_users <= n_ratings <= n_users * n_items:
-        raise ValueError(
-            f"n_ratings={n_ratings} must be between n_users={n_users} (one each) and "
-            f"n_users * n_items={n_users * n_items} (no repeated pair)"
-        )
+        raise ValueError(f"n_ratings={n_ratings} must be between n_users={n_users} (one each) and n_users * n_items={n_users * n_items} (no repeated pair)")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -173,9 +170,7 @@ def _user_counts(rng: np.random.Generator, n_users: int, n_items: int, n_ratings
         counts += rng.multinomial(over, weights / weights.sum())
 
 
-def _choose_items(
-    rng: np.random.Generator, model: _Model, users: np.ndarray, counts: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _choose_items(rng: np.random.Generator, model: _Model, users: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(user, item, affinity) rows grouped by user (in ``users`` order), counts[k] distinct items each."""
     n_items = model.n_items
     heavy = counts * 8 > n_items
@@ -232,9 +227,7 @@ def _candidates(
     return got, short
 
 
-def _ratings(
-    rng: np.random.Generator, model: _Model, users: np.ndarray, items: np.ndarray, aff: np.ndarray, format: str
-) -> np.ndarray:
+def _ratings(rng: np.random.Generator, model: _Model, users: np.ndarray, items: np.ndarray, aff: np.ndarray, format: str) -> np.ndarray:
     # rated items are chosen for their affinity, so centre it: the mean rating stays near 3.5
     centred = aff - aff.mean() if len(aff) else aff
     r = 3.5 + model.b_user[users] + model.b_item[items] + 0.8 * centred + rng.normal(0, 0.6, len(users))
@@ -243,9 +236,7 @@ def _ratings(
     return np.clip(np.round(r), 1.0, 5.0)
 
 
-def _timestamps(
-    rng: np.random.Generator, users: np.ndarray, counts: np.ndarray, start: np.ndarray, span: np.ndarray
-) -> np.ndarray:
+def _timestamps(rng: np.random.Generator, users: np.ndarray, counts: np.ndarray, start: np.ndarray, span: np.ndarray) -> np.ndarray:
     """Non-decreasing per user along the rows: cumulative exponential gaps scaled into the user's span."""
     gaps = rng.exponential(1.0, len(users))
     cs = np.cumsum(gaps)
@@ -309,10 +300,7 @@ def _write_items(out_dir: Path, format: str, model: _Model, rng: np.random.Gener
     n = model.n_items
     years = _years(rng, n)
     ids = np.arange(1, n + 1)
-    titles = [
-        f"Synthetic Movie {i}, The ({y})" if i % 10 == 0 else f"Synthetic Movie {i} ({y})"
-        for i, y in zip(ids.tolist(), years.tolist())
-    ]
+    titles = [f"Synthetic Movie {i}, The ({y})" if i % 10 == 0 else f"Synthetic Movie {i} ({y})" for i, y in zip(ids.tolist(), years.tolist())]
     if format == "ml-25m":
         genres = _genres(rng, model, ML25M_GENRES)
         none = rng.random(n) < 0.01
@@ -377,10 +365,7 @@ def _write_tags(out_dir: Path, tags: list, rng: np.random.Generator) -> None:
 def _write_links(out_dir: Path, n_items: int, rng: np.random.Generator) -> None:
     ids = np.arange(1, n_items + 1)
     imdb = [f"{100000 + i:07d}" for i in ids.tolist()]
-    tmdb = [
-        str(t) if keep else ""
-        for t, keep in zip((rng.permutation(n_items) + 1000).tolist(), rng.random(n_items) >= 0.01)
-    ]
+    tmdb = [str(t) if keep else "" for t, keep in zip((rng.permutation(n_items) + 1000).tolist(), rng.random(n_items) >= 0.01)]
     _write_csv(out_dir / "links.csv", {"movieId": pa.array(ids), "imdbId": imdb, "tmdbId": tmdb})
 
 

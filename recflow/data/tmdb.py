@@ -90,9 +90,7 @@ def read_tmdb(path: Path, rejects: Rejects) -> tuple[pa.Table, int]:
     parsed = parsed.filter(keep)
     cols: dict[str, pa.Array] = {"tmdb_id": pa.array(parsed.columns["tmdb_id"])}
     for col in _STRINGS:
-        cols["tmdb_title" if col == "title" else col] = (
-            _array(parsed.columns[col]) if col in present else pa.nulls(len(parsed), pa.string())
-        )
+        cols["tmdb_title" if col == "title" else col] = _array(parsed.columns[col]) if col in present else pa.nulls(len(parsed), pa.string())
     for col in _JSON_LISTS:
         cols[col] = pa.array([v for v, k in zip(lists[col], keep) if k], pa.list_(pa.string()))
     for col in (*_FLOATS, *_INTS):

@@ -65,13 +65,10 @@ def check_encoding(data: bytes, spec: FileSpec, label: str) -> str:
         ctrl = m.start()
         line = data.count(b"\n", 0, ctrl) + 1
         raise DatasetFormatError(
-            f"{label}: neither UTF-8 nor Latin-1 text (byte 0x{data[ctrl]:02x} on line {line}); "
-            f"expected a {spec.name} in UTF-8 or Latin-1"
+            f"{label}: neither UTF-8 nor Latin-1 text (byte 0x{data[ctrl]:02x} on line {line}); expected a {spec.name} in UTF-8 or Latin-1"
         )
     line = data.count(b"\n", 0, bad_at) + 1
-    raise DatasetFormatError(
-        f"{label}: not valid UTF-8 (byte 0x{data[bad_at]:02x} on line {line}); expected UTF-8 text"
-    )
+    raise DatasetFormatError(f"{label}: not valid UTF-8 (byte 0x{data[bad_at]:02x} on line {line}); expected UTF-8 text")
 
 
 def _utf8_error_offset(data: bytes) -> int | None:
@@ -157,12 +154,10 @@ class Parsed:
     def __len__(self) -> int:
         return self._n
 
-    def with_columns(self, columns: dict) -> "Parsed":
-        return Parsed(
-            self.file, columns, self._lines, self.raw, self.n_read, first_line=self._first_line, n_rows=self._n
-        )
+    def with_columns(self, columns: dict) -> Parsed:
+        return Parsed(self.file, columns, self._lines, self.raw, self.n_read, first_line=self._first_line, n_rows=self._n)
 
-    def filter(self, keep: np.ndarray) -> "Parsed":
+    def filter(self, keep: np.ndarray) -> Parsed:
         if keep.all():
             return self
         cols = {}
@@ -293,13 +288,9 @@ def csv_header(data: bytes, spec: FileSpec, label: str) -> list[str]:
         guess = _guess_delim(header_line, ",") if len(header) == 1 else None
         if guess:
             raise DatasetFormatError(
-                f"{label}: wrong delimiter: expected {describe(spec)}; the header looks "
-                f"{_DELIMS.get(guess, repr(guess))}-separated: {header_line[:80]!r}"
+                f"{label}: wrong delimiter: expected {describe(spec)}; the header looks {_DELIMS.get(guess, repr(guess))}-separated: {header_line[:80]!r}"
             )
-        raise DatasetFormatError(
-            f"{label}: missing column(s) {', '.join(missing)} in the header; expected "
-            f"{','.join(spec.fields)}, found {','.join(header)}"
-        )
+        raise DatasetFormatError(f"{label}: missing column(s) {', '.join(missing)} in the header; expected {','.join(spec.fields)}, found {','.join(header)}")
     if len(lines) > 1 and "," not in lines[1] and len(header) > 1:
         guess = _guess_delim(lines[1], ",")
         if guess:
@@ -347,8 +338,7 @@ def fast_ratings(data: bytes, spec: FileSpec, header: list[str] | None, file: st
             pa.py_buffer(data),
             read_options=pacsv.ReadOptions(column_names=names, skip_rows=skip, block_size=1 << 24),
             # CSV fields may be quoted (RFC 4180: ``"1","10","4.0"``); other formats have no quoting
-            parse_options=pacsv.ParseOptions(delimiter=delim, quote_char='"' if spec.kind == "csv" else False,
-                                             newlines_in_values=False),
+            parse_options=pacsv.ParseOptions(delimiter=delim, quote_char='"' if spec.kind == "csv" else False, newlines_in_values=False),
             convert_options=pacsv.ConvertOptions(
                 column_types=column_types,
                 null_values=[],
@@ -713,9 +703,7 @@ def reject_unknown(parsed: Parsed, rejects: Rejects, key: str, known: np.ndarray
     return parsed.filter(~unknown)
 
 
-def too_many_rejects_message(
-    rejects: Rejects, rows_read: int, threshold: float, path: Path, per_file_read: dict[str, int]
-) -> str:
+def too_many_rejects_message(rejects: Rejects, rows_read: int, threshold: float, path: Path, per_file_read: dict[str, int]) -> str:
     n = len(rejects)
     frac = n / rows_read if rows_read else 1.0
     files = ", ".join(f"{f}: {c} of {per_file_read.get(f, 0)} rows" for f, c in sorted(rejects.per_file.items()))

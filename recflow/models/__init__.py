@@ -54,4 +54,16 @@ def load_model(path: str | Path) -> Recommender:
     return MODELS[name].load(path)
 
 
-__all__ = ["MODELS", "build_model", "load_model", "Recommender", "VectorSpace", "NotFittedError", "NotSupported", "BiasRecommender", "BPRRecommender", "ItemKNNRecommender", "PopularRecommender"]
+__all__ = [
+    "MODELS",
+    "build_model",
+    "load_model",
+    "Recommender",
+    "VectorSpace",
+    "NotFittedError",
+    "NotSupported",
+    "BiasRecommender",
+    "BPRRecommender",
+    "ItemKNNRecommender",
+    "PopularRecommender",
+]

@@ -77,7 +77,7 @@ class Recommender(ABC):
 
     # -- learning ---------------------------------------------------------------------
     @abstractmethod
-    def fit(self, train: Interactions, context: FitContext | None = None) -> "Recommender":
+    def fit(self, train: Interactions, context: FitContext | None = None) -> Recommender:
         """Learn from ``train``; ``context`` offers side tables, validation data and samples."""
 
     def sampling_needs(self) -> dict[str, dict[str, Any]]:
@@ -147,8 +147,7 @@ class Recommender(ABC):
         self._check_fitted()
         return self._user_vectors()
 
-    def similar_items(self, items, k: int = 10, space: str | None = None,
-                      batch_size: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+    def similar_items(self, items, k: int = 10, space: str | None = None, batch_size: int = 2048) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` items nearest by the space's similarity to each query item, best first (ties: lower index).
 
         ``items``: one item index (1-D results) or an array of them ((n, k) results). The query and
@@ -160,8 +159,7 @@ class Recommender(ABC):
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
         scalar = np.ndim(items) == 0
-        out_i, out_s = cosine_neighbours(self._item_vectors(name), np.asarray(items, dtype=np.int64).reshape(-1),
-                                         int(k), self._item_valid(name), batch_size)
+        out_i, out_s = cosine_neighbours(self._item_vectors(name), np.asarray(items, dtype=np.int64).reshape(-1), int(k), self._item_valid(name), batch_size)
         return (out_i[0], out_s[0]) if scalar else (out_i, out_s)
 
     def dot_factors(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
@@ -260,7 +258,7 @@ class Recommender(ABC):
         np.savez(path / "arrays.npz", **arrays)
 
     @classmethod
-    def load(cls, path: str | Path) -> "Recommender":
+    def load(cls, path: str | Path) -> Recommender:
         path = Path(path)
         meta = json.loads((path / "params.json").read_text())
         if meta["name"] != cls.name:

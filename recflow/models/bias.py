@@ -8,9 +8,9 @@ import numpy as np
 
 from recflow.interactions import Interactions
 from recflow.metrics import rmse
+from recflow.models.base import Recommender
 from recflow.models.context import FitContext
 from recflow.models.search_space import Dimension, FloatRange
-from recflow.models.base import Recommender
 
 
 class BiasRecommender(Recommender):
@@ -38,7 +38,7 @@ class BiasRecommender(Recommender):
         self.reg_item = reg_item
         self.epochs = epochs
 
-    def fit(self, train: Interactions, context: FitContext | None = None) -> "BiasRecommender":
+    def fit(self, train: Interactions, context: FitContext | None = None) -> BiasRecommender:
         if self.reg_user < 0 or self.reg_item < 0:
             raise ValueError("reg_user and reg_item must be >= 0")
         if int(self.epochs) < 1:

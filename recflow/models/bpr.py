@@ -89,7 +89,7 @@ class BPRRecommender(Recommender):
             j_all = _unseen_items(u_all, n_items, seen_keys, rng)
             total = 0.0
             for start in range(0, len(u_all), batch):
-                u, i, j = u_all[start:start + batch], i_all[start:start + batch], j_all[start:start + batch]
+                u, i, j = u_all[start : start + batch], i_all[start : start + batch], j_all[start : start + batch]
                 pu, qi, qj = P[u], Q[i], Q[j]
                 x = np.einsum("bk,bk->b", pu, qi - qj)
                 # d/dx of -log sigmoid(x) is -sigmoid(-x); computed stably for both signs
@@ -100,7 +100,7 @@ class BPRRecommender(Recommender):
                 grad_qj = -g * pu + scale * qj
                 adam[0].step(u, grad_p)
                 adam[1].step(np.concatenate([i, j]), np.concatenate([grad_qi, grad_qj]))
-                total += float(np.logaddexp(0.0, -x).sum() + reg * ((pu ** 2).sum() + (qi ** 2).sum() + (qj ** 2).sum()))
+                total += float(np.logaddexp(0.0, -x).sum() + reg * ((pu**2).sum() + (qi**2).sum() + (qj**2).sum()))
             entry = {"epoch": epoch, "loss": total / max(len(u_all), 1)}
             self.history_.append(entry)
             if on_epoch_end is not None:
@@ -145,12 +145,11 @@ class _LazyAdam:
     def step(self, rows: np.ndarray, grads: np.ndarray) -> None:
         self.t += 1
         unique, inverse = np.unique(rows, return_inverse=True)
-        summed = sp.csr_matrix((np.ones(len(rows), np.float32), (inverse, np.arange(len(rows)))),
-                               shape=(len(unique), len(rows))) @ grads
+        summed = sp.csr_matrix((np.ones(len(rows), np.float32), (inverse, np.arange(len(rows)))), shape=(len(unique), len(rows))) @ grads
         m = self.m[unique] * self.b1 + (1 - self.b1) * summed
         v = self.v[unique] * self.b2 + (1 - self.b2) * summed * summed
         self.m[unique], self.v[unique] = m, v
-        step = self.lr * np.sqrt(1 - self.b2 ** self.t) / (1 - self.b1 ** self.t)
+        step = self.lr * np.sqrt(1 - self.b2**self.t) / (1 - self.b1**self.t)
         self.w[unique] -= (step * m / (np.sqrt(v) + self.eps)).astype(np.float32)
 
 

@@ -70,7 +70,7 @@ class DeepWalkRecommender(ItemVectorRecommender):
     #: Word2Vec's min_count: every node a walk visits gets a vector
     min_count = 1
 
-    def fit(self, train: Interactions, context: FitContext | None = None) -> "DeepWalkRecommender":
+    def fit(self, train: Interactions, context: FitContext | None = None) -> DeepWalkRecommender:
         return super().fit(train, context)
 
     def sampling_needs(self) -> dict[str, dict]:

@@ -128,7 +128,7 @@ class DSSMRecommender(KerasRecommender):
         self.verbose = verbose
 
     # -- learning ---------------------------------------------------------------------
-    def fit(self, train: Interactions, context: FitContext | None = None) -> "DSSMRecommender":
+    def fit(self, train: Interactions, context: FitContext | None = None) -> DSSMRecommender:
         self._check_training_params()
         if len(train) == 0:
             raise ValueError("train is empty")
@@ -151,8 +151,11 @@ class DSSMRecommender(KerasRecommender):
         i_in = keras.Input(shape=(), dtype="int32", name="item_idx")
         dot = keras.layers.Dot(axes=1, name="dot")([user_tower(u_in), item_tower(i_in)])
         out = keras.layers.Dense(
-            1, activation="sigmoid", name="rating",
-            kernel_initializer=keras.initializers.Ones(), bias_initializer=keras.initializers.Zeros(),
+            1,
+            activation="sigmoid",
+            name="rating",
+            kernel_initializer=keras.initializers.Ones(),
+            bias_initializer=keras.initializers.Zeros(),
         )(dot)
         self._model = keras.Model([u_in, i_in], out, name="dssm")
         model = self._model
@@ -164,16 +167,17 @@ class DSSMRecommender(KerasRecommender):
         use_l2 = bool(float(self.l2))
         spec = tf.TensorSpec([None], tf.int32)
 
-        @tf.function(input_signature=[spec, spec, tf.TensorSpec([None], tf.float32)],
-                     reduce_retracing=True, jit_compile=bool(self.jit_compile))
+        @tf.function(input_signature=[spec, spec, tf.TensorSpec([None], tf.float32)], reduce_retracing=True, jit_compile=bool(self.jit_compile))
         def step(u, i, target):
             with tf.GradientTape() as tape:
                 pred = tf.reshape(model([u, i], training=True), [-1])
                 loss = tf.reduce_mean(tf.square(pred - target))
                 total = loss
                 if use_l2:
-                    total += l2 * (tf.reduce_mean(tf.reduce_sum(tf.square(tf.gather(user_emb, u)), axis=1))
-                                   + tf.reduce_mean(tf.reduce_sum(tf.square(tf.gather(item_emb, i)), axis=1)))
+                    total += l2 * (
+                        tf.reduce_mean(tf.reduce_sum(tf.square(tf.gather(user_emb, u)), axis=1))
+                        + tf.reduce_mean(tf.reduce_sum(tf.square(tf.gather(item_emb, i)), axis=1))
+                    )
             apply_gradients(tape.gradient(total, variables))
             return loss
 

@@ -44,7 +44,7 @@ class EASERecommender(Recommender):
         self.implicit_threshold = implicit_threshold
         self.max_items = max_items
 
-    def fit(self, train: Interactions, context: FitContext | None = None) -> "EASERecommender":
+    def fit(self, train: Interactions, context: FitContext | None = None) -> EASERecommender:
         if not float(self.l2) > 0:
             raise ValueError(f"l2 must be > 0 (G = X^T X + l2 I must be invertible), got {self.l2}")
         n_items = train.n_items

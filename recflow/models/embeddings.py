@@ -89,7 +89,7 @@ class ItemVectorRecommender(Recommender):
         """Item-index sentences (a list of int arrays, or a 2-D array padded with -1)."""
 
     # -- learning -------------------------------------------------------------------------
-    def fit(self, train: Interactions, context: FitContext | None = None) -> "ItemVectorRecommender":
+    def fit(self, train: Interactions, context: FitContext | None = None) -> ItemVectorRecommender:
         from gensim.models import KeyedVectors, Word2Vec
         from gensim.models.callbacks import CallbackAny2Vec
 
@@ -236,7 +236,7 @@ class ItemVectorRecommender(Recommender):
             vec_file.write_bytes(b"")
 
     @classmethod
-    def load(cls, path: str | Path) -> "ItemVectorRecommender":
+    def load(cls, path: str | Path) -> ItemVectorRecommender:
         from gensim.models import KeyedVectors
 
         path = Path(path)

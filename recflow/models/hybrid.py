@@ -186,10 +186,18 @@ class HybridRecommender(KerasRecommender):
 
     # -- features ---------------------------------------------------------------------------
     def _content(self, train: Interactions, context: FitContext) -> np.ndarray:
-        c = content_features(train, context, use_tags=self.use_tags, use_tmdb=self.use_tmdb,
-                             use_item_features=self.use_item_features, max_features=self.max_features,
-                             min_df=self.min_df, text_components=self.text_components, seed=int(self.seed),
-                             feature_clip=float(self.feature_clip))
+        c = content_features(
+            train,
+            context,
+            use_tags=self.use_tags,
+            use_tmdb=self.use_tmdb,
+            use_item_features=self.use_item_features,
+            max_features=self.max_features,
+            min_df=self.min_df,
+            text_components=self.text_components,
+            seed=int(self.seed),
+            feature_clip=float(self.feature_clip),
+        )
         self.genres_, self.genre_names_, self.numeric_columns_ = c.genres, c.genre_names, c.numeric_columns
         self.content_dims_, self.has_content_ = c.dims, c.has_content
         return c.table
@@ -205,7 +213,7 @@ class HybridRecommender(KerasRecommender):
         return train.user_idx[keep].astype(np.int32), train.item_idx[keep].astype(np.int32)
 
     # -- learning ---------------------------------------------------------------------------
-    def fit(self, train: Interactions, context: FitContext | None = None) -> "HybridRecommender":
+    def fit(self, train: Interactions, context: FitContext | None = None) -> HybridRecommender:
         self._check_params()
         context = context or FitContext()
         n_users, n_items = train.n_users, train.n_items
@@ -232,10 +240,8 @@ class HybridRecommender(KerasRecommender):
         tf, keras = self._seeded_tf()
         hidden = [int(h) for h in self.hidden]
         fusion_hidden = hidden if self.fusion_hidden is None else [int(h) for h in self.fusion_hidden]
-        self._model, user_tower, content_branch, cf_branch, fusion = build_network(
-            keras, n_users, n_items, dim, hidden, fusion_hidden, content, has_cf, seed)
-        variables = (user_tower.trainable_variables + content_branch.trainable_variables
-                     + cf_branch.trainable_variables + fusion.trainable_variables)
+        self._model, user_tower, content_branch, cf_branch, fusion = build_network(keras, n_users, n_items, dim, hidden, fusion_hidden, content, has_cf, seed)
+        variables = user_tower.trainable_variables + content_branch.trainable_variables + cf_branch.trainable_variables + fusion.trainable_variables
         optimizer = keras.optimizers.Adam(learning_rate=float(self.lr))
         optimizer.build(variables)
         user_emb = user_tower.get_layer("user_id_embedding").embeddings
@@ -277,8 +283,10 @@ class HybridRecommender(KerasRecommender):
                 if branch_w:
                     total += branch_w * 0.5 * (softmax_loss(ce) + softmax_loss(fe))
                 if l2:
-                    total += l2 * (tf.reduce_mean(tf.reduce_sum(tf.square(tf.gather(user_emb, u)), axis=1))
-                                   + tf.reduce_mean(tf.reduce_sum(tf.square(tf.gather(item_emb, i)), axis=1)))
+                    total += l2 * (
+                        tf.reduce_mean(tf.reduce_sum(tf.square(tf.gather(user_emb, u)), axis=1))
+                        + tf.reduce_mean(tf.reduce_sum(tf.square(tf.gather(item_emb, i)), axis=1))
+                    )
             grads = tape.gradient(total, variables)
             optimizer.apply(grads, variables)
             return total, sm, align
@@ -307,8 +315,7 @@ class HybridRecommender(KerasRecommender):
         user_tower = model.get_layer("user_tower")
         content_branch, cf_branch, fusion = (model.get_layer(n) for n in ("content_branch", "cf_branch", "fusion_head"))
         n_users, n_items = self._seen.shape
-        users = [np.asarray(user_tower(np.arange(s, min(s + batch, n_users), dtype=np.int32), training=False))
-                 for s in range(0, n_users, batch)]
+        users = [np.asarray(user_tower(np.arange(s, min(s + batch, n_users), dtype=np.int32), training=False)) for s in range(0, n_users, batch)]
         c, f, h = [], [], []
         for s in range(0, n_items, batch):
             idx = np.arange(s, min(s + batch, n_items), dtype=np.int32)
@@ -368,8 +375,7 @@ class HybridRecommender(KerasRecommender):
         q = self.find_title(title)
         idx, scores = self.similar_items(q, k, mode)
         ok = idx >= 0
-        frame = pd.DataFrame({"item_id": self.item_ids_[idx[ok]], "title": self.titles_[idx[ok]].astype(str),
-                              "score": scores[ok]})
+        frame = pd.DataFrame({"item_id": self.item_ids_[idx[ok]], "title": self.titles_[idx[ok]].astype(str), "score": scores[ok]})
         frame.attrs.update(query_item_id=int(self.item_ids_[q]), query_title=str(self.titles_[q]), mode=_mode(mode))
         return frame
 
@@ -381,8 +387,7 @@ class HybridRecommender(KerasRecommender):
         return cached[2]
 
     # -- genre agreement --------------------------------------------------------------------
-    def genre_overlap_at_k(self, k: int = 10, mode: Literal["content", "cf", "hybrid"] = "hybrid",
-                           items: np.ndarray | None = None) -> dict[str, float]:
+    def genre_overlap_at_k(self, k: int = 10, mode: Literal["content", "cf", "hybrid"] = "hybrid", items: np.ndarray | None = None) -> dict[str, float]:
         """``genre_overlap_at_k`` (module function) on this model's vectors of ``mode``.
 
         Default queries: the items with train interactions and >= 1 genre (one set for the three

@@ -42,8 +42,7 @@ def align_items(table: pd.DataFrame | None, item_ids: np.ndarray) -> tuple[pd.Da
     return table.loc[ok], pos[ok].astype(np.int64)
 
 
-def item_texts(item_ids: np.ndarray, items: pd.DataFrame | None, tags: pd.DataFrame | None,
-               tmdb: pd.DataFrame | None) -> list[str]:
+def item_texts(item_ids: np.ndarray, items: pd.DataFrame | None, tags: pd.DataFrame | None, tmdb: pd.DataFrame | None) -> list[str]:
     """One text per index item: title (year stripped), tags, TMDB overview and keywords ("" if none)."""
     n = len(item_ids)
     parts: list[list[str]] = [[] for _ in range(n)]
@@ -82,8 +81,7 @@ def text_features(texts: list[str], *, max_features: int, min_df: int, n_compone
     n = len(texts)
     if n < 2 or not any(texts):
         return np.zeros((n, 0), np.float32)
-    vec = TfidfVectorizer(max_features=int(max_features), sublinear_tf=True, stop_words="english",
-                          min_df=min(int(min_df), n), dtype=np.float32)
+    vec = TfidfVectorizer(max_features=int(max_features), sublinear_tf=True, stop_words="english", min_df=min(int(min_df), n), dtype=np.float32)
     try:
         tfidf = vec.fit_transform(texts)
     except ValueError:  # empty vocabulary (only stop words, or min_df removed everything)
@@ -110,15 +108,27 @@ class Content:
     has_content: np.ndarray  # items with some non-zero content input
 
 
-def content_features(train: Interactions, context: FitContext, *, use_tags: bool, use_tmdb: bool,
-                     use_item_features: bool, max_features: int, min_df: int, text_components: int,
-                     seed: int, feature_clip: float) -> Content:
+def content_features(
+    train: Interactions,
+    context: FitContext,
+    *,
+    use_tags: bool,
+    use_tmdb: bool,
+    use_item_features: bool,
+    max_features: int,
+    min_df: int,
+    text_components: int,
+    seed: int,
+    feature_clip: float,
+) -> Content:
     """Text LSA | genre multi-hot | standardised numerics per index item (``recflow.models.hybrid``'s doc)."""
     item_ids = np.asarray(train.item_ids)
     texts = item_texts(item_ids, context.items, context.tags if use_tags else None, context.tmdb if use_tmdb else None)
-    text = text_features(texts, max_features=max_features, min_df=min_df,
-                         n_components=text_components, seed=int(seed)) if int(text_components) else \
-        np.zeros((len(item_ids), 0), np.float32)
+    text = (
+        text_features(texts, max_features=max_features, min_df=min_df, n_components=text_components, seed=int(seed))
+        if int(text_components)
+        else np.zeros((len(item_ids), 0), np.float32)
+    )
     genres, genre_names = genre_matrix(item_ids, context.items)
     table = context.item_features if use_item_features else None
     if table is not None and len(table):

@@ -14,16 +14,16 @@ import numpy as np
 
 def _mlp(keras, x, hidden, dim: int, name: str, seed: int):
     for j, h in enumerate(hidden):
-        x = keras.layers.Dense(int(h), activation="relu", name=f"{name}_dense_{j}",
-                               kernel_initializer=keras.initializers.GlorotUniform(seed=seed + 1 + j))(x)
+        x = keras.layers.Dense(int(h), activation="relu", name=f"{name}_dense_{j}", kernel_initializer=keras.initializers.GlorotUniform(seed=seed + 1 + j))(x)
     x = keras.layers.Dense(dim, name=f"{name}_out", kernel_initializer=keras.initializers.GlorotUniform(seed=seed + 101))(x)
     return keras.layers.UnitNormalization(name=f"{name}_unit")(x)
 
 
-def build_network(keras, n_users: int, n_items: int, dim: int, hidden, fusion_hidden, content: np.ndarray,
-                   has_cf: np.ndarray, seed: int):
+def build_network(keras, n_users: int, n_items: int, dim: int, hidden, fusion_hidden, content: np.ndarray, has_cf: np.ndarray, seed: int):
     """(whole model, user tower, content branch, cf branch, fusion head); see the module doc."""
-    init = lambda s: keras.initializers.RandomNormal(stddev=0.1, seed=s)
+
+    def init(s):
+        return keras.initializers.RandomNormal(stddev=0.1, seed=s)
 
     u_in = keras.Input(shape=(), dtype="int32", name="user_idx")
     u = keras.layers.Embedding(n_users, dim, name="user_id_embedding", embeddings_initializer=init(seed))(u_in)

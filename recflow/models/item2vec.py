@@ -54,7 +54,7 @@ class Item2VecRecommender(ItemVectorRecommender):
         self.compute_loss = compute_loss
         self.scoring = scoring
 
-    def fit(self, train: Interactions, context: FitContext | None = None) -> "Item2VecRecommender":
+    def fit(self, train: Interactions, context: FitContext | None = None) -> Item2VecRecommender:
         return super().fit(train, context)
 
     def sampling_needs(self) -> dict[str, dict]:

@@ -74,10 +74,8 @@ class ItemKNNRecommender(Recommender):
 
     def _restore(self, arrays: dict[str, np.ndarray]) -> None:
         n_users, n_items = self._seen.shape
-        self.X_ = sp.csr_matrix((np.ones(len(arrays["x_row"]), np.float32), (arrays["x_row"], arrays["x_col"])),
-                                shape=(n_users, n_items))
-        self.W_ = sp.csr_matrix((arrays["w_val"].astype(np.float32), (arrays["w_row"], arrays["w_col"])),
-                                shape=(n_items, n_items))
+        self.X_ = sp.csr_matrix((np.ones(len(arrays["x_row"]), np.float32), (arrays["x_row"], arrays["x_col"])), shape=(n_users, n_items))
+        self.W_ = sp.csr_matrix((arrays["w_val"].astype(np.float32), (arrays["w_row"], arrays["w_col"])), shape=(n_items, n_items))
 
 
 def _neighbour_weights(X: sp.csr_matrix, k: int, shrink: float, block: int = _BLOCK) -> sp.csr_matrix:

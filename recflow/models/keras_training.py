@@ -7,8 +7,9 @@ and a loaded model scores from its npz without TensorFlow.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -28,14 +29,14 @@ def import_tf(threads: int | None = None):
     global _TF_READY
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if _TF_READY:
-        import tensorflow as tf
         import keras
+        import tensorflow as tf
 
         return tf, keras
     # TensorFlow's C++ start-up lines (cudart_stub, cuInit) go to the run's log file (recflow.quiet)
     with stderr_to_log():
-        import tensorflow as tf
         import keras
+        import tensorflow as tf
 
         if not _TF_READY:
             _TF_READY = True
@@ -160,9 +161,14 @@ class KerasRecommender(Recommender):
             tf.config.experimental.enable_op_determinism()
         return tf, keras
 
-    def _train_epochs(self, train: Interactions, context: FitContext,
-                      run_epoch: Callable[[int], tuple[dict[str, float], float]], refresh: Callable[[], None],
-                      n_examples: int | None = None) -> None:
+    def _train_epochs(
+        self,
+        train: Interactions,
+        context: FitContext,
+        run_epoch: Callable[[int], tuple[dict[str, float], float]],
+        refresh: Callable[[], None],
+        n_examples: int | None = None,
+    ) -> None:
         """The epoch loop: ``history_``, progress, early stopping on ``context.valid``, best weights restored.
 
         ``run_epoch(epoch)`` trains one epoch and returns its losses (``loss`` first) and its training
@@ -229,7 +235,7 @@ class KerasRecommender(Recommender):
         self.keras_model.save(Path(path) / MODEL_FILE)
 
     @classmethod
-    def load(cls, path: str | Path) -> "KerasRecommender":
+    def load(cls, path: str | Path) -> KerasRecommender:
         model = super().load(path)
         model._model = None  # loaded on first use of ``keras_model``: scoring needs only the npz
         model._model_path = str(Path(path) / MODEL_FILE)

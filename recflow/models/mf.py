@@ -85,7 +85,7 @@ class BiasedMFRecommender(Recommender):
         self.seed = seed
 
     # -- learning ------------------------------------------------------------------------
-    def fit(self, train: Interactions, context: FitContext | None = None) -> "BiasedMFRecommender":
+    def fit(self, train: Interactions, context: FitContext | None = None) -> BiasedMFRecommender:
         k = int(self.factors)
         if k < 1 or int(self.epochs) < 1:
             raise ValueError("factors and epochs must be >= 1")
@@ -223,7 +223,7 @@ class _Side:
         self.indptr, self.cols, self.vals, self.counts, self.chunks = indptr, cols, vals, counts, chunks
 
     @classmethod
-    def build(cls, rows, cols, vals, n_rows: int, n_cols: int, k: int) -> "_Side":
+    def build(cls, rows, cols, vals, n_rows: int, n_cols: int, k: int) -> _Side:
         m = sp.csr_matrix((vals, (rows, cols)), shape=(n_rows, n_cols))
         m.sort_indices()
         counts = np.diff(m.indptr).astype(np.int64)
@@ -282,4 +282,3 @@ def _chunks(counts: np.ndarray, width_k: int) -> list[np.ndarray]:
         out.append(order[s:e])
         s = e
     return out
-

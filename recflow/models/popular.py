@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from recflow.interactions import Interactions
-from recflow.models.context import FitContext
 from recflow.models.base import Recommender
+from recflow.models.context import FitContext
 
 
 class PopularRecommender(Recommender):
@@ -21,7 +21,7 @@ class PopularRecommender(Recommender):
     def __init__(self) -> None:
         pass
 
-    def fit(self, train: Interactions, context: FitContext | None = None) -> "PopularRecommender":
+    def fit(self, train: Interactions, context: FitContext | None = None) -> PopularRecommender:
         self.item_counts_ = np.bincount(train.item_idx, minlength=train.n_items).astype(np.int64)
         self._remember_seen(train)
         return self

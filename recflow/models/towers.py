@@ -18,9 +18,7 @@ import pandas as pd
 # ----------------------------------------------------------------------------- features
 
 
-def numeric_feature_table(
-    table: pd.DataFrame | None, id_column: str, index_of, n: int, clip: float
-) -> tuple[np.ndarray, list[str], np.ndarray, np.ndarray]:
+def numeric_feature_table(table: pd.DataFrame | None, id_column: str, index_of, n: int, clip: float) -> tuple[np.ndarray, list[str], np.ndarray, np.ndarray]:
     """(n, d) float32 standardised features aligned with the dense index, the column names, mean, std.
 
     ``index_of`` maps raw ids to dense indices (-1 unknown; rows for unknown ids are ignored).
@@ -31,17 +29,12 @@ def numeric_feature_table(
     """
     if table is None or len(table) == 0:
         return np.zeros((n, 0), np.float32), [], np.zeros(0), np.ones(0)
-    cols = [
-        c for c in table.columns
-        if c != id_column and (pd.api.types.is_numeric_dtype(table[c]) or pd.api.types.is_bool_dtype(table[c]))
-    ]
+    cols = [c for c in table.columns if c != id_column and (pd.api.types.is_numeric_dtype(table[c]) or pd.api.types.is_bool_dtype(table[c]))]
     idx = np.asarray(index_of(table[id_column].to_numpy()), dtype=np.int64)
     keep = idx >= 0
     raw = np.full((n, len(cols)), np.nan)
     if cols and keep.any():
-        values = np.column_stack(
-            [table[c].to_numpy(dtype=np.float64, na_value=np.nan) for c in cols]
-        )
+        values = np.column_stack([table[c].to_numpy(dtype=np.float64, na_value=np.nan) for c in cols])
         raw[idx[keep]] = values[keep]
     with np.errstate(invalid="ignore"):
         present = raw[idx[keep]] if keep.any() else np.zeros((0, len(cols)))
@@ -70,7 +63,9 @@ def tower(keras, name: str, n: int, dim: int, hidden, features: np.ndarray, seed
     """
     inp = keras.Input(shape=(), dtype="int32", name=f"{name}_idx")
     emb = keras.layers.Embedding(
-        n, dim, name=f"{name}_id_embedding",
+        n,
+        dim,
+        name=f"{name}_id_embedding",
         embeddings_initializer=keras.initializers.RandomNormal(stddev=0.1, seed=seed),
     )(inp)
     parts = [emb]
@@ -81,12 +76,12 @@ def tower(keras, name: str, n: int, dim: int, hidden, features: np.ndarray, seed
     x = keras.layers.Concatenate(name=f"{name}_concat")(parts) if len(parts) > 1 else emb
     for j, h in enumerate(hidden):
         x = keras.layers.Dense(
-            int(h), activation="relu", name=f"{name}_dense_{j}",
+            int(h),
+            activation="relu",
+            name=f"{name}_dense_{j}",
             kernel_initializer=keras.initializers.GlorotUniform(seed=seed + 1 + j),
         )(x)
-    x = keras.layers.Dense(
-        dim, name=f"{name}_out", kernel_initializer=keras.initializers.GlorotUniform(seed=seed + 101)
-    )(x)
+    x = keras.layers.Dense(dim, name=f"{name}_out", kernel_initializer=keras.initializers.GlorotUniform(seed=seed + 101))(x)
     out = keras.layers.UnitNormalization(name=f"{name}_unit")(x) if unit else x
     model = keras.Model(inp, out, name=f"{name}_tower")
     if feat_layer is not None:

@@ -94,8 +94,7 @@ def _two_tower_model(keras, user_tower, item_tower):
     return keras.Model([u, i], [user_tower(u), item_tower(i)], name="two_tower")
 
 
-def unseen_negatives(users: np.ndarray, seen_keys: np.ndarray, n_items: int, rng: np.random.Generator,
-                     max_rounds: int = 100) -> np.ndarray:
+def unseen_negatives(users: np.ndarray, seen_keys: np.ndarray, n_items: int, rng: np.random.Generator, max_rounds: int = 100) -> np.ndarray:
     """One uniform random item per entry of ``users`` that the user has not interacted with.
 
     ``seen_keys``: sorted ``user * n_items + item`` of the train interactions. Vectorised
@@ -181,7 +180,7 @@ class TwoTowerRecommender(KerasRecommender):
         if self.shared_negatives is not None and int(self.shared_negatives) < 1:
             raise ValueError("shared_negatives must be >= 1 (or None: the whole batch)")
 
-    def fit(self, train: Interactions, context: FitContext | None = None) -> "TwoTowerRecommender":
+    def fit(self, train: Interactions, context: FitContext | None = None) -> TwoTowerRecommender:
         self._check_params()
         tf, keras = self._seeded_tf()
         context = context or FitContext()
@@ -192,10 +191,12 @@ class TwoTowerRecommender(KerasRecommender):
         clip = float(self.feature_clip)
         uf = context.user_features if self.use_features else None
         itf = context.item_features if self.use_features else None
-        self.user_feature_table_, self.user_feature_columns_, self.user_feature_mean_, self.user_feature_std_ = (
-            numeric_feature_table(uf, "user_id", train.user_index, n_users, clip))
-        self.item_feature_table_, self.item_feature_columns_, self.item_feature_mean_, self.item_feature_std_ = (
-            numeric_feature_table(itf, "item_id", train.item_index, n_items, clip))
+        self.user_feature_table_, self.user_feature_columns_, self.user_feature_mean_, self.user_feature_std_ = numeric_feature_table(
+            uf, "user_id", train.user_index, n_users, clip
+        )
+        self.item_feature_table_, self.item_feature_columns_, self.item_feature_mean_, self.item_feature_std_ = numeric_feature_table(
+            itf, "item_id", train.item_index, n_items, clip
+        )
 
         # ---- examples
         keep = np.ones(len(train), bool)

@@ -98,7 +98,7 @@ class UserCFRecommender(Recommender):
         self.query_threads = query_threads
 
     # -- learning ------------------------------------------------------------------------
-    def fit(self, train: Interactions, context: FitContext | None = None) -> "UserCFRecommender":
+    def fit(self, train: Interactions, context: FitContext | None = None) -> UserCFRecommender:
         if int(self.n_neighbors) < 1 or int(self.n_components) < 1:
             raise ValueError("n_neighbors and n_components must be >= 1")
         if self.shrinkage < 0:
@@ -182,9 +182,7 @@ class UserCFRecommender(Recommender):
         self.weights_ = w
         n, k = w.shape
         # copies: sort_indices below must not reorder neighbors_ / weights_ in place
-        self.W_ = sp.csr_matrix(
-            (w.ravel().copy(), self.neighbors_.ravel().copy(), np.arange(0, n * k + 1, k)), shape=(n, n)
-        )
+        self.W_ = sp.csr_matrix((w.ravel().copy(), self.neighbors_.ravel().copy(), np.arange(0, n * k + 1, k)), shape=(n, n))
         self.W_.sort_indices()
 
     # -- inference -----------------------------------------------------------------------
@@ -282,7 +280,7 @@ class UserCFRecommender(Recommender):
         self.index_.save_index(str(Path(path) / INDEX_FILE))
 
     @classmethod
-    def load(cls, path: str | Path) -> "UserCFRecommender":
+    def load(cls, path: str | Path) -> UserCFRecommender:
         import hnswlib
 
         path = Path(path)

@@ -20,33 +20,25 @@ def _flags(*on: int) -> str:
 
 ML100K = {
     "u.data": b"1\t10\t4\t881250949\n1\t20\t3\t881250950\n2\t10\t5\t881250951\n",
-    "u.item": (
-        f"10|Misérables, Les (1995)|01-Jan-1995||http://us.imdb.com/M/title-exact?x|{_flags(8, 12)}\n"
-        f"20|unknown||||{_flags(0)}\n"
-    ).encode("latin-1"),
+    "u.item": (f"10|Misérables, Les (1995)|01-Jan-1995||http://us.imdb.com/M/title-exact?x|{_flags(8, 12)}\n20|unknown||||{_flags(0)}\n").encode("latin-1"),
     "u.user": b"1|24|M|technician|85711\n2|53|F|other|94043\n",
 }
 
 ML1M = {
     "ratings.dat": b"1::10::4::978300760\n1::20::3::978302109\n2::10::5::978301968\n",
-    "movies.dat": "10::Misérables, Les (1995)::Drama|Musical\n20::Heat (1995)::Action|Crime|Thriller\n".encode(
-        "latin-1"
-    ),
+    "movies.dat": "10::Misérables, Les (1995)::Drama|Musical\n20::Heat (1995)::Action|Crime|Thriller\n".encode("latin-1"),
     "users.dat": b"1::F::1::10::48067\n2::M::56::16::70072\n",
 }
 
 ML10M = {
     "ratings.dat": b"1::10::4.5::978300760\n1::20::0.5::978302109\n2::10::5::978301968\n",
-    "movies.dat": "10::Amélie (2001)::Comedy|Romance\n20::Nothing Here (2009)::(no genres listed)\n".encode("utf-8"),
+    "movies.dat": "10::Amélie (2001)::Comedy|Romance\n20::Nothing Here (2009)::(no genres listed)\n".encode(),
     "tags.dat": b"1::10::whimsical::1138537770\n2::20::dull::1138537771\n",
 }
 
 MLLATEST = {
     "ratings.csv": b"userId,movieId,rating,timestamp\n1,10,4.0,964982703\n1,20,3.5,964981247\n2,10,0.5,964982224\n",
-    "movies.csv": (
-        'movieId,title,genres\n10,"American President, The (1995)",Comedy|Drama|Romance\n'
-        "20,Babylon 5,(no genres listed)\n"
-    ).encode(),
+    "movies.csv": (b'movieId,title,genres\n10,"American President, The (1995)",Comedy|Drama|Romance\n20,Babylon 5,(no genres listed)\n'),
     "tags.csv": b'userId,movieId,tag,timestamp\n1,10,"funny, sad",1445714994\n2,20,"two\nlines",1445714996\n',
     "links.csv": b"movieId,imdbId,tmdbId\n10,0112346,9087\n20,0105946,\n",
 }

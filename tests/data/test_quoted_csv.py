@@ -15,11 +15,17 @@ from recflow.data import ingest_dataset
 ALL = {"max_reject_fraction": 1.0}
 
 ROWS = {
-    "ratings.csv": [["userId", "movieId", "rating", "timestamp"],
-                    ["1", "10", "4.0", "964982703"], ["1", "20", "3.5", "964981247"], ["2", "10", "0.5", "964982224"]],
-    "movies.csv": [["movieId", "title", "genres"],
-                   ["10", "American President, The (1995)", "Comedy|Drama|Romance"],
-                   ["20", 'The "Babylon 5" Movie, Part 2 (1998)', "Sci-Fi"]],
+    "ratings.csv": [
+        ["userId", "movieId", "rating", "timestamp"],
+        ["1", "10", "4.0", "964982703"],
+        ["1", "20", "3.5", "964981247"],
+        ["2", "10", "0.5", "964982224"],
+    ],
+    "movies.csv": [
+        ["movieId", "title", "genres"],
+        ["10", "American President, The (1995)", "Comedy|Drama|Romance"],
+        ["20", 'The "Babylon 5" Movie, Part 2 (1998)', "Sci-Fi"],
+    ],
     "tags.csv": [["userId", "movieId", "tag", "timestamp"], ["1", "10", "funny, sad", "1445714994"]],
     "links.csv": [["movieId", "imdbId", "tmdbId"], ["10", "0112346", "9087"], ["20", "0105946", ""]],
 }
@@ -54,10 +60,12 @@ def test_quote_all_files_ingest_to_the_same_tables_as_minimally_quoted_ones(make
     assert summary["rows_rejected"] == 0
     for name, table in tables(quoted_out).items():
         assert table.equals(tables(plain_out)[name]), name
-    assert pq.read_table(quoted_out / "items.parquet").column("title").to_pylist() == [
-        "American President, The (1995)", 'The "Babylon 5" Movie, Part 2 (1998)']
+    assert pq.read_table(quoted_out / "items.parquet").column("title").to_pylist() == ["American President, The (1995)", 'The "Babylon 5" Movie, Part 2 (1998)']
     assert [(r["user_id"], r["item_id"], r["rating"]) for r in pq.read_table(quoted_out / "ratings.parquet").to_pylist()] == [
-        (1, 10, 4.0), (1, 20, 3.5), (2, 10, 0.5)]
+        (1, 10, 4.0),
+        (1, 20, 3.5),
+        (2, 10, 0.5),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -75,6 +83,5 @@ def test_a_bad_row_of_a_quoted_ratings_file_is_a_reject_with_its_line(make_relea
 
     out, summary = ingest(make_release, tmp_path, "out", {"ratings.csv": ratings})
 
-    assert pq.read_table(out / "rejects.parquet").to_pylist() == [
-        {"source_file": "ratings.csv", "line_number": 3, "reason": reason, "raw": line}]
+    assert pq.read_table(out / "rejects.parquet").to_pylist() == [{"source_file": "ratings.csv", "line_number": 3, "reason": reason, "raw": line}]
     assert summary["n_ratings"] == 3

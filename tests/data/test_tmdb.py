@@ -101,9 +101,7 @@ def test_missing_tmdb_file_fails_before_writing(make_release, out_dir, tmp_path)
 
 @pytest.mark.shared_data
 def test_shared_tmdb_join(shared_datasets, out_dir):
-    summary = ingest_dataset(
-        shared_datasets / "ml-latest-small", out_dir, tmdb_path=shared_datasets / "tmdb" / "tmdb_5000_movies.csv"
-    )
+    summary = ingest_dataset(shared_datasets / "ml-latest-small", out_dir, tmdb_path=shared_datasets / "tmdb" / "tmdb_5000_movies.csv")
 
     assert summary["tmdb_matched"] > 3000
     assert summary["rows_rejected"] == 0

@@ -236,9 +236,7 @@ def test_too_many_rejects_raises_after_writing_rejects(make_release, out_dir, re
 
 def test_rejects_within_the_threshold_pass(make_release, out_dir, release_bytes):
     ratings = _insert(release_bytes["ml-latest"]["ratings.csv"], "1,abc,4.0,1", at=3)
-    summary = ingest_dataset(
-        make_release("ml-latest", replace={"ratings.csv": ratings}), out_dir, max_reject_fraction=0.1
-    )
+    summary = ingest_dataset(make_release("ml-latest", replace={"ratings.csv": ratings}), out_dir, max_reject_fraction=0.1)
     assert summary["rows_rejected"] == 1
 
 
@@ -288,9 +286,7 @@ def test_bad_encoding_names_the_line(make_release, out_dir):
         ingest_dataset(make_release("ml-latest", replace={"movies.csv": movies}), out_dir)
 
 
-@pytest.mark.parametrize(
-    ("release", "file"), [("ml-latest", "movies.csv"), ("ml-1m", "movies.dat"), ("ml-100k", "u.item")]
-)
+@pytest.mark.parametrize(("release", "file"), [("ml-latest", "movies.csv"), ("ml-1m", "movies.dat"), ("ml-100k", "u.item")])
 def test_missing_items_file_fails(make_release, out_dir, release, file):
     with pytest.raises(DatasetFormatError, match=f"missing required file {file}"):
         ingest_dataset(make_release(release, drop=[file]), out_dir)

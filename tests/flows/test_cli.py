@@ -45,8 +45,14 @@ def test_a_failed_run_exits_1_with_a_line_per_failed_task_and_its_log_file_and_n
     from prefect.settings import PREFECT_API_URL
 
     env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}  # the session's test server, not a new one
-    proc = subprocess.run([sys.executable, "-m", "recflow.cli", "run", "--config", "configs/smoke.yaml", "--set", "models.bias.reg_user=-1"],
-                          capture_output=True, text=True, env=env, timeout=600, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "recflow.cli", "run", "--config", "configs/smoke.yaml", "--set", "models.bias.reg_user=-1"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        check=False,
+    )
     output = proc.stdout + proc.stderr
     assert proc.returncode == 1, output
     assert "train[bias] failed: ValueError: reg_user and reg_item must be >= 0\n" in proc.stderr
@@ -92,9 +98,21 @@ def test_summary_shows_intervals_population_and_warns_below_100_users(capsys):
 
     from recflow.cli import print_summary
 
-    ranked = {"recall_at_10": 0.0344, "recall_at_10_ci_low": 0.0144, "recall_at_10_ci_high": 0.0544,
-              "ndcg_at_10": 0.05, "ndcg_at_10_ci_low": 0.04, "ndcg_at_10_ci_high": 0.06, "recall_at_20": 0.06, "recall_at_20_ci_low": 0.03, "recall_at_20_ci_high": 0.09,
-              "n_eval_users": 27, "n_test_users": 74, "n_test_users_no_relevant": 0, "n_cold_test_users": 47}
+    ranked = {
+        "recall_at_10": 0.0344,
+        "recall_at_10_ci_low": 0.0144,
+        "recall_at_10_ci_high": 0.0544,
+        "ndcg_at_10": 0.05,
+        "ndcg_at_10_ci_low": 0.04,
+        "ndcg_at_10_ci_high": 0.06,
+        "recall_at_20": 0.06,
+        "recall_at_20_ci_low": 0.03,
+        "recall_at_20_ci_high": 0.09,
+        "n_eval_users": 27,
+        "n_test_users": 74,
+        "n_test_users_no_relevant": 0,
+        "n_cold_test_users": 47,
+    }
     result = {
         "protocol": "temporal",
         "metrics": {"user_cf": {**ranked, "rmse": 0.95, "n_rated": 10084, "n_rated_cold_users": 4000, "rated_min": 0.5, "rated_max": 5.0}},

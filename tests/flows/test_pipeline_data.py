@@ -64,6 +64,9 @@ def test_a_one_row_dataset_fails_the_run_saying_there_is_nothing_to_evaluate(rec
     data = write_synthetic(tmp_path / "one-row", n_users=5, n_items=5, n_ratings=20, format="ml-25m", seed=1)
     ratings = (data / "ratings.csv").read_text().splitlines()
     (data / "ratings.csv").write_text("\n".join(ratings[:2]) + "\n")  # the header and one rating
-    with pytest.raises(Exception, match=r"nothing to evaluate: the user_random split kept 1 of 1 ratings, 1 users; "
-                                        r"the test part has 0 rows of 0 users; no rating went to the test part"):
+    with pytest.raises(
+        Exception,
+        match=r"nothing to evaluate: the user_random split kept 1 of 1 ratings, 1 users; "
+        r"the test part has 0 rows of 0 users; no rating went to the test part",
+    ):
         run_pipeline(SMOKE, _dataset_overrides(data, "one-row"), root=recflow_home)

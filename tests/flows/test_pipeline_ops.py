@@ -10,8 +10,8 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.sorting import FlowRunSort
 
-from flows.pipeline import run_pipeline
 import tasks.ingest
+from flows.pipeline import run_pipeline
 from recflow.config import DatasetConfig
 from recflow.data import DatasetNotFoundError, DownloadError
 from tasks.operations import exclusive_root

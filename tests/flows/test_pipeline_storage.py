@@ -28,8 +28,7 @@ def tree_bytes(root: Path) -> int:
 
 def project_copy(dest: Path) -> Path:
     for package in ("recflow", "tasks", "flows"):
-        shutil.copytree(REPO / package, dest / package,
-                        ignore=lambda d, names: [n for n in names if not (n.endswith(".py") or (Path(d) / n).is_dir())])
+        shutil.copytree(REPO / package, dest / package, ignore=lambda d, names: [n for n in names if not (n.endswith(".py") or (Path(d) / n).is_dir())])
     return dest
 
 

@@ -18,9 +18,11 @@ pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
 # TensorFlow's C++ and absl lines, CUDA probes, MLflow's migrations and model validation
-NOISE = re.compile(r"absl::InitializeLog|^[IWE]\d{4} |cudart_stub|cuInit|oneDNN|TF_ENABLE_ONEDNN_OPTS|alembic|"
-                   r"mlflow\.store\.db|Creating initial MLflow database|Updating database tables|"
-                   r"Validating input example|INFO mlflow|WARNING mlflow")
+NOISE = re.compile(
+    r"absl::InitializeLog|^[IWE]\d{4} |cudart_stub|cuInit|oneDNN|TF_ENABLE_ONEDNN_OPTS|alembic|"
+    r"mlflow\.store\.db|Creating initial MLflow database|Updating database tables|"
+    r"Validating input example|INFO mlflow|WARNING mlflow"
+)
 
 
 @pytest.fixture(scope="module")
@@ -30,8 +32,7 @@ def smoke_run(tmp_path_factory):
     home = tmp_path_factory.mktemp("quiet") / "artifacts"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RECFLOW_", "MLFLOW_", "PREFECT_API"))}
     env.update(RECFLOW_HOME=str(home), PYTHONPATH=str(REPO), PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="180")
-    command = [sys.executable, "-m", "recflow.cli", "run", "--config", "configs/smoke.yaml",
-               "--set", "models=[{name: popular}, {name: two_tower, epochs: 1}]"]
+    command = [sys.executable, "-m", "recflow.cli", "run", "--config", "configs/smoke.yaml", "--set", "models=[{name: popular}, {name: two_tower, epochs: 1}]"]
     proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines: list[tuple[float, str, str]] = []
 

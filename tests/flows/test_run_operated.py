@@ -32,8 +32,15 @@ def start_run(home: Path, prefect_home: Path, *args: str) -> subprocess.Popen:
         "PREFECT_LOGGING_LEVEL": "INFO",  # the test watches the task runs finish
         "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "300",  # a busy test machine
     }
-    return subprocess.Popen([sys.executable, "-m", "recflow.cli", "run", "-c", SMOKE, *args], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "recflow.cli", "run", "-c", SMOKE, *args],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def read_until(proc: subprocess.Popen, needle: str, timeout: float = 300) -> list[str]:
@@ -79,8 +86,9 @@ def held_root(tmp_path):
     """The root held by another process for the whole test."""
     home = tmp_path / "artifacts"
     code = "import sys\nfrom recflow.rootlock import RootLock\nRootLock(sys.argv[1]).acquire()\nprint('held', flush=True)\nsys.stdin.readline()"
-    holder = subprocess.Popen([sys.executable, "-c", code, str(home)], env={**os.environ, "PYTHONPATH": str(REPO)},
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", code, str(home)], env={**os.environ, "PYTHONPATH": str(REPO)}, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     assert holder.stdout.readline() == "held\n"
     yield home, holder
     holder.kill()
@@ -109,7 +117,8 @@ def test_ctrl_c_while_a_model_trains_stops_the_run_within_seconds_and_frees_the_
     assert elapsed < 5
     assert run.returncode == 130
     assert [line for line in after if line.startswith("interrupted:")] == [
-        f"interrupted: run stopped, it holds no lock on {home} (finished stages stay cached)"]
+        f"interrupted: run stopped, it holds no lock on {home} (finished stages stay cached)"
+    ]
     assert after[-1].startswith("interrupted:")
     assert group_is_gone(run.pid)
     lock = RootLock(home)

@@ -166,7 +166,8 @@ def test_the_evaluate_stage_keeps_each_users_values_and_mlflow_their_interval(se
         assert metrics["recall_at_10_ci_low"] <= metrics["recall_at_10"] <= metrics["recall_at_10_ci_high"]
         logged = MlflowClient().get_run(entry["run_id"]).data.metrics
         assert {k: logged[k] for k in ("recall_at_10_ci_low", "recall_at_10_ci_high", "n_eval_users", "n_test_users")} == {
-            k: float(metrics[k]) for k in ("recall_at_10_ci_low", "recall_at_10_ci_high", "n_eval_users", "n_test_users")}
+            k: float(metrics[k]) for k in ("recall_at_10_ci_low", "recall_at_10_ci_high", "n_eval_users", "n_test_users")
+        }
 
 
 def _per_user(home: Path, record: dict, model: str, values, name: str) -> None:
@@ -221,8 +222,9 @@ def test_the_alias_moves_only_to_a_model_significantly_better_than_the_champion(
         record["models"][best]["per_user"] = "test-per-user/gone.parquet"
         gone = register_champion(record, home)
         assert (gone["moved"], gone["champion_version"]) == (False, 3)
-        assert gone["reason"].startswith(f"cannot test: this run's per-user values are missing ({home / 'test-per-user/gone.parquet'}); "
-                                         "the alias stays on champion v3")
+        assert gone["reason"].startswith(
+            f"cannot test: this run's per-user values are missing ({home / 'test-per-user/gone.parquet'}); the alias stays on champion v3"
+        )
         # the champion's stage file gone: the copy logged to its model run still serves the test
         (home / "test-per-user" / "better.parquet").unlink()
         record["models"][best]["per_user"] = real
@@ -246,8 +248,7 @@ def test_a_champion_without_per_user_values_keeps_the_alias(served):
         _per_user(home, record, other, 1.0, "all-hits")
         kept = register_champion(record, home)
         assert (kept["moved"], kept["champion_version"]) == (False, 1)
-        assert kept["reason"].startswith("cannot test: champion v1 has no per-user values (registered before they were kept); "
-                                         "the alias stays on champion v1")
+        assert kept["reason"].startswith("cannot test: champion v1 has no per-user values (registered before they were kept); the alias stays on champion v1")
     finally:
         (home / "serving" / "champions" / "recflow-untested.json").unlink(missing_ok=True)
 

@@ -36,8 +36,7 @@ def two_taste_groups() -> tuple[Interactions, np.ndarray]:
         items += chosen
         held_out.append(group[u % 5])
     n = len(users)
-    train = Interactions(np.asarray(users, np.int32), np.asarray(items, np.int32), np.ones(n, np.float32),
-                         np.zeros(n, np.int64), np.arange(20), np.arange(10))
+    train = Interactions(np.asarray(users, np.int32), np.asarray(items, np.int32), np.ones(n, np.float32), np.zeros(n, np.int64), np.arange(20), np.arange(10))
     return train, np.asarray(held_out)
 
 

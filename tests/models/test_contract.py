@@ -89,7 +89,7 @@ def test_recommend_masks_seen_items_and_pads_with_minus_one(fitted):
         real = items[u][items[u] >= 0]
         assert not set(real.tolist()) & set(seen[u].indices.tolist()), f"user {u} got a seen item"
         assert len(real) <= N_ITEMS - seen[u].nnz
-        assert (items[u][len(real):] == -1).all() and np.isneginf(scores[u][len(real):]).all()  # padding at the tail
+        assert (items[u][len(real) :] == -1).all() and np.isneginf(scores[u][len(real) :]).all()  # padding at the tail
         assert np.all(np.diff(scores[u][: len(real)]) <= 0)  # best first
     assert (items >= 0).sum(axis=1).max() > 0
 
@@ -170,7 +170,7 @@ def test_similar_items_excludes_the_query_and_pads_with_minus_one(fitted):
         for q in range(N_ITEMS):
             real = items[q][items[q] >= 0]
             assert q not in real and len(set(real.tolist())) == len(real)
-            assert (items[q][len(real):] == -1).all() and np.all(np.diff(scores[q][: len(real)]) <= 1e-6)
+            assert (items[q][len(real) :] == -1).all() and np.all(np.diff(scores[q][: len(real)]) <= 1e-6)
         single, _ = fitted.similar_items(3, 4, space)
         np.testing.assert_array_equal(single, items[3][:4])
 

@@ -30,8 +30,12 @@ def two_clusters(seed: int = 0) -> Interactions:
     r += [5, 2, 2] + [1] * 10
     n = len(u)
     return Interactions(
-        np.array(u, np.int32), np.array(i, np.int32), np.array(r, np.float32), rng.integers(0, 1000, n).astype(np.int64),
-        np.arange(62), np.arange(N_ITEMS),
+        np.array(u, np.int32),
+        np.array(i, np.int32),
+        np.array(r, np.float32),
+        rng.integers(0, 1000, n).astype(np.int64),
+        np.arange(62),
+        np.arange(N_ITEMS),
     )
 
 

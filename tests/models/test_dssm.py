@@ -33,24 +33,36 @@ def ratings(seed: int = 0) -> tuple[Interactions, Interactions]:
     out = []
     for name in ("train", "valid"):
         u, i, r = parts[name]
-        out.append(Interactions(np.array(u, np.int32), np.array(i, np.int32), np.array(r, np.float32),
-                                np.zeros(len(u), np.int64), np.arange(1, N_USERS + 1), np.arange(1, N_ITEMS + 1)))
+        out.append(
+            Interactions(
+                np.array(u, np.int32),
+                np.array(i, np.int32),
+                np.array(r, np.float32),
+                np.zeros(len(u), np.int64),
+                np.arange(1, N_USERS + 1),
+                np.arange(1, N_ITEMS + 1),
+            )
+        )
     return out[0], out[1]
 
 
 def side_tables() -> tuple[pd.DataFrame, pd.DataFrame]:
-    users = pd.DataFrame({
-        "user_id": np.arange(1, N_USERS + 1),
-        "gender": pd.Series(["F"] * 15 + ["M"] * 15, dtype="str"),
-        "age": np.tile([18, 25, 35], 10),
-        "occupation": np.arange(N_USERS) % 4,
-        "zip_code": pd.Series(["00000"] * N_USERS, dtype="str"),
-    })
-    items = pd.DataFrame({
-        "item_id": np.arange(1, N_ITEMS + 2),  # one item outside the index
-        "title": [f"m{j}" for j in range(N_ITEMS + 1)],
-        "genres": [["Drama", "Romance"] if j < 10 else ["Action"] for j in range(N_ITEMS)] + [["(no genres listed)"]],
-    })
+    users = pd.DataFrame(
+        {
+            "user_id": np.arange(1, N_USERS + 1),
+            "gender": pd.Series(["F"] * 15 + ["M"] * 15, dtype="str"),
+            "age": np.tile([18, 25, 35], 10),
+            "occupation": np.arange(N_USERS) % 4,
+            "zip_code": pd.Series(["00000"] * N_USERS, dtype="str"),
+        }
+    )
+    items = pd.DataFrame(
+        {
+            "item_id": np.arange(1, N_ITEMS + 2),  # one item outside the index
+            "title": [f"m{j}" for j in range(N_ITEMS + 1)],
+            "genres": [["Drama", "Romance"] if j < 10 else ["Action"] for j in range(N_ITEMS)] + [["(no genres listed)"]],
+        }
+    )
     return users, items
 
 
@@ -87,8 +99,9 @@ def test_shapes_range_and_rmse(model, data):
     assert np.isfinite(res["rmse"]) and res["n_rated"] == len(valid)
     scores = model.score(np.array([0, 1]))
     assert scores.shape == (2, N_ITEMS)
-    np.testing.assert_allclose(scores[1, valid.item_idx[valid.user_idx == 1]],
-                               model.predict(valid.user_idx[valid.user_idx == 1], valid.item_idx[valid.user_idx == 1]), rtol=1e-5)
+    np.testing.assert_allclose(
+        scores[1, valid.item_idx[valid.user_idx == 1]], model.predict(valid.user_idx[valid.user_idx == 1], valid.item_idx[valid.user_idx == 1]), rtol=1e-5
+    )
     assert all(np.isfinite(h["loss"]) for h in model.history_)
     with pytest.raises(IndexError):
         model.predict(np.array([N_USERS]), np.array([0]))
@@ -97,8 +110,7 @@ def test_shapes_range_and_rmse(model, data):
 def test_an_unknown_index_stands_for_the_mean_tower_output(model):
     """The contract's rule: -1 is unknown and gets the model's fallback (dssm used to raise)."""
     mean_user, mean_item = model.user_embeddings().mean(axis=0), model.item_embeddings().mean(axis=0)
-    expected = model._rating(np.array([mean_user @ model.item_embeddings_[3], model.user_embeddings_[2] @ mean_item,
-                                       mean_user @ mean_item], dtype=np.float32))
+    expected = model._rating(np.array([mean_user @ model.item_embeddings_[3], model.user_embeddings_[2] @ mean_item, mean_user @ mean_item], dtype=np.float32))
     np.testing.assert_allclose(model.predict([-1, 2, -1], [3, -1, -1]), expected, rtol=1e-6)
     np.testing.assert_array_equal(model.predict([-1, 2], [3, 4])[1:], model.predict([2], [4]))
 

@@ -10,34 +10,51 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from recflow.genres import genre_overlap_at_k
 from recflow.interactions import Interactions
 from recflow.models.base import NotFittedError
 from recflow.models.context import FitContext
-from recflow.genres import genre_overlap_at_k
-from recflow.numeric import cosine_neighbours
 from recflow.models.hybrid import (
     HybridRecommender,
     canonical_title,
     item_texts,
     text_features,
 )
+from recflow.numeric import cosine_neighbours
 
 # items 0-11: family animation, 12-23: horror; 24: in the index but not in the items table;
 # 25: in the items table, rated only in valid (no train interactions: no CF vector)
 FAMILY = [
-    "Toy Story (1995)", "Toy Story 2 (1999)", "Lion King, The (1994)", "Aladdin (1992)", "Babe (1995)",
-    "Jumanji (1995)", "Mulan (1998)", "Hercules (1997)", "Pinocchio (1940)", "Dumbo (1941)",
-    "Bambi (1942)", "Cinderella (1950)",
+    "Toy Story (1995)",
+    "Toy Story 2 (1999)",
+    "Lion King, The (1994)",
+    "Aladdin (1992)",
+    "Babe (1995)",
+    "Jumanji (1995)",
+    "Mulan (1998)",
+    "Hercules (1997)",
+    "Pinocchio (1940)",
+    "Dumbo (1941)",
+    "Bambi (1942)",
+    "Cinderella (1950)",
 ]
 HORROR = [
-    "Scream (1996)", "Scream 2 (1997)", "Shining, The (1980)", "Halloween (1978)", "Alien (1979)",
-    "Psycho (1960)", "Exorcist, The (1973)", "Carrie (1976)", "Omen, The (1976)", "Ring, The (2002)",
-    "Saw (2004)", "Candyman (1992)",
+    "Scream (1996)",
+    "Scream 2 (1997)",
+    "Shining, The (1980)",
+    "Halloween (1978)",
+    "Alien (1979)",
+    "Psycho (1960)",
+    "Exorcist, The (1973)",
+    "Carrie (1976)",
+    "Omen, The (1976)",
+    "Ring, The (2002)",
+    "Saw (2004)",
+    "Candyman (1992)",
 ]
 N_ITEMS = 26
 N_USERS = 40
-PARAMS = dict(dim=8, text_components=4, min_df=1, hidden=[16], batch_size=64, epochs=2, lr=0.01,
-              genre_overlap_queries=None, threads=1)
+PARAMS = dict(dim=8, text_components=4, min_df=1, hidden=[16], batch_size=64, epochs=2, lr=0.01, genre_overlap_queries=None, threads=1)
 
 
 def catalogue() -> pd.DataFrame:
@@ -46,8 +63,7 @@ def catalogue() -> pd.DataFrame:
     genres[4] = ["Children", "Comedy"]  # Babe
     genres[16] = ["Horror", "Sci-Fi"]  # Alien
     ids = [i for i in range(N_ITEMS) if i != 24]  # raw id == index here; 24 has no items row
-    return pd.DataFrame({"item_id": ids, "title": titles, "year": [1990] * 25,
-                         "genres": [list(g) for g in genres]})
+    return pd.DataFrame({"item_id": ids, "title": titles, "year": [1990] * 25, "genres": [list(g) for g in genres]})
 
 
 def interactions(seed: int = 0) -> tuple[Interactions, Interactions]:
@@ -76,21 +92,24 @@ def interactions(seed: int = 0) -> tuple[Interactions, Interactions]:
 
     def inter(uu, ii, rr):
         n = len(uu)
-        return Interactions(np.array(uu, np.int32), np.array(ii, np.int32), np.array(rr, np.float32),
-                            np.zeros(n, np.int64), ids_u, ids_i)
+        return Interactions(np.array(uu, np.int32), np.array(ii, np.int32), np.array(rr, np.float32), np.zeros(n, np.int64), ids_u, ids_i)
 
     return inter(u, i, r), inter(vu, vi, [5.0] * len(vu))
 
 
 def context(valid: Interactions | None = None, **kw) -> FitContext:
-    tags = pd.DataFrame({"user_id": [1, 2, 3], "item_id": [0, 1, 12], "tag": ["Pixar", "pixar", "slasher"],
-                         "timestamp": [0, 0, 0]})
-    tmdb = pd.DataFrame({"item_id": [0, 14], "overview": ["Toys come to life when Andy leaves the room.",
-                                                          "A family caretakes a haunted hotel in winter."],
-                         "keywords": [["toy", "friendship"], ["hotel", "ghost"]]})
+    tags = pd.DataFrame({"user_id": [1, 2, 3], "item_id": [0, 1, 12], "tag": ["Pixar", "pixar", "slasher"], "timestamp": [0, 0, 0]})
+    tmdb = pd.DataFrame(
+        {
+            "item_id": [0, 14],
+            "overview": ["Toys come to life when Andy leaves the room.", "A family caretakes a haunted hotel in winter."],
+            "keywords": [["toy", "friendship"], ["hotel", "ghost"]],
+        }
+    )
     ids = catalogue()["item_id"].to_numpy()  # 24 has no row here either
-    item_features = pd.DataFrame({"item_id": ids, "mean_rating": np.linspace(3, 4, len(ids)),
-                                  "rating_count": np.arange(len(ids)) * 10, "genre_horror": np.zeros(len(ids), np.int8)})
+    item_features = pd.DataFrame(
+        {"item_id": ids, "mean_rating": np.linspace(3, 4, len(ids)), "rating_count": np.arange(len(ids)) * 10, "genre_horror": np.zeros(len(ids), np.int8)}
+    )
     return FitContext(valid=valid, items=catalogue(), tags=tags, tmdb=tmdb, item_features=item_features, **kw)
 
 
@@ -126,8 +145,7 @@ def test_shapes_vectors_and_scores(model, data):
     assert scores.shape == (3, N_ITEMS) and scores.dtype == np.float32
     np.testing.assert_allclose(scores, model.user_vectors_[[0, 5, 39]] @ model.item_embeddings("hybrid").T, rtol=1e-6)
     assert model.positive_rule_ == "threshold"
-    assert set(model.genre_overlap_) == {f"genre_{m}_at_10_{mode}" for m in ("overlap", "jaccard")
-                                         for mode in ("content", "cf", "hybrid")}
+    assert set(model.genre_overlap_) == {f"genre_{m}_at_10_{mode}" for m in ("overlap", "jaccard") for mode in ("content", "cf", "hybrid")}
     assert all(0 <= v <= 1 for v in model.genre_overlap_.values())
 
 
@@ -145,8 +163,7 @@ def test_recommend_excludes_seen(model, data):
 def test_history_and_epoch_callback(data):
     train, valid = data
     calls = []
-    m = HybridRecommender(**{**PARAMS, "epochs": 3, "patience": 5}).fit(
-        train, context(valid, on_epoch_end=lambda e, d: calls.append((e, d))))
+    m = HybridRecommender(**{**PARAMS, "epochs": 3, "patience": 5}).fit(train, context(valid, on_epoch_end=lambda e, d: calls.append((e, d))))
     assert [h["epoch"] for h in m.history_] == [1, 2, 3] == [c[0] for c in calls]
     for h in m.history_:
         assert {"loss", "softmax_loss", "alignment_loss", "valid_recall_at_10", "seconds"} <= set(h)
@@ -257,13 +274,15 @@ def test_content_neighbours_follow_genres(model):
 def test_genre_overlap_hand_checked():
     # 5 items on a plane; cosine neighbours are known exactly
     vectors = np.array([[1, 0], [0.9, 0.1], [0.8, 0.3], [0, 1], [-1, 0]], np.float32)
-    genres = np.array([
-        [1, 1, 0],  # 0: A B
-        [1, 0, 0],  # 1: A
-        [0, 0, 1],  # 2: C
-        [0, 1, 1],  # 3: B C
-        [0, 0, 0],  # 4: no genre (never a query)
-    ])
+    genres = np.array(
+        [
+            [1, 1, 0],  # 0: A B
+            [1, 0, 0],  # 1: A
+            [0, 0, 1],  # 2: C
+            [0, 1, 1],  # 3: B C
+            [0, 0, 0],  # 4: no genre (never a query)
+        ]
+    )
     nb, _ = cosine_neighbours(vectors, np.arange(5), 2)
     assert nb.tolist() == [[1, 2], [0, 2], [1, 0], [2, 1], [3, 2]]
     out = genre_overlap_at_k(vectors, genres, k=2)
@@ -298,8 +317,7 @@ def test_text_helpers():
 
 def test_positive_rule_and_missing_side_data(data):
     train, _ = data
-    implicit = Interactions(train.user_idx, train.item_idx, np.ones(len(train), np.float32), train.timestamps,
-                            train.user_ids, train.item_ids)
+    implicit = Interactions(train.user_idx, train.item_idx, np.ones(len(train), np.float32), train.timestamps, train.user_ids, train.item_ids)
     m = HybridRecommender(**{**PARAMS, "epochs": 1}).fit(implicit)  # no context: content is empty
     assert m.positive_rule_ == "all"
     assert not m.valid_["content"].any() and m.content_dims_ == {"text": 0, "genres": 0, "numeric": 0}

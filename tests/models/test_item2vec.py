@@ -35,8 +35,12 @@ def two_clusters(seed: int = 0) -> Interactions:
     r += [5, 2, 2] + [1] * 10
     n = len(u)
     return Interactions(
-        np.array(u, np.int32), np.array(i, np.int32), np.array(r, np.float32), rng.integers(0, 1000, n).astype(np.int64),
-        np.arange(62), np.arange(N_ITEMS),
+        np.array(u, np.int32),
+        np.array(i, np.int32),
+        np.array(r, np.float32),
+        rng.integers(0, 1000, n).astype(np.int64),
+        np.arange(62),
+        np.arange(N_ITEMS),
     )
 
 
@@ -152,9 +156,7 @@ def test_uses_precomputed_sequences_when_they_match(train, tmp_path):
 
 def test_loss_history_and_epoch_callback(train):
     calls = []
-    m = Item2VecRecommender(**{**PARAMS, "epochs": 3, "compute_loss": True}).fit(
-        train, FitContext(on_epoch_end=lambda e, d: calls.append((e, d)))
-    )
+    m = Item2VecRecommender(**{**PARAMS, "epochs": 3, "compute_loss": True}).fit(train, FitContext(on_epoch_end=lambda e, d: calls.append((e, d))))
     assert [h["epoch"] for h in m.history_] == [1, 2, 3]
     assert all(h["loss"] > 0 for h in m.history_)
     assert [c[0] for c in calls] == [1, 2, 3] and calls[0][1] == {"loss": m.history_[0]["loss"]}

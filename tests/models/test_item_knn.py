@@ -25,9 +25,14 @@ TINY = interactions([0, 0, 1, 1, 1, 2], [0, 1, 0, 1, 2, 2], 3, 3)
 
 def test_all_neighbours_scores_are_sums_of_cosines_of_the_users_items():
     m = ItemKNNRecommender(k=2).fit(TINY)
-    np.testing.assert_allclose(m.score(np.arange(3)), [[1.0, 1.0, 1.0],    # 0+1 | 1+0 | 0.5+0.5
-                                                       [1.5, 1.5, 1.0],    # 0+1+0.5 | 1+0+0.5 | 0.5+0.5+0
-                                                       [0.5, 0.5, 0.0]])   # its item 2 votes 1/2 for 0 and 1
+    np.testing.assert_allclose(
+        m.score(np.arange(3)),
+        [
+            [1.0, 1.0, 1.0],  # 0+1 | 1+0 | 0.5+0.5
+            [1.5, 1.5, 1.0],  # 0+1+0.5 | 1+0+0.5 | 0.5+0.5+0
+            [0.5, 0.5, 0.0],
+        ],
+    )  # its item 2 votes 1/2 for 0 and 1
 
 
 def test_k_keeps_each_items_nearest_neighbours_only_ties_to_the_lower_index():

@@ -114,9 +114,7 @@ def test_unknown_index_falls_back_to_biases_and_global_mean():
     m = BiasedMFRecommender(**EXACT, clip=False).fit(LOW_RANK)
     mu, bu, bi = m.global_mean_, m.user_bias_, m.item_bias_
     pred = m.predict([-1, 2, -1, 2], [3, -1, -1, 3])
-    np.testing.assert_allclose(
-        pred, [mu + bi[3], mu + bu[2], mu, mu + bu[2] + bi[3] + m.user_factors_[2] @ m.item_factors_[3]], rtol=1e-12
-    )
+    np.testing.assert_allclose(pred, [mu + bi[3], mu + bu[2], mu, mu + bu[2] + bi[3] + m.user_factors_[2] @ m.item_factors_[3]], rtol=1e-12)
     with pytest.raises(IndexError):
         m.predict([6], [0])
     with pytest.raises(IndexError):
@@ -173,9 +171,7 @@ def test_on_epoch_end_is_called_once_per_epoch():
     ctx = FitContext(valid=valid, on_epoch_end=lambda epoch, metrics: calls.append((epoch, metrics)))
     m = BiasedMFRecommender(**OVERFIT).fit(train, ctx)
     assert [e for e, _ in calls] == list(range(1, len(m.history_) + 1))
-    assert [metrics for _, metrics in calls] == [
-        {"train_rmse": h["train_rmse"], "valid_rmse": h["valid_rmse"]} for h in m.history_
-    ]
+    assert [metrics for _, metrics in calls] == [{"train_rmse": h["train_rmse"], "valid_rmse": h["valid_rmse"]} for h in m.history_]
 
 
 def test_unfitted_model_raises():
@@ -185,9 +181,7 @@ def test_unfitted_model_raises():
             call()
 
 
-@pytest.mark.parametrize(
-    "params", [{"factors": 0}, {"epochs": 0}, {"reg": 0.0}, {"reg": -1.0}, {"reg_bias": -0.1}], ids=str
-)
+@pytest.mark.parametrize("params", [{"factors": 0}, {"epochs": 0}, {"reg": 0.0}, {"reg": -1.0}, {"reg_bias": -0.1}], ids=str)
 def test_invalid_hyperparameters_are_refused(params):
     with pytest.raises(ValueError):
         BiasedMFRecommender(**params).fit(LOW_RANK)

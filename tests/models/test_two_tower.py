@@ -37,8 +37,9 @@ def two_clusters(seed: int = 0) -> tuple[Interactions, Interactions]:
     out = []
     for part in ("train", "valid"):
         u, i = (np.array(x, np.int32) for x in rows[part])
-        out.append(Interactions(u, i, np.full(len(u), 4.0, np.float32), np.zeros(len(u), np.int64),
-                                np.arange(100, 100 + N_USERS), np.arange(1000, 1000 + N_ITEMS)))
+        out.append(
+            Interactions(u, i, np.full(len(u), 4.0, np.float32), np.zeros(len(u), np.int64), np.arange(100, 100 + N_USERS), np.arange(1000, 1000 + N_ITEMS))
+        )
     return out[0], out[1]
 
 
@@ -46,22 +47,26 @@ def raw_features() -> tuple[pd.DataFrame, pd.DataFrame]:
     """Feature tables on raw scales (the notebook's NaN-loss trigger): years ~1995, counts ~2000,
     a nullable year with a missing value, a string column, and an unknown id."""
     rng = np.random.default_rng(1)
-    users = pd.DataFrame({
-        "user_id": np.r_[np.arange(100, 100 + N_USERS), 999],
-        "rating_count": rng.integers(1500, 2500, N_USERS + 1),
-        "mean_rating": rng.uniform(1, 5, N_USERS + 1),
-        "activity_level": pd.Series(["super"] * (N_USERS + 1), dtype="str"),
-    })
+    users = pd.DataFrame(
+        {
+            "user_id": np.r_[np.arange(100, 100 + N_USERS), 999],
+            "rating_count": rng.integers(1500, 2500, N_USERS + 1),
+            "mean_rating": rng.uniform(1, 5, N_USERS + 1),
+            "activity_level": pd.Series(["super"] * (N_USERS + 1), dtype="str"),
+        }
+    )
     years = pd.array(rng.integers(1930, 2000, N_ITEMS), dtype="Int16")
     years[3] = pd.NA
-    items = pd.DataFrame({
-        "item_id": np.arange(1000, 1000 + N_ITEMS),
-        "year": years,
-        "rating_count": rng.integers(0, 3000, N_ITEMS),
-        "has_train_ratings": np.ones(N_ITEMS, bool),
-        "constant": np.full(N_ITEMS, 7.0),
-        "popularity": pd.Series(["popular"] * N_ITEMS, dtype="str"),
-    })
+    items = pd.DataFrame(
+        {
+            "item_id": np.arange(1000, 1000 + N_ITEMS),
+            "year": years,
+            "rating_count": rng.integers(0, 3000, N_ITEMS),
+            "has_train_ratings": np.ones(N_ITEMS, bool),
+            "constant": np.full(N_ITEMS, 7.0),
+            "popularity": pd.Series(["popular"] * N_ITEMS, dtype="str"),
+        }
+    )
     return users, items
 
 
@@ -136,8 +141,12 @@ def test_not_fitted_and_bad_params(data):
 def test_early_stopping_restores_the_best_epoch_and_reports(data, context):
     train, valid = data
     calls = []
-    ctx = FitContext(valid=valid, user_features=context.user_features, item_features=context.item_features,
-                     on_epoch_end=lambda epoch, metrics: calls.append((epoch, metrics)))
+    ctx = FitContext(
+        valid=valid,
+        user_features=context.user_features,
+        item_features=context.item_features,
+        on_epoch_end=lambda epoch, metrics: calls.append((epoch, metrics)),
+    )
     # (the raw features here are noise: without them the clusters are learnt within ~10 epochs)
     m = TwoTowerRecommender(**{**FAST, "epochs": 20, "patience": 4, "use_features": False}).fit(train, ctx)
     recalls = [h["valid_recall_at_10"] for h in m.history_]
@@ -186,10 +195,13 @@ def test_jit_compiled_step_and_no_features(data):
 
 def test_bpr_takes_matching_triplets(data, tmp_path):
     train = data[0]
-    triplets = pd.DataFrame({
-        "user_idx": train.user_idx[:50], "pos_idx": train.item_idx[:50],
-        "neg_idx": (train.item_idx[:50] + 12) % N_ITEMS,
-    })
+    triplets = pd.DataFrame(
+        {
+            "user_idx": train.user_idx[:50],
+            "pos_idx": train.item_idx[:50],
+            "neg_idx": (train.item_idx[:50] + 12) % N_ITEMS,
+        }
+    )
     F.write_samples(tmp_path, train=train, triplets=triplets)
     m = TwoTowerRecommender(**{**FAST, "loss": "bpr"}).fit(train, FitContext(samples=tmp_path))
     assert m.n_examples_ == 50
@@ -238,7 +250,7 @@ def test_load_for_retrieval_needs_no_tensorflow(model, tmp_path):
         from recflow.models.two_tower import TwoTowerRecommender
         m = TwoTowerRecommender.load({str(path)!r})
         recs, _ = m.recommend(np.arange({N_USERS}), k=5)
-        assert (recs == np.load({str(tmp_path / 'expected.npy')!r})).all()
+        assert (recs == np.load({str(tmp_path / "expected.npy")!r})).all()
         assert "tensorflow" not in sys.modules and "keras" not in sys.modules, "TF was imported"
     """)
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

@@ -95,8 +95,7 @@ def server_env(servers, **extra: str) -> dict[str, str]:
 
 
 def prefect_api(servers, path: str, body: dict) -> list[dict]:
-    request = urllib.request.Request(servers.urls["prefect_api_url"] + path, data=json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(servers.urls["prefect_api_url"] + path, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=30) as response:
         return json.load(response)
 
@@ -117,8 +116,14 @@ def smoke_run(live_servers):
     """``recflow run --config configs/smoke.yaml`` against the live servers; what it made, read back from both."""
     from mlflow import MlflowClient
 
-    done = subprocess.run([str(Path(sys.executable).parent / "recflow"), "run", "--config", "configs/smoke.yaml"],
-                          cwd=REPO, env=server_env(live_servers), capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "recflow"), "run", "--config", "configs/smoke.yaml"],
+        cwd=REPO,
+        env=server_env(live_servers),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     flow_run = prefect_api(live_servers, "/flow_runs/filter", {"sort": "START_TIME_DESC", "limit": 1})[0]
     task_runs = prefect_api(live_servers, "/task_runs/filter", {"flow_runs": {"id": {"any_": [flow_run["id"]]}}, "limit": 100})

@@ -56,23 +56,33 @@ def test_prefect_flow_run_page_shows_the_run_and_its_tasks(browser, live_servers
     browser.save_screenshot(str(screenshots / "prefect-flow-run.png"))
 
     click_text(browser, "Task Runs")
-    names = ["locate[synthetic-smoke]", "ingest[synthetic-smoke]", "split[user_random]", "features", "train[popular]", "train[bias]", "evaluate[popular]", "evaluate[bias]",
-             "track[mlflow]", "report", "catalogue", "champion"]  # the tail (MLflow, run report, catalogue, champion) is tasks too
+    names = [
+        "locate[synthetic-smoke]",
+        "ingest[synthetic-smoke]",
+        "split[user_random]",
+        "features",
+        "train[popular]",
+        "train[bias]",
+        "evaluate[popular]",
+        "evaluate[bias]",
+        "track[mlflow]",
+        "report",
+        "catalogue",
+        "champion",
+    ]  # the tail (MLflow, run report, catalogue, champion) is tasks too
     text = wait_for_text(browser, *names)
     assert "dataset:synthetic-smoke" in text
     browser.save_screenshot(str(screenshots / "prefect-task-runs.png"))
 
 
 def test_prefect_artifact_page_shows_every_models_metrics(browser, live_servers, smoke_run, screenshots, api):
-    artifact = api("/artifacts/filter", {
-        "artifacts": {"key": {"any_": ["recflow-synthetic-smoke-metrics"]}}, "sort": "CREATED_DESC", "limit": 1})[0]
+    artifact = api("/artifacts/filter", {"artifacts": {"key": {"any_": ["recflow-synthetic-smoke-metrics"]}}, "sort": "CREATED_DESC", "limit": 1})[0]
     assert artifact["flow_run_id"] == smoke_run["flow_run"]["id"]
     rows = {row["model"]: row for row in json.loads(artifact["data"])}
     browser.get(f"{live_servers.urls['prefect_url']}/artifacts/artifact/{artifact['id']}")
     expected = [str(rows["bias"]["recall_at_10"]), str(rows["popular"]["recall_at_10"]), str(rows["bias"]["rmse"])]
     wait_for_text(browser, "recflow-synthetic-smoke-metrics", "popular", "bias", *expected)
     browser.save_screenshot(str(screenshots / "prefect-metrics-artifact.png"))
-
 
 
 _SCROLLED_INTO_VIEW = """
@@ -86,9 +96,9 @@ const b = box ? box.getBoundingClientRect() : {left: 0, right: innerWidth};
 return r.left >= Math.max(0, b.left) && r.right <= Math.min(innerWidth, b.right) && r.top >= 0 && r.bottom <= innerHeight;
 """
 
+
 def test_prefect_metrics_artifact_shows_each_metrics_confidence_interval(browser, live_servers, smoke_run, screenshots, api):
-    artifact = api("/artifacts/filter", {
-        "artifacts": {"key": {"any_": ["recflow-synthetic-smoke-metrics"]}}, "sort": "CREATED_DESC", "limit": 1})[0]
+    artifact = api("/artifacts/filter", {"artifacts": {"key": {"any_": ["recflow-synthetic-smoke-metrics"]}}, "sort": "CREATED_DESC", "limit": 1})[0]
     bias = next(row for row in json.loads(artifact["data"]) if row["model"] == "bias")
     assert bias["recall_at_10_ci"].startswith("[")
     browser.get(f"{live_servers.urls['prefect_url']}/artifacts/artifact/{artifact['id']}")
@@ -99,17 +109,22 @@ def test_prefect_metrics_artifact_shows_each_metrics_confidence_interval(browser
 
 
 def test_prefect_trend_artifact_shows_each_models_metric_and_interval_per_run(browser, live_servers, smoke_run, screenshots, api):
-    artifact = api("/artifacts/filter", {
-        "artifacts": {"key": {"any_": ["recflow-synthetic-smoke-trend"]}}, "sort": "CREATED_DESC", "limit": 1})[0]
+    artifact = api("/artifacts/filter", {"artifacts": {"key": {"any_": ["recflow-synthetic-smoke-trend"]}}, "sort": "CREATED_DESC", "limit": 1})[0]
     assert artifact["flow_run_id"] == smoke_run["flow_run"]["id"]
     rows = {row["model"]: row for row in json.loads(artifact["data"])}
     bias = smoke_run["models"]["bias"].data.metrics
     assert rows["bias"]["recall_at_10_ci"] == f"[{bias['recall_at_10_ci_low']:.4f}, {bias['recall_at_10_ci_high']:.4f}]"
     browser.get(f"{live_servers.urls['prefect_url']}/artifacts/artifact/{artifact['id']}")
-    wait_for_text(browser, "recflow-synthetic-smoke-trend", "run_date", "recall_at_10_ci",
-                  rows["bias"]["recall_at_10_ci"], rows["popular"]["recall_at_10_ci"], rows["bias"]["pipeline_run"])
+    wait_for_text(
+        browser,
+        "recflow-synthetic-smoke-trend",
+        "run_date",
+        "recall_at_10_ci",
+        rows["bias"]["recall_at_10_ci"],
+        rows["popular"]["recall_at_10_ci"],
+        rows["bias"]["pipeline_run"],
+    )
     browser.save_screenshot(str(screenshots / "prefect-trend-artifact.png"))
-
 
 
 def test_mlflow_shows_the_trend_plot_logged_by_compare_trend(browser, live_servers, live_env, smoke_run, screenshots):
@@ -121,24 +136,32 @@ def test_mlflow_shows_the_trend_plot_logged_by_compare_trend(browser, live_serve
 
     from tasks.reporting import TRAINING_VIEW
 
-    done = subprocess.run([str(Path(sys.executable).parent / "recflow"), "compare", "--trend", "--log"],
-                          env=live_env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "recflow"), "compare", "--trend", "--log"], env=live_env, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0 and "trend logged to MLflow" in done.stdout, done.stdout + done.stderr
     experiment = smoke_run["experiment"]
     run = MlflowClient(live_servers.urls["mlflow_url"]).search_runs(
-        [experiment.experiment_id], "tags.`recflow.kind` = 'trend'", order_by=["attributes.start_time DESC"], max_results=1)[0]
+        [experiment.experiment_id], "tags.`recflow.kind` = 'trend'", order_by=["attributes.start_time DESC"], max_results=1
+    )[0]
     assert run.info.run_name == "trend recall_at_10"
-    browser.get(f"{live_servers.urls['mlflow_url']}/#/experiments/{experiment.experiment_id}/runs/{run.info.run_id}"
-                f"/artifacts/trend/trend_recall_at_10.png?{TRAINING_VIEW}")
+    browser.get(
+        f"{live_servers.urls['mlflow_url']}/#/experiments/{experiment.experiment_id}/runs/{run.info.run_id}"
+        f"/artifacts/trend/trend_recall_at_10.png?{TRAINING_VIEW}"
+    )
     wait_for_text(browser, "trend recall_at_10", "trend_recall_at_10.png")
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
     # MLflow loads the artifact and shows it as a blob: image
-    WebDriverWait(browser, WAIT_S).until(lambda b: any(
-        i.is_displayed() and (i.get_attribute("src") or "").startswith("blob:") and b.execute_script("return arguments[0].naturalWidth", i) > 0
-        for i in b.find_elements(By.TAG_NAME, "img")))
+    WebDriverWait(browser, WAIT_S).until(
+        lambda b: any(
+            i.is_displayed() and (i.get_attribute("src") or "").startswith("blob:") and b.execute_script("return arguments[0].naturalWidth", i) > 0
+            for i in b.find_elements(By.TAG_NAME, "img")
+        )
+    )
     browser.save_screenshot(str(screenshots / "mlflow-trend-plot.png"))
+
 
 # MLflow's compare tables are virtualised grids: a names grid kept level with a scrolling values
 # grid, each cell absolutely positioned at its row's ``top``. To read a row as a person would: wheel
@@ -217,7 +240,6 @@ def test_mlflow_opens_the_experiment_in_its_model_training_view(browser, live_se
 
 
 def test_run_summary_links_prefect_to_mlflow(live_servers, smoke_run, api):
-    summary = api("/artifacts/filter", {
-        "artifacts": {"key": {"any_": ["recflow-synthetic-smoke-summary"]}}, "sort": "CREATED_DESC", "limit": 1})[0]
+    summary = api("/artifacts/filter", {"artifacts": {"key": {"any_": ["recflow-synthetic-smoke-summary"]}}, "sort": "CREATED_DESC", "limit": 1})[0]
     bias = smoke_run["models"]["bias"]
     assert f"{live_servers.urls['mlflow_url']}/#/experiments/{bias.info.experiment_id}/runs/{bias.info.run_id}" in summary["data"]

@@ -62,8 +62,14 @@ def test_recflow_serve_builds_the_same_schedules_under_names_of_its_own():
 
 
 def test_serving_then_stopping_recflow_serve_leaves_the_deployed_deployments_runnable(deployed, live_env, api):
-    serve = subprocess.Popen([str(Path(sys.executable).parent / "recflow"), "serve", "-d", "default"], cwd=REPO, env=live_env,
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    serve = subprocess.Popen(
+        [str(Path(sys.executable).parent / "recflow"), "serve", "-d", "default"],
+        cwd=REPO,
+        env=live_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 240
         while "default-served" not in {d["name"] for d in api("/deployments/filter", {"limit": 50})}:

@@ -24,11 +24,21 @@ def test_a_run_without_prefect_api_url_shows_in_the_running_recflow_ui(live_serv
     urls = live_servers.urls
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_API", "PREFECT_UI", "MLFLOW_TRACKING"))}
     env.update(RECFLOW_HOME=urls["root"], RECFLOW_PROGRESS="0")
-    done = subprocess.run([str(Path(sys.executable).parent / "recflow"), "run", "--config", "configs/smoke.yaml",
-                           "--set", "dataset.name=history-smoke"], cwd=REPO, env=env, capture_output=True, text=True, timeout=500, check=False)
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "recflow"), "run", "--config", "configs/smoke.yaml", "--set", "dataset.name=history-smoke"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=500,
+        check=False,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    flow_run = next(r for r in api("/flow_runs/filter", {"sort": "START_TIME_DESC", "limit": 20})
-                    if "dataset:history-smoke" in r["tags"] or r["parameters"].get("overrides") == ["dataset.name=history-smoke"])
+    flow_run = next(
+        r
+        for r in api("/flow_runs/filter", {"sort": "START_TIME_DESC", "limit": 20})
+        if "dataset:history-smoke" in r["tags"] or r["parameters"].get("overrides") == ["dataset.name=history-smoke"]
+    )
     assert flow_run["state_type"] == "COMPLETED"
     client = MlflowClient(urls["mlflow_url"])
     experiment = client.get_experiment_by_name("recflow/history-smoke")

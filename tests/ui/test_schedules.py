@@ -52,7 +52,7 @@ def _descendants(pid: int) -> list[int]:
     for proc in Path("/proc").iterdir():
         try:
             if proc.name.isdigit():
-                ppid = int(next(l for l in (proc / "status").read_text().splitlines() if l.startswith("PPid:")).split()[1])
+                ppid = int(next(line for line in (proc / "status").read_text().splitlines() if line.startswith("PPid:")).split()[1])
                 children.setdefault(ppid, []).append(int(proc.name))
         except (OSError, StopIteration):
             continue
@@ -76,9 +76,14 @@ def operated(tmp_path_factory):
     try:
         server.wait_until_up(300)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_API", "PREFECT_UI", "MLFLOW_TRACKING"))}
-        env.update(PREFECT_API_URL=f"{server.url}/api", RECFLOW_HOME=str(root), RECFLOW_PROGRESS="0",
-                   PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_WORKER_QUERY_SECONDS="2",
-                   RECFLOW_ALERT_WEBHOOK_URL=f"http://127.0.0.1:{hook.server_address[1]}/alerts")
+        env.update(
+            PREFECT_API_URL=f"{server.url}/api",
+            RECFLOW_HOME=str(root),
+            RECFLOW_PROGRESS="0",
+            PREFECT_SERVER_ANALYTICS_ENABLED="false",
+            PREFECT_WORKER_QUERY_SECONDS="2",
+            RECFLOW_ALERT_WEBHOOK_URL=f"http://127.0.0.1:{hook.server_address[1]}/alerts",
+        )
 
         def sh(*command: str) -> str:
             done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=500, check=False)
@@ -86,11 +91,29 @@ def operated(tmp_path_factory):
             return done.stdout
 
         deploy_output = sh("make", "-s", "-o", ".venv/.installed", "deploy")  # -o: never reinstall from a test
-        sh(str(BIN / "prefect"), "--no-prompt", "deploy", "flows/pipeline.py:pipeline", "--name", SMOKE, "--pool", "recflow-process",
-           "--interval", "20", "--params", json.dumps({"config_path": "configs/smoke.yaml"}))
+        sh(
+            str(BIN / "prefect"),
+            "--no-prompt",
+            "deploy",
+            "flows/pipeline.py:pipeline",
+            "--name",
+            SMOKE,
+            "--pool",
+            "recflow-process",
+            "--interval",
+            "20",
+            "--params",
+            json.dumps({"config_path": "configs/smoke.yaml"}),
+        )
         with open(root / "worker.log", "ab") as worker_log:
-            worker = subprocess.Popen([str(BIN / "prefect"), "worker", "start", "--pool", "recflow-process"], cwd=REPO, env=env,
-                                      stdout=worker_log, stderr=subprocess.STDOUT, start_new_session=True)
+            worker = subprocess.Popen(
+                [str(BIN / "prefect"), "worker", "start", "--pool", "recflow-process"],
+                cwd=REPO,
+                env=env,
+                stdout=worker_log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         yield {"server": server, "env": env, "root": root, "hook": _Hook.received, "deploy_output": deploy_output}
     finally:
         if worker is not None:
@@ -108,8 +131,12 @@ def operated(tmp_path_factory):
 
 
 def _api(operated, method: str, path: str, body: dict | None = None):
-    request = urllib.request.Request(f"{operated['server'].url}/api{path}", method=method, headers={"Content-Type": "application/json"},
-                                     data=None if body is None else json.dumps(body).encode())
+    request = urllib.request.Request(
+        f"{operated['server'].url}/api{path}",
+        method=method,
+        headers={"Content-Type": "application/json"},
+        data=None if body is None else json.dumps(body).encode(),
+    )
     with urllib.request.urlopen(request, timeout=30) as response:
         text = response.read()
     return json.loads(text) if text else None
@@ -124,8 +151,9 @@ FINAL = ["COMPLETED", "FAILED", "CRASHED", "CANCELLED"]
 
 def _runs_in(operated, deployment_id: str, states: list[str]) -> list[dict]:
     """Filtered by state on the server: the scheduler keeps up to 100 future runs of a 20 s schedule."""
-    return _api(operated, "POST", "/flow_runs/filter", {"flow_runs": {"deployment_id": {"any_": [deployment_id]},
-                                                                      "state": {"type": {"any_": states}}}, "limit": 50})
+    return _api(
+        operated, "POST", "/flow_runs/filter", {"flow_runs": {"deployment_id": {"any_": [deployment_id]}, "state": {"type": {"any_": states}}}, "limit": 50}
+    )
 
 
 def _wait_for_runs(operated, deployment_id: str, states: list[str], timeout: float = 600) -> list[dict]:
@@ -167,7 +195,11 @@ def test_make_deploy_creates_both_alerts_on_the_webhook_block(operated):
     assert set(automations) == {"recflow-run-failed", "recflow-no-completed-run-in-26h"}
     failed, missing = automations["recflow-run-failed"], automations["recflow-no-completed-run-in-26h"]
     assert (failed["trigger"]["posture"], sorted(failed["trigger"]["expect"])) == ("Reactive", ["prefect.flow-run.Crashed", "prefect.flow-run.Failed"])
-    assert (missing["trigger"]["posture"], missing["trigger"]["expect"], missing["trigger"]["within"]) == ("Proactive", ["prefect.flow-run.Completed"], 26 * 3600)
+    assert (missing["trigger"]["posture"], missing["trigger"]["expect"], missing["trigger"]["within"]) == (
+        "Proactive",
+        ["prefect.flow-run.Completed"],
+        26 * 3600,
+    )
     assert missing["trigger"]["for_each"] == ["related:deployment:prefect.resource.id"]
     block = _api(operated, "GET", "/block_types/slug/webhook/block_documents/name/recflow-alerts")
     assert {a["type"] for a in failed["actions"] + missing["actions"]} == {"call-webhook"}
@@ -184,5 +216,10 @@ def test_a_failed_deployment_run_calls_the_alert_webhook(operated):
     except queue.Empty:
         pytest.fail(f"no webhook call; the run is {_api(operated, 'GET', '/flow_runs/' + run['id'])['state']}")
     assert (alert["alert"], alert["deployment"], alert["flow_run"], alert["flow_run_id"], alert["state"]) == (
-        "recflow-run-failed", "default", run["name"], run["id"], "Failed")
+        "recflow-run-failed",
+        "default",
+        run["name"],
+        run["id"],
+        "Failed",
+    )
     assert "no-such-config.yaml" in alert["message"]
