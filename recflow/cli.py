@@ -121,7 +121,7 @@ def print_summary(cfg, result: dict) -> None:
     console.print(f"MLflow: run {t['run_id']} in experiment '{t['experiment']}' at {t['tracking_uri']}")
     if t["tracking_uri"].startswith("sqlite:"):
         console.print(f"  browse: mlflow ui --backend-store-uri {t['tracking_uri']}")
-    from recflow.serving import summary_lines
+    from recflow.serving.champion import summary_lines
 
     for line in summary_lines(result.get("serving") or {}):
         console.print(line, highlight=False)

@@ -33,7 +33,7 @@ def _default_dataset() -> str | None:
 
 def _retriever(dataset: str | None, run: str | None, model: str | None, mode: str | None = None):
     from recflow.retrieval import Retriever
-    from recflow.serving import resolve
+    from recflow.serving.resolve import resolve
 
     sources, info = resolve(dataset=dataset, run=run, model=model, default_dataset=_default_dataset(), mode=mode)
     return Retriever.from_sources(sources, info)
@@ -57,7 +57,7 @@ def _fail(exc: Exception, code: int) -> None:
 def _answer(dataset: str | None, run: str | None, model: str | None, ask, mode: str | None = None):
     """(retriever, ``ask(retriever)``); a query that cannot be answered exits 1, bad input exits 2."""
     from recflow.retrieval import RetrievalError
-    from recflow.serving import ServingNotFound
+    from recflow.serving.records import ServingNotFound
     from recflow.titles import TitleNotFound
 
     try:

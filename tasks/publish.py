@@ -19,7 +19,8 @@ from prefect.cache_policies import NO_CACHE
 
 from recflow.config import RunConfig
 from recflow.outcomes import ModelOutcome
-from recflow.serving import publish_run, register_champion
+from recflow.serving.champion import register_champion
+from recflow.serving.publish import publish_run
 from recflow.store import Artifact, artifacts_root
 from recflow.tracking import delete_model_runs, log_pipeline_run
 from tasks.reporting import publish_run_report

@@ -36,7 +36,7 @@ def train(data: Artifact, split: Artifact, features: Artifact, samples: Artifact
         model.save(out / "model")
         if model.framework_flavour == "keras":
             save_keras_flavor(model.framework_model(), out / KERAS_FLAVOR_DIR)
-        history = list(getattr(model, "history_", []) or [])
+        history = list(model.history_)
         (out / "history.json").write_text(json.dumps(history, default=float))
         loss_curve(history, out / "loss_curve.png", title=params.name)
         # per-epoch throughput without validation; epoch 1 also pays compilation where there is one

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -72,6 +73,8 @@ class Recommender(ABC):
     framework_flavour: ClassVar[str | None] = None
     #: the ``__init__`` parameters ``recflow tune`` searches, with their ranges; {} for none (not tunable)
     search_space: ClassVar[dict[str, Dimension]] = {}
+    #: what ``fit`` recorded per epoch (a dict each: ``loss`` ..., ``examples_per_second`` where measured); () without epochs
+    history_: Sequence[dict[str, Any]] = ()
 
     _seen: sp.csr_matrix | None = None
 

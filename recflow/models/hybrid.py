@@ -90,11 +90,11 @@ import pandas as pd
 from recflow.genres import genre_overlap_at_k
 from recflow.interactions import Interactions
 from recflow.models.context import FitContext
-from recflow.models.hybrid_content import align_items, content_features, item_texts, text_features  # noqa: F401 - re-exported
+from recflow.models.hybrid_content import align_items, content_features
 from recflow.models.hybrid_network import build_network
 from recflow.models.keras_training import KerasRecommender, shuffled_batches
 from recflow.numeric import normalise_rows
-from recflow.titles import FUZZY_CUTOFF, TitleIndex, canonical_title, strip_year  # noqa: F401 - re-exported
+from recflow.titles import TitleIndex
 
 MODES = ("content", "cf", "hybrid")
 
@@ -366,7 +366,7 @@ class HybridRecommender(KerasRecommender):
         Matching, case-insensitive, first that succeeds: the full title (``"Toy Story (1995)"``),
         the title without its year and with MovieLens's trailing article moved back
         (``"The Matrix"`` for ``"Matrix, The (1999)"``), the query as whole words inside a title
-        (3+ characters), then the closest title by ``difflib`` with a ratio >= ``FUZZY_CUTOFF``.
+        (3+ characters), then the closest title by ``difflib`` with a ratio >= ``recflow.titles.FUZZY_CUTOFF``.
         Several matches: the one with the most train interactions. No match: ``LookupError`` whose
         message lists the five closest titles. ``frame.attrs`` holds ``query_item_id`` and
         ``query_title`` (the title actually matched).

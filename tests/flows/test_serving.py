@@ -19,7 +19,8 @@ from typer.testing import CliRunner
 
 from flows.pipeline import run_pipeline
 from recflow.cli import app
-from recflow.serving import ALIAS, register_champion, runs_dir
+from recflow.serving.champion import register_champion
+from recflow.serving.records import ALIAS, runs_dir
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
 

@@ -14,13 +14,10 @@ from recflow.genres import genre_overlap_at_k
 from recflow.interactions import Interactions
 from recflow.models.base import NotFittedError
 from recflow.models.context import FitContext
-from recflow.models.hybrid import (
-    HybridRecommender,
-    canonical_title,
-    item_texts,
-    text_features,
-)
+from recflow.models.hybrid import HybridRecommender
+from recflow.models.hybrid_content import item_texts, text_features
 from recflow.numeric import cosine_neighbours
+from recflow.titles import canonical_title
 
 # items 0-11: family animation, 12-23: horror; 24: in the index but not in the items table;
 # 25: in the items table, rated only in valid (no train interactions: no CF vector)
