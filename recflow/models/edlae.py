@@ -37,7 +37,10 @@ from recflow.models.search_space import Dimension, FloatRange
 
 
 class EDLAERecommender(EASERecommender):
-    """EASE with dropout-emphasised L2 (per-item ridge ``p/(1-p) G_jj + l2``), closed form."""
+    """EASE with dropout-emphasised L2 (per-item ridge ``p/(1-p) G_jj + l2``), closed form.
+
+    The defaults are the best on ML-1M's validation part under RecBole's protocol.
+    """
 
     name = "edlae"
     search_space: ClassVar[dict[str, Dimension]] = {
@@ -48,9 +51,9 @@ class EDLAERecommender(EASERecommender):
 
     def __init__(
         self,
-        dropout: float = 0.33,
-        l2: float = 20.0,
-        user_exponent: float = 0.0,
+        dropout: float = 0.5,
+        l2: float = 30.0,
+        user_exponent: float = 0.25,
         implicit_threshold: float | None = None,
         max_items: int = 30_000,
     ) -> None:
