@@ -43,7 +43,6 @@ import scipy.sparse as sp
 
 from recflow.interactions import Interactions
 from recflow.models.context import FitContext
-from recflow.models.ease import _binarise
 from recflow.models.keras_training import KerasRecommender
 from recflow.models.search_space import Dimension, FloatRange, IntRange
 
@@ -110,7 +109,8 @@ class MultVAERecommender(KerasRecommender):
             raise ValueError(f"dropout must lie in [0, 1), got {self.dropout}")
         if float(self.beta_max) < 0 or int(self.anneal_steps) < 0:
             raise ValueError(f"beta_max and anneal_steps must be >= 0, got {self.beta_max}, {self.anneal_steps}")
-        self.X_ = _binarise(train, self.implicit_threshold)
+        keep = np.ones(len(train), bool) if self.implicit_threshold is None else train.ratings >= self.implicit_threshold
+        self.X_ = sp.csr_matrix((np.ones(int(keep.sum()), np.float32), (train.user_idx[keep], train.item_idx[keep])), shape=(train.n_users, train.n_items))
         active = np.flatnonzero(np.diff(self.X_.indptr) > 0)
         if not len(active):
             raise ValueError("no training interactions (empty train, or no rating >= implicit_threshold)")
