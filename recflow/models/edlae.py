@@ -17,8 +17,8 @@ limit as EASE (``recflow.models.ease``), whose persistence this class inherits.
 
 ``user_exponent`` (``a``) weights each user's reconstruction error by ``n_u^-2a`` (``n_u``: the
 user's train items), i.e. ``G`` is built from ``D^-a X`` with ``D`` the users' counts: without it
-the few heaviest users dominate the Gram matrix (on ML-1M the top decile of users holds about
-40% of the interactions). Scoring still reads the unweighted ``X_u`` (a per-user factor does not
+the few heaviest users dominate the Gram matrix (co-occurrence counts grow with the square of a
+user's item count). Scoring still reads the unweighted ``X_u`` (a per-user factor does not
 change a user's ranking). The ridge acts on the weighted Gram matrix, so ``l2`` shrinks as ``a``
 grows (about ``l2 / mean(n_u^-2a)`` of EASE's scale).
 """
