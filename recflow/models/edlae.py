@@ -9,18 +9,19 @@ EASE's closed form with a per-item ridge::
     G = X^T X,   Lambda = p / (1 - p) * diag(G) + l2 I,   P = (G + Lambda)^-1
     B_ij = -P_ij / P_jj  (i != j),   B_jj = 0
 
-``dropout = 0`` (and ``user_exponent = 0``) is EASE exactly (the same ``l2``). The popularity-scaled term shrinks the weights
-out of frequent items more than a constant ridge does, which is what keeps the model from leaning
-on the identity-like shortcut through popular items; ``l2`` stays as a small floor so rare items'
-rows remain well conditioned. The same in-place float32 Cholesky route, memory and ``max_items``
-limit as EASE (``recflow.models.ease``), whose persistence this class inherits.
+``dropout = 0`` (and ``user_exponent = 0``) is EASE exactly (the same ``l2``). In expectation
+dropout adds ``p / (1 - p) |diag(G)^1/2 B|^2`` to the squared error: the weights out of an item
+are penalised in proportion to how often it occurs, where EASE's ridge treats every item alike;
+``l2`` stays as a floor so that rare items' rows remain well conditioned. The same in-place
+float32 Cholesky route, memory and ``max_items`` limit as EASE (``recflow.models.ease``), whose
+persistence this class inherits.
 
 ``user_exponent`` (``a``) weights each user's reconstruction error by ``n_u^-2a`` (``n_u``: the
 user's train items), i.e. ``G`` is built from ``D^-a X`` with ``D`` the users' counts: without it
 the few heaviest users dominate the Gram matrix (co-occurrence counts grow with the square of a
 user's item count). Scoring still reads the unweighted ``X_u`` (a per-user factor does not
-change a user's ranking). The ridge acts on the weighted Gram matrix, so ``l2`` shrinks as ``a``
-grows (about ``l2 / mean(n_u^-2a)`` of EASE's scale).
+change a user's ranking). ``l2`` is on the weighted Gram matrix's scale, which is smaller than
+EASE's when ``a > 0`` (by about the mean of ``n_u^-2a``).
 """
 
 from __future__ import annotations
