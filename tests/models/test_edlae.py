@@ -46,7 +46,7 @@ def test_two_items_by_hand():
         np.array([0, 0, 1, 2], np.int32), np.array([0, 1, 0, 1], np.int32), np.ones(4, np.float32),
         np.zeros(4, np.int64), np.arange(3), np.arange(2),
     )  # fmt: skip
-    m = EDLAERecommender(dropout=0.5, l2=1.0).fit(two)
+    m = EDLAERecommender(dropout=0.5, l2=1.0, user_exponent=0.0).fit(two)
     np.testing.assert_allclose(m.item_weights(), [[0.0, 0.2], [0.2, 0.0]], atol=1e-7)
 
 
