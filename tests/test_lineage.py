@@ -123,10 +123,10 @@ def test_editing_embeddings_reruns_item2vec_and_deepwalk_only(project_copy, stag
     assert changed_models(before, model_keys(), stage) == {"item2vec", "deepwalk"}
 
 
-def test_editing_the_keras_training_loop_reruns_the_three_keras_models_only(project_copy):
+def test_editing_the_keras_training_loop_reruns_the_keras_models_only(project_copy):
     before = model_keys()
     edit(project_copy / "recflow" / "models" / "keras_training.py")
-    assert changed_models(before, model_keys(), "train") == {"two_tower", "dssm", "hybrid"}
+    assert changed_models(before, model_keys(), "train") == {"two_tower", "dssm", "hybrid", "mult_vae"}
 
 
 def test_editing_the_shared_towers_reruns_the_models_that_build_them(project_copy):
@@ -143,8 +143,14 @@ def test_editing_two_tower_reruns_only_two_tower(project_copy):
 
 def test_editing_one_model_reruns_only_that_model(project_copy):
     before = model_keys()
+    edit(project_copy / "recflow" / "models" / "bpr.py")
+    assert changed_models(before, model_keys(), "train") == {"bpr"}
+
+
+def test_editing_ease_reruns_ease_and_edlae_which_builds_on_it(project_copy):
+    before = model_keys()
     edit(project_copy / "recflow" / "models" / "ease.py")
-    assert changed_models(before, model_keys(), "train") == {"ease"}
+    assert changed_models(before, model_keys(), "train") == {"ease", "edlae"}
 
 
 def test_editing_what_genres_calls_reruns_the_index_tasks(project_copy):

@@ -13,10 +13,12 @@ from recflow.models.bpr import BPRRecommender
 from recflow.models.deepwalk import DeepWalkRecommender
 from recflow.models.dssm import DSSMRecommender
 from recflow.models.ease import EASERecommender
+from recflow.models.edlae import EDLAERecommender
 from recflow.models.hybrid import HybridRecommender
 from recflow.models.item2vec import Item2VecRecommender
 from recflow.models.item_knn import ItemKNNRecommender
 from recflow.models.mf import BiasedMFRecommender
+from recflow.models.mult_vae import MultVAERecommender
 from recflow.models.popular import PopularRecommender
 from recflow.models.two_tower import TwoTowerRecommender
 from recflow.models.user_cf import UserCFRecommender
@@ -34,6 +36,8 @@ MODELS: dict[str, type[Recommender]] = {
     HybridRecommender.name: HybridRecommender,
     BPRRecommender.name: BPRRecommender,
     ItemKNNRecommender.name: ItemKNNRecommender,
+    EDLAERecommender.name: EDLAERecommender,
+    MultVAERecommender.name: MultVAERecommender,
 }
 
 

@@ -47,19 +47,21 @@ class EASERecommender(Recommender):
     def fit(self, train: Interactions, context: FitContext | None = None) -> EASERecommender:
         if not float(self.l2) > 0:
             raise ValueError(f"l2 must be > 0 (G = X^T X + l2 I must be invertible), got {self.l2}")
-        n_items = train.n_items
-        if n_items > int(self.max_items):
-            raise ValueError(
-                f"EASE needs a dense {n_items} x {n_items} item-item matrix "
-                f"(~{4 * n_items**2 / 2**30:.1f} GiB float32, cubic time); the limit is max_items="
-                f"{self.max_items}. Use a factorisation (mf) or neighbourhood (user_cf) model, "
-                "or shrink the catalogue (minimum item interactions)."
-            )
+        self._check_catalogue(train.n_items)
         self.X_ = _binarise(train, self.implicit_threshold)
         self.B_ = _ease_weights(self.X_, float(self.l2))
         self.history_: list[dict] = []
         self._remember_seen(train)
         return self
+
+    def _check_catalogue(self, n_items: int) -> None:
+        if n_items > int(self.max_items):
+            raise ValueError(
+                f"{self.name} needs a dense {n_items} x {n_items} item-item matrix "
+                f"(~{4 * n_items**2 / 2**30:.1f} GiB float32, cubic time); the limit is max_items="
+                f"{self.max_items}. Use a factorisation (mf) or neighbourhood (user_cf) model, "
+                "or shrink the catalogue (minimum item interactions)."
+            )
 
     def score(self, users: np.ndarray) -> np.ndarray:
         self._check_fitted()
@@ -93,14 +95,17 @@ def _binarise(train: Interactions, threshold: float | None) -> sp.csr_matrix:
     )
 
 
-def _ease_weights(X: sp.csr_matrix, l2: float) -> np.ndarray:
-    """B of EASE for a binary ``X``, float32, C-contiguous, computed in place."""
+def _ease_weights(X: sp.csr_matrix, l2: float | np.ndarray) -> np.ndarray:
+    """B of EASE for a binary ``X``, float32, C-contiguous, computed in place.
+
+    ``l2``: the ridge added to the Gram matrix's diagonal, one value or one per item (EDLAE's).
+    """
     n = X.shape[1]
     if n == 0:
         return np.zeros((0, 0), np.float32)
     # Gram matrix: counts are integers, exact in float32 below 2**24 co-occurrences
     G = (X.T @ X).toarray(order="F").astype(np.float32, order="F", copy=False)
-    G[np.diag_indices(n)] += np.float32(l2)
+    G[np.diag_indices(n)] += np.asarray(l2, np.float32)
     potrf, potri = sl.lapack.get_lapack_funcs(("potrf", "potri"), (G,))
     c, info = potrf(G, lower=False, overwrite_a=True, clean=False)
     if info != 0:

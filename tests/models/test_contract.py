@@ -31,6 +31,7 @@ FAST: dict[str, dict] = {
     "two_tower": dict(dim=4, hidden=[8], shared_negatives=None, **TF),
     "dssm": dict(dim=4, hidden=[8], **TF),
     "hybrid": dict(dim=4, hidden=[8], text_components=0, batch_size=32, epochs=1, threads=1, genre_overlap_queries=None),
+    "mult_vae": dict(dim=4, hidden=[8], batch_size=5, epochs=2, threads=1),
 }
 
 

@@ -1,0 +1,247 @@
+"""Mult-VAE (Liang et al. 2018, "Variational Autoencoders for Collaborative Filtering") in plain Keras 3.
+
+Each user is the binary row ``x_u`` of the train matrix (every interaction, or those rated >=
+``implicit_threshold``), scaled to unit L2 norm. The network::
+
+    encoder: x -> Dense(h, tanh) for h in hidden -> (mu, logvar), each Dense(dim)
+    decoder: z -> Dense(h, tanh) for h in reversed(hidden) -> Dense(n_items)   (logits)
+
+Training maximises the multinomial likelihood of the user's items under ``softmax(logits)`` with
+a KL term towards N(0, I), on an input with dropout::
+
+    loss = mean_u [ -sum_i x_ui log softmax(f(z_u))_i + beta * KL(N(mu_u, sigma_u^2) || N(0, I)) ]
+    z_u = mu_u + sigma_u * eps,   mu_u, sigma_u = encoder(dropout(x_u / |x_u|))
+
+``beta`` is annealed as in the paper: ``beta(step) = min(beta_max, step / anneal_steps)``
+(``kl_weight``), ``step`` counting updates from 1; ``anneal_steps = 0`` holds it at ``beta_max``.
+Adam (``lr``), mini-batches of ``batch_size`` users in a seeded order; ``l2`` adds
+``l2 * sum |W|^2`` over the dense kernels. Scoring takes the mean (no sampling):
+``score(u) = decoder(mu_u)``; ranking by logits equals ranking by the softmax.
+
+Determinism: the initial kernels use Glorot initialisers with explicit seeds, and the dropout
+masks and ``eps`` are stateless draws keyed by ``(seed, step)``, so a fit does not depend on
+TensorFlow's global random state (``deterministic`` also switches on op determinism).
+
+Early stopping and history: ``recflow.models.keras_training`` (Recall@``early_stopping_k`` on
+``context.valid`` per epoch, best epoch's weights restored); ``history_`` per epoch: ``loss``,
+``nll``, ``kl``, ``beta`` and the validation metric.
+
+Persistence: ``model.keras`` (Keras native, the full encoder -> mu -> decoder network) plus the
+npz with the dense weights and the train matrix, from which ``score`` runs in NumPy: a loaded
+model scores without TensorFlow. ``dot_factors``: the last decoder layer is a dot product of the
+user's last hidden activation (with a 1 for the bias) and the item's output weights, which are
+also the ``items`` vector space.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import ClassVar
+
+import numpy as np
+import scipy.sparse as sp
+
+from recflow.interactions import Interactions
+from recflow.models.context import FitContext
+from recflow.models.keras_training import KerasRecommender
+from recflow.models.search_space import Dimension, FloatRange, IntRange
+
+
+def kl_weight(step: int, beta_max: float, anneal_steps: int) -> float:
+    """The KL weight of update ``step`` (from 1): linear from 0 up to ``beta_max`` (Liang et al.'s schedule)."""
+    if int(anneal_steps) <= 0:
+        return float(beta_max)
+    return float(min(float(beta_max), step / int(anneal_steps)))
+
+
+class MultVAERecommender(KerasRecommender):
+    """Variational autoencoder over users' item sets with a multinomial likelihood (see module doc)."""
+
+    name = "mult_vae"
+    item_spaces = ("items",)
+    search_space: ClassVar[dict[str, Dimension]] = {
+        "dim": IntRange(64, 256, log=True),
+        "dropout": FloatRange(0.2, 0.7),
+        "beta_max": FloatRange(0.0, 0.6),
+        "lr": FloatRange(3e-4, 3e-3, log=True),
+    }
+
+    def __init__(
+        self,
+        dim: int = 200,
+        hidden: tuple[int, ...] | list[int] = (600,),
+        dropout: float = 0.5,
+        beta_max: float = 0.2,
+        anneal_steps: int = 2000,
+        batch_size: int = 500,
+        epochs: int = 100,
+        lr: float = 1e-3,
+        l2: float = 0.0,
+        implicit_threshold: float | None = None,
+        early_stopping_k: int = 10,
+        patience: int = 10,
+        seed: int = 0,
+        deterministic: bool = True,
+        threads: int | None = None,
+        verbose: bool = False,
+    ) -> None:
+        self.dim = dim
+        self.hidden = hidden
+        self.dropout = dropout
+        self.beta_max = beta_max
+        self.anneal_steps = anneal_steps
+        self.batch_size = batch_size
+        self.epochs = epochs
+        self.lr = lr
+        self.l2 = l2
+        self.implicit_threshold = implicit_threshold
+        self.early_stopping_k = early_stopping_k
+        self.patience = patience
+        self.seed = seed
+        self.deterministic = deterministic
+        self.threads = threads
+        self.verbose = verbose
+
+    # -- learning ---------------------------------------------------------------------
+    def fit(self, train: Interactions, context: FitContext | None = None) -> MultVAERecommender:
+        self._check_training_params()
+        if not 0.0 <= float(self.dropout) < 1.0:
+            raise ValueError(f"dropout must lie in [0, 1), got {self.dropout}")
+        if float(self.beta_max) < 0 or int(self.anneal_steps) < 0:
+            raise ValueError(f"beta_max and anneal_steps must be >= 0, got {self.beta_max}, {self.anneal_steps}")
+        keep = np.ones(len(train), bool) if self.implicit_threshold is None else train.ratings >= self.implicit_threshold
+        self.X_ = sp.csr_matrix((np.ones(int(keep.sum()), np.float32), (train.user_idx[keep], train.item_idx[keep])), shape=(train.n_users, train.n_items))
+        active = np.flatnonzero(np.diff(self.X_.indptr) > 0)
+        if not len(active):
+            raise ValueError("no training interactions (empty train, or no rating >= implicit_threshold)")
+        tf, keras = self._seeded_tf()
+        context = context or FitContext()
+        seed, dim, n_items = int(self.seed), int(self.dim), train.n_items
+        hidden = [int(h) for h in self.hidden]
+        self._model = _network(keras, n_items, dim, hidden, seed)
+        encoder, decoder = self._model.get_layer("encoder"), self._model.get_layer("decoder")
+        variables = self._model.trainable_variables
+        kernels = [v for v in variables if "kernel" in v.path]
+        optimizer = keras.optimizers.Adam(learning_rate=float(self.lr))
+        keep = tf.constant(1.0 - float(self.dropout), tf.float32)
+        l2 = tf.constant(float(self.l2), tf.float32)
+        use_l2 = bool(float(self.l2))
+
+        @tf.function(input_signature=[tf.TensorSpec([None, n_items], tf.float32), tf.TensorSpec([], tf.float32), tf.TensorSpec([2], tf.int64)])
+        def step(x, beta, key):
+            x_in = tf.math.l2_normalize(x, axis=1)
+            if float(self.dropout):
+                mask = tf.random.stateless_uniform(tf.shape(x_in), seed=key) < keep
+                x_in = tf.where(mask, x_in / keep, 0.0)
+            with tf.GradientTape() as tape:
+                mu, logvar = encoder(x_in, training=True)
+                eps = tf.random.stateless_normal(tf.shape(mu), seed=key + tf.constant([0, 1], tf.int64))
+                z = mu + tf.exp(0.5 * logvar) * eps
+                logits = decoder(z, training=True)
+                nll = -tf.reduce_mean(tf.reduce_sum(tf.nn.log_softmax(logits, axis=1) * x, axis=1))
+                kl = tf.reduce_mean(0.5 * tf.reduce_sum(tf.exp(logvar) + tf.square(mu) - 1.0 - logvar, axis=1))
+                total = nll + beta * kl
+                if use_l2:
+                    total += l2 * tf.add_n([tf.reduce_sum(tf.square(k)) for k in kernels])
+            optimizer.apply_gradients(zip(tape.gradient(total, variables), variables))
+            return nll, kl
+
+        rng = np.random.default_rng(seed)
+        batch = int(self.batch_size)
+        updates = 0
+
+        def run_epoch(epoch: int):
+            nonlocal updates
+            order = active[rng.permutation(len(active))]
+            t0 = time.perf_counter()
+            sums = np.zeros(3)
+            for start in range(0, len(order), batch):
+                rows = order[start : start + batch]
+                updates += 1
+                beta = kl_weight(updates, float(self.beta_max), int(self.anneal_steps))
+                # every update its own stateless random key: (seed, update) fixes masks and eps
+                nll, kl = step(self.X_[rows].toarray(), np.float32(beta), np.array([seed, 2 * updates], np.int64))
+                sums += np.array([float(nll), float(kl), beta]) * len(rows)
+            nll, kl, beta = sums / len(order)
+            return {"loss": float(nll + beta * kl), "nll": float(nll), "kl": float(kl), "beta": float(beta)}, time.perf_counter() - t0
+
+        self._train_epochs(train, context, run_epoch, self._read_weights, len(active))
+        return self
+
+    def _read_weights(self) -> None:
+        """The NumPy copies of the dense layers that ``score`` runs on."""
+        model = self.keras_model
+        self.encoder_weights_ = [w.astype(np.float32) for w in model.get_layer("encoder").get_weights()]
+        self.decoder_weights_ = [w.astype(np.float32) for w in model.get_layer("decoder").get_weights()]
+
+    # -- scoring (NumPy, no TensorFlow) -----------------------------------------------------
+    def _last_hidden(self, users: np.ndarray) -> np.ndarray:
+        """The decoder's last hidden activation at ``z = mu`` (the input of its output layer)."""
+        x = self.X_[users].astype(np.float32)
+        norms = np.sqrt(np.asarray(x.multiply(x).sum(axis=1), dtype=np.float32)).ravel()
+        h = sp.diags(np.where(norms > 0, 1.0 / np.maximum(norms, 1e-12), 0.0).astype(np.float32)) @ x
+        enc = self.encoder_weights_
+        n_hidden = (len(enc) - 4) // 2
+        for layer in range(n_hidden):
+            h = np.tanh(h @ enc[2 * layer] + enc[2 * layer + 1])
+        mu = np.asarray(h @ enc[-4] + enc[-3], dtype=np.float32)  # the mu head (logvar follows it)
+        dec = self.decoder_weights_
+        h = mu
+        for layer in range((len(dec) - 2) // 2):
+            h = np.tanh(h @ dec[2 * layer] + dec[2 * layer + 1])
+        return np.asarray(h, dtype=np.float32)
+
+    def score(self, users: np.ndarray) -> np.ndarray:
+        self._check_fitted()
+        users = np.asarray(users, dtype=np.int64).reshape(-1)
+        return np.ascontiguousarray(self._last_hidden(users) @ self.decoder_weights_[-2] + self.decoder_weights_[-1], dtype=np.float32)
+
+    def dot_factors(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``score`` = [last hidden, 1] . [output weights, bias] per item."""
+        self._check_fitted()
+        U = self._last_hidden(np.arange(self.n_users))
+        U = np.hstack([U, np.ones((len(U), 1), np.float32)])
+        V = np.hstack([self.decoder_weights_[-2].T, self.decoder_weights_[-1][:, None]]).astype(np.float32)
+        return U, V, np.ones(len(V), bool)
+
+    def _item_vectors(self, space: str) -> np.ndarray:
+        """(n_items, last hidden) float32: each item's weights in the decoder's output layer."""
+        return np.ascontiguousarray(self.decoder_weights_[-2].T, dtype=np.float32)
+
+    # -- persistence -------------------------------------------------------------------------
+    def _state(self) -> dict[str, np.ndarray]:
+        x = self.X_.tocoo()
+        arrays = {"x_row": x.row, "x_col": x.col}
+        arrays.update({f"encoder_{k}": w for k, w in enumerate(self.encoder_weights_)})
+        arrays.update({f"decoder_{k}": w for k, w in enumerate(self.decoder_weights_)})
+        return arrays
+
+    def _restore(self, arrays: dict[str, np.ndarray]) -> None:
+        row, col = arrays["x_row"], arrays["x_col"]
+        self.X_ = sp.csr_matrix((np.ones(len(row), np.float32), (row, col)), shape=self._seen.shape)
+        for part in ("encoder", "decoder"):
+            n = sum(1 for k in arrays if k.startswith(f"{part}_"))
+            setattr(self, f"{part}_weights_", [arrays[f"{part}_{k}"].astype(np.float32) for k in range(n)])
+        self.history_ = []
+
+
+def _network(keras, n_items: int, dim: int, hidden: list[int], seed: int):
+    """The Keras model ``x -> logits`` at ``z = mu``, holding the ``encoder`` and ``decoder`` submodels."""
+
+    def dense(units, name, activation=None, offset=0):
+        return keras.layers.Dense(units, activation=activation, name=name, kernel_initializer=keras.initializers.GlorotUniform(seed=seed + offset))
+
+    x = keras.Input(shape=(n_items,), name="items")
+    h = x
+    for k, units in enumerate(hidden):
+        h = dense(units, f"encoder_hidden_{k}", "tanh", k)(h)
+    mu = dense(dim, "mu", offset=100)(h)
+    logvar = dense(dim, "logvar", offset=101)(h)
+    encoder = keras.Model(x, [mu, logvar], name="encoder")
+    z = keras.Input(shape=(dim,), name="z")
+    h = z
+    for k, units in enumerate(reversed(hidden)):
+        h = dense(units, f"decoder_hidden_{k}", "tanh", 200 + k)(h)
+    decoder = keras.Model(z, dense(n_items, "logits", offset=300)(h), name="decoder")
+    inputs = keras.Input(shape=(n_items,), name="normalised_items")
+    return keras.Model(inputs, decoder(encoder(inputs)[0]), name="mult_vae")
