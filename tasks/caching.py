@@ -19,6 +19,7 @@ the artifacts it points at can never disagree about which inputs made them.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import inspect
 from collections.abc import Callable, Iterable
@@ -31,6 +32,7 @@ from prefect import task
 from prefect.cache_policies import CachePolicy
 from prefect.context import TaskRunContext
 
+from recflow import storage
 from recflow.lineage import INPUTS_FILE, Lineage
 from recflow.store import Artifact, artifacts_root, hash_parts
 
@@ -114,6 +116,17 @@ class VerifiedStageCache(CachePolicy):
             return
         path = store._resolved_key_path(key)
         store.cache.pop(path, None)
+        delete_record(store.result_storage, path)
+
+
+def delete_record(results: Any, path: str) -> None:
+    """Remove a cache record through the storage that holds it: a local file, or an object via fsspec."""
+    from prefect.filesystems import RemoteFileSystem
+
+    if isinstance(results, RemoteFileSystem):
+        with contextlib.suppress(FileNotFoundError):
+            results.filesystem.rm_file(path)
+    else:
         Path(path).unlink(missing_ok=True)
 
 
@@ -151,8 +164,21 @@ def input_folders(parameters: dict[str, Any]) -> list[str]:
     return sorted({a.path for a in iter_artifacts(parameters)})
 
 
-def results_storage(root: Path | None = None) -> Path:
-    return (root or artifacts_root()) / ".prefect" / "results"
+def results_storage(root: Path | None = None) -> Any:
+    """Where Prefect keeps result and cache records: ``<root>/.prefect/results``, a local folder, or for a
+    root mirroring a bucket an fsspec-backed ``RemoteFileSystem`` under the bucket's root, so that
+    every machine sharing the bucket shares the cache."""
+    root = root or artifacts_root()
+    if remote := storage.remote_of(root):
+        return storage.prefect_result_storage(remote)
+    return root / ".prefect" / "results"
+
+
+def prepare_results_storage(results: Any) -> Any:
+    """Create a local results folder (object storage needs none); returns ``results``."""
+    if isinstance(results, Path):
+        results.mkdir(parents=True, exist_ok=True)
+    return results
 
 
 def produce(stage_name: str, build: Callable[[Path], dict[str, Any]]) -> Artifact:
