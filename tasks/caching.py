@@ -125,7 +125,7 @@ def delete_record(results: Any, path: str) -> None:
 
     if isinstance(results, RemoteFileSystem):
         with contextlib.suppress(FileNotFoundError):
-            results.filesystem.rm_file(path)
+            results.filesystem.rm_file(results._resolve_path(path))  # a saved block's store keeps keys unresolved
     else:
         Path(path).unlink(missing_ok=True)
 
@@ -164,20 +164,30 @@ def input_folders(parameters: dict[str, Any]) -> list[str]:
     return sorted({a.path for a in iter_artifacts(parameters)})
 
 
-def results_storage(root: Path | None = None) -> Any:
-    """Where Prefect keeps result and cache records: ``<root>/.prefect/results``, a local folder, or for a
-    root mirroring a bucket an fsspec-backed ``RemoteFileSystem`` under the bucket's root, so that
-    every machine sharing the bucket shares the cache."""
+def results_storage(root: Path | None = None) -> Path | str:
+    """Where Prefect keeps result and cache records: ``<root>/.prefect/results``.
+
+    For a root mirroring a bucket: the name of a saved ``RemoteFileSystem`` block whose basepath is
+    ``<URL>/.prefect/results``, so every machine sharing the bucket shares the cache. A name, not
+    the block itself, because Prefect accepts only saved blocks and this is also evaluated when
+    the flow module is imported, with no server to save to; ``prepare_results_storage`` saves it.
+    """
     root = root or artifacts_root()
     if remote := storage.remote_of(root):
-        return storage.prefect_result_storage(remote)
+        return f"remote-file-system/{results_block_name(remote)}"
     return root / ".prefect" / "results"
 
 
-def prepare_results_storage(results: Any) -> Any:
-    """Create a local results folder (object storage needs none); returns ``results``."""
+def results_block_name(remote: storage.RemoteRoot) -> str:
+    return "recflow-results-" + hashlib.sha256(remote.url.encode()).hexdigest()[:12]
+
+
+def prepare_results_storage(results: Path | str) -> Path | str:
+    """Before a flow runs: create a local results folder, or save the block a bucket's results storage names."""
     if isinstance(results, Path):
         results.mkdir(parents=True, exist_ok=True)
+    elif (remote := storage.configured_remote()) and results == f"remote-file-system/{results_block_name(remote)}":
+        storage.prefect_result_storage(remote).save(results_block_name(remote), overwrite=True)  # no credentials in it
     return results
 
 
