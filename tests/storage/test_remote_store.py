@@ -169,3 +169,12 @@ def test_a_local_root_never_touches_object_storage(tmp_path, monkeypatch):
     build_split(tmp_path)
     assert RecordingFS.writes == []
     assert Artifact(stage="split", key="abc", fingerprint="x", path="split/abc").dir(tmp_path) == tmp_path / "split" / "abc"
+
+
+def test_gc_refuses_a_root_on_object_storage_and_deletes_nothing(bucket):
+    from recflow.gc import GcError, collect
+
+    folder = build_split()
+    with pytest.raises(GcError, match=r"recflow gc works on local artifacts roots only; recording://bucket/.* is on object storage"):
+        collect(artifacts_root())
+    assert verify_stage_dir(folder) is not None

@@ -7,6 +7,7 @@ One cold run is shared by the module; each test then operates on the bucket or t
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -22,34 +23,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
 SMOKE = "configs/smoke.yaml"
 N_TASKS = 3 + 2 * 2  # ingest, split, features + train/evaluate for popular and bias
 STAGES = ("ingest", "split", "features", "train", "evaluate")
-SECRET = "s3cr3t-never-logged-Zq81"
-BUCKET = "recflow-test"
-
-
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory):
-    """A moto S3 server on 127.0.0.1 (a free port), one bucket, and the environment pointing at it."""
-    moto_server = pytest.importorskip("moto.server")
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("AWS_ENDPOINT_URL", f"http://{host}:{port}")
-        mp.setenv("AWS_ACCESS_KEY_ID", "recflow-test-key")
-        mp.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
-        mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
-        mp.delenv("MLFLOW_S3_ENDPOINT_URL", raising=False)
-        # the tracking store stays a database, apart from the mirror that tests wipe (a team's would be a server)
-        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path_factory.mktemp('tracking') / 'mlflow.db'}")
-        mp.setenv("RECFLOW_HOME", f"s3://{BUCKET}/prefix")
-        mp.setenv("RECFLOW_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
-        mp.chdir(Path(__file__).resolve().parents[2])
-        storage._filesystem.cache_clear()  # s3fs caches clients per process: one for this endpoint
-        remote = storage.configured_remote()
-        remote.fs.mkdir(BUCKET)
-        yield remote
-        storage._filesystem.cache_clear()
-    server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -80,17 +53,18 @@ def test_every_stage_folder_is_in_the_bucket_with_its_manifest(s3, first_run):
         assert names == {MANIFEST, *manifest["files"]}, folder
     assert s3.fs.find(s3.path(".prefect/results")), "Prefect's cache records are in the bucket"
     experiment = mlflow.MlflowClient(result["tracking"]["tracking_uri"]).get_experiment(result["tracking"]["experiment_id"])
-    assert experiment.artifact_location == f"s3://{BUCKET}/prefix/mlruns"
+    assert experiment.artifact_location == f"{s3.url}/mlruns"
     assert s3.fs.find(s3.path("mlruns")), "MLflow's run artifacts are in the bucket"
 
 
-def test_no_secret_reaches_the_run_log_or_mlflow(first_run):
+def test_no_secret_reaches_the_run_log_or_mlflow(s3, first_run):
     result, log_file = first_run
-    assert SECRET not in log_file.read_text()
+    secret = os.environ["AWS_SECRET_ACCESS_KEY"]
+    assert secret not in log_file.read_text()
     client = mlflow.MlflowClient(result["tracking"]["tracking_uri"])
     for run_id in [result["tracking"]["run_id"], *result["tracking"]["model_runs"].values()]:
         data = client.get_run(run_id).data
-        assert SECRET not in json.dumps([data.params, data.tags])
+        assert secret not in json.dumps([data.params, data.tags])
 
 
 def test_an_unchanged_rerun_and_one_from_a_wiped_mirror_execute_no_task(s3, first_run):
