@@ -187,13 +187,25 @@ def fetch(folder: Path, remote: RemoteRoot, relative: str) -> bool:
                 return False
         (scratch / MANIFEST).write_text(text)  # last: the mirror's copy is complete once this exists
         if folder.exists():
-            shutil.rmtree(folder, ignore_errors=True)  # a damaged local copy (the caller found it invalid)
-        with contextlib.suppress(OSError):  # another process put a complete copy there first: keep theirs
+            if _holds(folder, text, files):  # another process put a complete copy there first: keep theirs
+                return True
+            shutil.rmtree(folder, ignore_errors=True)  # a damaged local copy
+        with contextlib.suppress(OSError):  # another process renamed its copy into place meanwhile: keep theirs
             os.replace(scratch, folder)
         return True
     finally:
         if scratch.exists():
             shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _holds(folder: Path, manifest_text: str, files: dict[str, str]) -> bool:
+    """Whether ``folder`` already is a complete copy of that manifest."""
+    try:
+        if (folder / MANIFEST).read_text() != manifest_text:
+            return False
+        return all(_sha256(folder / name) == digest for name, digest in files.items())
+    except OSError:
+        return False
 
 
 def _sha256(path: Path) -> str:
