@@ -12,9 +12,18 @@ SECRET = "s3cr3t-never-logged-Zq81"
 BUCKET = "recflow-test"
 
 
+def forget_clients() -> None:
+    import s3fs
+
+    storage._filesystem.cache_clear()
+    s3fs.S3FileSystem.clear_instance_cache()
+
+
 @pytest.fixture(scope="module")
-def s3(tmp_path_factory):
-    """A moto S3 server on 127.0.0.1 (a free port), one bucket, and the environment pointing at it."""
+def s3(tmp_path_factory, request):
+    """A moto S3 server on 127.0.0.1 (a free port), a bucket, and the environment pointing at a prefix of the module's own.
+
+    moto keeps its buckets per process, not per server: each module gets a fresh prefix."""
     moto_server = pytest.importorskip("moto.server")
     server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
@@ -27,12 +36,12 @@ def s3(tmp_path_factory):
         mp.delenv("MLFLOW_S3_ENDPOINT_URL", raising=False)
         # the tracking store stays a database, apart from the mirror that tests wipe (a team's would be a server)
         mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path_factory.mktemp('tracking') / 'mlflow.db'}")
-        mp.setenv("RECFLOW_HOME", f"s3://{BUCKET}/prefix")
+        mp.setenv("RECFLOW_HOME", f"s3://{BUCKET}/{request.module.__name__.rpartition('.')[2]}")
         mp.setenv("RECFLOW_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
         mp.chdir(Path(__file__).resolve().parents[2])
-        storage._filesystem.cache_clear()  # s3fs caches clients per process: one for this endpoint
+        forget_clients()  # fsspec caches filesystems (and their endpoint) per process: none from another server
         remote = storage.configured_remote()
-        remote.fs.mkdir(BUCKET)
+        remote.fs.makedirs(BUCKET, exist_ok=True)
         yield remote
-        storage._filesystem.cache_clear()
+        forget_clients()
     server.stop()
