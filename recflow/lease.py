@@ -25,10 +25,12 @@ import sys
 import threading
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
-from recflow.storage import RemoteRoot
+from recflow.storage import RemoteRoot, StorageError
 
 LEASE_OBJECT = ".recflow.lock"
+CONDITIONAL_WRITES = ("s3", "s3a")  # stores whose fsspec filesystem passes If-None-Match / If-Match through
 PRECONDITION_FAILED = (FileExistsError, OSError)  # s3fs: FileExistsError on If-None-Match, OSError(EINVAL) on If-Match
 
 
@@ -40,6 +42,8 @@ class BucketLease:
     """The lease on a remote root; ``info`` is what the holder publishes (pid, host, since, command)."""
 
     def __init__(self, remote: RemoteRoot, info: dict[str, Any], ttl: float | None = None) -> None:
+        if urlsplit(remote.url).scheme not in CONDITIONAL_WRITES:
+            raise StorageError(f"artifacts root {remote.url}: runs are serialised with S3 conditional writes; use an s3:// root (AWS S3, MinIO)")
         self.remote = remote
         self.path = remote.path(LEASE_OBJECT)
         self.info = info

@@ -102,7 +102,7 @@ class RemoteRoot:
         return f"{self.url}/{relative.strip('/')}"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _filesystem(protocol: str) -> Any:
     import fsspec
 

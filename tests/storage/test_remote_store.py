@@ -161,7 +161,7 @@ def test_processes_sharing_the_mirror_fetch_one_complete_copy(bucket):
     for _ in range(10):  # a race: several rounds of 8 readers of a wiped mirror
         shutil.rmtree(bucket.mirror)
         results: list[str | None] = []
-        threads = [threading.Thread(target=lambda: results.append(verify_stage_dir(folder))) for _ in range(8)]
+        threads = [threading.Thread(target=lambda out=results: out.append(verify_stage_dir(folder))) for _ in range(8)]
         for t in threads:
             t.start()
         for t in threads:
@@ -185,3 +185,10 @@ def test_gc_refuses_a_root_on_object_storage_and_deletes_nothing(bucket):
     with pytest.raises(GcError, match=r"recflow gc works on local artifacts roots only; recording://bucket/.* is on object storage"):
         collect(artifacts_root())
     assert verify_stage_dir(folder) is not None
+
+
+def test_a_store_without_s3_conditional_writes_cannot_be_locked(bucket):
+    from recflow.lease import BucketLease
+
+    with pytest.raises(storage.StorageError, match="use an s3:// root"):
+        BucketLease(bucket, {"pid": 1})
