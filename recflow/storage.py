@@ -142,7 +142,12 @@ def _manifest_files(text: str) -> dict[str, str] | None:
 
 
 def has_manifest(remote: RemoteRoot, relative: str) -> bool:
-    return bool(remote.fs.exists(remote.path(f"{relative}/{MANIFEST}")))
+    """Asks the store itself (``refresh``): a listing cached by s3fs may predate another machine's write or delete."""
+    try:
+        remote.fs.info(remote.path(f"{relative}/{MANIFEST}"), refresh=True)
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def remote_manifest(remote: RemoteRoot, relative: str) -> str | None:

@@ -11,7 +11,9 @@ a task run on
   * its inputs rendered as canonical JSON: descriptors contribute their content fingerprints,
     config slices their values.
 On a hit it checks that every artifact in the cached result is still intact (manifest present,
-checksums match); if not, the stale record is dropped and the task runs again.
+checksums match); if not, the stale record is dropped and the task runs again. Records live in
+the results storage (``results_storage``: a local folder, or a bucket for a root on object
+storage), and a stale one is deleted through that storage.
 
 The same key names the task's output folder (``<root>/<stage>/<key>``), so the cache record and
 the artifacts it points at can never disagree about which inputs made them.
