@@ -26,7 +26,7 @@ from recflow.outcomes import ModelOutcome, PipelineFailed, StageFailure
 from recflow.runlog import log_path, run_log
 from recflow.store import artifacts_root
 from recflow.tracking import pipeline_run, pipeline_run_name
-from tasks.caching import results_storage
+from tasks.caching import prepare_results_storage, results_storage
 from tasks.evaluate import evaluate
 from tasks.features import features
 from tasks.index import has_embeddings, index
@@ -158,7 +158,7 @@ def run_pipeline(
     storage = results_storage(root)
     log_file = log_file or log_path(root, preset_name(config_path))
     with exclusive_root(root), run_log(log_file):
-        storage.mkdir(parents=True, exist_ok=True)
+        prepare_results_storage(storage)
         try:
             return pipeline.with_options(result_storage=storage)(config_path=config_path, overrides=overrides, refresh=refresh)
         except PipelineFailed as exc:

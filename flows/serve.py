@@ -81,4 +81,7 @@ def serve(names: list[str] | None = None, path: Path = PREFECT_YAML) -> None:
     """Serve until interrupted; ``limit=1``: this process runs one flow run at a time."""
     from prefect import serve as prefect_serve
 
+    from tasks.caching import prepare_results_storage, results_storage
+
+    prepare_results_storage(results_storage())  # a bucket's results block must be saved before a flow run resolves it
     prefect_serve(*runner_deployments(deployment_specs(path, names)), limit=1)

@@ -25,7 +25,7 @@ from recflow import tuning
 from recflow.config import load_config
 from recflow.progress import track
 from recflow.store import artifacts_root
-from tasks.caching import results_storage
+from tasks.caching import prepare_results_storage, results_storage
 from tasks.features import features
 from tasks.ingest import ingest, locate
 from tasks.operations import exclusive_root
@@ -142,5 +142,5 @@ def run_tune(config_paths: list[str] | None, overrides: list[str] | None, model:
     """Run the flow with task results persisted under the artifacts root (shared with ``recflow run``)."""
     root = root or artifacts_root()
     storage = results_storage(root)
-    storage.mkdir(parents=True, exist_ok=True)
+    prepare_results_storage(storage)
     return tune.with_options(result_storage=storage)(config_paths=config_paths, overrides=overrides, model=model, **options)

@@ -17,6 +17,8 @@ What is freed:
   * the artifacts of MLflow runs that are deleted, or belong to pipeline runs beyond the newest
     ``keep_runs`` (the runs and their metrics stay in MLflow; only local artifact folders are removed).
 
+On a root kept on object storage (``RECFLOW_HOME=s3://...``) gc refuses: see ``refuse_mirrored``.
+
 Safety first: a kept run whose stage folders are not recorded (a run from before the tags) or a
 referenced folder without ``inputs.json`` makes gc keep every stage folder and say why, and an
 MLflow store that cannot be read stops gc altogether. Logged MLflow models (the pyfunc bundles
@@ -361,9 +363,23 @@ def apply(gc_plan: GcPlan) -> None:
             item.path.unlink(missing_ok=True)
 
 
+def refuse_mirrored(root: Path) -> None:
+    """gc reasons about one filesystem; on a mirror of a bucket it would free local copies only and
+    mislead, and other machines may be using the bucket's folders: refuse, and say what to do instead."""
+    from recflow.storage import remote_of
+
+    if remote := remote_of(root):
+        raise GcError(
+            f"recflow gc works on local artifacts roots only; {remote.url} is on object storage. "
+            f"Expire its objects with the bucket's lifecycle rules; the local mirror {root} can be deleted at any time "
+            "(it is refilled from the bucket; its mlflow.db is this machine's tracking store unless MLFLOW_TRACKING_URI names another)"
+        )
+
+
 def collect(root: Path, keep_runs: int = 10, dry_run: bool = False) -> GcPlan:
     """Plan and (unless ``dry_run``) delete, holding the root so no run starts meanwhile."""
     root = Path(root).resolve()
+    refuse_mirrored(root)
     with holding_root(root):
         gc_plan = plan(root, keep_runs)
         if not dry_run:

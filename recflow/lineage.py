@@ -45,6 +45,9 @@ def _is_type_checking(test: ast.expr) -> bool:
     return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
 
 
+_PARSE_LOCK = threading.Lock()
+
+
 @functools.lru_cache(maxsize=2048)
 def imported_names(module: str, source: str, is_package: bool = False) -> frozenset[str]:
     """Absolute dotted names a module's source may import, wherever the import statement sits.
@@ -52,7 +55,8 @@ def imported_names(module: str, source: str, is_package: bool = False) -> frozen
     ``from a import b`` yields both ``a`` and ``a.b`` (``b`` may be a submodule); callers keep the
     names that are modules. Imports under ``if TYPE_CHECKING:`` are skipped. Cached by source text.
     """
-    tree = ast.parse(source, filename=module)
+    with _PARSE_LOCK:  # CPython 3.11's parser is not thread-safe: concurrent cache keys raised "AST constructor recursion depth mismatch"
+        tree = ast.parse(source, filename=module)
     package = module if is_package else module.rpartition(".")[0]
     names: set[str] = set()
 

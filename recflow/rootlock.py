@@ -15,6 +15,11 @@ file is never deleted: removing a ``flock`` file lets two processes each lock a 
 The descriptor is opened non-inheritable, so child processes (the embedded Prefect server, a
 worker's flow-run process) never keep the lock alive after the run ends.
 
+A root on object storage (``RECFLOW_HOME=s3://...``) is shared by machines, which no ``flock``
+reaches: there the run also holds the bucket's lease (``recflow.lease``: a conditional put, a
+heartbeat, an expiry), taken after the local lock and released before it. A holder that dies
+stops renewing, so its lease lapses after ``$RECFLOW_LEASE_SECONDS`` (60) instead of at once.
+
 Within one process the lock is re-entrant (``recflow run`` takes it before the flow, the flow
 takes it again); it does not order threads of one process against each other. ``flock`` is not
 reliable on some network filesystems: keep the artifacts root on a local disk.
@@ -36,6 +41,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import ClassVar
+
+from recflow.lease import BucketLease
+from recflow.storage import remote_of
 
 LOCK_FILE = ".recflow.lock"
 
@@ -68,23 +76,35 @@ class RootLock:
 
     # path -> [fd, depth]: one descriptor per root per process, so nested holders share it
     _held: ClassVar[dict[Path, list[int]]] = {}
+    _leases: ClassVar[dict[Path, BucketLease]] = {}  # the bucket's lease, for a root mirroring one
     _guard: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self.path = self.root.resolve() / LOCK_FILE
+        self.remote = remote_of(self.root)
 
     def holder(self) -> Holder | None:
-        """What the current holder wrote, or None (file absent, empty, or being rewritten)."""
+        """What the current holder wrote, or None (file absent, empty, or being rewritten); for a bucket, its lease's holder."""
         try:
             info = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            info = None
+        if not info and self.remote is not None and (found := self._lease().current()):
+            info = found[0]
+        try:
             return Holder(int(info["pid"]), str(info["host"]), str(info["since"]), str(info.get("command", "")))
-        except (OSError, ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError):
             return None
+
+    def _lease(self) -> BucketLease:
+        return BucketLease(self.remote, _holder_info())
 
     def is_held(self) -> bool:
         """Whether some process holds the lock now (probes with a non-blocking lock of our own)."""
         if self.path in self._held:
+            return True
+        if self.remote is not None and (found := self._lease().current()) and not self._lease().expired(found[0]):
             return True
         if not self.path.exists():
             return False
@@ -114,6 +134,12 @@ class RootLock:
                 if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
                     return False
                 raise
+            if self.remote is not None:
+                lease = self._lease()
+                if not lease.try_acquire():  # another machine's run holds the bucket
+                    os.close(fd)
+                    return False
+                self._leases[self.path] = lease
             self._write_holder(fd)
             self._held[self.path] = [fd, 1]
             return True
@@ -141,6 +167,8 @@ class RootLock:
             if entry[1] > 0:
                 return
             del self._held[self.path]
+            if (lease := self._leases.pop(self.path, None)) is not None:
+                lease.release()
             with contextlib.suppress(OSError):
                 os.ftruncate(entry[0], 0)  # a reader between now and the next holder sees "unknown", not us
             os.close(entry[0])  # closing the descriptor is what releases the flock
@@ -155,15 +183,18 @@ class RootLock:
 
     @staticmethod
     def _write_holder(fd: int) -> None:
-        info = {
-            "pid": os.getpid(),
-            "host": socket.gethostname(),
-            "since": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])[:200] if sys.argv and sys.argv[0] else "",
-        }
-        data = json.dumps(info).encode()
+        data = json.dumps(_holder_info()).encode()
         os.ftruncate(fd, 0)
         os.pwrite(fd, data, 0)
+
+
+def _holder_info() -> dict[str, object]:
+    return {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "since": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])[:200] if sys.argv and sys.argv[0] else "",
+    }
 
 
 def _to_stderr(message: str) -> None:

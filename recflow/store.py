@@ -5,6 +5,10 @@ A stage output lives in ``<root>/<stage>/<key>/`` where ``key`` hashes everythin
 therefore share a folder and a different input can never overwrite it. Each folder holds a
 ``manifest.json`` (written last, atomically) listing its files with their sha256; a folder
 without a valid manifest is treated as absent.
+
+The root may also be an object-storage URL (``RECFLOW_HOME=s3://bucket/prefix``): the root is
+then a local mirror of the bucket, folders are published to it (manifest last) once built and
+fetched from it (checksums verified) when the mirror lacks them; see ``recflow.storage``.
 """
 
 from __future__ import annotations
@@ -22,13 +26,18 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from recflow import storage
+
 MANIFEST = "manifest.json"
 _CHUNK = 1 << 20
 
 
 def artifacts_root() -> Path:
-    """``$RECFLOW_HOME`` if set, else ``./artifacts``."""
-    return Path(os.environ.get("RECFLOW_HOME") or "artifacts").resolve()
+    """``$RECFLOW_HOME`` if set, else ``./artifacts``; for an object-storage URL, this machine's mirror of it."""
+    home = os.environ.get("RECFLOW_HOME") or "artifacts"
+    if storage.is_remote_url(home):
+        return storage.RemoteRoot.parse(home).mirror
+    return storage.local_root(home)
 
 
 # ----------------------------------------------------------------------------- hashing
@@ -147,13 +156,22 @@ class Artifact(BaseModel):
         return {"stage": self.stage, "fingerprint": self.fingerprint}
 
     def dir(self, root: Path | None = None) -> Path:
-        return (root or artifacts_root()) / self.path
+        """The folder on this machine; under a mirrored root it is fetched from the bucket if absent."""
+        folder = (root or artifacts_root()) / self.path
+        if not (folder / MANIFEST).is_file() and (remote := storage.remote_for_stage_folder(folder)):
+            storage.fetch(folder, *remote)
+        return folder
 
     def file(self, name: str, root: Path | None = None) -> Path:
         return self.dir(root) / name
 
     def is_intact(self, root: Path | None = None) -> bool:
-        return verify_stage_dir(self.dir(root)) == self.fingerprint
+        """Every file matches the manifest this descriptor was made from (under a mirrored root: also published)."""
+        folder = self.dir(root)
+        if verify_stage_dir(folder) != self.fingerprint:
+            return False
+        ensure_published(folder)
+        return True
 
 
 def stage_key(stage: str, *parts: Any) -> str:
@@ -169,7 +187,8 @@ def building(stage: str, key: str, root: Path | None = None) -> Iterator[Path]:
     """A scratch folder that becomes ``<root>/<stage>/<key>`` once the block finishes.
 
     The manifest (file -> sha256) is written inside the scratch folder, then the folder is
-    renamed into place, so readers see either nothing or a complete, verified output.
+    renamed into place, so readers see either nothing or a complete, verified output. Under a
+    mirrored root the folder is then published to the bucket, its manifest last.
     """
     final = stage_dir(stage, key, root)
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -180,6 +199,8 @@ def building(stage: str, key: str, root: Path | None = None) -> Iterator[Path]:
         if final.exists():
             shutil.rmtree(final)
         os.replace(scratch, final)
+        if remote := storage.remote_for_stage_folder(final):
+            storage.publish(final, *remote)
     finally:
         if scratch.exists():
             shutil.rmtree(scratch, ignore_errors=True)
@@ -193,7 +214,24 @@ def write_manifest(folder: Path) -> str:
 
 
 def verify_stage_dir(folder: Path) -> str | None:
-    """The folder's fingerprint if its manifest exists and every file matches it, else None."""
+    """The folder's fingerprint if its manifest exists and every file matches it, else None.
+
+    A stage folder of a mirrored root that is absent or damaged here is fetched from the bucket
+    (when the bucket holds a complete, verified copy) and checked again.
+    """
+    fingerprint = _verify_local(folder)
+    if fingerprint is None and (remote := storage.remote_for_stage_folder(folder)) and storage.fetch(folder, *remote):
+        fingerprint = _verify_local(folder)
+    return fingerprint
+
+
+def ensure_published(folder: Path) -> None:
+    """Under a mirrored root, upload a verified local folder the bucket lacks (a run that died before publishing it)."""
+    if (remote := storage.remote_for_stage_folder(folder)) and not storage.has_manifest(*remote):
+        storage.publish(folder, *remote)
+
+
+def _verify_local(folder: Path) -> str | None:
     manifest = folder / MANIFEST
     if not manifest.is_file():
         return None
@@ -215,6 +253,7 @@ def describe(stage: str, key: str, root: Path | None = None, **meta: Any) -> Art
     fingerprint = verify_stage_dir(folder)
     if fingerprint is None:
         raise FileNotFoundError(f"{folder} has no valid {MANIFEST}")
+    ensure_published(folder)
     return Artifact(
         stage=stage,
         key=key,

@@ -20,6 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from recflow import storage
 from recflow.config import RunConfig
 from recflow.outcomes import ModelOutcome
 from recflow.store import Artifact, artifacts_root
@@ -49,10 +50,12 @@ def use_experiment(cfg: RunConfig, root: Path | None = None) -> tuple[Any, str]:
     root = root or artifacts_root()
     uri = tracking_uri(cfg, root)
     mlflow.set_tracking_uri(uri)
+    remote = storage.remote_of(root)  # a root on object storage: run artifacts go to its bucket too
+    in_bucket = storage.mlflow_artifact_location(remote) if remote else None
     name = experiment_name(cfg)
     experiment = mlflow.get_experiment_by_name(name)
     if experiment is None:
-        location = (root / "mlruns").as_uri() if uri.startswith("sqlite:") else None
+        location = in_bucket or ((root / "mlruns").as_uri() if uri.startswith("sqlite:") else None)
         mlflow.create_experiment(name, artifact_location=location, tags={EXPERIMENT_KIND_TAG: TRAINING_KIND})
         experiment = mlflow.get_experiment_by_name(name)
     elif experiment.tags.get(EXPERIMENT_KIND_TAG) != TRAINING_KIND:  # made before the tag (or inferred as GenAI)

@@ -11,7 +11,9 @@ a task run on
   * its inputs rendered as canonical JSON: descriptors contribute their content fingerprints,
     config slices their values.
 On a hit it checks that every artifact in the cached result is still intact (manifest present,
-checksums match); if not, the stale record is dropped and the task runs again.
+checksums match); if not, the stale record is dropped and the task runs again. Records live in
+the results storage (``results_storage``: a local folder, or a bucket for a root on object
+storage), and a stale one is deleted through that storage.
 
 The same key names the task's output folder (``<root>/<stage>/<key>``), so the cache record and
 the artifacts it points at can never disagree about which inputs made them.
@@ -19,6 +21,7 @@ the artifacts it points at can never disagree about which inputs made them.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import inspect
 from collections.abc import Callable, Iterable
@@ -31,6 +34,7 @@ from prefect import task
 from prefect.cache_policies import CachePolicy
 from prefect.context import TaskRunContext
 
+from recflow import storage
 from recflow.lineage import INPUTS_FILE, Lineage
 from recflow.store import Artifact, artifacts_root, hash_parts
 
@@ -114,6 +118,17 @@ class VerifiedStageCache(CachePolicy):
             return
         path = store._resolved_key_path(key)
         store.cache.pop(path, None)
+        delete_record(store.result_storage, path)
+
+
+def delete_record(results: Any, path: str) -> None:
+    """Remove a cache record through the storage that holds it: a local file, or an object via fsspec."""
+    from prefect.filesystems import RemoteFileSystem
+
+    if isinstance(results, RemoteFileSystem):
+        with contextlib.suppress(FileNotFoundError):
+            results.filesystem.rm_file(results._resolve_path(path))  # a saved block's store keeps keys unresolved
+    else:
         Path(path).unlink(missing_ok=True)
 
 
@@ -151,8 +166,31 @@ def input_folders(parameters: dict[str, Any]) -> list[str]:
     return sorted({a.path for a in iter_artifacts(parameters)})
 
 
-def results_storage(root: Path | None = None) -> Path:
-    return (root or artifacts_root()) / ".prefect" / "results"
+def results_storage(root: Path | None = None) -> Path | str:
+    """Where Prefect keeps result and cache records: ``<root>/.prefect/results``.
+
+    For a root mirroring a bucket: the name of a saved ``RemoteFileSystem`` block whose basepath is
+    ``<URL>/.prefect/results``, so every machine sharing the bucket shares the cache. A name, not
+    the block itself, because Prefect accepts only saved blocks and this is also evaluated when
+    the flow module is imported, with no server to save to; ``prepare_results_storage`` saves it.
+    """
+    root = root or artifacts_root()
+    if remote := storage.remote_of(root):
+        return f"remote-file-system/{results_block_name(remote)}"
+    return root / ".prefect" / "results"
+
+
+def results_block_name(remote: storage.RemoteRoot) -> str:
+    return "recflow-results-" + hashlib.sha256(remote.url.encode()).hexdigest()[:12]
+
+
+def prepare_results_storage(results: Path | str) -> Path | str:
+    """Before a flow runs: create a local results folder, or save the block a bucket's results storage names."""
+    if isinstance(results, Path):
+        results.mkdir(parents=True, exist_ok=True)
+    elif (remote := storage.configured_remote()) and results == f"remote-file-system/{results_block_name(remote)}":
+        storage.prefect_result_storage(remote).save(results_block_name(remote), overwrite=True)  # no credentials in it
+    return results
 
 
 def produce(stage_name: str, build: Callable[[Path], dict[str, Any]]) -> Artifact:
