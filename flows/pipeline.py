@@ -173,7 +173,8 @@ def run_pipeline(
     with exclusive_root(root), run_log(log_file):
         storage.mkdir(parents=True, exist_ok=True)
         try:
-            return pipeline.with_options(result_storage=storage, **runner_options(config_path, overrides, root, dask))(config_path=config_path, overrides=overrides, refresh=refresh)
+            runner = runner_options(config_path, overrides, root, dask)
+            return pipeline.with_options(result_storage=storage, **runner)(config_path=config_path, overrides=overrides, refresh=refresh)
         except PipelineFailed as exc:
             raise PipelineFailed(exc.failures, str(log_file)) from None
         except Exception as exc:

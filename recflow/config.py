@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from recflow.models.params import MODEL_PARAMS, BiasParams, ModelParams, PopularParams  # noqa: F401 - the config's model entries
 
@@ -156,11 +156,12 @@ class RunnerConfig(Strict):
     memory_limit: str = Field("auto", description="LocalCluster: per worker (e.g. '8GiB'; 'auto': the machine's memory / n_workers)")
     dashboard: bool = Field(False, description="LocalCluster: serve Dask's dashboard on 127.0.0.1 (a free port, logged)")
 
-    @model_validator(mode="after")
-    def _address_is_a_scheduler(self) -> RunnerConfig:
-        if self.address is not None and "://" not in self.address:
-            raise ValueError(f"runner.address {self.address!r} is not a scheduler address; expected e.g. tcp://host:8786")
-        return self
+    @field_validator("address")
+    @classmethod
+    def _address_is_a_scheduler(cls, address: str | None) -> str | None:
+        if address is not None and "://" not in address:
+            raise ValueError(f"{address!r} is not a scheduler address; expected e.g. tcp://host:8786")
+        return address
 
 
 class RunConfig(Strict):

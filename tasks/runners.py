@@ -64,13 +64,15 @@ def task_runner_for(config: RunnerConfig, root: Any) -> DaskTaskRunner | None:
 
 
 def local_cluster_kwargs(config: RunnerConfig) -> dict[str, Any]:
-    """A LocalCluster of worker processes bound to loopback; the dashboard on a free loopback port, or none."""
+    """A LocalCluster of worker processes bound to loopback. The scheduler's HTTP server (health
+    checks; the dashboard when asked for) takes a free loopback port, not Dask's fixed 8787."""
     return {
         "n_workers": config.n_workers,
         "threads_per_worker": config.threads_per_worker,
         "processes": True,
         "host": "127.0.0.1",
-        "dashboard_address": "127.0.0.1:0" if config.dashboard else None,
+        "dashboard_address": "127.0.0.1:0",
+        "scheduler_kwargs": {"dashboard": config.dashboard},
         "memory_limit": config.memory_limit,
     }
 
