@@ -91,8 +91,6 @@ class RecflowDaskRunner(DaskTaskRunner):
     def __eq__(self, other: object) -> bool:
         return super().__eq__(other) and getattr(other, "root", None) == self.root
 
-    __hash__ = None  # type: ignore[assignment]
-
     # Prefect enters a duplicate of the flow's task runner wherever it hydrates a task's context,
     # on every worker too: the cluster is prepared on the first submit, which only the flow's process makes
     _prepared: bool = False

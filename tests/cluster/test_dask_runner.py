@@ -196,7 +196,6 @@ def test_a_worker_killed_mid_training_reruns_that_task_elsewhere_and_nothing_els
     assert killed in workers and rerun != killed  # the fit ran again, on another worker
     assert set(result["metrics"]) == {"popular", SLOW_FIT}
     states = task_run_states()
-    print("task run states:", states)
     assert states[f"train[{SLOW_FIT}]"].count("Running") == 2, states
     # each task's code ran to completion once; a recomputation by Dask (after Completed) read the cache
     assert {name: s.count("Completed") for name, s in states.items()} == {name: 1 for name in states}, states
