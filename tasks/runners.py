@@ -15,8 +15,8 @@ What a worker needs from the run, and how it gets it:
     would compute different code (and different cache keys) than the run's own process;
   * the run's root lock: no. The flow's process holds it for the whole run; tasks never take it.
   * the console: workers' ``prefect.task_runs`` records are forwarded to the run's process
-    (``Client.forward_logging``), so each task's final state is printed as with threads; those
-    records already reached the Prefect API from the worker and are not sent twice.
+    (``Client.forward_logging``) and not sent to the Prefect API twice. Each task's state is in the
+    Prefect UI and, for a LocalCluster, in the run's log file (the workers' stderr).
 
 A worker that dies (``kill -9``, out of memory) takes its running task with it; the scheduler
 runs it again on another worker. It also loses the results it held, and the scheduler recomputes
@@ -58,6 +58,7 @@ def task_runner_for(config: RunnerConfig, root: Any) -> DaskTaskRunner | None:
     """The task runner ``config`` asks for; None: the flow's own (Prefect's thread pool)."""
     if config.kind != "dask":
         return None
+    logging.getLogger("distributed").setLevel(logging.WARNING)  # the cluster's start-up chatter stays off the console
     if config.address:
         return RecflowDaskRunner(root=str(root), address=config.address)
     return RecflowDaskRunner(root=str(root), cluster_kwargs=local_cluster_kwargs(config))
