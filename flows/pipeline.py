@@ -140,19 +140,32 @@ def failure_lines(exc: BaseException) -> list[str]:
     return [f"pipeline failed: {type(exc).__name__}: {exc}"]
 
 
+def runner_options(config_path: str | list[str] | None, overrides: list[str] | None, root: Path, dask: str | None) -> dict[str, Any]:
+    """``with_options`` for the task runner the config (or ``--dask``) asks for; none for the default thread pool."""
+    runner = load_config(config_path, overrides).runner
+    if dask is None and runner.kind != "dask":
+        return {}
+    from tasks.runners import resolved_runner, task_runner_for  # Dask loads only for a Dask run
+
+    return {"task_runner": task_runner_for(resolved_runner(runner, dask), root)}
+
+
 def run_pipeline(
     config_path: str | list[str] | None = None,
     overrides: list[str] | None = None,
     root: Path | None = None,
     refresh: bool = False,
     log_file: Path | None = None,
+    dask: str | None = None,
 ) -> dict[str, Any]:
     """Run the flow with task results persisted under the artifacts root (the cache lives there).
 
     The run's full log, tracebacks included, goes to ``log_file`` (default ``<root>/logs/<stamp>-<preset>.log``);
     the console shows no traceback. A failed run raises ``PipelineFailed``: its failed tasks and that log file.
     The root is held from before Prefect starts until the flow's own result is written (the flow
-    holds it again, re-entrantly, for runs that a worker starts).
+    holds it again, re-entrantly, for runs that a worker starts). The tasks run where the config's
+    ``runner`` section says, ``dask`` (``recflow run --dask [ADDRESS]``) overriding it: by default in
+    this process's thread pool, else on a Dask cluster (``tasks/runners.py``).
     """
     root = root or artifacts_root()
     storage = results_storage(root)
@@ -160,7 +173,8 @@ def run_pipeline(
     with exclusive_root(root), run_log(log_file):
         prepare_results_storage(storage)
         try:
-            return pipeline.with_options(result_storage=storage)(config_path=config_path, overrides=overrides, refresh=refresh)
+            runner = runner_options(config_path, overrides, root, dask)
+            return pipeline.with_options(result_storage=storage, **runner)(config_path=config_path, overrides=overrides, refresh=refresh)
         except PipelineFailed as exc:
             raise PipelineFailed(exc.failures, str(log_file)) from None
         except Exception as exc:

@@ -5,13 +5,26 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Optional
 
 import typer
+from typer.core import TyperCommand
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="MovieLens ratings to tracked recommenders, as a cached Prefect DAG.")
 
 
-@app.command()
+class OptionalDaskAddress(TyperCommand):
+    """``--dask`` with or without a value: alone (last, or before another option) it means ``local``."""
+
+    def parse_args(self, ctx, args: list[str]) -> list[str]:
+        args = list(args)
+        for i, arg in enumerate(args):
+            if arg == "--dask" and (i + 1 == len(args) or args[i + 1].startswith("-")):
+                args.insert(i + 1, "local")
+        return super().parse_args(ctx, args)
+
+
+@app.command(cls=OptionalDaskAddress)
 def run(
     config: list[Path] = typer.Option(
         [],
@@ -21,6 +34,13 @@ def run(
     ),
     set_: list[str] = typer.Option([], "--set", help="override a config key: key=value (models.<name>.<param>=value)"),
     refresh: bool = typer.Option(False, "--refresh", help="rerun every task and rewrite its cache (the weekly rebuild)"),
+    dask: Optional[str] = typer.Option(
+        None,
+        "--dask",
+        metavar="[ADDRESS]",
+        help="run the tasks on Dask: alone, a LocalCluster of worker processes (config runner: n_workers, threads_per_worker); "
+        "with tcp://host:8786, an existing `dask scheduler`",
+    ),
 ) -> None:
     """Run the pipeline: ingest, split, features, train and evaluate every model, log to MLflow."""
     from recflow.config import ConfigError, load_config
@@ -29,6 +49,8 @@ def run(
         config = [Path("configs/default.yaml")]
     try:
         cfg = load_config(config, set_)
+        if dask not in (None, "local") and "://" not in dask:
+            raise ConfigError(f"--dask {dask!r}: expected a scheduler address such as tcp://host:8786, or no value for a LocalCluster")
     except ConfigError as exc:
         typer.secho(str(exc), fg="red", err=True)
         raise typer.Exit(2) from None
@@ -55,7 +77,7 @@ def run(
                 from flows.pipeline import failure_lines, run_pipeline
 
                 prefect_api.ready()
-                result = run_pipeline(paths[0] if len(paths) == 1 else (paths or None), set_, root=root, refresh=refresh, log_file=log_file)
+                result = run_pipeline(paths[0] if len(paths) == 1 else (paths or None), set_, root=root, refresh=refresh, log_file=log_file, dask=dask)
         except KeyboardInterrupt:
             interrupts.exit()
         except ServerError as exc:

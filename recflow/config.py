@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from recflow.models.params import MODEL_PARAMS, BiasParams, ModelParams, PopularParams  # noqa: F401 - the config's model entries
 
@@ -144,6 +144,26 @@ class ServingConfig(Strict):
     )
 
 
+class RunnerConfig(Strict):
+    """Where the tasks run: ``threads`` (this process's thread pool, the default) or ``dask``
+    (``recflow run --dask [ADDRESS]``; see ``tasks/runners.py``). Part of no cache key: a stage's
+    result does not depend on where it ran."""
+
+    kind: Literal["threads", "dask"] = "threads"
+    address: str | None = Field(None, description="dask: an existing scheduler, tcp://host:8786; none: a LocalCluster of worker processes on 127.0.0.1")
+    n_workers: int = Field(2, gt=0, description="LocalCluster: worker processes")
+    threads_per_worker: int = Field(1, gt=0, description="LocalCluster: tasks each worker runs at once")
+    memory_limit: str = Field("auto", description="LocalCluster: per worker (e.g. '8GiB'; 'auto': the machine's memory / n_workers)")
+    dashboard: bool = Field(False, description="LocalCluster: serve Dask's dashboard on 127.0.0.1 (a free port, logged)")
+
+    @field_validator("address")
+    @classmethod
+    def _address_is_a_scheduler(cls, address: str | None) -> str | None:
+        if address is not None and "://" not in address:
+            raise ValueError(f"{address!r} is not a scheduler address; expected e.g. tcp://host:8786")
+        return address
+
+
 class RunConfig(Strict):
     dataset: DatasetConfig = DatasetConfig()
     split: SplitConfig = SplitConfig()
@@ -154,6 +174,7 @@ class RunConfig(Strict):
     tracking: TrackingConfig = TrackingConfig()
     index: IndexConfig = IndexConfig()
     serving: ServingConfig = ServingConfig()
+    runner: RunnerConfig = RunnerConfig()
 
     @model_validator(mode="after")
     def _model_names_unique(self) -> RunConfig:
