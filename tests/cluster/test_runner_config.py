@@ -60,3 +60,15 @@ def test_dask_takes_an_optional_address_on_the_command_line():
     assert bad.exit_code == 2 and "config file not found: missing.yaml" in bad.output  # --dask took no value
     last = runner.invoke(app, ["run", "--config", "missing.yaml", "--dask"])
     assert last.exit_code == 2 and "config file not found: missing.yaml" in last.output
+
+
+def test_workers_get_an_object_storage_root_by_its_url_and_a_local_root_by_its_path(monkeypatch, tmp_path):
+    from recflow.cluster import run_variables
+    from recflow.store import artifacts_root
+
+    monkeypatch.setenv("RECFLOW_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("RECFLOW_HOME", "s3://bucket/prefix")
+    assert run_variables(artifacts_root(), None)["RECFLOW_HOME"] == "s3://bucket/prefix"
+
+    monkeypatch.setenv("RECFLOW_HOME", str(tmp_path / "root"))
+    assert run_variables(artifacts_root(), None)["RECFLOW_HOME"] == str((tmp_path / "root").resolve())
