@@ -57,6 +57,7 @@ class BiasedMFRecommender(Recommender):
         "reg": FloatRange(0.05, 5.0, log=True),
         "reg_bias": FloatRange(0.01, 10.0, log=True),
         "reg_exponent": FloatRange(0.0, 1.0),
+        "epochs": IntRange(5, 40),  # a ceiling while tuning (early stopping on valid); exact in a run without valid
     }
     item_spaces = ("items",)
     user_space = True
