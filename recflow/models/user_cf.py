@@ -40,11 +40,14 @@ rated, which predicts ratings well but ranks badly for top-K (Recall@10 0.129 ag
 
 ::
 
-    s_ui = sum_{v in N(u), v rated i} w_uv (1 + rating_weight * (r_vi - mean_v))
+    s_ui = sum_{v in N(u), v rated i} w_uv (1 + rating_weight * (r_vi - mean_v)) / (1 + n_i) ** popularity_penalty
            + 1e-3 * log(1 + n_i) / log(1 + max_j n_j)
 
 the neighbour support of the item (how many, and how similar, neighbours rated it), nudged up
-or down by whether they liked it more or less than they usually do (``rating_weight``). A
+or down by whether they liked it more or less than they usually do (``rating_weight``), and
+discounted for items everyone has (``popularity_penalty``: many neighbours hold a blockbuster
+whether or not it says anything about the user; with many neighbours a little discount lets
+the specific items through). A
 normalised weighted sum (dividing by the neighbours' total weight) would rank the same, the
 divisor being one number per user; dividing by the weight of the neighbours *who rated i* (the
 rating formula) would not: an item one neighbour rated 5 would beat an item forty neighbours
@@ -96,6 +99,7 @@ class UserCFRecommender(Recommender):
         "rank_shrink": FloatRange(0.0, 50.0),
         "rank_alpha": FloatRange(0.5, 4.0),
         "rating_weight": FloatRange(0.0, 0.5),
+        "popularity_penalty": FloatRange(0.0, 0.5),
     }
 
     def __init__(
@@ -112,6 +116,7 @@ class UserCFRecommender(Recommender):
         rank_neighbors: int = 50,
         rank_shrink: float = 0.0,
         rank_alpha: float = 2.0,
+        popularity_penalty: float = 0.0,
         clip: bool = True,
         seed: int = 0,
         build_threads: int = 1,
@@ -129,6 +134,7 @@ class UserCFRecommender(Recommender):
         self.rank_neighbors = rank_neighbors
         self.rank_shrink = rank_shrink
         self.rank_alpha = rank_alpha
+        self.popularity_penalty = popularity_penalty
         self.clip = clip
         self.seed = seed
         self.build_threads = build_threads
@@ -178,6 +184,7 @@ class UserCFRecommender(Recommender):
         self.rc_by_item_ = self.rc_.tocsc()  # predict reads each item's raters (``_neighbour_sums``)
         self.rc_by_item_.sort_indices()
         item_counts = np.bincount(R.indices, minlength=n_items).astype(np.float64)
+        self.item_discount_ = np.power(1.0 + item_counts, -float(self.popularity_penalty)).astype(np.float32)
         self.item_prior_ = (_POP_WEIGHT * np.log1p(item_counts) / max(np.log1p(item_counts.max()), 1e-12)).astype(np.float32)
         self.rating_range_ = (float(R.data.min()), float(R.data.max())) if R.nnz else (-np.inf, np.inf)
 
@@ -327,6 +334,8 @@ class UserCFRecommender(Recommender):
         s = (wb @ self.ind_).toarray()
         if self.rating_weight:
             s += np.float32(self.rating_weight) * (wb @ self.rc_).toarray()
+        if self.popularity_penalty:
+            s *= self.item_discount_[None, :]
         s += self.item_prior_[None, :]
         return s.astype(np.float32, copy=False)
 

@@ -200,6 +200,15 @@ def test_binary_ranking_keeps_the_rank_neighbors_most_similar_users():
     assert (s[:, 2:] <= 1e-3).all()
 
 
+def test_popularity_penalty_divides_the_neighbour_support_by_the_items_count():
+    # user 0's items 3 and 4 as in the test above; item 3 is had by 3 users, item 4 by 1
+    plain = UserCFRecommender(**BINARY, rank_alpha=1.0).fit(TRAIN).score(np.array([0]))[0]
+    s = UserCFRecommender(**BINARY, rank_alpha=1.0, popularity_penalty=0.5).fit(TRAIN).score(np.array([0]))[0]
+    assert s[3] == pytest.approx((2 / 3 + 2 / 3 + 2 / np.sqrt(12)) / np.sqrt(1 + 3), abs=2e-3)
+    assert s[4] == pytest.approx(2 / np.sqrt(12) / np.sqrt(1 + 1), abs=2e-3)
+    assert plain[3] > plain[4] and s[3] > s[4]
+
+
 def test_the_ranking_mode_leaves_rating_predictions_unchanged():
     users, items = np.repeat(np.arange(N_USERS), N_ITEMS), np.tile(np.arange(N_ITEMS), N_USERS)
     binary = UserCFRecommender(**ALL, ranking="binary").fit(TRAIN)
