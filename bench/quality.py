@@ -176,6 +176,7 @@ def table(rows: list[dict]) -> None:
                     latest[r["seed"]] = r
             mine = list(latest.values())
             tuned = [r for r in tunes if r["model"] == model]
+            tuned = [r for r in tuned if r["study"] == tuned[-1]["study"]] if tuned else []  # the latest study's invocations
             tuning = f"{sum(r['seconds'] for r in tuned):.0f} ({tuned[-1]['n_completed']})" if tuned else "-"
             fits = [r["fit_seconds"] for r in mine if r.get("fit_seconds") is not None]
             cells = [_stat([r[k] for r in mine if k in r]) for k in ("recall_at_10", "ndcg_at_10", "rmse")]
