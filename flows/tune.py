@@ -69,6 +69,8 @@ def tune(
         study = optuna.create_study(study_name=name, storage=storage, direction=tuning.direction(metric), load_if_exists=True)
         for stale in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
             study.tell(stale.number, state=optuna.trial.TrialState.FAIL)  # left by a crash: the root lock rules out a live one
+        if not study.trials:
+            study.enqueue_trial(tuning.baseline_values(base, space))  # the preset's own values first
         completed_before = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
         # a resumed study draws fresh random start points rather than repeating the first run's
         study.sampler = optuna.samplers.TPESampler(seed=seed + len(study.trials))

@@ -85,6 +85,25 @@ def suggest(trial, space: dict[str, Dimension]) -> dict[str, Any]:
     return values
 
 
+def baseline_values(base: BaseModel, space: dict[str, Dimension]) -> dict[str, Any]:
+    """The config's own values of the searched parameters, where they lie in the space.
+
+    A new study tries them first (``flows/tune.py``), so the best trial is never worse on
+    validation than the preset it tunes, however small the budget; a value outside its range
+    is left for the sampler.
+    """
+    values: dict[str, Any] = {}
+    for name, dim in space.items():
+        value = getattr(base, name)
+        if isinstance(dim, Choice):
+            inside = value in dim.options
+        else:
+            inside = isinstance(value, (int, float)) and not isinstance(value, bool) and dim.low <= value <= dim.high
+        if inside:
+            values[name] = value
+    return values
+
+
 def default_metric(model: str, ks: list[int]) -> str:
     """RMSE for a rating model, else NDCG at 10 (RecBole's model selection) or the smallest cutoff."""
     if MODELS[model].predicts_ratings:

@@ -23,8 +23,9 @@ TUNABLE = sorted(name for name, cls in MODELS.items() if cls.search_space)
 
 
 # -- search spaces --------------------------------------------------------------------------------
-def test_the_baselines_and_classical_models_declare_a_search_space():
-    assert {"bias", "bpr", "ease", "item_knn", "mf"} <= set(TUNABLE)
+def test_every_model_with_hyperparameters_declares_a_search_space():
+    assert {"bias", "bpr", "ease", "item_knn", "mf", "two_tower", "dssm", "user_cf", "item2vec", "deepwalk", "hybrid"} <= set(TUNABLE)
+    assert "popular" not in TUNABLE  # nothing to tune
 
 
 @pytest.mark.parametrize("name", TUNABLE)
@@ -51,6 +52,12 @@ def test_suggest_asks_optuna_for_each_dimension_by_its_kind():
     space = {"f": FloatRange(0.1, 10, log=True), "n": IntRange(2, 8, step=2), "kind": Choice(("a", "b"))}
     trial = optuna.trial.FixedTrial({"f": 0.5, "n": 4, "kind": "b"})
     assert tuning.suggest(trial, space) == {"f": 0.5, "n": 4, "kind": "b"}
+
+
+def test_the_baseline_is_the_configs_values_that_lie_in_the_space():
+    space = {"reg": FloatRange(0.1, 10.0, log=True), "k": IntRange(5, 50), "kind": Choice(("a", "b")), "big": FloatRange(0.0, 1.0)}
+    base = type("Base", (), {"reg": 0.5, "k": 100, "kind": "b", "big": 3.0})()
+    assert tuning.baseline_values(base, space) == {"reg": 0.5, "kind": "b"}  # k and big lie outside: sampled
 
 
 # -- the tuning split: train + valid, never test -----------------------------------------------------
@@ -171,6 +178,7 @@ def test_tune_runs_three_trials_on_validation_writes_an_overlay_that_run_takes_a
 
     study = optuna.load_study(study_name=result.output.split("study ")[1].split(":")[0], storage=f"sqlite:///{recflow_home / 'tuning' / 'optuna.db'}")
     assert [t.state.name for t in study.trials] == ["COMPLETE"] * 3
+    assert study.trials[0].params == {"reg_user": 15.0, "reg_item": 10.0}  # the config's values first
     runs = mlflow_runs(recflow_home)
     parent = next(r for r in runs if r.info.run_name == "tune bias")
     trials = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]

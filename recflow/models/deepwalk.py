@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 
 from recflow.interactions import Interactions
 from recflow.models.context import FitContext
 from recflow.models.embeddings import ItemVectorRecommender
+from recflow.models.search_space import Choice, Dimension, IntRange
 from recflow.sampling import random_walks
 
 
@@ -34,6 +37,16 @@ class DeepWalkRecommender(ItemVectorRecommender):
 
     name = "deepwalk"
     sample_output = "walks"
+
+    search_space: ClassVar[dict[str, Dimension]] = {
+        "walks_per_item": IntRange(5, 20),
+        "walk_length": IntRange(10, 40),
+        "window": IntRange(2, 10),
+        "epochs": IntRange(2, 10),
+        "window_cooccurrence": IntRange(1, 10),
+        "min_rating": Choice((0.0, 3.0, 4.0)),
+        "scoring": Choice(("in_out", "cosine")),
+    }
 
     def __init__(
         self,

@@ -33,6 +33,7 @@ persistence work as in ``recflow.models.two_tower`` (``model.keras`` + ``params.
 from __future__ import annotations
 
 import time
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -45,6 +46,7 @@ from recflow.models.keras_training import (
     shuffled_batches,
     tower_outputs,
 )
+from recflow.models.search_space import Choice, Dimension, FloatRange
 from recflow.models.towers import tower
 
 DEMOGRAPHICS = ("gender", "age", "occupation")
@@ -98,6 +100,13 @@ class DSSMRecommender(KerasRecommender):
     predicts_ratings = True
     item_spaces = ("items",)
     user_space = True
+
+    search_space: ClassVar[dict[str, Dimension]] = {
+        "dim": Choice((16, 32, 64)),
+        "lr": FloatRange(3e-4, 1e-2, log=True),
+        "l2": Choice((0.0, 1e-5, 1e-4, 1e-3)),
+        "batch_size": Choice((512, 1024, 2048)),
+    }
 
     def __init__(
         self,

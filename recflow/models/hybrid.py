@@ -82,7 +82,7 @@ train interaction counts per item, the genre-overlap values. ``load`` reads only
 from __future__ import annotations
 
 import time
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import pandas as pd
@@ -93,6 +93,7 @@ from recflow.models.context import FitContext
 from recflow.models.hybrid_content import align_items, content_features
 from recflow.models.hybrid_network import build_network
 from recflow.models.keras_training import KerasRecommender, shuffled_batches
+from recflow.models.search_space import Choice, Dimension, FloatRange
 from recflow.numeric import normalise_rows
 from recflow.titles import TitleIndex
 
@@ -109,6 +110,15 @@ class HybridRecommender(KerasRecommender):
     #: ``similar`` modes: the fused space (primary, what ``score`` uses), the content and CF branches
     item_spaces = ("hybrid", "content", "cf")
     user_space = True
+
+    search_space: ClassVar[dict[str, Dimension]] = {
+        "temperature": FloatRange(0.03, 0.3, log=True),
+        "lr": FloatRange(1e-3, 1e-2, log=True),
+        "alignment_weight": FloatRange(0.0, 1.0),
+        "cf_dropout": FloatRange(0.0, 0.5),
+        "positive_threshold": Choice((None, 3.0, 4.0)),
+        "l2": Choice((0.0, 1e-5, 1e-4)),
+    }
 
     def __init__(
         self,

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 
 from recflow.interactions import Interactions
 from recflow.models.context import FitContext
 from recflow.models.embeddings import ItemVectorRecommender
+from recflow.models.search_space import Choice, Dimension, IntRange
 from recflow.sampling import liked_sequences
 
 
@@ -27,6 +30,15 @@ class Item2VecRecommender(ItemVectorRecommender):
 
     name = "item2vec"
     sample_output = "sequences"
+
+    search_space: ClassVar[dict[str, Dimension]] = {
+        "window": IntRange(2, 20, log=True),
+        "negative": IntRange(2, 15),
+        "epochs": IntRange(5, 30),
+        "sample": Choice((0.0, 1e-4, 1e-3)),
+        "min_rating": Choice((0.0, 3.0, 4.0)),
+        "scoring": Choice(("in_out", "cosine")),
+    }
 
     def __init__(
         self,

@@ -68,6 +68,7 @@ reads only the npz: ``score``/``recommend`` need no TensorFlow; ``keras_model`` 
 from __future__ import annotations
 
 import time
+from typing import ClassVar
 
 import numpy as np
 
@@ -79,6 +80,7 @@ from recflow.models.keras_training import (
     shuffled_batches,
     tower_outputs,
 )
+from recflow.models.search_space import Choice, Dimension, FloatRange
 from recflow.models.towers import numeric_feature_table, tower
 from recflow.sample_files import load_matching
 
@@ -121,6 +123,17 @@ class TwoTowerRecommender(KerasRecommender):
     name = "two_tower"
     item_spaces = ("items",)
     user_space = True
+
+    # embedding size stays at the preset's (RecBole's protocol fixes 64); epochs are a ceiling
+    # (early stopping on the validation part), so each trial costs about one fit
+    search_space: ClassVar[dict[str, Dimension]] = {
+        "temperature": FloatRange(0.02, 0.2, log=True),
+        "lr": FloatRange(1e-3, 1e-2, log=True),
+        "l2": Choice((0.0, 1e-5, 1e-4, 1e-3)),
+        "shared_negatives": Choice((128, 256, 512)),
+        "logq_correction": Choice((True, False)),
+        "use_features": Choice((True, False)),
+    }
 
     def __init__(
         self,

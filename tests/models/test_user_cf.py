@@ -149,7 +149,8 @@ def test_predictions_are_clipped_to_the_training_rating_range():
     np.testing.assert_array_equal(clipped.predict(u, i), np.clip(raw.predict(u, i), 1.0, 5.0))
 
 
-def test_score_is_rating_adjusted_neighbour_support_plus_popularity(model):
+def test_rating_ranking_is_rating_adjusted_neighbour_support_plus_popularity():
+    model = UserCFRecommender(**ALL, ranking="rating", rating_weight=0.5).fit(TRAIN)
     nbrs, w = model.neighbors(np.arange(N_USERS))
     counts = np.array([sum(rated(v, i) for v in ROWS) for i in range(N_ITEMS)])
     prior = 1e-3 * np.log1p(counts) / np.log1p(counts.max())
@@ -161,6 +162,58 @@ def test_score_is_rating_adjusted_neighbour_support_plus_popularity(model):
     s = model.score(np.arange(N_USERS))
     assert s.shape == (N_USERS, N_ITEMS) and s.dtype == np.float32
     np.testing.assert_allclose(s, expected, atol=1e-5)
+
+
+ITEMS = {u: set(row) for u, row in ROWS.items()}
+BINARY = dict(n_neighbors=10, n_components=8, rank_neighbors=10, rating_weight=0.0, seed=0)
+
+
+def binary_cosine(u: int, v: int, shrink: float = 0.0) -> float:
+    return len(ITEMS[u] & ITEMS[v]) / (np.sqrt(len(ITEMS[u]) * len(ITEMS[v])) + shrink)
+
+
+def test_binary_ranking_sums_the_cosines_of_the_neighbours_who_have_the_item():
+    # user 0 has {0, 1, 2}; item 3 is had by users 1 {0, 1, 3}, 2 {1, 2, 3}, 3 {0, 2, 3, 4}:
+    # 2/sqrt(3*3) + 2/sqrt(3*3) + 2/sqrt(3*4); item 4 by user 3 alone; item 5 by nobody
+    s = UserCFRecommender(**BINARY, rank_alpha=1.0).fit(TRAIN).score(np.array([0]))[0]
+    assert s[3] == pytest.approx(2 / 3 + 2 / 3 + 2 / np.sqrt(12), abs=2e-3)  # + the popularity prior (<= 1e-3)
+    assert s[4] == pytest.approx(2 / np.sqrt(12), abs=2e-3)
+    assert s[5] == 0.0
+
+
+def test_binary_ranking_raises_shrunk_cosines_to_rank_alpha():
+    model = UserCFRecommender(**BINARY, rank_alpha=2.0, rank_shrink=1.0).fit(TRAIN)
+    counts = np.array([sum(i in ITEMS[v] for v in ROWS) for i in range(N_ITEMS)])
+    expected = np.tile(1e-3 * np.log1p(counts) / np.log1p(counts.max()), (N_USERS, 1))
+    for u in ROWS:
+        for v in set(ROWS) - {u}:
+            for i in ITEMS[v]:
+                expected[u, i] += binary_cosine(u, v, shrink=1.0) ** 2
+    np.testing.assert_allclose(model.score(np.arange(N_USERS)), expected, atol=1e-5)
+
+
+def test_binary_ranking_keeps_the_rank_neighbors_most_similar_users():
+    # users 0 and 1 each share 2 of their 3 items with user 4 {0, 1}: cosine 2/sqrt(6), above
+    # every other user's 2/3 or less, so with one neighbour only user 4's items score
+    s = UserCFRecommender(**{**BINARY, "rank_neighbors": 1}, rank_alpha=1.0).fit(TRAIN).score(np.array([0, 1]))
+    np.testing.assert_allclose(s[:, [0, 1]], 2 / np.sqrt(6), atol=1e-3)
+    assert (s[:, 2:] <= 1e-3).all()
+
+
+def test_popularity_penalty_divides_the_neighbour_support_by_the_items_count():
+    # user 0's items 3 and 4 as in the test above; item 3 is had by 3 users, item 4 by 1
+    plain = UserCFRecommender(**BINARY, rank_alpha=1.0).fit(TRAIN).score(np.array([0]))[0]
+    s = UserCFRecommender(**BINARY, rank_alpha=1.0, popularity_penalty=0.5).fit(TRAIN).score(np.array([0]))[0]
+    assert s[3] == pytest.approx((2 / 3 + 2 / 3 + 2 / np.sqrt(12)) / np.sqrt(1 + 3), abs=2e-3)
+    assert s[4] == pytest.approx(2 / np.sqrt(12) / np.sqrt(1 + 1), abs=2e-3)
+    assert plain[3] > plain[4] and s[3] > s[4]
+
+
+def test_the_ranking_mode_leaves_rating_predictions_unchanged():
+    users, items = np.repeat(np.arange(N_USERS), N_ITEMS), np.tile(np.arange(N_ITEMS), N_USERS)
+    binary = UserCFRecommender(**ALL, ranking="binary").fit(TRAIN)
+    rating = UserCFRecommender(**ALL, ranking="rating").fit(TRAIN)
+    np.testing.assert_array_equal(binary.predict(users, items), rating.predict(users, items))
 
 
 def test_recommend_shapes_and_excludes_seen_items():
@@ -238,7 +291,9 @@ def test_unfitted_model_raises():
             call()
 
 
-@pytest.mark.parametrize("params", [{"n_neighbors": 0}, {"n_components": 0}, {"shrinkage": -1.0}], ids=str)
+@pytest.mark.parametrize(
+    "params", [{"n_neighbors": 0}, {"n_components": 0}, {"shrinkage": -1.0}, {"rank_shrink": -1.0}, {"rank_neighbors": 0}, {"ranking": "both"}], ids=str
+)
 def test_invalid_hyperparameters_are_refused(params):
     with pytest.raises(ValueError):
         UserCFRecommender(**params).fit(TRAIN)
