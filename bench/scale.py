@@ -18,6 +18,11 @@ includes writing the synthetic release. ``--runner dask`` passes ``--dask`` to `
 when it does not; tasks then overlap on the workers, so a task's RSS column is the whole process
 tree's peak while it ran (an upper bound shared with whatever ran beside it).
 
+CPU seconds (the tree's user + system time over the task's interval) are shown beside wall
+seconds: on a shared machine wall time grows with other processes' load, CPU time much less.
+``--save`` / ``--load`` keep each size's measurements as JSON, so sizes run at different times
+tabulate together.
+
 Growth: for each stage the exponent ``b`` of ``cost ~ ratings^b`` from the two largest sizes
 (``growth_exponent``: a log-log slope); ``b <= 1`` is at most linear.
 """
@@ -25,6 +30,7 @@ Growth: for each stage the exponent ``b`` of ``cost ~ ratings^b`` from the two l
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import platform
@@ -56,12 +62,14 @@ def growth_exponent(x1: float, y1: float, x2: float, y2: float) -> float:
 
 
 class RssSampler(threading.Thread):
-    """Samples the RSS (bytes) of a process and its children every ``interval`` seconds."""
+    """Samples the RSS (bytes) and CPU seconds (user + system) of a process and its children every ``interval`` seconds."""
 
     def __init__(self, pid: int, interval: float = 0.2):
         super().__init__(daemon=True)
         self.pid, self.interval = pid, interval
-        self.samples: list[tuple[float, int]] = []
+        self.samples: list[tuple[float, int, float]] = []
+        self._cpu_gone = 0.0  # CPU seconds of children that have exited
+        self._cpu_last: dict[int, float] = {}
         self._stop_event = threading.Event()
 
     def run(self) -> None:
@@ -72,17 +80,22 @@ class RssSampler(threading.Thread):
         except psutil.NoSuchProcess:
             return
         while not self._stop_event.is_set():
-            total = 0
+            total, cpu = 0, {}
             try:
                 procs = [root, *root.children(recursive=True)]
             except psutil.NoSuchProcess:
                 break
             for p in procs:
                 try:
-                    total += p.memory_info().rss
+                    with p.oneshot():
+                        total += p.memory_info().rss
+                        t = p.cpu_times()
+                        cpu[p.pid] = t.user + t.system
                 except psutil.Error:
                     pass
-            self.samples.append((time.time(), total))
+            self._cpu_gone += sum(v for pid, v in self._cpu_last.items() if pid not in cpu)
+            self._cpu_last = cpu
+            self.samples.append((time.time(), total, self._cpu_gone + sum(cpu.values())))
             self._stop_event.wait(self.interval)
 
     def stop(self) -> None:
@@ -90,8 +103,17 @@ class RssSampler(threading.Thread):
         self.join()
 
     def peak(self, start: float, end: float) -> int:
-        inside = [rss for t, rss in self.samples if start <= t <= end + self.interval]
+        inside = [rss for t, rss, _ in self.samples if start <= t <= end + self.interval]
         return max(inside, default=0)
+
+    def cpu(self, start: float, end: float) -> float:
+        """CPU seconds the process tree used between the samples nearest ``start`` and ``end``."""
+        if not self.samples:
+            return 0.0
+        times = [t for t, _, _ in self.samples]
+        a = min(range(len(times)), key=lambda i: abs(times[i] - start))
+        b = min(range(len(times)), key=lambda i: abs(times[i] - end))
+        return max(self.samples[b][2] - self.samples[a][2], 0.0)
 
 
 def task_runs(home: Path) -> list[dict]:
@@ -156,8 +178,17 @@ def run_size(n_ratings: int, runner: str, timeout: float, home_dir: str | None) 
         tasks = []
         for t in task_runs(home):
             end = t["end"] or time.time()
-            tasks.append({**t, "seconds": end - t["start"], "peak_rss": sampler.peak(t["start"], end)})
-    return {**s, "rc": rc, "wall": wall, "peak_rss": max((r for _, r in sampler.samples), default=0), "tasks": tasks, "tail": tail}
+            tasks.append({**t, "seconds": end - t["start"], "cpu": sampler.cpu(t["start"], end), "peak_rss": sampler.peak(t["start"], end)})
+    samples = sampler.samples
+    return {
+        **s,
+        "rc": rc,
+        "wall": wall,
+        "cpu": samples[-1][2] if samples else 0.0,
+        "peak_rss": max((r for _, r, _ in samples), default=0),
+        "tasks": tasks,
+        "tail": tail,
+    }
 
 
 def stage_of(task_name: str) -> str:
@@ -166,48 +197,41 @@ def stage_of(task_name: str) -> str:
 
 
 def table(results: list[dict]) -> list[str]:
-    """Markdown rows: one per stage, seconds and peak RSS GB per size, growth exponents of the two largest sizes."""
+    """Markdown rows, one per stage: wall seconds, CPU seconds and peak RSS GB per size, then the
+    growth exponents (wall, CPU, RSS) between the two largest sizes."""
     names: list[str] = []
     per = []
     for r in results:
-        by = {}
+        by: dict[str, dict] = {}
         for t in r["tasks"]:
             key = stage_of(t["name"])
             if key not in names:
                 names.append(key)
-            prev = by.get(key)
-            by[key] = (t["seconds"] + (prev[0] if prev else 0), max(t["peak_rss"], prev[1] if prev else 0), t["state"])
+            prev = by.get(key, {"seconds": 0.0, "cpu": 0.0, "peak_rss": 0, "state": t["state"]})
+            by[key] = {"seconds": prev["seconds"] + t["seconds"], "cpu": prev["cpu"] + t.get("cpu", 0.0), "peak_rss": max(prev["peak_rss"], t["peak_rss"]), "state": t["state"]}
+        by["whole run"] = {"seconds": r["wall"], "cpu": r.get("cpu", 0.0), "peak_rss": r["peak_rss"], "state": "COMPLETED" if r["rc"] == 0 else f"rc={r['rc']}"}
         per.append(by)
     sizes = [f"{r['n_ratings'] / 1e6:g}M" for r in results]
-    head = "| stage | " + " | ".join(f"{s} s | {s} GB" for s in sizes) + (" | growth s | growth GB |" if len(results) > 1 else " |")
-    rows = [head, "|---|" + "---:|---:|" * len(sizes) + ("---:|---:|" if len(results) > 1 else "")]
-
-    def cells(values):
-        return " | ".join(values)
-
+    grow = len(results) > 1
+    head = "| stage | " + " | ".join(f"{s} wall s | {s} CPU s | {s} GB" for s in sizes) + " |" + (" b wall | b CPU | b GB |" if grow else "")
+    rows = [head, "|---|" + "---:|---:|---:|" * len(sizes) + ("---:|---:|---:|" if grow else "")]
     for name in names + ["whole run"]:
-        vals, secs, gbs = [], [], []
-        for r, by in zip(results, per):
-            if name == "whole run":
-                sec, rss, state = r["wall"], r["peak_rss"], "COMPLETED" if r["rc"] == 0 else f"rc={r['rc']}"
-            elif name in by:
-                sec, rss, state = by[name]
-            else:
-                sec, rss, state = None, None, None
-            if sec is None:
-                vals += ["-", "-"]
-            else:
-                mark = "" if state == "COMPLETED" else f" ({state.lower()})"
-                vals += [f"{sec:.1f}{mark}", f"{rss / 2**30:.2f}"]
-            secs.append(sec)
-            gbs.append(rss)
-        growth = ""
-        if len(results) > 1:
-            (x1, x2), (s1, s2), (g1, g2) = [r["n_ratings"] for r in results[-2:]], secs[-2:], gbs[-2:]
-            gs = growth_exponent(x1, s1, x2, s2) if s1 and s2 else float("nan")
-            gg = growth_exponent(x1, g1, x2, g2) if g1 and g2 else float("nan")
-            growth = f" | {gs:.2f} | {gg:.2f}"
-        rows.append(f"| {name} | {cells(vals)}{growth} |")
+        cells = []
+        for by in per:
+            v = by.get(name)
+            if v is None:
+                cells += ["-", "-", "-"]
+                continue
+            mark = "" if v["state"] == "COMPLETED" else f" ({v['state'].lower()})"
+            cells += [f"{v['seconds']:.1f}{mark}", f"{v['cpu']:.1f}", f"{v['peak_rss'] / 2**30:.2f}"]
+        line = f"| {name} | " + " | ".join(cells) + " |"
+        if grow:
+            (x1, x2), (v1, v2) = [r["n_ratings"] for r in results[-2:]], [by.get(name) for by in per[-2:]]
+            for key in ("seconds", "cpu", "peak_rss"):
+                ok = v1 and v2 and v1["state"] == v2["state"] == "COMPLETED"
+                b = growth_exponent(x1, v1[key], x2, v2[key]) if ok else float("nan")
+                line += " - |" if math.isnan(b) else f" {b:.2f} |"
+        rows.append(line)
     return rows
 
 
@@ -217,17 +241,22 @@ def main() -> None:
     ap.add_argument("--runner", choices=["local", "dask"], default="local", help="dask: recflow run --dask (a 2-worker LocalCluster)")
     ap.add_argument("--timeout", type=float, default=3600, help="seconds per size before the run is killed")
     ap.add_argument("--home-dir", default=None, help="where the temporary RECFLOW_HOME of each size goes (needs ~10 GB at 25M)")
+    ap.add_argument("--save", type=Path, help="also write each size's measurements to <save>-<size>.json")
+    ap.add_argument("--load", type=Path, nargs="*", default=[], help="measurements saved earlier (--save), tabulated with these sizes")
     args = ap.parse_args()
     if args.runner == "dask" and not dask_available():
         print("--runner dask: this recflow's `recflow run` has no --dask option (the Dask runner is not merged); nothing run")
         sys.exit(2)
-    results = []
-    for size in (int(float(x)) for x in args.sizes.split(",")):
+    results = [json.loads(p.read_text()) for p in args.load]
+    for size in (int(float(x)) for x in args.sizes.split(",") if x):
         print(f"running {size:,} ratings ({args.runner} runner) ...", file=sys.stderr, flush=True)
         r = run_size(size, args.runner, args.timeout, args.home_dir)
         if r["rc"] != 0:
             print("\n".join(r["tail"]), file=sys.stderr)
+        if args.save:
+            Path(f"{args.save}-{size}.json").write_text(json.dumps(r))
         results.append(r)
+        results.sort(key=lambda x: x["n_ratings"])
         print("\n".join(table(results)), file=sys.stderr, flush=True)  # partial tables as sizes finish
     print(
         f"\nmachine: {platform.machine()}, {platform.python_implementation()} {platform.python_version()}, "
