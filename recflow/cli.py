@@ -109,7 +109,7 @@ def print_summary(cfg, result: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from recflow.evaluate import half_width, population_lines
+    from recflow.evaluate import half_width, item_scope_lines, population_lines
 
     console = Console()
     metrics = result["metrics"]
@@ -121,7 +121,7 @@ def print_summary(cfg, result: dict) -> None:
     ci_key = f"recall_at_{ks[0]}" if ks else None
     with_ci = ci_key is not None and any(half_width(m, ci_key) is not None for m in metrics.values())
     caption = "R@k recall, N@k NDCG" + (f"; ± half the {level:.0%} bootstrap CI over users" if with_ci else "") + "; the rest in MLflow"
-    about = population_lines(metrics)
+    about = population_lines(metrics) + item_scope_lines(getattr(cfg, "models", []))
     table = Table(title=f"{cfg.dataset.name} - protocol {result['protocol']}", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True, caption=caption)
     table.add_column("model", no_wrap=True)
     for _, label in columns:

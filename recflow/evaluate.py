@@ -91,6 +91,16 @@ def population_lines(metrics_by_model: dict[str, dict]) -> list[str]:
     return lines
 
 
+def item_scope_lines(models) -> list[str]:
+    """A line per model that ranks only part of the catalogue (a ``top_items`` parameter, e.g. EASE
+    at ML-25M scale): its metrics are still over the full ranking, but it never recommends the rest."""
+    return [
+        f"{m.name}: fitted on the {int(m.top_items):,} most popular training items only (top_items); every other item is never recommended"
+        for m in models
+        if getattr(m, "top_items", None) is not None
+    ]
+
+
 def relevance_matrix(test: Interactions, relevance_threshold: float | None = None) -> sp.csr_matrix:
     """users x items boolean CSR of the relevant test interactions (rating >= threshold when set)."""
     keep = np.ones(len(test), dtype=bool) if relevance_threshold is None else test.ratings >= relevance_threshold

@@ -87,17 +87,32 @@ def index_split(split_frame: pd.DataFrame) -> dict[str, Interactions]:
     """Per-part ``Interactions`` (``train``/``valid``/``test``) of a split frame with a ``split`` column.
 
     The user and item universes are the sorted ids present anywhere in the split, so that a
-    full ranking covers every item a user could be tested on.
+    full ranking covers every item a user could be tested on. Every task that reads a split calls
+    this, so it is linear in the rows (``_dense_index``; the part column compared by its category
+    codes, not as 25M strings).
     """
-    user_ids = np.unique(split_frame["user_id"].to_numpy())
-    item_ids = np.unique(split_frame["item_id"].to_numpy())
-    u = np.searchsorted(user_ids, split_frame["user_id"].to_numpy()).astype(np.int32)
-    i = np.searchsorted(item_ids, split_frame["item_id"].to_numpy()).astype(np.int32)
+    user_ids, u = _dense_index(split_frame["user_id"].to_numpy())
+    item_ids, i = _dense_index(split_frame["item_id"].to_numpy())
     r = split_frame["rating"].to_numpy(np.float32)
     t = split_frame["timestamp"].to_numpy(np.int64)
-    part = split_frame["split"].astype(str).to_numpy()
-    out = {}
-    for name in ("train", "valid", "test"):
-        m = part == name
-        out[name] = Interactions(u[m], i[m], r[m], t[m], user_ids, item_ids)
-    return out
+    column = split_frame["split"]
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        codes = column.cat.codes.to_numpy()
+        categories = [str(c) for c in column.cat.categories]
+        masks = {name: codes == categories.index(name) if name in categories else np.zeros(len(codes), bool) for name in ("train", "valid", "test")}
+    else:
+        part = column.astype(str).to_numpy()
+        masks = {name: part == name for name in ("train", "valid", "test")}
+    return {name: Interactions(u[m], i[m], r[m], t[m], user_ids, item_ids) for name, m in masks.items()}
+
+
+def _dense_index(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted distinct ids, each row's int32 position among them): ``np.unique`` + ``searchsorted``,
+    through a lookup table when the ids are non-negative integers of modest range (MovieLens ids)."""
+    if len(ids) and ids.dtype.kind in "iu" and ids.min() >= 0 and ids.max() < max(4 * len(ids), 1 << 20):
+        present = np.zeros(int(ids.max()) + 1, bool)
+        present[ids] = True
+        rank = np.cumsum(present, dtype=np.int64) - 1
+        return np.flatnonzero(present).astype(ids.dtype), rank[ids].astype(np.int32)
+    distinct = np.unique(ids)
+    return distinct, np.searchsorted(distinct, ids).astype(np.int32)

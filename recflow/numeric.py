@@ -10,11 +10,24 @@ from __future__ import annotations
 import numpy as np
 
 
+#: block width of ``topk``'s prefilter; rows narrower than ``_PREFILTER_MIN`` (or ``k`` too close to
+#: the width) take the direct route
+_BLOCK = 16
+_PREFILTER_MIN = 4096
+
+
 def topk(scores: np.ndarray, k: int) -> np.ndarray:
     """Column indices of the ``k`` largest entries per row, sorted best first (ties: lower index).
 
     The tie rule holds at the cut too: among items tied with the ``k``-th score, the lowest
     indices are kept (``argpartition`` alone keeps an arbitrary subset of them). NaN ranks last.
+
+    Wide float rows (a full catalogue per user) are prefiltered: split the columns into groups of
+    ``_BLOCK``; the ``k``-th largest of the group maxima is a lower bound of the row's ``k``-th
+    largest value (each of those ``k`` groups holds an entry reaching it), so the row's top ``k``
+    lie in the groups whose maximum reaches it (usually about ``k`` groups). Only their members are
+    ordered, by score then column, so ties resolve exactly as on the whole row. Rows where the
+    bound keeps too much (e.g. mostly ``-inf``) are ranked whole.
     """
     scores = np.asarray(scores)
     n_rows, n = scores.shape
@@ -24,6 +37,14 @@ def topk(scores: np.ndarray, k: int) -> np.ndarray:
         scores = np.where(np.isnan(scores), -np.inf, scores)
     if k >= n:
         return np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    if n >= _PREFILTER_MIN and 4 * _BLOCK * k <= n and np.issubdtype(scores.dtype, np.floating) and n_rows:
+        return _topk_prefiltered(scores, k)
+    return _topk_direct(scores, k)
+
+
+def _topk_direct(scores: np.ndarray, k: int) -> np.ndarray:
+    """``topk`` over whole rows (no NaN, ``k < n``)."""
+    n_rows = scores.shape[0]
     kth = -np.partition(-scores, k - 1, axis=1)[:, k - 1 : k]  # k-th largest value per row
     chosen = scores > kth
     short = k - chosen.sum(axis=1)  # how many of the tied-with-kth items each row still needs
@@ -40,6 +61,42 @@ def topk(scores: np.ndarray, k: int) -> np.ndarray:
     # order by score desc, then index asc, for deterministic ties
     order = np.lexsort((part, -part_scores), axis=1)
     return np.take_along_axis(part, order, axis=1)
+
+
+def _topk_prefiltered(scores: np.ndarray, k: int) -> np.ndarray:
+    """``topk`` of wide float rows through the group-maxima bound (see ``topk``)."""
+    n_rows, n = scores.shape
+    width = n // _BLOCK
+    whole = width * _BLOCK
+    # group g holds columns g, g + width, g + 2 width, ... (strided: the max is elementwise over 16 slices)
+    maxima = scores[:, :whole].reshape(n_rows, _BLOCK, width).max(axis=1)
+    bound = -np.partition(-maxima, k - 1, axis=1)[:, k - 1 : k]
+    reach = maxima >= bound  # >= k groups per row, each with an entry >= bound
+    n_groups = reach.sum(axis=1)
+    light = n_groups * _BLOCK <= max(n // 8, k)
+    out = np.empty((n_rows, k), dtype=np.int64)
+    if not light.all():
+        heavy = np.flatnonzero(~light)
+        out[heavy] = _topk_direct(scores[heavy], k)
+    rows = np.flatnonzero(light)
+    if not len(rows):
+        return out
+    reach, n_groups = reach[rows], n_groups[rows]
+    r, g = np.nonzero(reach)
+    pos = np.arange(len(g)) - (np.cumsum(n_groups) - n_groups)[r]
+    groups = np.full((len(rows), int(n_groups.max())), -1, dtype=np.int64)
+    groups[r, pos] = g
+    # candidates: every member of a reaching group, plus the columns past the last whole group
+    cols = (groups[:, :, None] + width * np.arange(_BLOCK)[None, None, :]).reshape(len(rows), -1)
+    pad = groups.repeat(_BLOCK, axis=1) < 0
+    cols = np.concatenate([cols, np.broadcast_to(np.arange(whole, n), (len(rows), n - whole))], axis=1)
+    pad = np.concatenate([pad, np.zeros((len(rows), n - whole), bool)], axis=1)
+    cols[pad] = n  # after every real column: loses every tie
+    vals = np.take_along_axis(scores[rows], np.minimum(cols, n - 1), axis=1)
+    vals[pad] = -np.inf
+    order = np.lexsort((cols, -vals), axis=1)[:, :k]  # score desc, then column asc
+    out[rows] = np.take_along_axis(cols, order, axis=1)
+    return out
 
 
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:

@@ -27,7 +27,7 @@ from prefect.context import TaskRunContext
 
 import recflow.progress
 from recflow.config import RunConfig
-from recflow.evaluate import POPULATION, half_width, is_metric_key, population_lines
+from recflow.evaluate import POPULATION, half_width, is_metric_key, item_scope_lines, population_lines
 from recflow.outcomes import ModelOutcome
 from recflow.store import artifacts_root
 from recflow.tracking import metric_sort_key
@@ -134,7 +134,7 @@ def summary_markdown(
     shown = [k for k in metric_names if "_at_" not in k or (ks and k.endswith(f"_at_{ks[0]}"))]
     exp_id, parent = tracking["experiment_id"], tracking["run_id"]
     population = {row["model"]: {k: row[k] for k in POPULATION if row.get(k) is not None} for row in rows}
-    about = population_lines(population)
+    about = population_lines(population) + item_scope_lines(getattr(cfg, "models", []))
     level = getattr(getattr(cfg, "evaluation", None), "ci_level", 0.95)
     lines = [
         f"# recflow run {run_name or ''} on {cfg.dataset.name}".rstrip(),

@@ -13,7 +13,11 @@ in place by a float32 Cholesky factorisation (LAPACK ``potrf`` + ``potri``), the
 float32 and float64 give the same Recall@10 / NDCG@10 to 4 decimals (max |B32 - B64| ~ 1e-6)
 at half the memory and a fraction of the time. Catalogues above ``max_items`` are refused with
 an error (memory is quadratic, time cubic in the item count): use an item-kNN, factorisation
-or user-kNN model there, or restrict the catalogue (e.g. a minimum item count).
+or user-kNN model there, or restrict the catalogue (e.g. a minimum item count), or fit EASE on
+the ``top_items`` most popular training items only (``items_``; ties to the lower index): ``B`` is
+then ``top_items`` x ``top_items``, a user's score uses only their interactions with those items,
+and every other item scores ``-inf`` (never recommended). That is how the ML-25M preset keeps EASE
+(its summary states the subset); ``top_items=None`` (the default) is the whole catalogue.
 
 Ranking only (``predicts_ratings`` is False). ``history_`` is empty (no epochs).
 Persistence: ``B`` and the binarised train matrix go to ``arrays.npz``.
@@ -39,16 +43,27 @@ class EASERecommender(Recommender):
     name = "ease"
     search_space: ClassVar[dict[str, Dimension]] = {"l2": FloatRange(10.0, 10_000.0, log=True)}
 
-    def __init__(self, l2: float = 500.0, implicit_threshold: float | None = None, max_items: int = 30_000) -> None:
+    def __init__(self, l2: float = 500.0, implicit_threshold: float | None = None, max_items: int = 30_000, top_items: int | None = None) -> None:
         self.l2 = l2
         self.implicit_threshold = implicit_threshold
         self.max_items = max_items
+        self.top_items = top_items
 
     def fit(self, train: Interactions, context: FitContext | None = None) -> EASERecommender:
         if not float(self.l2) > 0:
             raise ValueError(f"l2 must be > 0 (G = X^T X + l2 I must be invertible), got {self.l2}")
-        self._check_catalogue(train.n_items)
-        self.X_ = _binarise(train, self.implicit_threshold)
+        if self.top_items is not None and int(self.top_items) < 1:
+            raise ValueError(f"top_items must be >= 1 or None (the whole catalogue), got {self.top_items}")
+        n_items = train.n_items if self.top_items is None else min(train.n_items, int(self.top_items))
+        self._check_catalogue(n_items)
+        X = _binarise(train, self.implicit_threshold)
+        if self.top_items is None:
+            self.items_ = np.arange(train.n_items, dtype=np.int64)
+            self.X_ = X
+        else:
+            counts = np.bincount(X.indices, minlength=train.n_items)
+            self.items_ = np.sort(np.argsort(-counts, kind="stable")[:n_items]).astype(np.int64)
+            self.X_ = X[:, self.items_].tocsr()
         self.B_ = _ease_weights(self.X_, float(self.l2))
         self.history_: list[dict] = []
         self._remember_seen(train)
@@ -60,30 +75,36 @@ class EASERecommender(Recommender):
                 f"{self.name} needs a dense {n_items} x {n_items} item-item matrix "
                 f"(~{4 * n_items**2 / 2**30:.1f} GiB float32, cubic time); the limit is max_items="
                 f"{self.max_items}. Use a factorisation (mf) or neighbourhood (user_cf) model, "
-                "or shrink the catalogue (minimum item interactions)."
+                "or shrink the catalogue (minimum item interactions, or top_items)."
             )
 
     def score(self, users: np.ndarray) -> np.ndarray:
         self._check_fitted()
         users = np.asarray(users, dtype=np.int64).reshape(-1)
-        out = self.X_[users] @ self.B_
-        return np.asarray(out, dtype=np.float32)
+        sub = np.asarray(self.X_[users] @ self.B_, dtype=np.float32)
+        if len(self.items_) == self.n_items:
+            return sub
+        out = np.full((len(users), self.n_items), -np.inf, dtype=np.float32)
+        out[:, self.items_] = sub
+        return out
 
     def item_weights(self) -> np.ndarray:
-        """The learned items x items matrix ``B`` (row = source item, column = scored item)."""
+        """The learned matrix ``B`` (row = source item, column = scored item) over ``items_``
+        (every item unless ``top_items`` is set)."""
         self._check_fitted()
         return self.B_
 
     # -- persistence -------------------------------------------------------------------------
     def _state(self) -> dict[str, np.ndarray]:
         x = self.X_.tocoo()
-        return {"B": self.B_, "x_row": x.row, "x_col": x.col}
+        return {"B": self.B_, "x_row": x.row, "x_col": x.col, "items": self.items_}
 
     def _restore(self, arrays: dict[str, np.ndarray]) -> None:
         self.B_ = np.ascontiguousarray(arrays["B"], dtype=np.float32)
         n_users, n_items = self._seen.shape
         row, col = arrays["x_row"], arrays["x_col"]
-        self.X_ = sp.csr_matrix((np.ones(len(row), np.float32), (row, col)), shape=(n_users, n_items))
+        self.items_ = np.asarray(arrays["items"], dtype=np.int64) if "items" in arrays else np.arange(n_items, dtype=np.int64)
+        self.X_ = sp.csr_matrix((np.ones(len(row), np.float32), (row, col)), shape=(n_users, len(self.items_)))
         self.history_ = []
 
 

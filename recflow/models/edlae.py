@@ -70,6 +70,7 @@ class EDLAERecommender(EASERecommender):
             raise ValueError(f"l2 must be >= 0, and > 0 when dropout is 0 (G + Lambda must be invertible), got {self.l2}")
         self._check_catalogue(train.n_items)
         self.X_ = _binarise(train, self.implicit_threshold)
+        self.items_ = np.arange(train.n_items, dtype=np.int64)  # the whole catalogue (no top_items)
         W = self.X_
         a = float(self.user_exponent)
         if a:

@@ -121,6 +121,19 @@ def test_topk_matches_stable_sort_on_ties():
         np.testing.assert_array_equal(topk(s, k), np.argsort(-s, axis=1, kind="stable")[:, :k])
 
 
+def test_topk_on_wide_rows_matches_stable_sort_with_ties_and_masks():
+    # rows wider than numeric._PREFILTER_MIN take the group-maxima prefilter; it must keep the same
+    # tie rule, including rows that are mostly -inf (ranked whole) and a row of nothing but -inf
+    rng = np.random.default_rng(1)
+    s = rng.integers(0, 4, (6, 5000)).astype(np.float32)
+    s[1, rng.random(5000) < 0.999] = -np.inf
+    s[2] = -np.inf
+    s[3, :4990] = 0.0
+    s[3, 4995] = 1.0  # the winner sits in the columns past the last whole group
+    for k in (1, 7, 50):
+        np.testing.assert_array_equal(topk(s, k), np.argsort(-s, axis=1, kind="stable")[:, :k])
+
+
 def test_batching_and_determinism(model):
     a = model.recommend([2, 0, 1, 0], k=4)
     b = model.recommend([2, 0, 1, 0], k=4, batch_size=1)

@@ -55,6 +55,36 @@ def test_weights_match_naive_float64_implementation():
     assert np.all(np.diag(m.item_weights()) == 0)
 
 
+# TWO_ITEMS plus a third, least popular item: counts 2, 2, 1
+THREE_ITEMS = interactions([0, 0, 1, 2, 2], [0, 1, 0, 1, 2], [5, 4, 3, 2, 1], 3, 3)
+
+
+def test_top_items_fits_the_most_popular_items_and_never_recommends_the_rest():
+    m = EASERecommender(l2=1.0, top_items=2).fit(THREE_ITEMS)
+    np.testing.assert_array_equal(m.items_, [0, 1])
+    # on items 0 and 1 the data are TWO_ITEMS's, so B is too; item 2 scores -inf for everyone
+    np.testing.assert_allclose(m.item_weights(), [[0.0, 1 / 3], [1 / 3, 0.0]], atol=1e-7)
+    inf = -np.inf
+    np.testing.assert_allclose(m.score(np.array([0, 1, 2])), [[1 / 3, 1 / 3, inf], [0, 1 / 3, inf], [1 / 3, 0, inf]], atol=1e-7)
+    items, _ = m.recommend(np.array([1]), k=2)  # user 1 has seen item 0: item 1, then nothing
+    np.testing.assert_array_equal(items, [[1, -1]])
+
+
+def test_top_items_ties_go_to_the_lower_index_and_survive_save_load(tmp_path):
+    m = EASERecommender(l2=1.0, top_items=1).fit(THREE_ITEMS)  # items 0 and 1 tie at 2 interactions
+    np.testing.assert_array_equal(m.items_, [0])
+    m.save(tmp_path / "ease")
+    loaded = load_model(tmp_path / "ease")
+    np.testing.assert_array_equal(loaded.items_, [0])
+    np.testing.assert_array_equal(loaded.score(np.arange(3)), [[0, -np.inf, -np.inf]] * 3)
+
+
+def test_top_items_is_checked_against_max_items():
+    with pytest.raises(ValueError, match="max_items"):
+        EASERecommender(top_items=3, max_items=2).fit(THREE_ITEMS)
+    EASERecommender(top_items=2, max_items=2).fit(THREE_ITEMS)  # the subset fits even though the catalogue does not
+
+
 def test_fill_lower_from_upper_across_blocks():
     # the helper symmetrises in blocks of 1024 on real data; a block of 2 exercises every branch on 5 x 5
     rng = np.random.default_rng(0)
@@ -102,7 +132,7 @@ def test_save_load_round_trip(tmp_path):
     m.save(tmp_path / "ease")
     for loaded in (EASERecommender.load(tmp_path / "ease"), load_model(tmp_path / "ease")):
         assert type(loaded) is EASERecommender
-        assert loaded.get_params() == {"l2": 4.0, "implicit_threshold": 3.0, "max_items": 100}
+        assert loaded.get_params() == {"l2": 4.0, "implicit_threshold": 3.0, "max_items": 100, "top_items": None}
         np.testing.assert_array_equal(loaded.item_weights(), m.item_weights())
         assert (loaded.X_ != m.X_).nnz == 0
         np.testing.assert_array_equal(loaded.score(np.arange(30)), m.score(np.arange(30)))
