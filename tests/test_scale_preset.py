@@ -19,7 +19,7 @@ def test_ml25m_preset_reads_the_release_and_runs_every_registered_model():
     cfg = load_config(CONFIGS / "ml-25m.yaml")
     assert cfg.dataset.name == "ml-25m" and cfg.dataset.synth is None
     assert sorted(m.name for m in cfg.models) == sorted(MODELS)
-    assert cfg.model("ease").top_items == 6_000
+    assert cfg.model("ease").top_items == 6_000 and cfg.model("edlae").top_items == 6_000
 
 
 def test_synth_overlay_gives_ml25m_shape_and_keeps_the_models():
@@ -31,7 +31,8 @@ def test_synth_overlay_gives_ml25m_shape_and_keeps_the_models():
 def test_ease_subset_is_stated_in_the_summary_lines():
     cfg = load_config(CONFIGS / "ml-25m.yaml")
     assert item_scope_lines(cfg.models) == [
-        "ease: fitted on the 6,000 most popular training items only (top_items); every other item is never recommended"
+        "ease: fitted on the 6,000 most popular training items only (top_items); every other item is never recommended",
+        "edlae: fitted on the 6,000 most popular training items only (top_items); every other item is never recommended",
     ]
     assert item_scope_lines(load_config(None, ["models=[{name: ease}]"]).models) == []
 

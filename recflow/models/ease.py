@@ -52,22 +52,24 @@ class EASERecommender(Recommender):
     def fit(self, train: Interactions, context: FitContext | None = None) -> EASERecommender:
         if not float(self.l2) > 0:
             raise ValueError(f"l2 must be > 0 (G = X^T X + l2 I must be invertible), got {self.l2}")
+        self.items_, self.X_ = self._kept_items(train)
+        self.B_ = _ease_weights(self.X_, float(self.l2))
+        self.history_: list[dict] = []
+        self._remember_seen(train)
+        return self
+
+    def _kept_items(self, train: Interactions) -> tuple[np.ndarray, sp.csr_matrix]:
+        """The items the dense matrix covers (all, or the ``top_items`` most popular) and the binary X over them."""
         if self.top_items is not None and int(self.top_items) < 1:
             raise ValueError(f"top_items must be >= 1 or None (the whole catalogue), got {self.top_items}")
         n_items = train.n_items if self.top_items is None else min(train.n_items, int(self.top_items))
         self._check_catalogue(n_items)
         X = _binarise(train, self.implicit_threshold)
         if self.top_items is None:
-            self.items_ = np.arange(train.n_items, dtype=np.int64)
-            self.X_ = X
-        else:
-            counts = np.bincount(X.indices, minlength=train.n_items)
-            self.items_ = np.sort(np.argsort(-counts, kind="stable")[:n_items]).astype(np.int64)
-            self.X_ = X[:, self.items_].tocsr()
-        self.B_ = _ease_weights(self.X_, float(self.l2))
-        self.history_: list[dict] = []
-        self._remember_seen(train)
-        return self
+            return np.arange(train.n_items, dtype=np.int64), X
+        counts = np.bincount(X.indices, minlength=train.n_items)
+        items = np.sort(np.argsort(-counts, kind="stable")[:n_items]).astype(np.int64)
+        return items, X[:, items].tocsr()
 
     def _check_catalogue(self, n_items: int) -> None:
         if n_items > int(self.max_items):

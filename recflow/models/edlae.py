@@ -33,7 +33,7 @@ import scipy.sparse as sp
 
 from recflow.interactions import Interactions
 from recflow.models.context import FitContext
-from recflow.models.ease import EASERecommender, _binarise, _ease_weights
+from recflow.models.ease import EASERecommender, _ease_weights
 from recflow.models.search_space import Dimension, FloatRange
 
 
@@ -57,10 +57,11 @@ class EDLAERecommender(EASERecommender):
         user_exponent: float = 0.25,
         implicit_threshold: float | None = None,
         max_items: int = 30_000,
+        top_items: int | None = None,
     ) -> None:
         self.dropout = dropout
         self.user_exponent = user_exponent
-        super().__init__(l2=l2, implicit_threshold=implicit_threshold, max_items=max_items)
+        super().__init__(l2=l2, implicit_threshold=implicit_threshold, max_items=max_items, top_items=top_items)
 
     def fit(self, train: Interactions, context: FitContext | None = None) -> EDLAERecommender:
         p = float(self.dropout)
@@ -68,9 +69,7 @@ class EDLAERecommender(EASERecommender):
             raise ValueError(f"dropout must lie in [0, 1), got {self.dropout}")
         if float(self.l2) < 0 or (p == 0.0 and not float(self.l2) > 0):
             raise ValueError(f"l2 must be >= 0, and > 0 when dropout is 0 (G + Lambda must be invertible), got {self.l2}")
-        self._check_catalogue(train.n_items)
-        self.X_ = _binarise(train, self.implicit_threshold)
-        self.items_ = np.arange(train.n_items, dtype=np.int64)  # the whole catalogue (no top_items)
+        self.items_, self.X_ = self._kept_items(train)
         W = self.X_
         a = float(self.user_exponent)
         if a:

@@ -39,6 +39,14 @@ def test_no_dropout_and_no_user_weighting_is_ease_exactly():
     np.testing.assert_array_equal(edlae.score(np.arange(30)), ease.score(np.arange(30)))
 
 
+def test_top_items_restricts_it_to_the_same_items_as_ease():
+    train = random_train(seed=1)
+    edlae = EDLAERecommender(dropout=0.0, l2=7.0, user_exponent=0.0, top_items=5).fit(train)
+    ease = EASERecommender(l2=7.0, top_items=5).fit(train)
+    np.testing.assert_array_equal(edlae.items_, ease.items_)
+    np.testing.assert_array_equal(edlae.score(np.arange(30)), ease.score(np.arange(30)))
+
+
 def test_two_items_by_hand():
     # X = [[1, 1], [1, 0], [0, 1]]: G = [[2, 1], [1, 2]]; p = 0.5 adds G_jj, l2 = 1: G + Lambda = [[5, 1], [1, 5]]
     # P = [[5, -1], [-1, 5]] / 24, B_01 = -P_01 / P_11 = 1/5 (EASE with l2 = 1 gives 1/3)
