@@ -208,7 +208,12 @@ def table(results: list[dict]) -> list[str]:
             if key not in names:
                 names.append(key)
             prev = by.get(key, {"seconds": 0.0, "cpu": 0.0, "peak_rss": 0, "state": t["state"]})
-            by[key] = {"seconds": prev["seconds"] + t["seconds"], "cpu": prev["cpu"] + t.get("cpu", 0.0), "peak_rss": max(prev["peak_rss"], t["peak_rss"]), "state": t["state"]}
+            by[key] = {
+                "seconds": prev["seconds"] + t["seconds"],
+                "cpu": prev["cpu"] + t.get("cpu", 0.0),
+                "peak_rss": max(prev["peak_rss"], t["peak_rss"]),
+                "state": t["state"],
+            }
         by["whole run"] = {"seconds": r["wall"], "cpu": r.get("cpu", 0.0), "peak_rss": r["peak_rss"], "state": "COMPLETED" if r["rc"] == 0 else f"rc={r['rc']}"}
         per.append(by)
     sizes = [f"{r['n_ratings'] / 1e6:g}M" for r in results]

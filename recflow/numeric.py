@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 
-
 #: block width of ``topk``'s prefilter; rows narrower than ``_PREFILTER_MIN`` (or ``k`` too close to
 #: the width) take the direct route
 _BLOCK = 16
