@@ -130,6 +130,7 @@ class KerasRecommender(Recommender):
     """
 
     framework_flavour = "keras"
+    trains_in_epochs = True
 
     def framework_model(self):
         return self.keras_model

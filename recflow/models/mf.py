@@ -52,6 +52,7 @@ class BiasedMFRecommender(Recommender):
     """mu + b_u + b_i + p_u . q_i by ALS with count-scaled ridge penalties (see module doc)."""
 
     name = "mf"
+    trains_in_epochs = True
     search_space: ClassVar[dict[str, Dimension]] = {
         "factors": IntRange(8, 128, log=True),
         "reg": FloatRange(0.05, 5.0, log=True),
