@@ -16,9 +16,10 @@ for user ``u`` the unknown ``x_u = [p_u, b_u]`` with design rows ``z_i = [q_i, 1
 looped: users are sorted by count and cut into chunks of similar count; each chunk gathers its
 padded design tensor (chunk x max count x (factors+1), padding points at a zero row), forms the
 Gram matrices with one stacked float32 ``matmul`` and solves them with one stacked float64
-``np.linalg.solve``. BLAS keeps the process's thread count: ``threadpoolctl.threadpool_limits`` is
-process-wide, so limiting it here changed the LAPACK results (e.g. a TruncatedSVD's) of any
-model training concurrently in another thread of the process.
+``np.linalg.solve``. BLAS runs single-threaded inside ``fit`` (many small products: threads only
+add overhead, on a loaded machine many times over). ``threadpoolctl``'s limit is process-wide, so
+while ``fit`` runs it also applies to models training in other threads of the process (their
+LAPACK results, e.g. a TruncatedSVD's, can differ in the last bits).
 
 A user or item without training ratings keeps zero factors and bias (its prediction falls back
 to the other side's bias). ``predict`` takes index ``-1`` for an unknown user or item, which also
@@ -37,6 +38,7 @@ from typing import ClassVar
 
 import numpy as np
 import scipy.sparse as sp
+from threadpoolctl import threadpool_limits
 
 from recflow.interactions import Interactions
 from recflow.metrics import rmse
@@ -120,23 +122,24 @@ class BiasedMFRecommender(Recommender):
         best, best_rmse, since_best = None, np.inf, 0
         lam = (float(self.reg), float(self.reg_bias), float(self.reg_exponent))
         self._seen = None  # not fitted until the end
-        for epoch in range(1, int(self.epochs) + 1):
-            self.user_factors_, self.user_bias_, _ = by_user.solve(self.item_factors_, self.item_bias_, mu, *lam)
-            self.item_factors_, self.item_bias_, sse = by_item.solve(self.user_factors_, self.user_bias_, mu, *lam)
-            entry = {"epoch": epoch, "train_rmse": float(np.sqrt(sse / len(r))) if len(r) else float("nan")}
-            if valid is not None and len(valid):
-                entry["valid_rmse"] = rmse(valid.ratings, self._predict_known(valid.user_idx, valid.item_idx))
-            self.history_.append(entry)
-            if on_epoch_end is not None:
-                on_epoch_end(epoch, {key: v for key, v in entry.items() if key != "epoch"})
-            if "valid_rmse" in entry:
-                if entry["valid_rmse"] < best_rmse:
-                    best_rmse, since_best, self.best_epoch_ = entry["valid_rmse"], 0, epoch
-                    best = (self.user_factors_, self.user_bias_, self.item_factors_, self.item_bias_)
-                else:
-                    since_best += 1
-                    if since_best >= int(self.patience):
-                        break
+        with threadpool_limits(1, user_api="blas"):
+            for epoch in range(1, int(self.epochs) + 1):
+                self.user_factors_, self.user_bias_, _ = by_user.solve(self.item_factors_, self.item_bias_, mu, *lam)
+                self.item_factors_, self.item_bias_, sse = by_item.solve(self.user_factors_, self.user_bias_, mu, *lam)
+                entry = {"epoch": epoch, "train_rmse": float(np.sqrt(sse / len(r))) if len(r) else float("nan")}
+                if valid is not None and len(valid):
+                    entry["valid_rmse"] = rmse(valid.ratings, self._predict_known(valid.user_idx, valid.item_idx))
+                self.history_.append(entry)
+                if on_epoch_end is not None:
+                    on_epoch_end(epoch, {key: v for key, v in entry.items() if key != "epoch"})
+                if "valid_rmse" in entry:
+                    if entry["valid_rmse"] < best_rmse:
+                        best_rmse, since_best, self.best_epoch_ = entry["valid_rmse"], 0, epoch
+                        best = (self.user_factors_, self.user_bias_, self.item_factors_, self.item_bias_)
+                    else:
+                        since_best += 1
+                        if since_best >= int(self.patience):
+                            break
         if best is not None:
             self.user_factors_, self.user_bias_, self.item_factors_, self.item_bias_ = best
         self._remember_seen(train)
