@@ -140,7 +140,7 @@ class ServingConfig(Strict):
         0.05,
         gt=0,
         lt=1,
-        description="the alias moves only when a paired bootstrap test over the same users gives p below this (recflow.serving.paired_comparison)",
+        description="the alias moves only when a paired bootstrap test over the same users gives p below this (recflow.serving.champion.champion_decision)",
     )
 
 

@@ -23,9 +23,9 @@ def train(data: Artifact, split: Artifact, features: Artifact, samples: Artifact
     def build(out: Path) -> dict:
         parts = load_parts(split)
         context = fit_context(parts, data, features, samples)
-        progress = epoch_progress(params.name, getattr(params, "epochs", None))
-        context.on_epoch_end = context.on_epoch_end or progress
         model = build_model(params)
+        progress = epoch_progress(params.name, model.epoch_budget())
+        context.on_epoch_end = context.on_epoch_end or progress
         started = time.perf_counter()
         try:
             model.fit(parts["train"], context)

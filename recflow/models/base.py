@@ -17,6 +17,8 @@ model name:
 * ``dot_factors()``: ``(U, V, valid)`` when its ranking score is a plain dot product.
 * ``predict``: one rule for unknown indices, -1 means "unknown" and gets the model's fallback.
 * ``framework_flavour`` / ``framework_model()``: a framework model (Keras) to log beside the npz.
+* ``trains_in_epochs`` / ``epoch_budget()``: ``fit`` runs at most ``epochs`` epochs and reports
+  each to ``context.on_epoch_end`` (a progress bar's length).
 
 A model declaring spaces implements the hooks ``_item_vectors(space)`` / ``_user_vectors()``
 (and ``_item_valid(space)`` when "no vector" is not simply a zero row); the public methods add
@@ -71,6 +73,8 @@ class Recommender(ABC):
     similarity: ClassVar[Literal["cosine"]] = "cosine"
     #: a framework model saved beside the npz that tracking logs in that flavour (``"keras"``), or None
     framework_flavour: ClassVar[str | None] = None
+    #: whether ``fit`` trains for at most ``epochs`` epochs, calling ``context.on_epoch_end`` after each
+    trains_in_epochs: ClassVar[bool] = False
     #: the ``__init__`` parameters ``recflow tune`` searches, with their ranges; {} for none (not tunable)
     search_space: ClassVar[dict[str, Dimension]] = {}
     #: what ``fit`` recorded per epoch (a dict each: ``loss`` ..., ``examples_per_second`` where measured); () without epochs
@@ -176,6 +180,10 @@ class Recommender(ABC):
     def framework_model(self) -> Any:
         """The framework model (``framework_flavour``) for tracking to log."""
         raise NotSupported(f"{self.name} has no framework model")
+
+    def epoch_budget(self) -> int | None:
+        """The most epochs ``fit`` runs (its ``epochs``) when it ``trains_in_epochs``; None otherwise."""
+        return int(self.epochs) if self.trains_in_epochs else None
 
     def _item_space(self, space: str | None) -> str:
         if not self.item_spaces:

@@ -36,6 +36,7 @@ class BPRRecommender(Recommender):
     """Matrix factorisation with the BPR pairwise loss, lazy Adam, uniform unseen negatives."""
 
     name = "bpr"
+    trains_in_epochs = True
     item_spaces = ("items",)
     user_space = True
     search_space: ClassVar[dict[str, Dimension]] = {

@@ -68,8 +68,8 @@ After fit (NumPy, float32, rows unit-norm or zero)
     is the index stage's ``genre_overlap_at_{k}`` of every item space of every model
     (``recflow.retrieval_build``), measured the same way for all of them.
 
-Determinism: as ``two_tower`` (global seeds, seeded initialisers, shuffles and SVD; op
-determinism when ``deterministic``). On CPU, refits with one seed agreed bitwise in our tests.
+Determinism: as ``two_tower`` (seeded initialisers, shuffles and SVD, the cold-item mask a
+stateless draw keyed by (seed, step); no global seeds; op determinism when ``deterministic``). On CPU, refits with one seed agreed bitwise in our tests.
 
 Persistence: ``model.keras`` (Keras native, the whole network with the content table as frozen
 weights) + ``params.json`` / ``arrays.npz``: seen matrix, the three item-vector sets and their

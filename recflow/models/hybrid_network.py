@@ -25,12 +25,14 @@ def build_network(keras, n_users: int, n_items: int, dim: int, hidden, fusion_hi
     def init(s):
         return keras.initializers.RandomNormal(stddev=0.1, seed=s)
 
+    # every initialiser is seeded or constant (the frozen tables are set below): an unseeded one
+    # would draw its seed from Python's process-global generator
     u_in = keras.Input(shape=(), dtype="int32", name="user_idx")
     u = keras.layers.Embedding(n_users, dim, name="user_id_embedding", embeddings_initializer=init(seed))(u_in)
     user_tower = keras.Model(u_in, keras.layers.UnitNormalization(name="user_unit")(u), name="user_tower")
 
     c_in = keras.Input(shape=(), dtype="int32", name="content_item_idx")
-    table = keras.layers.Embedding(n_items, content.shape[1], trainable=False, name="content_features")
+    table = keras.layers.Embedding(n_items, content.shape[1], trainable=False, name="content_features", embeddings_initializer="zeros")
     c = _mlp(keras, table(c_in), hidden, dim, "content", seed + 1000)
     content_branch = keras.Model(c_in, c, name="content_branch")
 
@@ -46,7 +48,7 @@ def build_network(keras, n_users: int, n_items: int, dim: int, hidden, fusion_hi
     # the whole network, as saved: cold items (no train interactions) enter the head with cf = 0
     uu = keras.Input(shape=(), dtype="int32", name="user_idx")
     ii = keras.Input(shape=(), dtype="int32", name="item_idx")
-    keep_table = keras.layers.Embedding(n_items, 1, trainable=False, name="has_cf")
+    keep_table = keras.layers.Embedding(n_items, 1, trainable=False, name="has_cf", embeddings_initializer="zeros")
     cv, fv = content_branch(ii), cf_branch(ii)
     fv_eff = keras.layers.Multiply(name="cf_cold_mask")([fv, keep_table(ii)])
     model = keras.Model([uu, ii], [user_tower(uu), cv, fv, fusion([cv, fv_eff])], name="hybrid")

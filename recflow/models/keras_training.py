@@ -130,6 +130,7 @@ class KerasRecommender(Recommender):
     """
 
     framework_flavour = "keras"
+    trains_in_epochs = True
 
     def framework_model(self):
         return self.keras_model
@@ -154,9 +155,15 @@ class KerasRecommender(Recommender):
             raise ValueError("early_stopping_k must be >= 1")
 
     def _seeded_tf(self):
-        """(tf, keras) with the global seeds set, so that a refit repeats the run (two_tower module doc)."""
+        """(tf, keras), and op determinism when ``deterministic``; no process-global seed is set.
+
+        Models train concurrently in threads of one process (Prefect's thread-pool task runner),
+        so a fit's randomness must be its own: every initialiser takes a seed derived from
+        ``seed``, dropout-like draws are stateless ops keyed by (seed, step), and shuffles and
+        negatives come from a NumPy Generator of ``seed``. ``keras.utils.set_random_seed`` would
+        reset Python's, NumPy's and TensorFlow's global generators under whatever else runs.
+        """
         tf, keras = import_tf(self.threads)
-        keras.utils.set_random_seed(int(self.seed))
         if self.deterministic:
             tf.config.experimental.enable_op_determinism()
         return tf, keras

@@ -71,7 +71,8 @@ def tower(keras, name: str, n: int, dim: int, hidden, features: np.ndarray, seed
     parts = [emb]
     feat_layer = None
     if features.shape[1]:
-        feat_layer = keras.layers.Embedding(n, features.shape[1], trainable=False, name=f"{name}_features")
+        # zeros, then set: an unseeded initialiser would draw its seed from Python's global generator
+        feat_layer = keras.layers.Embedding(n, features.shape[1], trainable=False, name=f"{name}_features", embeddings_initializer="zeros")
         parts.append(feat_layer(inp))
     x = keras.layers.Concatenate(name=f"{name}_concat")(parts) if len(parts) > 1 else emb
     for j, h in enumerate(hidden):

@@ -46,9 +46,10 @@ epochs without improvement and the best epoch's weights are restored. ``history_
 per epoch: ``epoch``, ``loss``, ``valid_recall_at_{k}`` (NaN without valid), ``examples_per_second``
 (training examples over the epoch's training time, validation excluded), ``seconds``.
 
-Determinism: ``fit`` calls ``keras.utils.set_random_seed(seed)`` (Python, NumPy and TF global
-seeds: initial weights) and the shuffle and negative draws are seeded, so a refit in a fresh
-process repeats the run. Within one process TF's op-level seeds advance between fits; with
+Determinism: a fit's randomness is its own, so a refit repeats the run whatever else trains in
+the process (models train in threads of one process): the initialisers take seeds derived from
+``seed`` and the shuffle and negative draws come from a NumPy Generator of ``seed``; no
+process-global seed is set (``keras_training.KerasRecommender._seeded_tf``). With
 ``deterministic=True`` ``tf.config.experimental.enable_op_determinism()`` is switched on (a
 process-wide setting). On CPU consecutive fits with the same seed then agree bitwise in our tests
 (no thread-order-dependent reductions are used by these ops on CPU); if a platform ever differs,

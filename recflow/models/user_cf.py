@@ -21,8 +21,9 @@ Rating prediction for (u, i), with ``N_i(u)`` the neighbours of ``u`` who rated 
 
 computed for the requested pairs only (work = pairs x neighbours, see ``_neighbour_sums``).
 ``damping`` pulls a deviation backed by little neighbour weight towards ``mean_u``. Defaults (200
-neighbours, damping 1) were chosen on ML-1M random 90/10 (more neighbours and a little damping
-lowered RMSE until about 200). When no neighbour rated ``i`` (``den = 0``) the prediction is
+neighbours, damping 1) were chosen on ML-1M: RMSE kept falling with more neighbours and with
+damping, with little left beyond 200 for the extra fit time, while the ranking metrics did not
+move. When no neighbour rated ``i`` (``den = 0``) the prediction is
 ``mean_u`` -- never an average with zeros for unrated items; an unknown user (index ``-1``)
 gets the global mean. Predictions are clipped to the training rating range when ``clip``.
 

@@ -19,6 +19,7 @@ from recflow.config import RunConfig
 from recflow.interactions import Interactions, index_split
 from recflow.models import MODELS, build_model, load_model
 from recflow.models.base import NotSupported, Recommender
+from recflow.models.context import FitContext
 from recflow.models.params import MODEL_PARAMS
 
 N_USERS, N_ITEMS = 12, 15
@@ -196,3 +197,14 @@ def test_a_framework_flavour_comes_with_its_model(fitted):
             fitted.framework_model()
     else:
         assert fitted.framework_model() is not None
+
+
+def test_a_model_that_trains_in_epochs_reports_each_epoch_within_its_budget(name):
+    """``trains_in_epochs`` is declared, not guessed from an ``epochs`` parameter: the train task sizes
+    its progress bar by ``epoch_budget()``, and a model reporting epochs without declaring it fails."""
+    model, reported = fresh(name), []
+    model.fit(TRAIN, FitContext(on_epoch_end=lambda epoch, logs: reported.append(epoch)))
+    if model.trains_in_epochs:
+        assert reported == list(range(1, len(reported) + 1)) and 1 <= len(reported) <= model.epoch_budget()
+    else:
+        assert reported == [] and model.epoch_budget() is None
