@@ -61,22 +61,29 @@ def test_recflow_serve_builds_the_same_schedules_under_names_of_its_own():
     assert served == {f"{name}-served": schedules for name, schedules in EXPECTED.items()}
 
 
-def test_serving_then_stopping_recflow_serve_leaves_the_deployed_deployments_runnable(deployed, live_env, api):
-    serve = subprocess.Popen(
-        [str(Path(sys.executable).parent / "recflow"), "serve", "-d", "default"],
-        cwd=REPO,
-        env=live_env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+def test_serving_then_stopping_recflow_serve_leaves_the_deployed_deployments_runnable(deployed, live_env, api, tmp_path):
+    # its output goes to a file: a pipe nobody reads fills up and blocks the process on its way out
+    log = tmp_path / "serve.log"
+    with open(log, "w") as out:
+        serve = subprocess.Popen(
+            [str(Path(sys.executable).parent / "recflow"), "serve", "-d", "default"],
+            cwd=REPO,
+            env=live_env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
     try:
         deadline = time.monotonic() + 240
         while "default-served" not in {d["name"] for d in api("/deployments/filter", {"limit": 50})}:
-            assert serve.poll() is None and time.monotonic() < deadline, serve.stdout.read()[-3000:] if serve.poll() is not None else "not served in time"
+            assert serve.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:] if serve.poll() is not None else "not served in time"
             time.sleep(1)
         serve.send_signal(signal.SIGINT)  # Ctrl-C
-        serve.wait(120)
+        try:
+            serve.wait(240)  # Prefect's runner pauses its deployments through the API on the way out: slow on a loaded machine
+        except subprocess.TimeoutExpired:
+            serve.kill()
+            pytest.fail(f"recflow serve did not stop within 240 s of Ctrl-C; its output:\n{log.read_text()[-3000:]}")
     finally:
         if serve.poll() is None:
             serve.kill()
