@@ -72,6 +72,9 @@ def test_serving_then_stopping_recflow_serve_leaves_the_deployed_deployments_run
             stdout=out,
             stderr=subprocess.STDOUT,
             text=True,
+            # as from a terminal: a test run started in the background (`cmd &`) ignores SIGINT, and
+            # an ignored signal stays ignored across exec, so Python would install no Ctrl-C handler
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
     try:
         deadline = time.monotonic() + 240
