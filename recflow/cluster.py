@@ -22,7 +22,7 @@ from pathlib import Path
 
 from distributed.diagnostics.plugin import WorkerPlugin
 
-from recflow import storage
+from recflow.store import shared_root
 
 #: the variables a worker takes from the run (when the run has them)
 SHARED_VARIABLES = ("RECFLOW_HOME", "MLFLOW_TRACKING_URI", "PREFECT_API_URL", "RECFLOW_PREFECT_SERVER", "RECFLOW_MLFLOW_URL", "PREFECT_API_KEY")
@@ -48,14 +48,6 @@ def run_variables(root: str | Path, prefect_api_url: str | None) -> dict[str, st
     if prefect_api_url:
         values["PREFECT_API_URL"] = prefect_api_url
     return values
-
-
-def shared_root(root: str | Path) -> str:
-    """The root as workers must see it: an object-storage root by its URL (each machine keeps its own mirror), else the path."""
-    home = os.environ.get("RECFLOW_HOME", "")
-    if storage.is_remote_url(home) and Path(root) == storage.RemoteRoot.parse(home).mirror:
-        return home
-    return str(root)
 
 
 #: the packages whose sources make up task cache keys (``flows`` runs in the run's own process only)

@@ -194,11 +194,11 @@ def serve(
 ) -> None:
     """Serve prefect.yaml's deployments and schedules from this one process (no work pool, no worker), as `<name>-served`."""
     from recflow.servers import ui_prefect_api
-    from recflow.store import artifacts_root
+    from recflow.store import artifacts_root, shared_root
 
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     # the configs are paths relative to the repository; the artifacts root stays where it was chosen
-    os.environ["RECFLOW_HOME"] = str(artifacts_root())
+    os.environ["RECFLOW_HOME"] = shared_root(artifacts_root())  # an s3:// root keeps its URL
     if not os.environ.get("PREFECT_API_URL") and (ui_api := ui_prefect_api(artifacts_root())):
         os.environ.update(ui_api)  # before Prefect is imported: `recflow ui`'s server for this root
     from flows.serve import REPO, DeploymentSpecError

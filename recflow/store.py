@@ -40,6 +40,14 @@ def artifacts_root() -> Path:
     return storage.local_root(home)
 
 
+def shared_root(root: str | Path) -> str:
+    """The root as another process or machine must be given it: an object-storage root by its URL (each machine keeps its own mirror), else the path."""
+    home = os.environ.get("RECFLOW_HOME", "")
+    if storage.is_remote_url(home) and Path(root) == storage.RemoteRoot.parse(home).mirror:
+        return home
+    return str(root)
+
+
 # ----------------------------------------------------------------------------- hashing
 
 
