@@ -26,6 +26,13 @@ Early stopping and history: ``recflow.models.keras_training`` (Recall@``early_st
 ``context.valid`` per epoch, best epoch's weights restored); ``history_`` per epoch: ``loss``,
 ``nll``, ``kl``, ``beta`` and the validation metric.
 
+Catalogue: ``top_items=None`` (the default) covers every item. At large catalogues the input and
+output layers are ``n_items`` wide and dominate the cost (one dense softmax over all items per
+user), so ``top_items=N`` fits the network on the N most popular training items only (``items_``;
+ties to the lower index), as EASE does: a user's input is their interactions with those items,
+every other item scores ``-inf`` (never recommended) and has a zero vector (not valid in the
+``items`` space); the run summary states the subset (``recflow.evaluate.item_scope_lines``).
+
 Persistence: ``model.keras`` (Keras native, the full encoder -> mu -> decoder network) plus the
 npz with the dense weights and the train matrix, from which ``score`` runs in NumPy: a loaded
 model scores without TensorFlow. ``dot_factors``: the last decoder layer is a dot product of the
@@ -78,6 +85,7 @@ class MultVAERecommender(KerasRecommender):
         lr: float = 1e-3,
         l2: float = 0.0,
         implicit_threshold: float | None = None,
+        top_items: int | None = None,
         early_stopping_k: int = 10,
         patience: int = 10,
         seed: int = 0,
@@ -95,6 +103,7 @@ class MultVAERecommender(KerasRecommender):
         self.lr = lr
         self.l2 = l2
         self.implicit_threshold = implicit_threshold
+        self.top_items = top_items
         self.early_stopping_k = early_stopping_k
         self.patience = patience
         self.seed = seed
@@ -109,14 +118,23 @@ class MultVAERecommender(KerasRecommender):
             raise ValueError(f"dropout must lie in [0, 1), got {self.dropout}")
         if float(self.beta_max) < 0 or int(self.anneal_steps) < 0:
             raise ValueError(f"beta_max and anneal_steps must be >= 0, got {self.beta_max}, {self.anneal_steps}")
+        if self.top_items is not None and int(self.top_items) < 1:
+            raise ValueError(f"top_items must be >= 1 or None (the whole catalogue), got {self.top_items}")
         keep = np.ones(len(train), bool) if self.implicit_threshold is None else train.ratings >= self.implicit_threshold
-        self.X_ = sp.csr_matrix((np.ones(int(keep.sum()), np.float32), (train.user_idx[keep], train.item_idx[keep])), shape=(train.n_users, train.n_items))
+        X = sp.csr_matrix((np.ones(int(keep.sum()), np.float32), (train.user_idx[keep], train.item_idx[keep])), shape=(train.n_users, train.n_items))
+        if self.top_items is None or int(self.top_items) >= train.n_items:
+            self.items_ = np.arange(train.n_items, dtype=np.int64)
+        else:
+            counts = np.bincount(X.indices, minlength=train.n_items)
+            self.items_ = np.sort(np.argsort(-counts, kind="stable")[: int(self.top_items)]).astype(np.int64)
+            X = X[:, self.items_].tocsr()
+        self.X_ = X
         active = np.flatnonzero(np.diff(self.X_.indptr) > 0)
         if not len(active):
             raise ValueError("no training interactions (empty train, or no rating >= implicit_threshold)")
         tf, keras = self._seeded_tf()
         context = context or FitContext()
-        seed, dim, n_items = int(self.seed), int(self.dim), train.n_items
+        seed, dim, n_items = int(self.seed), int(self.dim), len(self.items_)
         hidden = [int(h) for h in self.hidden]
         self._model = _network(keras, n_items, dim, hidden, seed)
         encoder, decoder = self._model.get_layer("encoder"), self._model.get_layer("decoder")
@@ -194,31 +212,48 @@ class MultVAERecommender(KerasRecommender):
     def score(self, users: np.ndarray) -> np.ndarray:
         self._check_fitted()
         users = np.asarray(users, dtype=np.int64).reshape(-1)
-        return np.ascontiguousarray(self._last_hidden(users) @ self.decoder_weights_[-2] + self.decoder_weights_[-1], dtype=np.float32)
+        sub = np.ascontiguousarray(self._last_hidden(users) @ self.decoder_weights_[-2] + self.decoder_weights_[-1], dtype=np.float32)
+        if len(self.items_) == self.n_items:
+            return sub
+        out = np.full((len(users), self.n_items), -np.inf, dtype=np.float32)
+        out[:, self.items_] = sub
+        return out
+
+    def _full_catalogue(self, rows: np.ndarray) -> np.ndarray:
+        """Per-item rows over ``items_`` spread to the whole catalogue (zeros for items not fitted)."""
+        if len(self.items_) == self.n_items:
+            return np.ascontiguousarray(rows, dtype=np.float32)
+        out = np.zeros((self.n_items, rows.shape[1]), np.float32)
+        out[self.items_] = rows
+        return out
 
     def dot_factors(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``score`` = [last hidden, 1] . [output weights, bias] per item."""
+        """``score`` = [last hidden, 1] . [output weights, bias] per item (items outside ``items_`` not valid)."""
         self._check_fitted()
         U = self._last_hidden(np.arange(self.n_users))
         U = np.hstack([U, np.ones((len(U), 1), np.float32)])
-        V = np.hstack([self.decoder_weights_[-2].T, self.decoder_weights_[-1][:, None]]).astype(np.float32)
-        return U, V, np.ones(len(V), bool)
+        V = self._full_catalogue(np.hstack([self.decoder_weights_[-2].T, self.decoder_weights_[-1][:, None]]))
+        valid = np.zeros(self.n_items, bool)
+        valid[self.items_] = True
+        return U, V, valid
 
     def _item_vectors(self, space: str) -> np.ndarray:
-        """(n_items, last hidden) float32: each item's weights in the decoder's output layer."""
-        return np.ascontiguousarray(self.decoder_weights_[-2].T, dtype=np.float32)
+        """(n_items, last hidden) float32: each item's weights in the decoder's output layer (zeros outside ``items_``)."""
+        return self._full_catalogue(self.decoder_weights_[-2].T)
 
     # -- persistence -------------------------------------------------------------------------
     def _state(self) -> dict[str, np.ndarray]:
         x = self.X_.tocoo()
-        arrays = {"x_row": x.row, "x_col": x.col}
+        arrays = {"x_row": x.row, "x_col": x.col, "items": self.items_}
         arrays.update({f"encoder_{k}": w for k, w in enumerate(self.encoder_weights_)})
         arrays.update({f"decoder_{k}": w for k, w in enumerate(self.decoder_weights_)})
         return arrays
 
     def _restore(self, arrays: dict[str, np.ndarray]) -> None:
         row, col = arrays["x_row"], arrays["x_col"]
-        self.X_ = sp.csr_matrix((np.ones(len(row), np.float32), (row, col)), shape=self._seen.shape)
+        n_users, n_items = self._seen.shape
+        self.items_ = np.asarray(arrays["items"], dtype=np.int64) if "items" in arrays else np.arange(n_items, dtype=np.int64)
+        self.X_ = sp.csr_matrix((np.ones(len(row), np.float32), (row, col)), shape=(n_users, len(self.items_)))
         for part in ("encoder", "decoder"):
             n = sum(1 for k in arrays if k.startswith(f"{part}_"))
             setattr(self, f"{part}_weights_", [arrays[f"{part}_{k}"].astype(np.float32) for k in range(n)])

@@ -46,3 +46,25 @@ def test_loss_decreases_and_each_user_is_recommended_its_own_cluster():
 def test_bad_settings_are_refused(bad):
     with pytest.raises(ValueError):
         MultVAERecommender(**bad).fit(two_clusters())
+
+
+def popularity_ladder() -> Interactions:
+    """12 users: items 0 and 1 held by all, item 2 by users 0-5, item 3 by user 0, item 4 by user 1."""
+    pairs = [(u, i) for u in range(12) for i in (0, 1)] + [(u, 2) for u in range(6)] + [(0, 3), (1, 4)]
+    users, items = (np.array(c, np.int32) for c in zip(*pairs))
+    n = len(users)
+    return Interactions(users, items, np.ones(n, np.float32), np.zeros(n, np.int64), np.arange(12), np.arange(5))
+
+
+def test_top_items_fits_the_most_popular_items_and_never_recommends_the_rest(tmp_path):
+    m = MultVAERecommender(dim=2, hidden=[4], batch_size=4, epochs=2, top_items=3, threads=1).fit(popularity_ladder())
+    assert m.items_.tolist() == [0, 1, 2]
+    scores = m.score(np.arange(12))
+    assert np.isneginf(scores[:, 3:]).all() and np.isfinite(scores[:, :3]).all()
+    U, V, valid = m.dot_factors()
+    assert valid.tolist() == [True, True, True, False, False]
+    np.testing.assert_allclose((U @ V.T)[:, :3], scores[:, :3], rtol=1e-5, atol=1e-6)
+    m.save(tmp_path / "vae")
+    loaded = MultVAERecommender.load(tmp_path / "vae")
+    assert loaded.items_.tolist() == [0, 1, 2]
+    np.testing.assert_array_equal(loaded.score(np.arange(12)), scores)
