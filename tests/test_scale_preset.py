@@ -28,11 +28,12 @@ def test_synth_overlay_gives_ml25m_shape_and_keeps_the_models():
     assert cfg.models == load_config(CONFIGS / "ml-25m.yaml").models
 
 
-def test_ease_subset_is_stated_in_the_summary_lines():
+def test_item_subsets_are_stated_in_the_summary_lines():
     cfg = load_config(CONFIGS / "ml-25m.yaml")
     assert item_scope_lines(cfg.models) == [
         "ease: fitted on the 6,000 most popular training items only (top_items); every other item is never recommended",
         "edlae: fitted on the 6,000 most popular training items only (top_items); every other item is never recommended",
+        "mult_vae: fitted on the 10,000 most popular training items only (top_items); every other item is never recommended",
     ]
     assert item_scope_lines(load_config(None, ["models=[{name: ease}]"]).models) == []
 
