@@ -1,6 +1,6 @@
 """The whole DAG at 1M, 10M and 25M synthetic ratings: wall seconds and peak RSS per stage and model.
 
-    python -m bench.scale [--sizes 1e6,1e7,2.5e7] [--runner local|dask] [--timeout 3000]
+    python -m bench.scale [--sizes 1e6,1e7,2.5e7] [--runner local|dask] [--slots 1] [--timeout 3000]
 
 Each size is one cold ``recflow run --config configs/ml-25m.yaml --config configs/ml-25m-synth.yaml``
 in a fresh subprocess with its own temporary ``RECFLOW_HOME`` (``--home-dir`` picks the disk). The
@@ -8,7 +8,8 @@ synthetic release keeps ML-25M's shape scaled down: users, items and ratings shr
 factor (162,541 users and 59,047 items at 25M), so ratings per user and per item stay the same.
 
 Method. Local runner: tasks run one at a time (``PREFECT_TASKS_RUNNER_THREAD_POOL_MAX_WORKERS=1``,
-as the preset says to run it), so each task has the process to itself. A sampling thread reads
+as the preset says to run it), so each task has the process to itself; ``--slots 2`` lets two
+tasks overlap (more of both cores busy, RSS columns then shared as with Dask). A sampling thread reads
 the RSS of the run's process tree (psutil, every 0.2 s); after the run the task runs' start and
 end times are read from the run's Prefect database (``<home>/.prefect/server.db``), and a task's
 peak RSS is the largest sample inside its interval (so it includes what earlier stages left
@@ -150,8 +151,10 @@ def _env(**extra: str) -> dict[str, str]:
     return env
 
 
-def run_size(n_ratings: int, runner: str, timeout: float, home_dir: str | None) -> dict:
-    """One cold run of the preset at ``n_ratings``; per-task wall seconds and peak RSS, and the run's totals."""
+def run_size(n_ratings: int, runner: str, timeout: float, home_dir: str | None, slots: int = 1) -> dict:
+    """One cold run of the preset at ``n_ratings``; per-task wall seconds and peak RSS, and the run's totals.
+
+    ``slots``: tasks at once on the local runner (its thread pool's size)."""
     s = shape(n_ratings)
     sets = [f"--set=dataset.synth.{k}={v}" for k, v in s.items()]
     cmd = [sys.executable, "-m", "recflow.cli", "run", *PRESET, *sets, *(["--dask"] if runner == "dask" else [])]
@@ -159,7 +162,7 @@ def run_size(n_ratings: int, runner: str, timeout: float, home_dir: str | None) 
         home = Path(tmp)
         env = _env(RECFLOW_HOME=str(home))
         if runner == "local":
-            env["PREFECT_TASKS_RUNNER_THREAD_POOL_MAX_WORKERS"] = "1"
+            env["PREFECT_TASKS_RUNNER_THREAD_POOL_MAX_WORKERS"] = str(int(slots))
         log = open(home / "bench-run.log", "w")
         started = time.time()
         proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -182,6 +185,7 @@ def run_size(n_ratings: int, runner: str, timeout: float, home_dir: str | None) 
     samples = sampler.samples
     return {
         **s,
+        "runner": runner if runner != "local" else f"local, {int(slots)} task(s) at once",
         "rc": rc,
         "wall": wall,
         "cpu": samples[-1][2] if samples else 0.0,
@@ -244,6 +248,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="1e6,1e7,2.5e7", help="comma-separated rating counts")
     ap.add_argument("--runner", choices=["local", "dask"], default="local", help="dask: recflow run --dask (a 2-worker LocalCluster)")
+    ap.add_argument("--slots", type=int, default=1, help="local runner: tasks at once (its thread pool); 1 gives each task the process to itself")
     ap.add_argument("--timeout", type=float, default=3600, help="seconds per size before the run is killed")
     ap.add_argument("--home-dir", default=None, help="where the temporary RECFLOW_HOME of each size goes (needs ~10 GB at 25M)")
     ap.add_argument("--save", type=Path, help="also write each size's measurements to <save>-<size>.json")
@@ -255,7 +260,7 @@ def main() -> None:
     results = [json.loads(p.read_text()) for p in args.load]
     for size in (int(float(x)) for x in args.sizes.split(",") if x):
         print(f"running {size:,} ratings ({args.runner} runner) ...", file=sys.stderr, flush=True)
-        r = run_size(size, args.runner, args.timeout, args.home_dir)
+        r = run_size(size, args.runner, args.timeout, args.home_dir, args.slots)
         if r["rc"] != 0:
             print("\n".join(r["tail"]), file=sys.stderr)
         if args.save:
@@ -265,7 +270,9 @@ def main() -> None:
         print("\n".join(table(results)), file=sys.stderr, flush=True)  # partial tables as sizes finish
     print(
         f"\nmachine: {platform.machine()}, {platform.python_implementation()} {platform.python_version()}, "
-        f"{os.cpu_count()} cores; runner {args.runner}; growth: exponent b of cost ~ ratings^b between the two largest sizes\n"
+        f"{os.cpu_count()} cores; growth: exponent b of cost ~ ratings^b between the two largest sizes; runners: "
+        + "; ".join(f"{r['n_ratings'] / 1e6:g}M {r.get('runner', 'local, 1 task(s) at once')}" for r in results)
+        + "\n"
     )
     print("\n".join(table(results)))
 

@@ -50,7 +50,10 @@ Training
     over the batch's items + ``l2`` * mean squared norm of the batch's ID embeddings.
     ``cf_dropout``: the probability that a batch item's CF vector is zeroed before the fusion head,
     so the head learns the cold-item case it meets at inference (DropoutNet-style).
-    ``tf.data`` batches of a seeded permutation, Adam. With ``context.valid`` each epoch ends with
+    ``tf.data`` batches of a seeded permutation, Adam (``optimizer="adam"``: Keras's, which
+    densifies the ID embeddings' sparse gradients and moves every row's moments each step, a cost
+    per step that grows with the users and items; ``"lazy_adam"``: only the batch's rows, as
+    two_tower trains, ``recflow.models.keras_training.make_lazy_adam``; the large presets use it). With ``context.valid`` each epoch ends with
     Recall@``early_stopping_k`` on it (``recflow.evaluate.evaluate_ranking``, train items masked);
     training stops after ``patience`` epochs without improvement and the best epoch's weights are
     restored. ``history_``: per epoch ``epoch``, ``loss`` (the whole objective), ``softmax_loss``,
@@ -92,12 +95,13 @@ from recflow.interactions import Interactions
 from recflow.models.context import FitContext
 from recflow.models.hybrid_content import align_items, content_features
 from recflow.models.hybrid_network import build_network
-from recflow.models.keras_training import KerasRecommender, shuffled_batches
+from recflow.models.keras_training import KerasRecommender, make_lazy_adam, shuffled_batches
 from recflow.models.search_space import Choice, Dimension, FloatRange
 from recflow.numeric import normalise_rows
 from recflow.titles import TitleIndex
 
 MODES = ("content", "cf", "hybrid")
+OPTIMIZERS = ("adam", "lazy_adam")
 
 
 # ----------------------------------------------------------------------------- model
@@ -142,6 +146,7 @@ class HybridRecommender(KerasRecommender):
         batch_size: int = 1024,
         epochs: int = 20,
         lr: float = 3e-3,
+        optimizer: str = "adam",
         l2: float = 0.0,
         early_stopping_k: int = 10,
         patience: int = 2,
@@ -172,6 +177,7 @@ class HybridRecommender(KerasRecommender):
         self.batch_size = batch_size
         self.epochs = epochs
         self.lr = lr
+        self.optimizer = optimizer
         self.l2 = l2
         self.early_stopping_k = early_stopping_k
         self.patience = patience
@@ -185,6 +191,8 @@ class HybridRecommender(KerasRecommender):
     # -- checks -----------------------------------------------------------------------------
     def _check_params(self) -> None:
         self._check_training_params(min_batch_size=2)  # in-batch negatives need a second example
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if int(self.text_components) < 0 or int(self.max_features) < 1 or int(self.min_df) < 1:
             raise ValueError("text_components must be >= 0, max_features and min_df >= 1")
         if not self.temperature > 0 or min(self.alignment_weight, self.branch_loss_weight) < 0:
@@ -252,8 +260,15 @@ class HybridRecommender(KerasRecommender):
         fusion_hidden = hidden if self.fusion_hidden is None else [int(h) for h in self.fusion_hidden]
         self._model, user_tower, content_branch, cf_branch, fusion = build_network(keras, n_users, n_items, dim, hidden, fusion_hidden, content, has_cf, seed)
         variables = user_tower.trainable_variables + content_branch.trainable_variables + cf_branch.trainable_variables + fusion.trainable_variables
-        optimizer = keras.optimizers.Adam(learning_rate=float(self.lr))
-        optimizer.build(variables)
+        if self.optimizer == "lazy_adam":
+            apply_gradients = make_lazy_adam(tf, variables, float(self.lr))
+        else:
+            optimizer = keras.optimizers.Adam(learning_rate=float(self.lr))
+            optimizer.build(variables)
+
+            def apply_gradients(grads):
+                optimizer.apply(grads, variables)
+
         user_emb = user_tower.get_layer("user_id_embedding").embeddings
         item_emb = cf_branch.get_layer("item_id_embedding").embeddings
         inv_t = tf.constant(1.0 / float(self.temperature), tf.float32)
@@ -298,7 +313,7 @@ class HybridRecommender(KerasRecommender):
                         + tf.reduce_mean(tf.reduce_sum(tf.square(tf.gather(item_emb, i)), axis=1))
                     )
             grads = tape.gradient(total, variables)
-            optimizer.apply(grads, variables)
+            apply_gradients(grads)
             return total, sm, align
 
         rng = np.random.default_rng(seed)

@@ -186,6 +186,19 @@ def test_seeded_fit_is_deterministic(model, data):
     assert not np.array_equal(other.item_embeddings("cf"), model.item_embeddings("cf"))
 
 
+def test_lazy_adam_is_seeded_learns_and_differs_from_dense_adam(data):
+    train, _ = data
+    params = {**PARAMS, "optimizer": "lazy_adam", "epochs": 4, "patience": 4}
+    lazy = HybridRecommender(**params).fit(train, context())
+    np.testing.assert_array_equal(HybridRecommender(**params).fit(train, context()).user_embeddings(), lazy.user_embeddings())
+    assert lazy.history_[-1]["loss"] < lazy.history_[0]["loss"]
+    # dense Adam keeps moving rows absent from a batch by their momentum; lazy Adam does not
+    dense = HybridRecommender(**{**params, "optimizer": "adam"}).fit(train, context())
+    assert not np.array_equal(dense.user_embeddings(), lazy.user_embeddings())
+    with pytest.raises(ValueError, match="optimizer"):
+        HybridRecommender(**{**params, "optimizer": "sgd"}).fit(train, context())
+
+
 def test_save_load_round_trip_without_tensorflow(model, tmp_path):
     path = tmp_path / "m"
     model.save(path)
