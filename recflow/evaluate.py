@@ -33,6 +33,7 @@ from recflow.metrics import (
     ranking_metrics,
     rmse,
 )
+from recflow.numeric import distinct
 
 if TYPE_CHECKING:  # a type only: importing the models package here would close a cycle (the Keras models validate with this module)
     from recflow.models.base import Recommender
@@ -140,7 +141,7 @@ def check_evaluable(train: Interactions, test: Interactions, relevance_threshold
     users, n_cold = evaluable_users(train, test, relevance_threshold)
     if len(users):
         return
-    n_test_users = len(np.unique(test.user_idx))
+    n_test_users = len(distinct(test.user_idx))
     counts = f"{test.n_users} users, {len(test)} test rows of {n_test_users} users"
     if relevance_threshold is not None:
         why = (

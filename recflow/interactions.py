@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from recflow.numeric import distinct
+
 
 @dataclass(frozen=True, eq=False)
 class Interactions:
@@ -114,5 +116,5 @@ def _dense_index(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         present[ids] = True
         rank = np.cumsum(present, dtype=np.int64) - 1
         return np.flatnonzero(present).astype(ids.dtype), rank[ids].astype(np.int32)
-    distinct = np.unique(ids)
-    return distinct, np.searchsorted(distinct, ids).astype(np.int32)
+    values = distinct(ids)
+    return values, np.searchsorted(values, ids).astype(np.int32)

@@ -18,6 +18,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from recflow.numeric import distinct
+
 __all__ = [
     "hit_matrix",
     "recall_at_k",
@@ -163,7 +165,7 @@ def coverage_at_k(recommended: np.ndarray, n_items: int, k: int) -> float:
     if n_items <= 0:
         raise ValueError("n_items must be positive")
     top = rec[:, :k]
-    return float(len(np.unique(top[top >= 0])) / n_items)
+    return float(len(distinct(top[top >= 0])) / n_items)
 
 
 # ----------------------------------------------------------------------------- aggregate

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
@@ -13,6 +12,7 @@ import recflow.retrieval_build as retrieval_lib
 from recflow.config import IndexConfig
 from recflow.index import TuningGrid
 from recflow.models import MODELS, load_model
+from recflow.numeric import distinct
 from recflow.store import Artifact
 from tasks.caching import chosen_model, produce, stage
 
@@ -26,8 +26,8 @@ def has_embeddings(model_name: str) -> bool:
 def index(model: Artifact, split: Artifact, data: Artifact, config: IndexConfig) -> Artifact:
     def build(out: Path) -> dict:
         ids = pq.read_table(split.file("split.parquet"), columns=["user_id", "item_id"])
-        user_ids = np.unique(ids["user_id"].to_numpy())
-        item_ids = np.unique(ids["item_id"].to_numpy())
+        user_ids = distinct(ids["user_id"].to_numpy())
+        item_ids = distinct(ids["item_id"].to_numpy())
         genres, _ = genres_lib.genre_matrix(item_ids, pd.read_parquet(data.file("items.parquet"), columns=["item_id", "genres"]))
         fitted = load_model(model.file("model"))
         return retrieval_lib.build_serving_indexes(fitted, item_ids, user_ids, TuningGrid.from_config(config), out, genres=genres if genres.shape[1] else None)

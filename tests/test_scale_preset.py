@@ -33,7 +33,7 @@ def test_item_subsets_are_stated_in_the_summary_lines():
     assert item_scope_lines(cfg.models) == [
         "ease: fitted on the 6,000 most popular training items only (top_items); every other item is never recommended",
         "edlae: fitted on the 6,000 most popular training items only (top_items); every other item is never recommended",
-        "mult_vae: fitted on the 10,000 most popular training items only (top_items); every other item is never recommended",
+        "mult_vae: fitted on the 6,000 most popular training items only (top_items); every other item is never recommended",
     ]
     assert item_scope_lines(load_config(None, ["models=[{name: ease}]"]).models) == []
 

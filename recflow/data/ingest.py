@@ -20,6 +20,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from recflow.numeric import distinct
+
 from . import schema as S
 from .releases import (
     CSV_COLUMNS,
@@ -238,7 +240,7 @@ def _n_distinct(ids: np.ndarray) -> int:
         seen = np.zeros(hi + 1, bool)
         seen[ids] = True
         return int(seen.sum())
-    return len(np.unique(ids))
+    return len(distinct(ids))
 
 
 # ----------------------------------------------------------------------------- ratings

@@ -28,6 +28,7 @@ from recflow.interactions import Interactions
 from recflow.models.base import Recommender
 from recflow.models.context import FitContext
 from recflow.models.search_space import Dimension, FloatRange, IntRange
+from recflow.numeric import distinct
 
 _NEGATIVE_DRAWS = 20  # rejection rounds; a user who has seen (nearly) every item keeps a seen "negative"
 
@@ -77,7 +78,7 @@ class BPRRecommender(Recommender):
         users = train.user_idx[keep].astype(np.int64)
         items = train.item_idx[keep].astype(np.int64)
         n_users, n_items = train.n_users, train.n_items
-        seen_keys = np.unique(users * n_items + items)
+        seen_keys = distinct(users * n_items + items)
         rng = np.random.default_rng(int(self.seed))
         P = (rng.standard_normal((n_users, k)) * self.init_std).astype(np.float32)
         Q = (rng.standard_normal((n_items, k)) * self.init_std).astype(np.float32)

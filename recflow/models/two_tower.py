@@ -83,6 +83,7 @@ from recflow.models.keras_training import (
 )
 from recflow.models.search_space import Choice, Dimension, FloatRange
 from recflow.models.towers import numeric_feature_table, tower
+from recflow.numeric import distinct
 from recflow.sample_files import load_matching
 
 LOSSES = ("softmax", "bpr")
@@ -228,7 +229,7 @@ class TwoTowerRecommender(KerasRecommender):
             if triplets is not None and len(triplets) == 0:
                 triplets = None
         seen = train.seen.tocoo()
-        seen_keys = np.unique(seen.row.astype(np.int64) * n_items + seen.col.astype(np.int64))
+        seen_keys = distinct(seen.row.astype(np.int64) * n_items + seen.col.astype(np.int64))
         rng = np.random.default_rng(seed)
         if triplets is not None:
             n_examples = len(triplets)
