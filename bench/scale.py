@@ -151,12 +151,13 @@ def _env(**extra: str) -> dict[str, str]:
     return env
 
 
-def run_size(n_ratings: int, runner: str, timeout: float, home_dir: str | None, slots: int = 1) -> dict:
+def run_size(n_ratings: int, runner: str, timeout: float, home_dir: str | None, slots: int = 1, overrides: tuple[str, ...] = ()) -> dict:
     """One cold run of the preset at ``n_ratings``; per-task wall seconds and peak RSS, and the run's totals.
 
-    ``slots``: tasks at once on the local runner (its thread pool's size)."""
+    ``slots``: tasks at once on the local runner (its thread pool's size); ``overrides``: more
+    ``--set KEY=VALUE`` for ``recflow run`` (e.g. ``runner.memory_limit=20GiB``)."""
     s = shape(n_ratings)
-    sets = [f"--set=dataset.synth.{k}={v}" for k, v in s.items()]
+    sets = [f"--set=dataset.synth.{k}={v}" for k, v in s.items()] + [f"--set={o}" for o in overrides]
     cmd = [sys.executable, "-m", "recflow.cli", "run", *PRESET, *sets, *(["--dask"] if runner == "dask" else [])]
     with tempfile.TemporaryDirectory(prefix="recflow-scale-", dir=home_dir) as tmp:
         home = Path(tmp)
@@ -185,7 +186,7 @@ def run_size(n_ratings: int, runner: str, timeout: float, home_dir: str | None, 
     samples = sampler.samples
     return {
         **s,
-        "runner": runner if runner != "local" else f"local, {int(slots)} task(s) at once",
+        "runner": (runner if runner != "local" else f"local, {int(slots)} task(s) at once") + "".join(f", {o}" for o in overrides),
         "rc": rc,
         "wall": wall,
         "cpu": samples[-1][2] if samples else 0.0,
@@ -249,6 +250,7 @@ def main() -> None:
     ap.add_argument("--sizes", default="1e6,1e7,2.5e7", help="comma-separated rating counts")
     ap.add_argument("--runner", choices=["local", "dask"], default="local", help="dask: recflow run --dask (a 2-worker LocalCluster)")
     ap.add_argument("--slots", type=int, default=1, help="local runner: tasks at once (its thread pool); 1 gives each task the process to itself")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="passed to recflow run (repeatable)")
     ap.add_argument("--timeout", type=float, default=3600, help="seconds per size before the run is killed")
     ap.add_argument("--home-dir", default=None, help="where the temporary RECFLOW_HOME of each size goes (needs ~10 GB at 25M)")
     ap.add_argument("--save", type=Path, help="also write each size's measurements to <save>-<size>.json")
@@ -260,7 +262,7 @@ def main() -> None:
     results = [json.loads(p.read_text()) for p in args.load]
     for size in (int(float(x)) for x in args.sizes.split(",") if x):
         print(f"running {size:,} ratings ({args.runner} runner) ...", file=sys.stderr, flush=True)
-        r = run_size(size, args.runner, args.timeout, args.home_dir, args.slots)
+        r = run_size(size, args.runner, args.timeout, args.home_dir, args.slots, tuple(args.overrides))
         if r["rc"] != 0:
             print("\n".join(r["tail"]), file=sys.stderr)
         if args.save:
