@@ -53,24 +53,30 @@ _PAIR_CHUNK = 4096  # observed pairs per gathered (pairs x hidden) block: cache-
 
 
 class AutoRecRecommender(Recommender):
-    """I-AutoRec: a one-hidden-layer item autoencoder trained on observed ratings only (see module doc)."""
+    """I-AutoRec: a one-hidden-layer item autoencoder trained on observed ratings only (see module doc).
+
+    The defaults are the best found on ML-1M's validation part (random 90/10, a 10% per-user part
+    carved from train): hidden 500 as in the paper, a stronger penalty than the paper's grid
+    favoured under Adam, and a cosine schedule whose end is the model a fixed-epoch run keeps.
+    """
 
     name = "autorec"
     trains_in_epochs = True
     predicts_ratings = True
+    # around the defaults (chosen on a validation part carved from ML-1M random 90/10's train)
     search_space: ClassVar[dict[str, Dimension]] = {
-        "hidden": IntRange(100, 1000, log=True),
-        "reg": FloatRange(1.0, 1000.0, log=True),
-        "learning_rate": FloatRange(3e-4, 1e-2, log=True),
-        "epochs": IntRange(10, 80),  # a ceiling while tuning (early stopping on valid); exact in a run without valid
+        "hidden": IntRange(100, 800, log=True),
+        "reg": FloatRange(10.0, 1000.0, log=True),
+        "learning_rate": FloatRange(5e-4, 5e-3, log=True),
+        "epochs": IntRange(10, 50),  # also the cosine schedule's length, so it is searched, not only early-stopped
     }
 
     def __init__(
         self,
         hidden: int = 500,
-        reg: float = 1.0,
-        epochs: int = 40,
-        learning_rate: float = 1e-3,
+        reg: float = 200.0,
+        epochs: int = 25,
+        learning_rate: float = 2e-3,
         batch_size: int = 256,
         schedule: Literal["cosine", "constant"] = "cosine",
         patience: int = 3,
