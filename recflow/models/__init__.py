@@ -7,6 +7,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from recflow.models.autorec import AutoRecRecommender
 from recflow.models.base import NotFittedError, NotSupported, Recommender, VectorSpace
 from recflow.models.bias import BiasRecommender
 from recflow.models.bpr import BPRRecommender
@@ -30,6 +31,7 @@ MODELS: dict[str, type[Recommender]] = {
     Item2VecRecommender.name: Item2VecRecommender,
     DeepWalkRecommender.name: DeepWalkRecommender,
     BiasedMFRecommender.name: BiasedMFRecommender,
+    AutoRecRecommender.name: AutoRecRecommender,
     UserCFRecommender.name: UserCFRecommender,
     TwoTowerRecommender.name: TwoTowerRecommender,
     DSSMRecommender.name: DSSMRecommender,
