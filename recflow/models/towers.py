@@ -54,12 +54,38 @@ def numeric_feature_table(table: pd.DataFrame | None, id_column: str, index_of, 
 # ----------------------------------------------------------------------------- towers
 
 
-def tower(keras, name: str, n: int, dim: int, hidden, features: np.ndarray, seed: int, unit: bool = True):
+def history_table(users: np.ndarray, items: np.ndarray, timestamps: np.ndarray, n_users: int, length: int) -> np.ndarray:
+    """(n_users, length) float32: each user's ``length`` most recent items as ``item + 1``, 0 padding.
+
+    Row ``u`` holds the items of the ``(users, items, timestamps)`` interactions of user ``u``,
+    the most recent first (ties: the later interaction in the arrays first); a user with fewer
+    fills the rest with 0, one with none is all 0. Float32 so it can be a frozen ``Embedding``
+    (whose lookup casts it back to int32; exact below 2^24 items); the shift by one frees 0 as
+    the padding, which ``tower`` masks out.
+    """
+    users = np.asarray(users, np.int64)
+    table = np.zeros((n_users, int(length)), np.float32)
+    if not len(users) or int(length) < 1:
+        return table
+    order = np.lexsort((np.arange(len(users)), np.asarray(timestamps), users))[::-1]  # by user, newest first
+    u = users[order]
+    starts = np.r_[0, np.flatnonzero(u[1:] != u[:-1]) + 1]
+    rank = np.arange(len(u)) - np.repeat(starts, np.diff(np.r_[starts, len(u)]))
+    keep = rank < int(length)
+    table[u[keep], rank[keep]] = np.asarray(items, np.int64)[order][keep] + 1
+    return table
+
+
+def tower(
+    keras, name: str, n: int, dim: int, hidden, features: np.ndarray, seed: int, unit: bool = True, history: np.ndarray | None = None, n_history_items: int = 0
+):
     """Functional tower: int index (batch,) -> (batch, dim) vector, a unit vector when ``unit``.
 
-    ``[Embedding(n, dim) | features[index]] -> Dense(h, relu)... -> Dense(dim)``; ``features`` (an
-    (n, d) table, d may be 0) is a frozen embedding layer, so it is saved with the model and
-    gathered in the graph.
+    ``[Embedding(n, dim) | features[index] | history mean] -> Dense(h, relu)... -> Dense(dim)``;
+    ``features`` (an (n, d) table, d may be 0) is a frozen embedding layer, so it is saved with
+    the model and gathered in the graph. ``history`` (an (n, L) table of ``history_table``,
+    frozen likewise) adds the mean of a separate ``Embedding(n_history_items + 1, dim)`` over the
+    row's non-zero entries (YouTube-DNN's watch history; all zero: a zero vector).
     """
     inp = keras.Input(shape=(), dtype="int32", name=f"{name}_idx")
     emb = keras.layers.Embedding(
@@ -74,6 +100,19 @@ def tower(keras, name: str, n: int, dim: int, hidden, features: np.ndarray, seed
         # zeros, then set: an unseeded initialiser would draw its seed from Python's global generator
         feat_layer = keras.layers.Embedding(n, features.shape[1], trainable=False, name=f"{name}_features", embeddings_initializer="zeros")
         parts.append(feat_layer(inp))
+    hist_layer = None
+    if history is not None and history.shape[1]:
+        ops = keras.ops
+        hist_layer = keras.layers.Embedding(n, history.shape[1], trainable=False, name=f"{name}_history", embeddings_initializer="zeros")
+        hist = hist_layer(inp)  # (batch, L) of item + 1, 0 padding
+        hist_emb = keras.layers.Embedding(
+            int(n_history_items) + 1,
+            dim,
+            name=f"{name}_history_embedding",
+            embeddings_initializer=keras.initializers.RandomNormal(stddev=0.1, seed=seed + 201),
+        )(hist)
+        mask = ops.cast(ops.greater(hist, 0.5), "float32")
+        parts.append(ops.sum(hist_emb * ops.expand_dims(mask, -1), axis=1) / ops.maximum(ops.sum(mask, axis=1, keepdims=True), 1.0))
     x = keras.layers.Concatenate(name=f"{name}_concat")(parts) if len(parts) > 1 else emb
     for j, h in enumerate(hidden):
         x = keras.layers.Dense(
@@ -87,4 +126,6 @@ def tower(keras, name: str, n: int, dim: int, hidden, features: np.ndarray, seed
     model = keras.Model(inp, out, name=f"{name}_tower")
     if feat_layer is not None:
         feat_layer.set_weights([features])
+    if hist_layer is not None:
+        hist_layer.set_weights([history.astype(np.float32)])
     return model

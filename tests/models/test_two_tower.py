@@ -254,3 +254,43 @@ def test_load_for_retrieval_needs_no_tensorflow(model, tmp_path):
         assert "tensorflow" not in sys.modules and "keras" not in sys.modules, "TF was imported"
     """)
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_history_table_holds_each_users_newest_items_padded():
+    # user 0: items 5 (t=3), 2 (t=1), 7 (t=9), 4 (t=9, later in the arrays); user 2: one item; user 1: none
+    users = np.array([0, 0, 2, 0, 0])
+    items = np.array([5, 2, 6, 7, 4])
+    times = np.array([3, 1, 0, 9, 9])
+    table = tt.history_table(users, items, times, n_users=3, length=3)
+    assert table.dtype == np.float32
+    # item + 1, newest first (a tie: the later row first), 0 pads; user 0's oldest item (2) falls out
+    np.testing.assert_array_equal(table, [[5, 8, 6], [0, 0, 0], [7, 0, 0]])
+
+
+def test_history_is_built_from_train_positives_only(data):
+    train, valid = data
+    m = TwoTowerRecommender(**{**FAST, "history": 10, "use_features": False}).fit(train, FitContext(valid=valid))
+    table = m.keras_model.get_layer("user_tower").get_layer("user_history").get_weights()[0]
+    assert table.shape == (N_USERS, 10)
+    for u in range(N_USERS):
+        row = table[u][table[u] > 0].astype(int) - 1
+        assert sorted(row) == sorted(train.item_idx[train.user_idx == u])  # 7 train items, 3 pads, no valid item
+    assert np.isfinite(m.history_[-1]["loss"])
+
+
+def test_history_zero_builds_the_model_without_history(data, context):
+    off = TwoTowerRecommender(**{**FAST, "history": 0}).fit(data[0], context)
+    default = TwoTowerRecommender(**FAST).fit(data[0], context)
+    names = [layer.name for layer in off.keras_model.get_layer("user_tower").layers]
+    assert not [n for n in names if "history" in n]
+    np.testing.assert_array_equal(off.user_embeddings(), default.user_embeddings())
+    with pytest.raises(ValueError, match="history"):
+        TwoTowerRecommender(**{**FAST, "history": -1}).fit(data[0], context)
+
+
+def test_history_model_saves_and_reloads(data, context, tmp_path):
+    m = TwoTowerRecommender(**{**FAST, "history": 5}).fit(data[0], context)
+    m.save(tmp_path / "tt")
+    loaded = TwoTowerRecommender.load(tmp_path / "tt")
+    user_tower = loaded.keras_model.get_layer("user_tower")  # the history mean is saved in model.keras
+    np.testing.assert_allclose(tt.tower_outputs(user_tower, N_USERS), m.user_embeddings(), atol=1e-6)
