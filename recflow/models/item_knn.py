@@ -79,26 +79,32 @@ class ItemKNNRecommender(Recommender):
 
 
 def _neighbour_weights(X: sp.csr_matrix, k: int, shrink: float, block: int = _BLOCK) -> sp.csr_matrix:
-    """``W`` of the module docstring, float32 CSR (items x items)."""
+    """``W`` of the module docstring, float32 CSR (items x items).
+
+    A block of target items is a block of rows of ``X^T X`` (``X^T`` as CSR, a sparse product),
+    made dense in C order, so the division and the top-k read contiguous rows (the transposed
+    items x block layout made the top-k gather strided columns).
+    """
     n = X.shape[1]
-    Xc = X.tocsc()
-    norms = np.sqrt(np.asarray(Xc.sum(axis=0), dtype=np.float64).ravel())
+    Xt = X.T.tocsr()  # items x users
+    norms = np.sqrt(np.asarray(X.sum(axis=0), dtype=np.float64).ravel())
     k_eff = min(k, max(n - 1, 0))
     rows, cols, vals = [], [], []
+    if k_eff == 0:
+        return sp.csr_matrix((n, n), dtype=np.float32)
     for start in range(0, n, block):
         targets = np.arange(start, min(start + block, n))
-        co = np.asarray((Xc.T @ Xc[:, targets]).toarray(), dtype=np.float64)  # n x b co-occurrence counts
-        denom = np.outer(norms, norms[targets]) + shrink
-        sim = np.divide(co, denom, out=np.zeros_like(co), where=denom > 0)
-        sim[targets, np.arange(len(targets))] = 0.0  # an item is not its own neighbour
-        if k_eff == 0:
-            continue
-        best = topk(sim.T, k_eff)  # b x k_eff source items per target, best first, ties to the lower index
-        best_sim = np.take_along_axis(sim.T, best, axis=1)
+        sim = (Xt[targets] @ X).toarray().astype(np.float64, copy=False)  # b x n co-occurrence counts
+        denom = np.multiply.outer(norms[targets], norms)
+        denom += shrink
+        np.divide(sim, denom, out=sim, where=denom > 0)
+        sim[denom <= 0] = 0.0
+        del denom
+        sim[np.arange(len(targets)), targets] = 0.0  # an item is not its own neighbour
+        best = topk(sim, k_eff)  # b x k_eff source items per target, best first, ties to the lower index
+        best_sim = np.take_along_axis(sim, best, axis=1)
         nonzero = best_sim > 0
         rows.append(best[nonzero])
         cols.append(np.repeat(targets, k_eff).reshape(len(targets), k_eff)[nonzero])
         vals.append(best_sim[nonzero])
-    if not rows:
-        return sp.csr_matrix((n, n), dtype=np.float32)
     return sp.csr_matrix((np.concatenate(vals).astype(np.float32), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n))

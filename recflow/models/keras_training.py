@@ -40,7 +40,7 @@ def import_tf(threads: int | None = None):
 
         if not _TF_READY:
             _TF_READY = True
-            n = int(threads) if threads else _available_cpus()
+            n = int(threads) if threads else thread_budget()
             try:
                 if tf.config.threading.get_intra_op_parallelism_threads() == 0:
                     tf.config.threading.set_intra_op_parallelism_threads(n)
@@ -52,7 +52,18 @@ def import_tf(threads: int | None = None):
     return tf, keras
 
 
-def _available_cpus() -> int:
+def thread_budget() -> int:
+    """The threads this process should compute with: ``$OMP_NUM_THREADS`` when set, else its CPUs.
+
+    A Dask worker process gets ``OMP_NUM_THREADS=1`` (``distributed.nanny.pre-spawn-environ``),
+    so its BLAS runs one thread while the other workers use the other cores; TensorFlow's own
+    thread pool ignores that variable, so two TF workers on 2 cores ran 4 busy threads. Reading
+    the same budget keeps TF at the share the worker was given. A value that is not a positive
+    integer is ignored.
+    """
+    value = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if value.isdigit() and int(value) > 0:
+        return int(value)
     try:
         return max(len(os.sched_getaffinity(0)), 1)
     except AttributeError:  # pragma: no cover - not Linux

@@ -64,7 +64,8 @@ process-wide setting). On CPU consecutive fits with the same seed then agree bit
 they still agree to float32 round-off.
 
 Threads: the first use of TensorFlow in the process sets intra-op threads to ``threads`` (None:
-the CPUs this process may use) and inter-op threads to 1 when not already fixed; TF only allows
+``$OMP_NUM_THREADS`` when set, as in a Dask worker, else the CPUs this process may use,
+``keras_training.thread_budget``) and inter-op threads to 1 when not already fixed; TF only allows
 that before its runtime starts, so later settings are ignored.
 
 Persistence: ``save`` writes the Keras native ``model.keras`` (both towers, feature tables as
