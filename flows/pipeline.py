@@ -33,7 +33,7 @@ from tasks.index import has_embeddings, index
 from tasks.ingest import ingest, locate
 from tasks.operations import exclusive_root, refreshed_caches
 from tasks.publish import catalogue, champion, report, track
-from tasks.sampling import sampling, sampling_plan
+from tasks.sampling import needs_samples, sampling, sampling_plan
 from tasks.split import split
 from tasks.train import train
 
@@ -56,7 +56,7 @@ def run_stages(cfg: RunConfig, config_path: str | list[str] | None) -> dict[str,
         feats = features.submit(data, parts, cfg.features)
         plan = sampling_plan(cfg)
         samples = sampling.submit(parts, plan) if plan is not None else None
-        trained = {m.name: train.submit(data, parts, feats, samples, m) for m in cfg.models}
+        trained = {m.name: train.submit(data, parts, feats, samples if needs_samples(m) else None, m) for m in cfg.models}
         scored = {name: evaluate.submit(model, parts, cfg.evaluation) for name, model in trained.items()}
         indexed = {name: index.submit(model, parts, data, cfg.index) for name, model in trained.items() if has_embeddings(name)}
 

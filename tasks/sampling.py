@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict
 
 import recflow.sample_files as sample_files_lib
 import recflow.sampling as sampling_lib
-from recflow.config import RunConfig, SamplingConfig
+from recflow.config import ModelParams, RunConfig, SamplingConfig
 from recflow.models import build_model
 from recflow.store import Artifact
 from tasks.caching import produce, stage
@@ -41,6 +41,16 @@ def sampling_plan(cfg: RunConfig) -> SamplingPlan | None:
         sequences=needs.get("sequences"),
         walks=needs.get("walks"),
     )
+
+
+def needs_samples(params: ModelParams) -> bool:
+    """Whether the model reads the sampling stage's outputs (``sampling_needs()`` is not empty).
+
+    A model that does not is trained without them: it need not wait for the sampling task (on a
+    cluster it starts as soon as the split and the features are there), and a change of the samples
+    does not touch its cache key.
+    """
+    return bool(build_model(params).sampling_needs())
 
 
 @stage("sampling", task_run_name="sampling")

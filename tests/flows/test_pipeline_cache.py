@@ -33,6 +33,14 @@ def test_changing_one_model_parameter_reruns_only_that_model(recflow_home):
     assert result["tasks"] == {"ran": 2, "cached": N_TASKS - 2}
 
 
+def test_changing_the_samples_reruns_their_readers_not_the_models_that_read_none(recflow_home):
+    models = "models=[{name: popular}, {name: item2vec, epochs: 1}]"
+    run_pipeline(SMOKE, [models], root=recflow_home)
+    result = run_pipeline(SMOKE, [models, "models.item2vec.min_rating=3.0"], root=recflow_home)
+    # sampling and train/evaluate/index[item2vec] rerun; ingest, split, features, train/evaluate[popular] cached
+    assert result["tasks"] == {"ran": 4, "cached": 5}
+
+
 def test_damaged_artifact_is_rebuilt_not_trusted(recflow_home):
     run_pipeline(SMOKE, root=recflow_home)
     split_dir = next((recflow_home / "split").iterdir())
