@@ -165,7 +165,12 @@ def _unseen_items(users: np.ndarray, n_items: int, seen_keys: np.ndarray, rng: n
     todo = np.arange(len(users))
     for _ in range(_NEGATIVE_DRAWS):
         keys = users[todo] * n_items + items[todo]
-        pos = np.searchsorted(seen_keys, keys)
+        # looked up in sorted order: NumPy's binary search starts from the previous key's
+        # position when keys ascend, where random keys each cost a walk down from the root
+        # (several times faster at 20M keys); the result is the same
+        order = np.argsort(keys)
+        pos = np.empty(len(keys), np.int64)
+        pos[order] = np.searchsorted(seen_keys, keys[order])
         clash = (pos < len(seen_keys)) & (seen_keys[np.minimum(pos, len(seen_keys) - 1)] == keys)
         todo = todo[clash]
         if not len(todo):
