@@ -407,32 +407,45 @@ class UserCFRecommender(Recommender):
 def _common_counts(ind: sp.csr_matrix, nbrs: np.ndarray, budget: int = 1 << 22) -> np.ndarray:
     """c_uv = |items(u) & items(v)| for every (u, nbrs[u, j]).
 
-    A chunk of users' items is scattered into a dense boolean users x items block; each pair
-    then reads its neighbour's items out of its user's row, so the work is the total length of
-    the neighbours' rows (no sparse product, no copied rows). Chunks hold about ``budget`` such
-    reads and ``budget`` dense cells, whichever bound comes first.
+    Each pair reads the shorter of its two rows and probes the longer one, held as a dense
+    boolean row: pairs are ordered by their longer-rowed user, a range of those users' items is
+    scattered into a dense users x items block, and the other user's items are looked up in it.
+    So the work is the total length of the shorter rows (neighbours are often heavy users, whose
+    rows are read once per block instead of once per pair), with no sparse product and no copied
+    rows. Blocks hold about ``budget`` reads and ``budget`` dense cells, whichever bound comes first.
     """
     n, k = nbrs.shape
-    out = np.zeros((n, k), np.int32)
+    out = np.zeros(n * k, np.int32)
     if k == 0 or n == 0:
-        return out
+        return out.reshape(n, k)
     indptr, indices = ind.indptr.astype(np.int64), ind.indices
     lengths = np.diff(indptr)
-    reads = np.cumsum(lengths[nbrs].sum(axis=1))
-    rows_per = max(budget // max(ind.shape[1], 1), 1)
-    dense = np.zeros((min(rows_per, n), ind.shape[1]), bool)
-    s = 0
-    while s < n:
-        e = int(np.searchsorted(reads, (reads[s - 1] if s else 0) + budget, side="right"))
-        e = min(max(e, s + 1), s + rows_per, n)
-        local = np.repeat(np.arange(e - s), lengths[s:e])
-        dense[local, indices[indptr[s] : indptr[e]]] = True
-        v = nbrs[s:e].ravel()
-        lv = lengths[v]
-        pair = np.repeat(np.arange(len(v)), lv)
-        at = np.repeat(indptr[v] - (np.cumsum(lv) - lv), lv) + np.arange(int(lv.sum()))
-        hits = dense[pair // k, indices[at]]
-        out[s:e] = np.bincount(pair[hits], minlength=len(v)).reshape(e - s, k)
-        dense[local, indices[indptr[s] : indptr[e]]] = False
+    u = np.repeat(np.arange(n, dtype=np.int64), k)
+    v = nbrs.ravel().astype(np.int64)
+    swap = lengths[v] > lengths[u]
+    probe, read = np.where(swap, v, u), np.where(swap, u, v)
+    del u, v, swap
+    order = np.argsort(probe, kind="stable")
+    probe, read = probe[order], read[order]
+    reads = np.cumsum(lengths[read])
+    rows_per = min(max(budget // max(ind.shape[1], 1), 1), n)
+    dense = np.zeros((rows_per, ind.shape[1]), bool)
+    s, total = 0, len(probe)
+    while s < total:
+        lo = int(probe[s])
+        e_rows = int(np.searchsorted(probe, lo + rows_per, side="left"))  # probes within the block's rows
+        e_reads = int(np.searchsorted(reads, (reads[s - 1] if s else 0) + budget, side="right"))
+        e = min(max(e_reads, s + 1), e_rows)
+        hi = int(probe[e - 1]) + 1
+        cells = indices[indptr[lo] : indptr[hi]]
+        local = np.repeat(np.arange(hi - lo), lengths[lo:hi])
+        dense[local, cells] = True
+        r = read[s:e]
+        lr = lengths[r]
+        at = np.repeat(indptr[r] - (np.cumsum(lr) - lr), lr) + np.arange(int(lr.sum()))
+        pair = np.repeat(np.arange(e - s), lr)
+        hits = dense[np.repeat(probe[s:e] - lo, lr), indices[at]]
+        out[order[s:e]] = np.bincount(pair[hits], minlength=e - s)
+        dense[local, cells] = False
         s = e
-    return out
+    return out.reshape(n, k)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 from recflow.interactions import Interactions
 from recflow.models import load_model
@@ -302,3 +303,15 @@ def test_invalid_hyperparameters_are_refused(params):
 def test_fewer_than_two_users_is_refused():
     with pytest.raises(ValueError, match="at least 2 users"):
         UserCFRecommender().fit(interactions([0, 0], [0, 1], [4, 5], 1, 2))
+
+
+@pytest.mark.parametrize("budget", [1, 7, 50, 1 << 22])
+def test_common_counts_are_the_sizes_of_the_item_intersections_whatever_the_block_size(budget):
+    from recflow.models.user_cf import _common_counts
+
+    rng = np.random.default_rng(3)
+    ind = sp.csr_matrix((rng.random((30, 12)) < rng.random((30, 1))).astype(np.float32))  # rows of very different lengths
+    nbrs = rng.integers(0, 30, (30, 5))
+    dense = ind.toarray().astype(bool)
+    expected = np.array([[(dense[u] & dense[v]).sum() for v in row] for u, row in enumerate(nbrs)])
+    np.testing.assert_array_equal(_common_counts(ind, nbrs, budget=budget), expected)
