@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pandas as pd
 
 from recflow.interactions import Interactions, index_split
@@ -9,8 +11,30 @@ from recflow.models.context import FitContext
 from recflow.store import Artifact
 
 
+_PARTS: dict[str, dict[str, Interactions]] = {}
+_PARTS_LOCK = threading.Lock()
+
+
 def load_parts(split: Artifact) -> dict[str, Interactions]:
-    return index_split(pd.read_parquet(split.file("split.parquet")))
+    """The split's parts, read once per process and shared by the tasks that read the same split.
+
+    Nearly every task reads the split (each model's train, evaluate and index): at 25M ratings a
+    read and ``index_split`` cost seconds each time, and a Dask worker runs many such tasks in a
+    row. The parts are keyed by the split's content fingerprint (a new split is a new key; one is
+    kept) and their arrays are read-only, so no task can change what another one reads.
+    """
+    with _PARTS_LOCK:
+        parts = _PARTS.get(split.fingerprint)
+    if parts is not None:
+        return parts
+    parts = index_split(pd.read_parquet(split.file("split.parquet")))
+    for part in parts.values():
+        for array in (part.user_idx, part.item_idx, part.ratings, part.timestamps, part.user_ids, part.item_ids):
+            array.flags.writeable = False
+    with _PARTS_LOCK:
+        _PARTS.clear()
+        _PARTS[split.fingerprint] = parts
+    return parts
 
 
 def _optional(artifact: Artifact | None, name: str) -> pd.DataFrame | None:
