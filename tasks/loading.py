@@ -10,7 +10,6 @@ from recflow.interactions import Interactions, index_split
 from recflow.models.context import FitContext
 from recflow.store import Artifact
 
-
 _PARTS: dict[str, dict[str, Interactions]] = {}
 _PARTS_LOCK = threading.Lock()
 
