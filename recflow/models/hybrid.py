@@ -48,6 +48,14 @@ Training
     temperature`` (other slots holding the row's own item masked; ``logq_correction`` subtracts log
     of each item's share of the examples) + ``alignment_weight * mean_b(1 - cos(content_b, cf_b))``
     over the batch's items + ``l2`` * mean squared norm of the batch's ID embeddings.
+    ``shared_negatives=M`` (as two_tower's): every row's softmax is over its own positive and the
+    batch's first M positives only (a uniform sample: batches are shuffled; a slot holding the
+    row's own item masked), so the B x B logits become B x (M + 1) and a larger batch stays cheap;
+    None: the whole batch. ``jit_compile``: the loss and its gradient are compiled with XLA (one
+    fused kernel sequence instead of the hundreds of small ops of the Keras sub-models, whose
+    dispatch was most of an uncompiled step); the optimizer's update stays outside XLA, a plain
+    ``tf.function`` step: XLA's CPU ``unique`` and scatters of lazy Adam's rows were slower there
+    than TensorFlow's kernels and grew with the batch (``bench/hybrid.py``).
     ``cf_dropout``: the probability that a batch item's CF vector is zeroed before the fusion head,
     so the head learns the cold-item case it meets at inference (DropoutNet-style).
     ``tf.data`` batches of a seeded permutation, Adam (``optimizer="adam"``: Keras's, which
@@ -154,6 +162,8 @@ class HybridRecommender(KerasRecommender):
         genre_overlap_queries: int | None = 2000,
         seed: int = 0,
         deterministic: bool = True,
+        jit_compile: bool = False,
+        shared_negatives: int | None = None,
         threads: int | None = None,
         verbose: bool = False,
     ) -> None:
@@ -185,6 +195,8 @@ class HybridRecommender(KerasRecommender):
         self.genre_overlap_queries = genre_overlap_queries
         self.seed = seed
         self.deterministic = deterministic
+        self.jit_compile = jit_compile
+        self.shared_negatives = shared_negatives
         self.threads = threads
         self.verbose = verbose
 
@@ -199,6 +211,8 @@ class HybridRecommender(KerasRecommender):
             raise ValueError("temperature must be > 0, alignment_weight and branch_loss_weight >= 0")
         if not 0 <= self.cf_dropout < 1 or not 0 <= self.min_positive_fraction <= 1:
             raise ValueError("cf_dropout must lie in [0, 1), min_positive_fraction in [0, 1]")
+        if self.shared_negatives is not None and int(self.shared_negatives) < 1:
+            raise ValueError("shared_negatives must be >= 1 (or None: the whole batch)")
         if int(self.genre_overlap_k) < 1:
             raise ValueError("genre_overlap_k must be >= 1")
 
@@ -280,9 +294,22 @@ class HybridRecommender(KerasRecommender):
         branch_w = float(self.branch_loss_weight)
         step_seed = tf.Variable([seed, 0], dtype=tf.int64, trainable=False)
         idx_spec = tf.TensorSpec([None], tf.int32)
+        shared = None if self.shared_negatives is None else int(self.shared_negatives)
 
-        @tf.function(input_signature=[idx_spec, idx_spec], reduce_retracing=True)
-        def train_step(u, i):
+        def shared_softmax(ue, ie, i):
+            """The in-batch softmax with the batch's first ``shared`` positives as every row's negatives."""
+            negatives = i[:shared]
+            pos = tf.reduce_sum(ue * ie, axis=1) * inv_t
+            neg = tf.matmul(ue, ie[:shared], transpose_b=True) * inv_t
+            if use_logq:
+                pos = pos - tf.gather(log_q_t, i)
+                neg = neg - tf.gather(log_q_t, negatives)[None, :]
+            # a slot holding the row's own item (itself, or a duplicate) is not a negative
+            neg = tf.where(tf.equal(i[:, None], negatives[None, :]), tf.constant(-1e9, neg.dtype), neg)
+            return tf.reduce_mean(tf.reduce_logsumexp(tf.concat([pos[:, None], neg], axis=1), axis=1) - pos)
+
+        @tf.function(jit_compile=bool(self.jit_compile))
+        def losses_and_gradients(u, i):
             with tf.GradientTape() as tape:
                 ue = user_tower(u, training=True)
                 ce = content_branch(i, training=True)
@@ -294,10 +321,13 @@ class HybridRecommender(KerasRecommender):
                     fe_in = fe * tf.cast(keep, fe.dtype)[:, None]
                 he = fusion([ce, fe_in], training=True)
                 b = tf.shape(i)[0]
-                dup = tf.logical_and(tf.equal(i[:, None], i[None, :]), tf.logical_not(tf.eye(b, dtype=tf.bool)))
-                correction = tf.gather(log_q_t, i)[None, :] if use_logq else 0.0
+                if shared is None:
+                    dup = tf.logical_and(tf.equal(i[:, None], i[None, :]), tf.logical_not(tf.eye(b, dtype=tf.bool)))
+                    correction = tf.gather(log_q_t, i)[None, :] if use_logq else 0.0
 
                 def softmax_loss(items):
+                    if shared is not None:
+                        return shared_softmax(ue, items, i)
                     logits = tf.matmul(ue, items, transpose_b=True) * inv_t - correction
                     logits = tf.where(dup, tf.constant(-1e9, logits.dtype), logits)
                     return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.range(b), logits=logits))
@@ -312,9 +342,13 @@ class HybridRecommender(KerasRecommender):
                         tf.reduce_mean(tf.reduce_sum(tf.square(tf.gather(user_emb, u)), axis=1))
                         + tf.reduce_mean(tf.reduce_sum(tf.square(tf.gather(item_emb, i)), axis=1))
                     )
-            grads = tape.gradient(total, variables)
+            return (total, sm, align), tape.gradient(total, variables)
+
+        @tf.function(input_signature=[idx_spec, idx_spec], reduce_retracing=True)
+        def train_step(u, i):
+            losses, grads = losses_and_gradients(u, i)
             apply_gradients(grads)
-            return total, sm, align
+            return losses
 
         rng = np.random.default_rng(seed)
 
