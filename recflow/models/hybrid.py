@@ -309,15 +309,13 @@ class HybridRecommender(KerasRecommender):
             return tf.reduce_mean(tf.reduce_logsumexp(tf.concat([pos[:, None], neg], axis=1), axis=1) - pos)
 
         @tf.function(jit_compile=bool(self.jit_compile))
-        def losses_and_gradients(u, i):
+        def losses_and_gradients(u, i, keep):
             with tf.GradientTape() as tape:
                 ue = user_tower(u, training=True)
                 ce = content_branch(i, training=True)
                 fe = cf_branch(i, training=True)
                 fe_in = fe
-                if drop_p > 0:
-                    step_seed.assign_add(tf.constant([0, 1], tf.int64))
-                    keep = tf.random.stateless_uniform(tf.shape(i), seed=step_seed) >= drop_p
+                if keep is not None:
                     fe_in = fe * tf.cast(keep, fe.dtype)[:, None]
                 he = fusion([ce, fe_in], training=True)
                 b = tf.shape(i)[0]
@@ -346,7 +344,11 @@ class HybridRecommender(KerasRecommender):
 
         @tf.function(input_signature=[idx_spec, idx_spec], reduce_retracing=True)
         def train_step(u, i):
-            losses, grads = losses_and_gradients(u, i)
+            keep = None
+            if drop_p > 0:  # drawn outside XLA: a compiled stateless_uniform drew other items than the graph's
+                step_seed.assign_add(tf.constant([0, 1], tf.int64))
+                keep = tf.random.stateless_uniform(tf.shape(i), seed=step_seed) >= drop_p
+            losses, grads = losses_and_gradients(u, i, keep)
             apply_gradients(grads)
             return losses
 
