@@ -53,9 +53,10 @@ Training
     row's own item masked), so the B x B logits become B x (M + 1) and a larger batch stays cheap;
     None: the whole batch. ``jit_compile``: the loss and its gradient are compiled with XLA (one
     fused kernel sequence instead of the hundreds of small ops of the Keras sub-models, whose
-    dispatch was most of an uncompiled step); the optimizer's update stays outside XLA, a plain
-    ``tf.function`` step: XLA's CPU ``unique`` and scatters of lazy Adam's rows were slower there
-    than TensorFlow's kernels and grew with the batch (``bench/hybrid.py``).
+    dispatch was most of an uncompiled step); the optimizer's update (lazy Adam's ``unique`` and
+    row scatters) stays outside XLA, in the plain ``tf.function`` step: compiled with the rest it
+    made the step slower, the more so the larger the batch (``bench/hybrid.py``). The cf_dropout
+    mask is drawn there too, so a compiled and an uncompiled fit of one seed drop the same items.
     ``cf_dropout``: the probability that a batch item's CF vector is zeroed before the fusion head,
     so the head learns the cold-item case it meets at inference (DropoutNet-style).
     ``tf.data`` batches of a seeded permutation, Adam (``optimizer="adam"``: Keras's, which
