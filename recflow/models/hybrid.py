@@ -284,8 +284,12 @@ class HybridRecommender(KerasRecommender):
             def apply_gradients(grads):
                 optimizer.apply(grads, variables)
 
-        user_emb = user_tower.get_layer("user_id_embedding").embeddings
-        item_emb = cf_branch.get_layer("item_id_embedding").embeddings
+        # the ID tables are read row-wise (a gather on the variable itself), never whole: once a
+        # sparse update has touched a variable, TensorFlow copies all of it on every dense read,
+        # which the Keras Embedding layer's lookup is (the whole table each step at 25M's size)
+        user_emb = _tf_variable(tf, user_tower.get_layer("user_id_embedding").embeddings)
+        item_emb = _tf_variable(tf, cf_branch.get_layer("item_id_embedding").embeddings)
+        user_unit, cf_unit = user_tower.get_layer("user_unit"), cf_branch.get_layer("cf_unit")
         inv_t = tf.constant(1.0 / float(self.temperature), tf.float32)
         align_w = tf.constant(float(self.alignment_weight), tf.float32)
         l2 = float(self.l2)
@@ -312,9 +316,9 @@ class HybridRecommender(KerasRecommender):
         @tf.function(jit_compile=bool(self.jit_compile))
         def losses_and_gradients(u, i, keep):
             with tf.GradientTape() as tape:
-                ue = user_tower(u, training=True)
+                ue = user_unit(tf.gather(user_emb, u))  # = user_tower(u)
                 ce = content_branch(i, training=True)
-                fe = cf_branch(i, training=True)
+                fe = cf_unit(tf.gather(item_emb, i))  # = cf_branch(i)
                 fe_in = fe
                 if keep is not None:
                     fe_in = fe * tf.cast(keep, fe.dtype)[:, None]
@@ -510,6 +514,12 @@ class HybridRecommender(KerasRecommender):
         self.valid_ = {m: arrays[f"valid_{m}"].astype(bool) for m in MODES}
         self.genre_overlap_ = {str(k): float(v) for k, v in zip(arrays["genre_overlap_names"], arrays["genre_overlap_values"])}
         self.history_ = []
+
+
+def _tf_variable(tf, variable):
+    """The ``tf.Variable`` under a Keras variable (itself when it is one)."""
+    inner = getattr(variable, "value", None)
+    return inner if isinstance(inner, tf.Variable) else variable
 
 
 def _mode(mode: str) -> str:

@@ -226,6 +226,29 @@ def test_jit_compiled_step_trains_as_the_graph_step(data, optimizer):
     np.testing.assert_allclose(jit.user_embeddings(), graph.user_embeddings(), atol=1e-3)
 
 
+def test_training_step_reads_id_tables_row_wise(data, monkeypatch):
+    # the Keras Embedding lookup reads the whole table; after lazy Adam's first scatter TensorFlow
+    # copies a variable on every whole read, so the step gathers the batch's rows from the variable
+    import keras
+
+    traced = []
+    call = keras.layers.Embedding.call
+
+    def recording(layer, *args, **kwargs):
+        import tensorflow as tf
+
+        if tf.inside_function():
+            traced.append(layer.name)
+        return call(layer, *args, **kwargs)
+
+    monkeypatch.setattr(keras.layers.Embedding, "call", recording)
+    train, _ = data
+    m = HybridRecommender(**{**PARAMS, "optimizer": "lazy_adam", "epochs": 1}).fit(train, context())
+    assert np.isfinite(m.history_[0]["loss"])
+    assert "content_features" in traced  # the frozen content table: never scattered, so read whole
+    assert "user_id_embedding" not in traced and "item_id_embedding" not in traced
+
+
 def test_save_load_round_trip_without_tensorflow(model, tmp_path):
     path = tmp_path / "m"
     model.save(path)
