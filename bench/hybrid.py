@@ -27,6 +27,7 @@ VARIANTS = {  # label -> HybridRecommender params (on top of lazy_adam, as confi
     "default": {},
     "no_determinism": {"deterministic": False},
     "jit": {"jit_compile": True},
+    "shared256": {"shared_negatives": 256},
     "jit+shared256": {"jit_compile": True, "shared_negatives": 256},
     "jit+shared256+B4096": {"jit_compile": True, "shared_negatives": 256, "batch_size": 4096},
     "jit+shared512+B4096": {"jit_compile": True, "shared_negatives": 512, "batch_size": 4096},
