@@ -48,6 +48,15 @@ Training
     temperature`` (other slots holding the row's own item masked; ``logq_correction`` subtracts log
     of each item's share of the examples) + ``alignment_weight * mean_b(1 - cos(content_b, cf_b))``
     over the batch's items + ``l2`` * mean squared norm of the batch's ID embeddings.
+    ``shared_negatives=M`` (as two_tower's): every row's softmax is over its own positive and the
+    batch's first M positives only (a uniform sample: batches are shuffled; a slot holding the
+    row's own item masked), so the B x B logits become B x (M + 1) and a larger batch stays cheap;
+    None: the whole batch. ``jit_compile``: the loss and its gradient are compiled with XLA (one
+    fused kernel sequence instead of the hundreds of small ops of the Keras sub-models, whose
+    dispatch was most of an uncompiled step); the optimizer's update (lazy Adam's ``unique`` and
+    row scatters) stays outside XLA, in the plain ``tf.function`` step: compiled with the rest it
+    made the step slower, the more so the larger the batch (``bench/hybrid.py``). The cf_dropout
+    mask is drawn there too, so a compiled and an uncompiled fit of one seed drop the same items.
     ``cf_dropout``: the probability that a batch item's CF vector is zeroed before the fusion head,
     so the head learns the cold-item case it meets at inference (DropoutNet-style).
     ``tf.data`` batches of a seeded permutation, Adam (``optimizer="adam"``: Keras's, which
@@ -154,6 +163,8 @@ class HybridRecommender(KerasRecommender):
         genre_overlap_queries: int | None = 2000,
         seed: int = 0,
         deterministic: bool = True,
+        jit_compile: bool = False,
+        shared_negatives: int | None = None,
         threads: int | None = None,
         verbose: bool = False,
     ) -> None:
@@ -185,6 +196,8 @@ class HybridRecommender(KerasRecommender):
         self.genre_overlap_queries = genre_overlap_queries
         self.seed = seed
         self.deterministic = deterministic
+        self.jit_compile = jit_compile
+        self.shared_negatives = shared_negatives
         self.threads = threads
         self.verbose = verbose
 
@@ -199,6 +212,8 @@ class HybridRecommender(KerasRecommender):
             raise ValueError("temperature must be > 0, alignment_weight and branch_loss_weight >= 0")
         if not 0 <= self.cf_dropout < 1 or not 0 <= self.min_positive_fraction <= 1:
             raise ValueError("cf_dropout must lie in [0, 1), min_positive_fraction in [0, 1]")
+        if self.shared_negatives is not None and int(self.shared_negatives) < 1:
+            raise ValueError("shared_negatives must be >= 1 (or None: the whole batch)")
         if int(self.genre_overlap_k) < 1:
             raise ValueError("genre_overlap_k must be >= 1")
 
@@ -269,8 +284,12 @@ class HybridRecommender(KerasRecommender):
             def apply_gradients(grads):
                 optimizer.apply(grads, variables)
 
-        user_emb = user_tower.get_layer("user_id_embedding").embeddings
-        item_emb = cf_branch.get_layer("item_id_embedding").embeddings
+        # the ID tables are read row-wise (a gather on the variable itself), never whole: once a
+        # sparse update has touched a variable, TensorFlow copies all of it on every dense read,
+        # which the Keras Embedding layer's lookup is (the whole table each step at 25M's size)
+        user_emb = _tf_variable(tf, user_tower.get_layer("user_id_embedding").embeddings)
+        item_emb = _tf_variable(tf, cf_branch.get_layer("item_id_embedding").embeddings)
+        user_unit, cf_unit = user_tower.get_layer("user_unit"), cf_branch.get_layer("cf_unit")
         inv_t = tf.constant(1.0 / float(self.temperature), tf.float32)
         align_w = tf.constant(float(self.alignment_weight), tf.float32)
         l2 = float(self.l2)
@@ -280,24 +299,38 @@ class HybridRecommender(KerasRecommender):
         branch_w = float(self.branch_loss_weight)
         step_seed = tf.Variable([seed, 0], dtype=tf.int64, trainable=False)
         idx_spec = tf.TensorSpec([None], tf.int32)
+        shared = None if self.shared_negatives is None else int(self.shared_negatives)
 
-        @tf.function(input_signature=[idx_spec, idx_spec], reduce_retracing=True)
-        def train_step(u, i):
+        def shared_softmax(ue, ie, i):
+            """The in-batch softmax with the batch's first ``shared`` positives as every row's negatives."""
+            negatives = i[:shared]
+            pos = tf.reduce_sum(ue * ie, axis=1) * inv_t
+            neg = tf.matmul(ue, ie[:shared], transpose_b=True) * inv_t
+            if use_logq:
+                pos = pos - tf.gather(log_q_t, i)
+                neg = neg - tf.gather(log_q_t, negatives)[None, :]
+            # a slot holding the row's own item (itself, or a duplicate) is not a negative
+            neg = tf.where(tf.equal(i[:, None], negatives[None, :]), tf.constant(-1e9, neg.dtype), neg)
+            return tf.reduce_mean(tf.reduce_logsumexp(tf.concat([pos[:, None], neg], axis=1), axis=1) - pos)
+
+        @tf.function(jit_compile=bool(self.jit_compile))
+        def losses_and_gradients(u, i, keep):
             with tf.GradientTape() as tape:
-                ue = user_tower(u, training=True)
+                ue = user_unit(tf.gather(user_emb, u))  # = user_tower(u)
                 ce = content_branch(i, training=True)
-                fe = cf_branch(i, training=True)
+                fe = cf_unit(tf.gather(item_emb, i))  # = cf_branch(i)
                 fe_in = fe
-                if drop_p > 0:
-                    step_seed.assign_add(tf.constant([0, 1], tf.int64))
-                    keep = tf.random.stateless_uniform(tf.shape(i), seed=step_seed) >= drop_p
+                if keep is not None:
                     fe_in = fe * tf.cast(keep, fe.dtype)[:, None]
                 he = fusion([ce, fe_in], training=True)
                 b = tf.shape(i)[0]
-                dup = tf.logical_and(tf.equal(i[:, None], i[None, :]), tf.logical_not(tf.eye(b, dtype=tf.bool)))
-                correction = tf.gather(log_q_t, i)[None, :] if use_logq else 0.0
+                if shared is None:
+                    dup = tf.logical_and(tf.equal(i[:, None], i[None, :]), tf.logical_not(tf.eye(b, dtype=tf.bool)))
+                    correction = tf.gather(log_q_t, i)[None, :] if use_logq else 0.0
 
                 def softmax_loss(items):
+                    if shared is not None:
+                        return shared_softmax(ue, items, i)
                     logits = tf.matmul(ue, items, transpose_b=True) * inv_t - correction
                     logits = tf.where(dup, tf.constant(-1e9, logits.dtype), logits)
                     return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.range(b), logits=logits))
@@ -312,9 +345,17 @@ class HybridRecommender(KerasRecommender):
                         tf.reduce_mean(tf.reduce_sum(tf.square(tf.gather(user_emb, u)), axis=1))
                         + tf.reduce_mean(tf.reduce_sum(tf.square(tf.gather(item_emb, i)), axis=1))
                     )
-            grads = tape.gradient(total, variables)
+            return (total, sm, align), tape.gradient(total, variables)
+
+        @tf.function(input_signature=[idx_spec, idx_spec], reduce_retracing=True)
+        def train_step(u, i):
+            keep = None
+            if drop_p > 0:  # drawn outside XLA: a compiled stateless_uniform drew other items than the graph's
+                step_seed.assign_add(tf.constant([0, 1], tf.int64))
+                keep = tf.random.stateless_uniform(tf.shape(i), seed=step_seed) >= drop_p
+            losses, grads = losses_and_gradients(u, i, keep)
             apply_gradients(grads)
-            return total, sm, align
+            return losses
 
         rng = np.random.default_rng(seed)
 
@@ -473,6 +514,12 @@ class HybridRecommender(KerasRecommender):
         self.valid_ = {m: arrays[f"valid_{m}"].astype(bool) for m in MODES}
         self.genre_overlap_ = {str(k): float(v) for k, v in zip(arrays["genre_overlap_names"], arrays["genre_overlap_values"])}
         self.history_ = []
+
+
+def _tf_variable(tf, variable):
+    """The ``tf.Variable`` under a Keras variable (itself when it is one)."""
+    inner = getattr(variable, "value", None)
+    return inner if isinstance(inner, tf.Variable) else variable
 
 
 def _mode(mode: str) -> str:

@@ -199,6 +199,56 @@ def test_lazy_adam_is_seeded_learns_and_differs_from_dense_adam(data):
         HybridRecommender(**{**params, "optimizer": "sgd"}).fit(train, context())
 
 
+def test_shared_negatives_covering_the_batch_is_the_whole_batch_softmax(data):
+    # with M >= batch size every row sees every other positive: the same loss as the B x B logits
+    train, _ = data
+    params = {**PARAMS, "optimizer": "lazy_adam"}
+    whole = HybridRecommender(**params).fit(train, context())
+    covering = HybridRecommender(**{**params, "shared_negatives": PARAMS["batch_size"]}).fit(train, context())
+    fewer = HybridRecommender(**{**params, "shared_negatives": 4}).fit(train, context())
+    np.testing.assert_allclose([h["softmax_loss"] for h in covering.history_], [h["softmax_loss"] for h in whole.history_], rtol=1e-5)
+    np.testing.assert_allclose(covering.item_embeddings(), whole.item_embeddings(), atol=1e-5)
+    assert fewer.history_[0]["softmax_loss"] < whole.history_[0]["softmax_loss"]  # 4 negatives: an easier softmax
+    with pytest.raises(ValueError, match="shared_negatives"):
+        HybridRecommender(**{**params, "shared_negatives": 0}).fit(train, context())
+
+
+@pytest.mark.parametrize("optimizer", ["lazy_adam", "adam"])
+def test_jit_compiled_step_trains_as_the_graph_step(data, optimizer):
+    # XLA compiles the loss and its gradient; the optimizer's update is the same code either way
+    train, _ = data
+    params = {**PARAMS, "optimizer": optimizer, "epochs": 3, "branch_loss_weight": 0.5, "l2": 1e-4}
+    graph = HybridRecommender(**params).fit(train, context())
+    jit = HybridRecommender(**{**params, "jit_compile": True}).fit(train, context())
+    assert np.isfinite([h["loss"] for h in jit.history_]).all()
+    np.testing.assert_allclose([h["loss"] for h in jit.history_], [h["loss"] for h in graph.history_], rtol=1e-4)
+    np.testing.assert_allclose(jit.item_embeddings(), graph.item_embeddings(), atol=1e-3)
+    np.testing.assert_allclose(jit.user_embeddings(), graph.user_embeddings(), atol=1e-3)
+
+
+def test_training_step_reads_id_tables_row_wise(data, monkeypatch):
+    # the Keras Embedding lookup reads the whole table; after lazy Adam's first scatter TensorFlow
+    # copies a variable on every whole read, so the step gathers the batch's rows from the variable
+    import keras
+
+    traced = []
+    call = keras.layers.Embedding.call
+
+    def recording(layer, *args, **kwargs):
+        import tensorflow as tf
+
+        if tf.inside_function():
+            traced.append(layer.name)
+        return call(layer, *args, **kwargs)
+
+    monkeypatch.setattr(keras.layers.Embedding, "call", recording)
+    train, _ = data
+    m = HybridRecommender(**{**PARAMS, "optimizer": "lazy_adam", "epochs": 1}).fit(train, context())
+    assert np.isfinite(m.history_[0]["loss"])
+    assert "content_features" in traced  # the frozen content table: never scattered, so read whole
+    assert "user_id_embedding" not in traced and "item_id_embedding" not in traced
+
+
 def test_save_load_round_trip_without_tensorflow(model, tmp_path):
     path = tmp_path / "m"
     model.save(path)
