@@ -77,7 +77,17 @@ def history_table(users: np.ndarray, items: np.ndarray, timestamps: np.ndarray, 
 
 
 def tower(
-    keras, name: str, n: int, dim: int, hidden, features: np.ndarray, seed: int, unit: bool = True, history: np.ndarray | None = None, n_history_items: int = 0
+    keras,
+    name: str,
+    n: int,
+    dim: int,
+    hidden,
+    features: np.ndarray,
+    seed: int,
+    unit: bool = True,
+    history: np.ndarray | None = None,
+    n_history_items: int = 0,
+    id_embedding: bool = True,
 ):
     """Functional tower: int index (batch,) -> (batch, dim) vector, a unit vector when ``unit``.
 
@@ -86,15 +96,23 @@ def tower(
     the model and gathered in the graph. ``history`` (an (n, L) table of ``history_table``,
     frozen likewise) adds the mean of a separate ``Embedding(n_history_items + 1, dim)`` over the
     row's non-zero entries (YouTube-DNN's watch history; all zero: a zero vector).
+    ``id_embedding=False`` leaves the ID embedding out: the tower sees only features and history,
+    so a user is what they interacted with (an item-item model, like EASE) and shares every
+    parameter with similar users; it needs features or a history to have an input at all.
     """
+    if not id_embedding and not features.shape[1] and (history is None or not history.shape[1]):
+        raise ValueError(f"the {name} tower without an ID embedding needs features or a history")
     inp = keras.Input(shape=(), dtype="int32", name=f"{name}_idx")
-    emb = keras.layers.Embedding(
-        n,
-        dim,
-        name=f"{name}_id_embedding",
-        embeddings_initializer=keras.initializers.RandomNormal(stddev=0.1, seed=seed),
-    )(inp)
-    parts = [emb]
+    parts = []
+    if id_embedding:
+        parts.append(
+            keras.layers.Embedding(
+                n,
+                dim,
+                name=f"{name}_id_embedding",
+                embeddings_initializer=keras.initializers.RandomNormal(stddev=0.1, seed=seed),
+            )(inp)
+        )
     feat_layer = None
     if features.shape[1]:
         # zeros, then set: an unseeded initialiser would draw its seed from Python's global generator
@@ -113,7 +131,7 @@ def tower(
         )(hist)
         mask = ops.cast(ops.greater(hist, 0.5), "float32")
         parts.append(ops.sum(hist_emb * ops.expand_dims(mask, -1), axis=1) / ops.maximum(ops.sum(mask, axis=1, keepdims=True), 1.0))
-    x = keras.layers.Concatenate(name=f"{name}_concat")(parts) if len(parts) > 1 else emb
+    x = keras.layers.Concatenate(name=f"{name}_concat")(parts) if len(parts) > 1 else parts[0]
     for j, h in enumerate(hidden):
         x = keras.layers.Dense(
             int(h),

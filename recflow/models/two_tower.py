@@ -19,6 +19,12 @@ without it):
     ``shared_negatives=M`` scores every row against only the batch's first M positives (a
     uniform sample, as batches are shuffled) plus its own: the B x B logits become B x (M + 1),
     which on 2 CPU cores is most of a step at B = 1024 (see ``bench/two_tower.py``).
+    ``negatives="all"`` replaces the sampled negatives by the whole catalogue: each step runs the
+    item tower over every item and row ``b``'s logits are ``s(u_b, i) / T`` for all items ``i``
+    (an exact softmax, no sampling, so ``logq_correction`` and ``shared_negatives`` do not apply).
+    A step then costs n_items item-tower rows and B x n_items logits: affordable for catalogues of
+    thousands (ML-1M) and it removes the sampled softmax's bias, most of all its neglect of
+    unpopular items, which a popularity-skewed in-batch sample rarely holds as negatives.
 ``"bpr"``
     ``-log sigmoid((s(u, pos) - s(u, neg)) / T)`` over (user, positive, negative) triplets: read
     from ``context.samples/triplets.parquet`` when that file fits this train part
@@ -36,6 +42,10 @@ nullable ``year``, an index without a feature row) becomes 0, the mean. So raw s
 near 1995, counts in the thousands) never reach the network: the reference notebook fed them raw
 and its loss went NaN. The standardised tables are frozen (non-trainable) embedding layers inside
 the towers, so features are gathered by index in the graph, never materialised per example.
+
+User IDs (``user_id``): False builds the user tower without its ID embedding, from the history
+(and features) only, so a user is the items they interacted with: parameters are shared across
+users with similar histories instead of learnt per user from that user's examples alone.
 
 History (``history`` = L > 0, YouTube-DNN style): the user tower's input also holds the mean
 of a separate item embedding over the user's L most recent training positives
@@ -96,6 +106,7 @@ from recflow.numeric import distinct
 from recflow.sample_files import load_matching
 
 LOSSES = ("softmax", "bpr")
+NEGATIVES = ("batch", "all")
 
 
 # ----------------------------------------------------------------------------- model
@@ -138,7 +149,10 @@ class TwoTowerRecommender(KerasRecommender):
     # embedding size stays at the preset's (RecBole's protocol fixes 64); epochs are a ceiling
     # (early stopping on the validation part), so each trial costs about one fit. logq_correction
     # is not searched: without it the in-batch softmax punishes popular items, and full-ranking
-    # Recall@10 on ML-1M's validation part fell to about a third
+    # Recall@10 on ML-1M's validation part fell to about a third. negatives="all" and
+    # user_id=False are not searched either: neither beat the sampled softmax with user IDs on
+    # ML-1M's validation part at the tuned values, and "all" makes each step slower (it runs the
+    # item tower over the whole catalogue)
     search_space: ClassVar[dict[str, Dimension]] = {
         "temperature": FloatRange(0.02, 0.2, log=True),
         "lr": FloatRange(1e-3, 1e-2, log=True),
@@ -156,12 +170,14 @@ class TwoTowerRecommender(KerasRecommender):
         temperature: float = 0.05,
         logq_correction: bool = True,
         shared_negatives: int | None = 256,
+        negatives: str = "batch",
         batch_size: int = 1024,
         epochs: int = 20,
         lr: float = 3e-3,
         l2: float = 0.0,
         use_features: bool = True,
         history: int = 0,
+        user_id: bool = True,
         feature_clip: float = 5.0,
         positive_threshold: float | None = None,
         early_stopping_k: int = 10,
@@ -178,12 +194,14 @@ class TwoTowerRecommender(KerasRecommender):
         self.temperature = temperature
         self.logq_correction = logq_correction
         self.shared_negatives = shared_negatives
+        self.negatives = negatives
         self.batch_size = batch_size
         self.epochs = epochs
         self.lr = lr
         self.l2 = l2
         self.use_features = use_features
         self.history = history
+        self.user_id = user_id
         self.feature_clip = feature_clip
         self.positive_threshold = positive_threshold
         self.early_stopping_k = early_stopping_k
@@ -209,6 +227,10 @@ class TwoTowerRecommender(KerasRecommender):
             raise ValueError("shared_negatives must be >= 1 (or None: the whole batch)")
         if int(self.history) < 0:
             raise ValueError(f"history must be >= 0 (0: off), got {self.history}")
+        if self.negatives not in NEGATIVES:
+            raise ValueError(f"negatives must be one of {NEGATIVES}, got {self.negatives!r}")
+        if not self.user_id and not int(self.history) and not self.use_features:
+            raise ValueError("user_id=False needs history > 0 or use_features: the user tower would have no input")
 
     def fit(self, train: Interactions, context: FitContext | None = None) -> TwoTowerRecommender:
         self._check_params()
@@ -261,10 +283,12 @@ class TwoTowerRecommender(KerasRecommender):
 
         # ---- model
         hidden = [int(h) for h in self.hidden]
-        user_tower = tower(keras, "user", n_users, dim, hidden, self.user_feature_table_, seed, history=history, n_history_items=n_items)
+        user_tower = tower(
+            keras, "user", n_users, dim, hidden, self.user_feature_table_, seed, history=history, n_history_items=n_items, id_embedding=bool(self.user_id)
+        )
         item_tower = tower(keras, "item", n_items, dim, hidden, self.item_feature_table_, seed + 1000)
         self._model = _two_tower_model(keras, user_tower, item_tower)
-        user_emb_var = user_tower.get_layer("user_id_embedding").embeddings
+        user_emb_var = user_tower.get_layer("user_id_embedding").embeddings if self.user_id else None
         item_emb_var = item_tower.get_layer("item_id_embedding").embeddings
         variables = user_tower.trainable_variables + item_tower.trainable_variables
         # the history embedding's gradient touches B x L rows a step, most of the (small) table:
@@ -280,7 +304,7 @@ class TwoTowerRecommender(KerasRecommender):
         def reg(u, i, n=None):
             if not float(self.l2):
                 return 0.0
-            terms = [tf.gather(user_emb_var, u), tf.gather(item_emb_var, i)]
+            terms = ([tf.gather(user_emb_var, u)] if user_emb_var is not None else []) + [tf.gather(item_emb_var, i)]
             if n is not None:
                 terms.append(tf.gather(item_emb_var, n))
             return l2 * tf.add_n([tf.reduce_mean(tf.reduce_sum(tf.square(t), axis=1)) for t in terms])
@@ -311,7 +335,17 @@ class TwoTowerRecommender(KerasRecommender):
             neg = tf.where(tf.equal(i[:, None], negatives[None, :]), tf.constant(-1e9, neg.dtype), neg)
             return tf.reduce_mean(tf.reduce_logsumexp(tf.concat([pos[:, None], neg], axis=1), axis=1) - pos)
 
-        softmax_loss = in_batch_softmax if shared is None else shared_softmax
+        all_items = tf.range(n_items, dtype=tf.int32)
+
+        def full_softmax(ue, ie, i):
+            """Mean cross-entropy of each row's positive against every item of the catalogue."""
+            logits = tf.matmul(ue, item_tower(all_items, training=True), transpose_b=True) * inv_t
+            return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=i, logits=logits))
+
+        if self.negatives == "all":
+            softmax_loss = full_softmax
+        else:
+            softmax_loss = in_batch_softmax if shared is None else shared_softmax
 
         @tf.function(input_signature=[idx_spec, idx_spec], reduce_retracing=True, jit_compile=bool(self.jit_compile))
         def softmax_step(u, i):

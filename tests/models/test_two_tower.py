@@ -294,3 +294,41 @@ def test_history_model_saves_and_reloads(data, context, tmp_path):
     loaded = TwoTowerRecommender.load(tmp_path / "tt")
     user_tower = loaded.keras_model.get_layer("user_tower")  # the history mean is saved in model.keras
     np.testing.assert_allclose(tt.tower_outputs(user_tower, N_USERS), m.user_embeddings(), atol=1e-6)
+
+
+def test_all_negatives_is_the_full_catalogue_softmax(data, context):
+    # one batch holds every example and a vanishing lr leaves the towers as initialised, so the
+    # epoch's loss is the mean cross-entropy of each positive against all 24 items' scores
+    train = data[0]
+    m = TwoTowerRecommender(**{**FAST, "negatives": "all", "epochs": 1, "batch_size": 512, "lr": 1e-12, "temperature": 0.1}).fit(train, context)
+    logits = m.user_embeddings()[train.user_idx] @ m.item_embeddings().T / 0.1
+    top = logits.max(axis=1)
+    expected = np.mean(top + np.log(np.exp(logits - top[:, None]).sum(axis=1)) - logits[np.arange(len(train)), train.item_idx])
+    np.testing.assert_allclose(m.history_[0]["loss"], expected, rtol=1e-5)
+    with pytest.raises(ValueError, match="negatives"):
+        TwoTowerRecommender(**{**FAST, "negatives": "some"}).fit(train, context)
+
+
+def test_all_negatives_training_lowers_the_full_softmax_loss(data):
+    m = TwoTowerRecommender(**{**FAST, "negatives": "all", "epochs": 5, "use_features": False}).fit(data[0])
+    losses = [h["loss"] for h in m.history_]
+    assert losses[-1] < losses[0]
+
+
+def test_without_user_ids_users_with_the_same_history_are_the_same_vector():
+    # users 0 and 1 rated items 0, 1, 2 at the same times, user 2 items 3, 4: no ID embedding, so
+    # the user tower is a function of the history alone
+    u = np.array([0, 0, 0, 1, 1, 1, 2, 2], np.int32)
+    i = np.array([0, 1, 2, 0, 1, 2, 3, 4], np.int32)
+    t = np.array([1, 2, 3, 1, 2, 3, 1, 2], np.int64)
+    train = Interactions(u, i, np.full(8, 4.0, np.float32), t, np.arange(3), np.arange(5))
+    m = TwoTowerRecommender(**{**FAST, "history": 4, "user_id": False, "use_features": False}).fit(train)
+    assert "user_id_embedding" not in [layer.name for layer in m.keras_model.get_layer("user_tower").layers]
+    vectors = m.user_embeddings()
+    np.testing.assert_array_equal(vectors[0], vectors[1])
+    assert not np.allclose(vectors[0], vectors[2])
+
+
+def test_without_user_ids_the_user_tower_needs_an_input(data):
+    with pytest.raises(ValueError, match="user_id=False"):
+        TwoTowerRecommender(**{**FAST, "user_id": False, "history": 0, "use_features": False}).fit(data[0])
