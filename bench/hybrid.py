@@ -53,7 +53,14 @@ def synthetic(n_examples: int, seed: int = 0):
     titles = [" ".join(words[rng.integers(0, 5000, 3)]) + " (1999)" for _ in range(N_ITEMS)]
     genres = [list(rng.choice(GENRES, rng.integers(1, 4), replace=False)) for _ in range(N_ITEMS)]
     catalogue = pd.DataFrame({"item_id": ids_i, "title": titles, "genres": genres})
-    feats = pd.DataFrame({"item_id": ids_i, "mean_rating": rng.normal(3.5, 0.5, N_ITEMS), "rating_count": np.bincount(items, minlength=N_ITEMS), "year": rng.integers(1950, 2020, N_ITEMS)})
+    feats = pd.DataFrame(
+        {
+            "item_id": ids_i,
+            "mean_rating": rng.normal(3.5, 0.5, N_ITEMS),
+            "rating_count": np.bincount(items, minlength=N_ITEMS),
+            "year": rng.integers(1950, 2020, N_ITEMS),
+        }
+    )
     return train, FitContext(items=catalogue, item_features=feats)
 
 
@@ -78,7 +85,8 @@ def main() -> None:
         rows.append((label, n, steps, 1000 * med / steps, med, secs[0], med / n * POSITIVES_25M, model.history_[-1]["loss"]))
         print(f"done: {label} {secs} loss {model.history_[-1]['loss']:.4f}", flush=True)
 
-    print(f"\nmachine: {platform.machine()}, {len(os.sched_getaffinity(0))} cores, Python {platform.python_version()}; {N_USERS:,} users x {N_ITEMS:,} items, {args.examples:,} ratings, {args.epochs} epochs\n")
+    machine = f"{platform.machine()}, {len(os.sched_getaffinity(0))} cores, Python {platform.python_version()}"
+    print(f"\nmachine: {machine}; {N_USERS:,} users x {N_ITEMS:,} items, {args.examples:,} ratings, {args.epochs} epochs\n")
     print("| variant | positives | steps/epoch | ms/step (median, epochs 2..) | s/epoch | epoch 1 s | s/epoch at 22M positives | last loss |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for label, n, steps, ms, med, first, ext, loss in rows:
