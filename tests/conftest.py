@@ -18,6 +18,18 @@ os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
 
 
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist (``make test`` runs ``-n auto --dist loadgroup``), each module runs on one
+    worker, so its module-scoped fixtures (a Dask cluster, a scheduled server) start once, and every
+    ``ui`` test runs on one worker, as they share the session's live servers and browser."""
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
+    for item in items:
+        relative = item.path.relative_to(REPO / "tests")
+        group = "ui" if relative.parts[0] == "ui" else relative.as_posix()
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
 @pytest.fixture(autouse=True)
 def mlflow_tracking_uri_is_restored():
     """``mlflow.set_tracking_uri`` also writes ``$MLFLOW_TRACKING_URI``: undo it so no later test (or the
