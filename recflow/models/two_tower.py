@@ -32,6 +32,14 @@ without it):
     item the user did not interact with in train, redrawn each epoch (vectorised rejection
     sampling in NumPy).
 
+Scoring: ``score(u, i) = <user(u), item(i)> + popularity_weight * temperature * log q_i`` (the
+logits ``s / T`` plus ``popularity_weight * log q_i``, scaled by ``T``). The log-Q corrected softmax
+learns logits that estimate the full softmax's, which rank unpopular items higher than top-K
+recall on popularity-skewed data rewards; a positive weight adds part of the popularity prior back.
+It changes scoring only (and so the validation recall that early stopping reads), not the towers;
+it is in the search space, so tuning sets it per dataset. With a weight, ``dot_factors`` are
+``[user, 1]`` and ``[item, weight * T * log q]`` and serving scores by that exact product.
+
 Features (``use_features``): the numeric columns of ``context.user_features`` /
 ``context.item_features`` (int, float, bool and nullable integer dtypes; the id column excluded).
 String columns (``favorite_genre``, ``activity_level``, ``popularity`` of ``recflow.features``)
@@ -160,6 +168,7 @@ class TwoTowerRecommender(KerasRecommender):
         "shared_negatives": Choice((128, 256, 512)),
         "use_features": Choice((True, False)),
         "history": Choice((0, 50, 100)),
+        "popularity_weight": FloatRange(0.0, 0.5),
     }
 
     def __init__(
@@ -178,6 +187,7 @@ class TwoTowerRecommender(KerasRecommender):
         use_features: bool = True,
         history: int = 0,
         user_id: bool = True,
+        popularity_weight: float = 0.0,
         feature_clip: float = 5.0,
         positive_threshold: float | None = None,
         early_stopping_k: int = 10,
@@ -202,6 +212,7 @@ class TwoTowerRecommender(KerasRecommender):
         self.use_features = use_features
         self.history = history
         self.user_id = user_id
+        self.popularity_weight = popularity_weight
         self.feature_clip = feature_clip
         self.positive_threshold = positive_threshold
         self.early_stopping_k = early_stopping_k
@@ -225,6 +236,8 @@ class TwoTowerRecommender(KerasRecommender):
             raise ValueError("temperature must be > 0")
         if self.shared_negatives is not None and int(self.shared_negatives) < 1:
             raise ValueError("shared_negatives must be >= 1 (or None: the whole batch)")
+        if not np.isfinite(float(self.popularity_weight)):
+            raise ValueError(f"popularity_weight must be a finite number, got {self.popularity_weight}")
         if int(self.history) < 0:
             raise ValueError(f"history must be >= 0 (0: off), got {self.history}")
         if self.negatives not in NEGATIVES:
@@ -409,16 +422,34 @@ class TwoTowerRecommender(KerasRecommender):
         """(n_items, dim) float32 unit vectors of the item tower."""
         return self.item_embeddings_.copy()
 
+    def _popularity_term(self) -> np.ndarray | None:
+        """(n_items,) float32 ``popularity_weight * temperature * log q_i``, or None when the weight is 0."""
+        beta = float(self.popularity_weight)
+        if not beta:
+            return None
+        counts = np.asarray(self.item_frequency_, np.float64)
+        log_q = np.log(np.maximum(counts, 1.0) / max(counts.sum(), 1.0))
+        return (beta * float(self.temperature) * log_q).astype(np.float32)
+
     def dot_factors(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``score`` is the dot product of the two towers' unit vectors."""
+        """``score`` is the dot product of the two towers' unit vectors; with a popularity weight,
+        of ``[user, 1]`` and ``[item, popularity term]``."""
         self._check_fitted()
-        V = self._item_vectors("items")
-        return self._user_vectors(), V, np.ones(len(V), bool)
+        U, V = self._user_vectors(), self._item_vectors("items")
+        term = self._popularity_term()
+        if term is not None:
+            U = np.hstack([U, np.ones((len(U), 1), np.float32)])
+            V = np.hstack([V, term[:, None]])
+        return U, V, np.ones(len(V), bool)
 
     def score(self, users: np.ndarray) -> np.ndarray:
         self._check_fitted()
         users = np.asarray(users, dtype=np.int64).reshape(-1)
-        return np.ascontiguousarray(self.user_embeddings_[users] @ self.item_embeddings_.T, dtype=np.float32)
+        scores = self.user_embeddings_[users] @ self.item_embeddings_.T
+        term = self._popularity_term()
+        if term is not None:
+            scores += term[None, :]
+        return np.ascontiguousarray(scores, dtype=np.float32)
 
     # -- persistence -------------------------------------------------------------------------
     def _state(self) -> dict[str, np.ndarray]:

@@ -256,6 +256,22 @@ def test_load_for_retrieval_needs_no_tensorflow(model, tmp_path):
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
+def test_popularity_weight_adds_beta_times_temperature_times_log_q_to_the_cosine(data, context):
+    plain = TwoTowerRecommender(**{**FAST, "epochs": 1, "temperature": 0.1}).fit(data[0], context)
+    tilted = TwoTowerRecommender(**{**FAST, "epochs": 1, "temperature": 0.1, "popularity_weight": 0.5}).fit(data[0], context)
+    np.testing.assert_array_equal(tilted.user_embeddings(), plain.user_embeddings())  # the weight changes scoring only
+    counts = np.bincount(data[0].item_idx, minlength=N_ITEMS)
+    log_q = np.log(np.maximum(counts, 1) / counts.sum())
+    users = np.arange(N_USERS)
+    cosine = plain.user_embeddings() @ plain.item_embeddings().T
+    np.testing.assert_allclose(plain.score(users), cosine, atol=1e-6)
+    np.testing.assert_allclose(tilted.score(users), cosine + 0.5 * 0.1 * log_q, atol=1e-6)
+    U, V, valid = tilted.dot_factors()  # serving scores by the same product: [user, 1] . [item, term]
+    assert U.shape == (N_USERS, FAST["dim"] + 1) and valid.all()
+    np.testing.assert_allclose(U @ V.T, tilted.score(users), atol=1e-6)
+    assert plain.dot_factors()[0].shape == (N_USERS, FAST["dim"])
+
+
 def test_history_table_holds_each_users_newest_items_padded():
     # user 0: items 5 (t=3), 2 (t=1), 7 (t=9), 4 (t=9, later in the arrays); user 2: one item; user 1: none
     users = np.array([0, 0, 2, 0, 0])
