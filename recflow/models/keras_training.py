@@ -7,6 +7,7 @@ and a loaded model scores from its npz without TensorFlow.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -49,7 +50,27 @@ def import_tf(threads: int | None = None):
             except RuntimeError:  # the runtime is already running: keep what it has
                 pass
             tf.config.list_physical_devices()  # the platforms' probe (cuInit) logs now, inside the redirect
+            _absl_to_process_stderr()
     return tf, keras
+
+
+def _absl_to_process_stderr() -> None:
+    """Point absl's log handler (made by TensorFlow's import) at ``sys.__stderr__``.
+
+    It keeps whatever ``sys.stderr`` was at import, and its ``close`` closes that stream unless it
+    is the current ``sys.stderr`` or a ``sys.__std*__``. A later ``logging.config.dictConfig`` (Prefect's
+    first import) closes every handler: when ``sys.stderr`` had been swapped in between (a CLI
+    test runner, pytest's capture), that closed a stream that others still wrote to.
+    ``sys.__stderr__`` is descriptor 2, which ``recflow.quiet`` points at the run's log file.
+    """
+    if sys.__stderr__ is None:
+        return
+    try:
+        from absl import logging as absl_logging
+
+        absl_logging.get_absl_handler().python_handler.stream = sys.__stderr__
+    except (ImportError, AttributeError):  # another absl: leave it as it is
+        pass
 
 
 def thread_budget() -> int:
