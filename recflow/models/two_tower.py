@@ -147,6 +147,13 @@ def unseen_negatives(users: np.ndarray, seen_keys: np.ndarray, n_items: int, rng
     return neg
 
 
+def log_item_share(counts: np.ndarray) -> np.ndarray:
+    """``log q_i``: each item's share of the training positives (an item without any counts as one);
+    the log-Q correction of training and the popularity term of scoring both use it."""
+    counts = np.asarray(counts, np.float64)
+    return np.log(np.maximum(counts, 1.0) / max(counts.sum(), 1.0))
+
+
 class TwoTowerRecommender(KerasRecommender):
     """User and item towers trained by in-batch softmax (log-Q corrected) or BPR; see the module doc."""
 
@@ -271,7 +278,7 @@ class TwoTowerRecommender(KerasRecommender):
         pos_i = train.item_idx[keep].astype(np.int32)
         counts = np.bincount(pos_i, minlength=n_items).astype(np.float64)
         self.item_frequency_ = counts
-        log_q = np.log(np.maximum(counts, 1.0) / max(counts.sum(), 1.0)).astype(np.float32)
+        log_q = log_item_share(counts).astype(np.float32)
         triplets = None
         if self.loss == "bpr":
             samples = context.samples
@@ -427,9 +434,7 @@ class TwoTowerRecommender(KerasRecommender):
         beta = float(self.popularity_weight)
         if not beta:
             return None
-        counts = np.asarray(self.item_frequency_, np.float64)
-        log_q = np.log(np.maximum(counts, 1.0) / max(counts.sum(), 1.0))
-        return (beta * float(self.temperature) * log_q).astype(np.float32)
+        return (beta * float(self.temperature) * log_item_share(self.item_frequency_)).astype(np.float32)
 
     def dot_factors(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``score`` is the dot product of the two towers' unit vectors; with a popularity weight,
