@@ -3,6 +3,9 @@
     locate -> ingest -> split -> features -> sampling -> train[model] -> evaluate[model] -> index[model]
       -> track[mlflow] -> report, catalogue -> champion
 
+An ensemble (``rank_fusion``) is a model like the others whose train step waits for its members'
+train steps and reuses their fits.
+
 Every step is a task. Up to ``index`` they are cached (see ``tasks/caching.py``; ``locate`` is
 uncached, retried when a download fails); models train and evaluate concurrently and fail
 independently. The tail (``tasks/publish.py``) is uncached and reads typed ``ModelOutcome``s:
@@ -35,7 +38,7 @@ from tasks.operations import exclusive_root, refreshed_caches
 from tasks.publish import catalogue, champion, report, track
 from tasks.sampling import needs_samples, sampling, sampling_plan
 from tasks.split import split
-from tasks.train import train
+from tasks.train import members_of, train
 
 
 # result_storage is resolved at import for deployments; run_pipeline() rebinds it to a chosen root.
@@ -56,7 +59,9 @@ def run_stages(cfg: RunConfig, config_path: str | list[str] | None) -> dict[str,
         feats = features.submit(data, parts, cfg.features)
         plan = sampling_plan(cfg)
         samples = sampling.submit(parts, plan) if plan is not None else None
-        trained = {m.name: train.submit(data, parts, feats, samples if needs_samples(m) else None, m) for m in cfg.models}
+        trained = {m.name: train.submit(data, parts, feats, samples if needs_samples(m) else None, m) for m in cfg.models if not members_of(m)}
+        ensembles = {m.name: train.submit(data, parts, feats, None, m, {n: trained[n] for n in members_of(m)}) for m in cfg.models if members_of(m)}
+        trained = {m.name: {**trained, **ensembles}[m.name] for m in cfg.models}  # the config's order
         scored = {name: evaluate.submit(model, parts, cfg.evaluation) for name, model in trained.items()}
         indexed = {name: index.submit(model, parts, data, cfg.index) for name, model in trained.items() if has_embeddings(name)}
 

@@ -12,6 +12,7 @@ from typing import Any, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from recflow.models import build_model
 from recflow.models.params import MODEL_PARAMS, BiasParams, ModelParams, PopularParams  # noqa: F401 - the config's model entries
 
 
@@ -181,6 +182,19 @@ class RunConfig(Strict):
         names = [m.name for m in self.models]
         if len(names) != len(set(names)):
             raise ValueError(f"models listed twice: {sorted({n for n in names if names.count(n) > 1})}")
+        return self
+
+    @model_validator(mode="after")
+    def _ensembles_combine_listed_models(self) -> RunConfig:
+        """An ensemble's members must be models of this run (it reuses their fits) that are not ensembles themselves."""
+        listed = {m.name: build_model(m).member_names() for m in self.models}  # builds check each model's own params
+        for name, members in listed.items():
+            missing = [m for m in members if m not in listed]
+            if missing:
+                raise ValueError(f"model {name!r} combines {missing}, which the config does not list: add them to models")
+            nested = [m for m in members if listed[m]]
+            if nested:
+                raise ValueError(f"model {name!r} combines {nested}, which combine other models themselves: list their members instead")
         return self
 
     @model_validator(mode="after")

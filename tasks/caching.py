@@ -66,19 +66,26 @@ def _source_digest(objs: Iterable[Any], inputs: dict[str, Any], task_module: str
     return h.hexdigest()
 
 
-def chosen_model(name_of: Callable[[dict[str, Any]], str]) -> Callable[[dict[str, Any]], list[str]]:
-    """A ``code`` entry: the module of the model the task's inputs name (``name_of(inputs)``).
+def chosen_model(names_of: Callable[[dict[str, Any]], str | list[str]]) -> Callable[[dict[str, Any]], list[str]]:
+    """A ``code`` entry: the module of the model the task's inputs name (``names_of(inputs)``), or of several.
 
     The registry (``recflow.models``) is in every model task's lineage without its models; this
-    adds the one model the task runs, with everything that model's module imports.
+    adds the model the task runs, with everything that model's module imports, and an ensemble's
+    members (whose code scores through it).
     """
 
     def model_module(inputs: dict[str, Any]) -> list[str]:
         from recflow.models import MODELS
 
-        return [MODELS[name_of(inputs)].__module__]
+        names = names_of(inputs)
+        return [MODELS[name].__module__ for name in ([names] if isinstance(names, str) else names)]
 
     return model_module
+
+
+def trained_models(model: Artifact) -> list[str]:
+    """The model a ``train`` descriptor holds, then its members where it is an ensemble (``chosen_model``'s names)."""
+    return [model.meta["model"], *model.meta.get("members", [])]
 
 
 def iter_artifacts(value: Any) -> Iterable[Artifact]:

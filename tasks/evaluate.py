@@ -13,13 +13,13 @@ import recflow.evaluate as evaluate_lib
 from recflow.config import EvaluationConfig
 from recflow.models import MODELS
 from recflow.store import Artifact
-from tasks.caching import chosen_model, produce, stage
+from tasks.caching import chosen_model, produce, stage, trained_models
 from tasks.loading import load_parts
 
 PER_USER_FILE = "per_user.parquet"
 
 
-@stage("evaluate", code=(chosen_model(lambda inputs: inputs["model"].meta["model"]),), task_run_name="evaluate[{model.meta[model]}]")
+@stage("evaluate", code=(chosen_model(lambda inputs: trained_models(inputs["model"])),), task_run_name="evaluate[{model.meta[model]}]")
 def evaluate(model: Artifact, split: Artifact, config: EvaluationConfig) -> Artifact:
     def build(out: Path) -> dict:
         parts = load_parts(split)

@@ -14,7 +14,7 @@ from recflow.index import TuningGrid
 from recflow.models import MODELS, load_model
 from recflow.numeric import distinct
 from recflow.store import Artifact
-from tasks.caching import chosen_model, produce, stage
+from tasks.caching import chosen_model, produce, stage, trained_models
 
 
 def has_embeddings(model_name: str) -> bool:
@@ -22,7 +22,7 @@ def has_embeddings(model_name: str) -> bool:
     return bool(MODELS[model_name].vector_spaces())
 
 
-@stage("index", code=(chosen_model(lambda inputs: inputs["model"].meta["model"]),), task_run_name="index[{model.meta[model]}]")
+@stage("index", code=(chosen_model(lambda inputs: trained_models(inputs["model"])),), task_run_name="index[{model.meta[model]}]")
 def index(model: Artifact, split: Artifact, data: Artifact, config: IndexConfig) -> Artifact:
     def build(out: Path) -> dict:
         ids = pq.read_table(split.file("split.parquet"), columns=["user_id", "item_id"])

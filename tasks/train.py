@@ -1,4 +1,9 @@
-"""train[<model>]: fit one model on the training split and save it in its native format."""
+"""train[<model>]: fit one model on the training split and save it in its native format.
+
+An ensemble (a model with ``member_names()``) trains after its members and from their descriptors:
+each member's saved fit is loaded and handed over in ``context.members``, none refitted. Their
+fingerprints are in its cache key, so a member that retrains retrains the ensemble too.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from recflow.config import ModelParams
-from recflow.models import build_model
+from recflow.models import build_model, load_model
 from recflow.plots import loss_curve
 from recflow.store import Artifact
 from recflow.tracking import KERAS_FLAVOR_DIR, save_keras_flavor
@@ -18,11 +23,25 @@ from tasks.loading import fit_context, load_parts
 from tasks.reporting import epoch_progress
 
 
-@stage("train", code=(chosen_model(lambda inputs: inputs["params"].name),), task_run_name="train[{params.name}]")
-def train(data: Artifact, split: Artifact, features: Artifact, samples: Artifact | None, params: ModelParams) -> Artifact:
+def members_of(params: ModelParams) -> tuple[str, ...]:
+    """The models an ensemble combines (its ``member_names()``); () for a model that learns alone."""
+    return build_model(params).member_names()
+
+
+@stage("train", code=(chosen_model(lambda inputs: [inputs["params"].name, *members_of(inputs["params"])]),), task_run_name="train[{params.name}]")
+def train(
+    data: Artifact,
+    split: Artifact,
+    features: Artifact,
+    samples: Artifact | None,
+    params: ModelParams,
+    members: dict[str, Artifact] | None = None,
+) -> Artifact:
     def build(out: Path) -> dict:
         parts = load_parts(split)
         context = fit_context(parts, data, features, samples)
+        if members:
+            context.members = {name: load_model(member.file("model")) for name, member in members.items()}
         model = build_model(params)
         progress = epoch_progress(params.name, model.epoch_budget())
         context.on_epoch_end = context.on_epoch_end or progress
@@ -44,6 +63,7 @@ def train(data: Artifact, split: Artifact, features: Artifact, samples: Artifact
         rates = rates[1:] or rates
         return {
             "model": params.name,
+            **({"members": sorted(members)} if members else {}),
             "params": params.model_dump(mode="json"),
             "fit_seconds": round(seconds, 4),
             "n_train": len(parts["train"]),

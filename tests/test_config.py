@@ -72,3 +72,23 @@ def test_a_champion_metric_at_a_cutoff_the_evaluation_skips_is_an_error_that_say
 def test_a_champion_metric_the_evaluation_computes_is_accepted():
     assert load_config(None, ["evaluation.ks=[5, 20]", "serving.champion_metric=ndcg_at_20"]).serving.champion_metric == "ndcg_at_20"
     assert load_config(None, ["evaluation.ks=[5]", "serving.champion_metric=rmse", "serving.greater_is_better=false"])
+
+
+def test_an_ensemble_combines_models_the_config_lists():
+    cfg = RunConfig.model_validate({"models": [{"name": "ease"}, {"name": "popular"}, {"name": "rank_fusion", "members": ["ease", "popular"]}]})
+    assert cfg.model("rank_fusion").members == ("ease", "popular")
+
+
+def test_an_ensemble_member_the_config_does_not_list_is_an_error_naming_it():
+    with pytest.raises(ConfigError, match=r"'rank_fusion' combines \['item_knn'\], which the config does not list"):
+        load_config(None, ["models=[{name: ease}, {name: rank_fusion, members: [ease, item_knn]}]"])
+
+
+def test_an_ensemble_cannot_be_its_own_member():
+    with pytest.raises(ConfigError, match="its own member"):
+        load_config(None, ["models=[{name: rank_fusion, members: [rank_fusion]}]"])
+
+
+def test_an_ensemble_with_a_weight_per_member_missing_is_an_error():
+    with pytest.raises(ConfigError, match="1 weights for 2 members"):
+        load_config(None, ["models=[{name: ease}, {name: popular}, {name: rank_fusion, members: [ease, popular], weights: [2]}]"])

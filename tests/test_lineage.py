@@ -91,6 +91,10 @@ def artifact(stage: str, **meta) -> Artifact:
     return Artifact(stage=stage, key="k", fingerprint=f"{stage}-fp", path=f"{stage}/k", meta=meta)
 
 
+#: params for models without usable defaults: an ensemble of two models no other test here edits
+EXAMPLE_PARAMS = {"rank_fusion": dict(members=("item_knn", "popular"))}
+
+
 def model_keys() -> dict[str, dict[str, str]]:
     """Every model's train, evaluate and index key for fixed inputs."""
     from tasks.evaluate import evaluate
@@ -99,9 +103,10 @@ def model_keys() -> dict[str, dict[str, str]]:
 
     keys: dict[str, dict[str, str]] = {}
     for name in MODELS:
-        model = artifact("train", model=name)
+        params = MODEL_PARAMS[name](**EXAMPLE_PARAMS.get(name, {}))
+        model = artifact("train", model=name, **({"members": list(params.members)} if name in EXAMPLE_PARAMS else {}))
         keys[name] = {
-            "train": stage_key_for("train", train.fn, train.cache_policy.code, {"data": artifact("ingest"), "params": MODEL_PARAMS[name]()}),
+            "train": stage_key_for("train", train.fn, train.cache_policy.code, {"data": artifact("ingest"), "params": params}),
             "evaluate": stage_key_for("evaluate", evaluate.fn, evaluate.cache_policy.code, {"model": model, "config": {}}),
             "index": stage_key_for("index", index.fn, index.cache_policy.code, {"model": model, "config": {}}),
         }
@@ -151,6 +156,13 @@ def test_editing_ease_reruns_ease_and_edlae_which_builds_on_it(project_copy):
     before = model_keys()
     edit(project_copy / "recflow" / "models" / "ease.py")
     assert changed_models(before, model_keys(), "train") == {"ease", "edlae"}
+
+
+@pytest.mark.parametrize("stage", ["train", "evaluate"])
+def test_editing_a_member_reruns_the_ensembles_that_fuse_it(project_copy, stage):
+    before = model_keys()
+    edit(project_copy / "recflow" / "models" / "item_knn.py")
+    assert changed_models(before, model_keys(), stage) == {"item_knn", "rank_fusion"}
 
 
 def test_editing_what_genres_calls_reruns_the_index_tasks(project_copy):

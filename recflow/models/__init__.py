@@ -21,6 +21,7 @@ from recflow.models.item_knn import ItemKNNRecommender
 from recflow.models.mf import BiasedMFRecommender
 from recflow.models.mult_vae import MultVAERecommender
 from recflow.models.popular import PopularRecommender
+from recflow.models.rank_fusion import RankFusionRecommender
 from recflow.models.two_tower import TwoTowerRecommender
 from recflow.models.user_cf import UserCFRecommender
 
@@ -40,6 +41,7 @@ MODELS: dict[str, type[Recommender]] = {
     ItemKNNRecommender.name: ItemKNNRecommender,
     EDLAERecommender.name: EDLAERecommender,
     MultVAERecommender.name: MultVAERecommender,
+    RankFusionRecommender.name: RankFusionRecommender,
 }
 
 

@@ -19,6 +19,8 @@ model name:
 * ``framework_flavour`` / ``framework_model()``: a framework model (Keras) to log beside the npz.
 * ``trains_in_epochs`` / ``epoch_budget()``: ``fit`` runs at most ``epochs`` epochs and reports
   each to ``context.on_epoch_end`` (a progress bar's length).
+* ``member_names()``: the other models an ensemble combines; ``fit`` takes them already fitted
+  from ``context.members`` (the pipeline trains them first and passes their cached fits).
 
 A model declaring spaces implements the hooks ``_item_vectors(space)`` / ``_user_vectors()``
 (and ``_item_valid(space)`` when "no vector" is not simply a zero row); the public methods add
@@ -86,6 +88,14 @@ class Recommender(ABC):
     @abstractmethod
     def fit(self, train: Interactions, context: FitContext | None = None) -> Recommender:
         """Learn from ``train``; ``context`` offers side tables, validation data and samples."""
+
+    def member_names(self) -> tuple[str, ...]:
+        """The models (by registered name) whose fits this one combines; () for a model that learns alone.
+
+        An ensemble's ``fit`` reads them fitted on the same training data from ``context.members``;
+        the pipeline trains them first and hands over their cached fits, never refitting one.
+        """
+        return ()
 
     def sampling_needs(self) -> dict[str, dict[str, Any]]:
         """Outputs of the sampling stage this model can reuse, with the settings it needs them made with.

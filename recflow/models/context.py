@@ -10,10 +10,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from recflow.interactions import Interactions
+
+if TYPE_CHECKING:
+    from recflow.models.base import Recommender
 
 
 @dataclass
@@ -34,3 +38,5 @@ class FitContext:
     samples: Path | None = None
     #: called after each epoch with (epoch, {metric: value}); the train task logs these with ``step``
     on_epoch_end: Callable[[int, dict], None] | None = None
+    #: an ensemble's members (``member_names()``), fitted on the same train, by name
+    members: dict[str, Recommender] | None = None

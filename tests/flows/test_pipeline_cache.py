@@ -87,3 +87,20 @@ def test_keras_models_land_in_mlflow_as_keras_models(recflow_home):
     keras_model = mlflow.tensorflow.load_model(f"runs:/{run_id}/keras_model")
     assert [t.name for t in keras_model.inputs] == ["user_idx", "item_idx"]
     assert {"epoch_examples_per_second", "fit_seconds"} <= set(mlflow.get_run(run_id).data.metrics)
+
+
+ENSEMBLE = "models=[{name: popular}, {name: bias}, {name: rank_fusion, members: [popular, bias], weights: [1, 2]}]"
+
+
+def test_an_ensemble_trains_from_its_members_cached_fits_and_is_evaluated_like_any_model(recflow_home):
+    result = run_pipeline(SMOKE, [ENSEMBLE], root=recflow_home)
+    assert result["tasks"] == {"ran": N_TASKS + 2, "cached": 0}  # + train/evaluate[rank_fusion]
+    assert result["training"]["rank_fusion"]["members"] == ["bias", "popular"]
+    assert 0 < result["metrics"]["rank_fusion"]["recall_at_10"] <= 1
+
+
+def test_a_member_that_retrains_retrains_its_ensemble_and_nothing_else(recflow_home):
+    run_pipeline(SMOKE, [ENSEMBLE], root=recflow_home)
+    result = run_pipeline(SMOKE, [ENSEMBLE, "models.bias.reg_user=3.0"], root=recflow_home)
+    # train/evaluate[bias] and train/evaluate[rank_fusion] rerun; popular's and the data stages are cached
+    assert result["tasks"] == {"ran": 4, "cached": N_TASKS + 2 - 4}

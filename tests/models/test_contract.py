@@ -33,6 +33,7 @@ FAST: dict[str, dict] = {
     "dssm": dict(dim=4, hidden=[8], **TF),
     "hybrid": dict(dim=4, hidden=[8], text_components=0, batch_size=32, epochs=1, threads=1, genre_overlap_queries=None),
     "mult_vae": dict(dim=4, hidden=[8], batch_size=5, epochs=2, threads=1),
+    "rank_fusion": dict(members=("ease", "popular"), weights=(2.0, 1.0)),
 }
 
 
@@ -60,7 +61,20 @@ def fresh(name: str) -> Recommender:
     return build_model(MODEL_PARAMS[name](**params_of(name)))
 
 
+def fit_fresh(name: str, **context) -> Recommender:
+    """A fresh fit; an ensemble gets its members fitted (the module's shared fits) in ``context.members``."""
+    model = fresh(name)
+    members = {member: fitted_model(member) for member in model.member_names()}
+    return model.fit(TRAIN, FitContext(members=members or None, **context))
+
+
 _FITTED: dict[str, Recommender] = {}
+
+
+def fitted_model(name: str) -> Recommender:
+    if name not in _FITTED:
+        _FITTED[name] = fit_fresh(name)
+    return _FITTED[name]
 
 
 @pytest.fixture(params=sorted(MODELS))
@@ -71,9 +85,7 @@ def name(request) -> str:
 @pytest.fixture
 def fitted(name) -> Recommender:
     """One fit per model for the whole module (the checks only read it)."""
-    if name not in _FITTED:
-        _FITTED[name] = fresh(name).fit(TRAIN)
-    return _FITTED[name]
+    return fitted_model(name)
 
 
 def test_fit_returns_the_model_and_score_is_float32_users_by_items_without_nan(fitted):
@@ -129,14 +141,15 @@ def test_predict_gives_unknown_indices_the_fallback_and_refuses_others(fitted):
 
 
 def test_the_same_seed_gives_the_same_scores(name, fitted):
-    np.testing.assert_array_equal(fresh(name).fit(TRAIN).score(USERS), fitted.score(USERS))
+    np.testing.assert_array_equal(fit_fresh(name).score(USERS), fitted.score(USERS))
 
 
 def test_params_round_trip_through_the_config(name):
-    cfg = RunConfig.model_validate({"models": [{"name": name, **params_of(name)}]})
-    model = build_model(cfg.models[0])
-    again = RunConfig.model_validate({"models": [{"name": name, **model.get_params()}]}).models[0]
-    assert again == cfg.models[0]
+    members = [{"name": member} for member in fresh(name).member_names()]  # an ensemble's members are listed too
+    cfg = RunConfig.model_validate({"models": [*members, {"name": name, **params_of(name)}]})
+    model = build_model(cfg.model(name))
+    again = RunConfig.model_validate({"models": [*members, {"name": name, **model.get_params()}]}).model(name)
+    assert again == cfg.model(name)
     assert build_model(again).get_params() == model.get_params()
 
 
@@ -202,8 +215,8 @@ def test_a_framework_flavour_comes_with_its_model(fitted):
 def test_a_model_that_trains_in_epochs_reports_each_epoch_within_its_budget(name):
     """``trains_in_epochs`` is declared, not guessed from an ``epochs`` parameter: the train task sizes
     its progress bar by ``epoch_budget()``, and a model reporting epochs without declaring it fails."""
-    model, reported = fresh(name), []
-    model.fit(TRAIN, FitContext(on_epoch_end=lambda epoch, logs: reported.append(epoch)))
+    reported = []
+    model = fit_fresh(name, on_epoch_end=lambda epoch, logs: reported.append(epoch))
     if model.trains_in_epochs:
         assert reported == list(range(1, len(reported) + 1)) and 1 <= len(reported) <= model.epoch_budget()
     else:
