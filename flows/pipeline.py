@@ -16,6 +16,7 @@ failed task; ``run_pipeline`` adds the log file holding the tracebacks.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,7 @@ def run_stages(cfg: RunConfig, config_path: str | list[str] | None) -> dict[str,
         if stopped:  # nothing downstream ran
             raise PipelineFailed(stopped)
         models = {name: model_outcome(name, trained[name], scored[name], indexed.get(name)) for name in trained}
+        models |= {m.name: unfused(models[m.name], [models[n] for n in members_of(m)]) for m in cfg.models if members_of(m)}
 
         tracking = track.submit(cfg, parent, source.path, data, parts, feats, models, counts)
         reported = report.submit(cfg, models, tracking, counts, parts)
@@ -136,6 +138,14 @@ def model_outcome(name: str, trained: PrefectFuture, scored: PrefectFuture, inde
     done = {stage: f.result() for stage, f in stages.items() if f.state.is_completed()}
     failed = failures({stage: (name, f) for stage, f in stages.items()})
     return ModelOutcome(name, **done, failures=tuple(failed))
+
+
+def unfused(ensemble: ModelOutcome, members: list[ModelOutcome]) -> ModelOutcome:
+    """An ensemble that never trained because a member did not: a failure naming those members, not a silent gap."""
+    lost = [m.name for m in members if m.train is None]
+    if ensemble.train is not None or ensemble.failed or not lost:
+        return ensemble
+    return replace(ensemble, failures=(StageFailure("train", f"not run: its members {lost} did not train, so there was nothing to fuse", ensemble.name),))
 
 
 def failure_lines(exc: BaseException) -> list[str]:

@@ -8,6 +8,7 @@ import mlflow
 import pytest
 
 from flows.pipeline import run_pipeline
+from recflow.outcomes import PipelineFailed
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
 
@@ -104,3 +105,12 @@ def test_a_member_that_retrains_retrains_its_ensemble_and_nothing_else(recflow_h
     result = run_pipeline(SMOKE, [ENSEMBLE, "models.bias.reg_user=3.0"], root=recflow_home)
     # train/evaluate[bias] and train/evaluate[rank_fusion] rerun; popular's and the data stages are cached
     assert result["tasks"] == {"ran": 4, "cached": N_TASKS + 2 - 4}
+
+
+def test_an_ensemble_whose_member_fails_is_reported_not_silently_missing(recflow_home):
+    models = "models=[{name: popular}, {name: item_knn, k: -5}, {name: rank_fusion, members: [popular, item_knn]}]"
+    with pytest.raises(PipelineFailed) as failed:
+        run_pipeline(SMOKE, [models], root=recflow_home)
+    lines = failed.value.lines()
+    assert lines[0] == "train[item_knn] failed: ValueError: k must be >= 1, got -5"
+    assert lines[1] == "train[rank_fusion] failed: not run: its members ['item_knn'] did not train, so there was nothing to fuse"
