@@ -9,10 +9,13 @@ rank:
 
 Ranks rather than scores, because the members' scores live on unrelated scales (EASE's
 regression outputs, user_cf's neighbour votes, two_tower's cosines): no calibration is needed and
-one member cannot drown the others. A member ranks the items the user has not seen first and the
-seen ones after them, so the rank of an unseen item does not depend on how a member happens to
-score the user's history (masked at recommend time anyway). An item a member scores ``-inf``
-("never recommend") gets nothing from that member, and ``-inf`` from the ensemble only when every
+one member cannot drown the others. Each member ranks only the items the user has not seen, so an
+unseen item's rank does not depend on how a member scores the user's history (seen items get 0;
+recommend masks them anyway), and only its ``depth`` best count: at 59k items a full sort per
+member and user batch would cost more than the members' scoring, a partial one is linear, and the
+fused top 10 never reaches that deep (ML-1M validation, seed 2020: depth 100, 200, 500 and the
+full ranking give the same Recall@10 and NDCG@10 to four decimals). An item a member scores
+``-inf`` ("never recommend") gets nothing from it, and ``-inf`` from the ensemble only when every
 member says so. A small ``k`` (10) favours the members' top items; Cormack et al.'s 60 flattens
 the curve and measured smaller gains on ML-1M's validation part.
 
@@ -37,15 +40,17 @@ MEMBERS_DIR = "members"
 class RankFusionRecommender(Recommender):
     """Weighted reciprocal-rank fusion of the rankings of other fitted models (``members``, by name).
 
-    ``weights``: one per member, default equal; ``k``: the rank offset (``k`` >= 0).
+    ``weights``: one per member, default equal; ``k``: the rank offset (``k`` >= 0); ``depth``: how
+    many of each member's best items count (None: all of them).
     """
 
     name = "rank_fusion"
 
-    def __init__(self, members: tuple[str, ...], weights: tuple[float, ...] | None = None, k: float = 10.0) -> None:
+    def __init__(self, members: tuple[str, ...], weights: tuple[float, ...] | None = None, k: float = 10.0, depth: int | None = 100) -> None:
         self.members = tuple(members)
         self.weights = None if weights is None else tuple(float(w) for w in weights)
         self.k = k
+        self.depth = depth
         self._check_params()
 
     def _check_params(self) -> None:
@@ -63,6 +68,8 @@ class RankFusionRecommender(Recommender):
                 raise ValueError(f"rank_fusion weights must be positive, got {list(self.weights)}")
         if not np.isfinite(self.k) or self.k < 0:
             raise ValueError(f"rank_fusion k must be >= 0, got {self.k}")
+        if self.depth is not None and self.depth < 1:
+            raise ValueError(f"rank_fusion depth must be >= 1 (or null: every item), got {self.depth}")
 
     def member_names(self) -> tuple[str, ...]:
         return self.members
@@ -87,22 +94,20 @@ class RankFusionRecommender(Recommender):
         self._check_fitted()
         users = np.asarray(users, dtype=np.int64).reshape(-1)
         n_items = self.n_items
+        depth = n_items if self.depth is None else min(int(self.depth), n_items)
         seen = self._seen[users].toarray() > 0
-        positions = np.broadcast_to(np.arange(1, n_items + 1), (len(users), n_items))
+        rows = np.arange(len(users))[:, None]
         fused = np.zeros((len(users), n_items), dtype=np.float64)
         reached = np.zeros((len(users), n_items), dtype=bool)
         for (name, member), weight in zip(self.members_.items(), self.member_weights(), strict=True):
-            scores = np.asarray(member.score(users), dtype=np.float64)
+            scores = np.asarray(member.score(users), dtype=np.float32)
             if np.isnan(scores).any():
                 raise ValueError(f"rank_fusion member {name!r} scored NaN")
-            order = np.argsort(-scores, axis=1, kind="stable")  # best first, ties to the lower index
-            # the user's seen items after every unseen one, each group in the member's order
-            order = np.take_along_axis(order, np.argsort(np.take_along_axis(seen, order, axis=1), axis=1, kind="stable"), axis=1)
-            ranks = np.empty_like(order)
-            np.put_along_axis(ranks, order, positions, axis=1)
-            counted = scores > -np.inf
-            fused += np.where(counted, weight / (self.k + ranks), 0.0)
-            reached |= counted
+            reached |= scores > -np.inf
+            scores[seen] = -np.inf  # only the items the user has not seen are ranked
+            top = _top(scores, depth)  # (users, depth) item indices, best first
+            ranked = np.take_along_axis(scores, top, axis=1) > -np.inf
+            fused[rows, top] += np.where(ranked, weight / (self.k + np.arange(1, depth + 1)), 0.0)
         return np.where(reached, fused, -np.inf).astype(np.float32)
 
     # -- persistence: the members' own folders inside this one ------------------------------
@@ -130,3 +135,21 @@ class RankFusionRecommender(Recommender):
     def get_params(self) -> dict:
         params = super().get_params()
         return {**params, "members": list(self.members), "weights": None if self.weights is None else list(self.weights)}
+
+
+def _top(scores: np.ndarray, depth: int) -> np.ndarray:
+    """Each row's ``depth`` best columns, best first, ties to the lower index (also at the cut).
+
+    Linear per row for ``depth`` < columns: the depth-th best value by ``np.partition``, the columns
+    above it, then the lowest-indexed columns equal to it to fill the row; only those are sorted.
+    """
+    n_rows, n = scores.shape
+    if depth >= n:
+        return np.argsort(-scores, axis=1, kind="stable")
+    cut = -np.partition(-scores, depth - 1, axis=1)[:, depth - 1 : depth]
+    above = scores > cut
+    tied = scores == cut
+    keep = above | (tied & (np.cumsum(tied, axis=1) <= depth - above.sum(axis=1, keepdims=True)))
+    part = np.nonzero(keep)[1].reshape(n_rows, depth)  # ascending column index in each row
+    order = np.lexsort((part, -np.take_along_axis(scores, part, axis=1)), axis=1)
+    return np.take_along_axis(part, order, axis=1)

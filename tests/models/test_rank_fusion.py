@@ -46,15 +46,26 @@ def fused(rows: dict[str, list[float]], train: Interactions = TRAIN, **params) -
     return RankFusionRecommender(tuple(rows), **params).fit(train, FitContext(members=members))
 
 
-def test_scores_are_summed_reciprocal_ranks_with_the_seen_item_ranked_last():
+def test_scores_are_summed_reciprocal_ranks_of_the_unseen_items():
     # user 0, unseen items 0, 1, 2: a ranks them 1, 2, 3; b (best: item 3, but seen) ranks 2, 1, 0 as 1, 2, 3
     model = fused({"a": [4, 3, 2, 1], "b": [1, 2, 3, 4]}, k=0.0)
-    np.testing.assert_allclose(model.score(np.array([0]))[0], [1 + 1 / 3, 1 / 2 + 1 / 2, 1 / 3 + 1, 1 / 4 + 1 / 4], rtol=1e-6)
+    np.testing.assert_allclose(model.score(np.array([0]))[0], [1 + 1 / 3, 1 / 2 + 1 / 2, 1 / 3 + 1, 0], rtol=1e-6)
 
 
 def test_weights_and_k_enter_as_w_over_k_plus_rank():
     model = fused({"a": [4, 3, 2, 1], "b": [1, 2, 3, 4]}, weights=(3.0, 1.0), k=1.0)
-    np.testing.assert_allclose(model.score(np.array([0]))[0], [3 / 2 + 1 / 4, 3 / 3 + 1 / 3, 3 / 4 + 1 / 2, 3 / 5 + 1 / 5], rtol=1e-6)
+    np.testing.assert_allclose(model.score(np.array([0]))[0], [3 / 2 + 1 / 4, 3 / 3 + 1 / 3, 3 / 4 + 1 / 2, 0], rtol=1e-6)
+
+
+def test_only_each_members_depth_best_unseen_items_count():
+    # depth 1: a's best unseen item is 0, b's is 2 (its best, item 3, is seen)
+    model = fused({"a": [4, 3, 2, 1], "b": [1, 2, 3, 4]}, k=1.0, depth=1)
+    np.testing.assert_allclose(model.score(np.array([0]))[0], [1 / 2, 0, 1 / 2, 0], rtol=1e-6)
+
+
+def test_a_depth_cut_breaks_ties_towards_the_lower_index():
+    model = fused({"a": [1, 1, 1, 1]}, train=interactions([0, 1, 1, 1], [0, 1, 2, 3], 2, 4), k=0.0, depth=2)
+    np.testing.assert_allclose(model.score(np.array([0]))[0], [0, 1, 1 / 2, 0], rtol=1e-6)
 
 
 def test_equal_weights_by_default():
@@ -97,9 +108,19 @@ def test_fit_refuses_a_member_fitted_on_other_data():
         (dict(members=("a", "b"), weights=(1.0,)), "1 weights for 2 members"),
         (dict(members=("a",), weights=(0.0,)), "must be positive"),
         (dict(members=("a",), k=-1.0), "k must be >= 0"),
+        (dict(members=("a",), depth=0), "depth must be >= 1"),
         (dict(members=("rank_fusion",)), "its own member"),
     ],
 )
 def test_bad_params_are_refused_when_built(params, message):
     with pytest.raises(ValueError, match=message):
         RankFusionRecommender(**params)
+
+
+def test_the_depth_cut_matches_a_full_stable_sort():
+    from recflow.models.rank_fusion import _top
+
+    scores = np.random.default_rng(0).integers(0, 4, (50, 30)).astype(np.float32)  # many ties
+    scores[scores == 0] = -np.inf
+    for depth in (1, 5, 29, 30):
+        np.testing.assert_array_equal(_top(scores, depth), np.argsort(-scores, axis=1, kind="stable")[:, :depth])
