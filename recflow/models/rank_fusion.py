@@ -101,6 +101,8 @@ class RankFusionRecommender(Recommender):
         reached = np.zeros((len(users), n_items), dtype=bool)
         for (name, member), weight in zip(self.members_.items(), self.member_weights(), strict=True):
             scores = np.asarray(member.score(users), dtype=np.float32)
+            if not scores.flags.writeable:
+                scores = scores.copy()
             if np.isnan(scores).any():
                 raise ValueError(f"rank_fusion member {name!r} scored NaN")
             reached |= scores > -np.inf
