@@ -2,7 +2,7 @@
 
     python -m bench.hybrid [--examples 300000] [--epochs 2] [--variants default,jit,...]
 
-A synthetic train (``recflow.interactions.Interactions`` built here, seeded): the ML-25M index
+A synthetic train (``recflow.prep.interactions.Interactions`` built here, seeded): the ML-25M index
 (every user and item exists, so the embedding tables and the lazy-Adam moments have 25M's size)
 but only ``--examples`` ratings, popularity Zipf-like over items; items get a synthetic title
 (random words: the TF-IDF -> LSA text block has its usual width), 1-3 of 20 genres and three
@@ -39,8 +39,8 @@ def synthetic(n_examples: int, seed: int = 0):
     """(train Interactions, FitContext) at the ML-25M index shape with ``n_examples`` ratings."""
     import pandas as pd
 
-    from recflow.interactions import Interactions
     from recflow.models.context import FitContext
+    from recflow.prep.interactions import Interactions
 
     rng = np.random.default_rng(seed)
     pop = 1.0 / np.arange(1, N_ITEMS + 1) ** 0.8

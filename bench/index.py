@@ -10,7 +10,7 @@ Cases:
   structure plus isotropic noise), queried by 1,000 held-out vectors drawn the same way and not
   in the index.
 
-Each kind is tuned by ``recflow.index.tune_space`` with the default ``index:`` config (target
+Each kind is tuned by ``recflow.retrieval.index.tune_space`` with the default ``index:`` config (target
 recall@10 0.99 against exact search), built on 2 threads, searched one query at a time on one
 thread; the numbers are the held-out half of the queries. Target (issue #4, 2 cores): recall@10
 >= 0.99 with p50 <= 1 ms. ``--cli`` also times ``recflow similar`` / ``recflow recommend``
@@ -52,8 +52,8 @@ def ml1m_embeddings(folder: Path) -> tuple[np.ndarray, np.ndarray]:
     import pandas as pd
 
     from recflow.data import ingest_dataset
-    from recflow.interactions import index_split
     from recflow.models import MODELS
+    from recflow.prep.interactions import index_split
 
     with tempfile.TemporaryDirectory() as tmp:
         ingest_dataset(folder, Path(tmp), max_reject_fraction=0.001)
@@ -65,8 +65,8 @@ def ml1m_embeddings(folder: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def tune(vectors: np.ndarray, queries: np.ndarray):
-    from recflow.config import IndexConfig
-    from recflow.index import TuningGrid, tune_space
+    from recflow.retrieval.index import TuningGrid, tune_space
+    from recflow.runtime.config import IndexConfig
 
     grid = TuningGrid.from_config(IndexConfig(build_threads=2, latency_queries=500, exact_below=0))
     started = time.perf_counter()

@@ -29,10 +29,10 @@ def run_case(source: str, split_protocol: str) -> dict:
     """Ingest + split + features once, in this process; returns seconds per stage and peak RSS."""
     import pandas as pd
 
-    from recflow.config import FeaturesConfig, SplitConfig
     from recflow.data import ingest_dataset
-    from recflow.features import write_feature_tables
-    from recflow.split import split_ratings
+    from recflow.prep.features import write_feature_tables
+    from recflow.prep.split import split_ratings
+    from recflow.runtime.config import FeaturesConfig, SplitConfig
 
     times = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -62,11 +62,11 @@ def run_case(source: str, split_protocol: str) -> dict:
 
 def time_sampling(split_frame) -> dict[str, float]:
     """The sampling stage's outputs, made as the pipeline makes them for two_tower (bpr), item2vec, deepwalk."""
-    from recflow.config import SamplingConfig
-    from recflow.interactions import index_split
     from recflow.models.deepwalk import DeepWalkRecommender
     from recflow.models.item2vec import Item2VecRecommender
-    from recflow.sampling import make_samples
+    from recflow.prep.interactions import index_split
+    from recflow.prep.sampling import make_samples
+    from recflow.runtime.config import SamplingConfig
 
     train = index_split(split_frame)["train"]
     _, _, seconds = make_samples(

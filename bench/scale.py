@@ -140,7 +140,7 @@ def _epoch(value: str) -> float:
 
 
 def dask_available() -> bool:
-    out = subprocess.run([sys.executable, "-m", "recflow.cli", "run", "--help"], cwd=REPO, capture_output=True, text=True, env=_env())
+    out = subprocess.run([sys.executable, "-m", "recflow.cli.main", "run", "--help"], cwd=REPO, capture_output=True, text=True, env=_env())
     return "--dask" in out.stdout
 
 
@@ -158,7 +158,7 @@ def run_size(n_ratings: int, runner: str, timeout: float, home_dir: str | None, 
     ``--set KEY=VALUE`` for ``recflow run`` (e.g. ``runner.memory_limit=20GiB``)."""
     s = shape(n_ratings)
     sets = [f"--set=dataset.synth.{k}={v}" for k, v in s.items()] + [f"--set={o}" for o in overrides]
-    cmd = [sys.executable, "-m", "recflow.cli", "run", *PRESET, *sets, *(["--dask"] if runner == "dask" else [])]
+    cmd = [sys.executable, "-m", "recflow.cli.main", "run", *PRESET, *sets, *(["--dask"] if runner == "dask" else [])]
     with tempfile.TemporaryDirectory(prefix="recflow-scale-", dir=home_dir) as tmp:
         home = Path(tmp)
         env = _env(RECFLOW_HOME=str(home))

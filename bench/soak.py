@@ -2,7 +2,7 @@
 
     python -m bench.soak [--cycles 20] [--interval 60] [--seed 0] [--keep]
 
-A real ``prefect server`` and ``mlflow server`` (``recflow.servers.ProjectServers``, free loopback
+A real ``prefect server`` and ``mlflow server`` (``recflow.runtime.servers.ProjectServers``, free loopback
 ports, a temporary artifacts root), a process work pool, the pipeline deployed on the smoke preset
 with an interval schedule (``prefect deploy`` from this repository, as ``make deploy`` does), and
 ``prefect worker start``. Every scheduled flow run is one cycle. Cycle 1 is clean (its metrics are
@@ -176,7 +176,7 @@ class Soak:
 
     def wait_terminal(self, run_id: str, timeout: float) -> tuple[dict, float]:
         """The finished flow run, and for how many seconds the root lock was held meanwhile."""
-        from recflow.rootlock import RootLock
+        from recflow.runtime.rootlock import RootLock
 
         lock = RootLock(self.root)
         held_from = held_to = None
@@ -203,7 +203,7 @@ class Soak:
     # ---- the root ----
     def lock_holder_pid(self, timeout: float) -> int | None:
         """The pid holding the root lock (the flow-run process), once some process other than us holds it."""
-        from recflow.rootlock import RootLock
+        from recflow.runtime.rootlock import RootLock
 
         lock = RootLock(self.root)
         deadline = time.monotonic() + timeout
@@ -216,7 +216,7 @@ class Soak:
 
     def stale_lock(self) -> bool:
         """A held lock whose recorded holder is dead would be a lock outliving its holder."""
-        from recflow.rootlock import RootLock
+        from recflow.runtime.rootlock import RootLock
 
         lock = RootLock(self.root)
         if not lock.is_held():
@@ -253,7 +253,7 @@ class Soak:
         return {self.root / p for p in paths}
 
     def damaged_folders(self) -> list[Path]:
-        from recflow.store import verify_stage_dir
+        from recflow.runtime.store import verify_stage_dir
 
         return [folder for folder in self.stage_folders() if verify_stage_dir(folder) is None]
 
@@ -299,7 +299,7 @@ class Soak:
     def during_cycle(self, fault: str, expected_seconds: float) -> tuple[str, subprocess.Popen | None]:
         if fault == "second run":  # started as the scheduled run starts: whichever takes the root first, the other waits
             second = subprocess.Popen(
-                [sys.executable, "-m", "recflow.cli", "run", "-c", "configs/smoke.yaml"],
+                [sys.executable, "-m", "recflow.cli.main", "run", "-c", "configs/smoke.yaml"],
                 cwd=REPO,
                 env=self.env,
                 stdout=subprocess.PIPE,
@@ -313,7 +313,7 @@ class Soak:
         if fault == "kill -9":
             delay = self.rng.uniform(0, 0.9 * expected_seconds)  # a moment while the run holds the root
             time.sleep(delay)
-            from recflow.rootlock import RootLock
+            from recflow.runtime.rootlock import RootLock
 
             lock = RootLock(self.root)
             holder = lock.holder()
@@ -442,7 +442,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the temporary root (printed) for inspection")
     args = parser.parse_args(argv)
 
-    from recflow.servers import ProjectServers
+    from recflow.runtime.servers import ProjectServers
 
     tmp = Path(tempfile.mkdtemp(prefix="recflow-soak-"))
     root = tmp / "artifacts"

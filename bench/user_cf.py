@@ -35,12 +35,12 @@ def main() -> None:
 
     import pandas as pd
 
-    from recflow.config import SplitConfig
     from recflow.data import ingest_dataset, write_synthetic
-    from recflow.evaluate import evaluate_ranking, evaluate_ratings
-    from recflow.interactions import index_split
+    from recflow.evaluation.evaluate import evaluate_ranking, evaluate_ratings
     from recflow.models.user_cf import UserCFRecommender
-    from recflow.split import split_ratings
+    from recflow.prep.interactions import index_split
+    from recflow.prep.split import split_ratings
+    from recflow.runtime.config import SplitConfig
 
     rows: list[tuple[str, float]] = []
     users, items = (162_541, 59_047) if args.scale >= 20_000_000 else (max(args.scale // 150, 100), max(args.scale // 400, 50))

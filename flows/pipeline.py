@@ -25,11 +25,11 @@ from prefect import flow, get_run_logger, tags
 from prefect.futures import PrefectFuture, wait
 from prefect.runtime import flow_run
 
-from recflow.config import RunConfig, load_config
-from recflow.outcomes import ModelOutcome, PipelineFailed, StageFailure
-from recflow.runlog import log_path, run_log
-from recflow.store import artifacts_root
-from recflow.tracking import pipeline_run, pipeline_run_name
+from recflow.experiments.tracking import pipeline_run, pipeline_run_name
+from recflow.runtime.config import RunConfig, load_config
+from recflow.runtime.outcomes import ModelOutcome, PipelineFailed, StageFailure
+from recflow.runtime.runlog import log_path, run_log
+from recflow.runtime.store import artifacts_root
 from tasks.caching import prepare_results_storage, results_storage
 from tasks.evaluate import evaluate
 from tasks.features import features

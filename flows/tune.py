@@ -21,10 +21,10 @@ from typing import Any
 import optuna
 from prefect import flow, get_run_logger, tags
 
-from recflow import tuning
-from recflow.config import load_config
-from recflow.progress import track
-from recflow.store import artifacts_root
+from recflow.experiments import tuning
+from recflow.runtime.config import load_config
+from recflow.runtime.store import artifacts_root
+from recflow.utils.progress import track
 from tasks.caching import prepare_results_storage, results_storage
 from tasks.features import features
 from tasks.ingest import ingest, locate

@@ -2,9 +2,9 @@
 
 Prefect's default policy includes the run id, so nothing would be reused across runs. Ours keys
 a task run on
-  * its code lineage (``recflow.lineage``): the source of every project module the task's
+  * its code lineage (``recflow.runtime.lineage``): the source of every project module the task's
     module can import, followed through imports inside functions and computed from the source,
-    never listed by hand (a change to ``recflow/split.py`` invalidates ``split`` and everything
+    never listed by hand (a change to ``recflow/prep/split.py`` invalidates ``split`` and everything
     downstream of it; one to ``recflow/models/embeddings.py`` invalidates item2vec and deepwalk).
     The model registry contributes no model: train, evaluate and index add the lineage of the
     model they run (``chosen_model``), so editing one model reruns only that model,
@@ -34,9 +34,9 @@ from prefect import task
 from prefect.cache_policies import CachePolicy
 from prefect.context import TaskRunContext
 
-from recflow import storage
-from recflow.lineage import INPUTS_FILE, Lineage
-from recflow.store import Artifact, artifacts_root, hash_parts
+from recflow.runtime import storage
+from recflow.runtime.lineage import INPUTS_FILE, Lineage
+from recflow.runtime.store import Artifact, artifacts_root, hash_parts
 
 LINEAGE = Lineage.installed()  # the project's module sources; tests point it at an edited copy
 
@@ -211,7 +211,7 @@ def produce(stage_name: str, build: Callable[[Path], dict[str, Any]]) -> Artifac
     """
     import json
 
-    from recflow.store import building, describe, stage_dir, verify_stage_dir, write_json_atomic
+    from recflow.runtime.store import building, describe, stage_dir, verify_stage_dir, write_json_atomic
     from tasks.operations import refreshing
 
     key = current_key()

@@ -2,17 +2,17 @@
 
 Output: ``summary.json`` (metrics with their population counts and confidence intervals) and
 ``per_user.parquet`` (``user_id`` and each evaluated user's value of every per-user metric): what the
-champion's paired significance test reads (``recflow.serving``).
+champion's paired significance test reads (``recflow.experiments.serving``).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import recflow.evaluate as evaluate_lib
-from recflow.config import EvaluationConfig
+import recflow.evaluation.evaluate as evaluate_lib
 from recflow.models import MODELS
-from recflow.store import Artifact
+from recflow.runtime.config import EvaluationConfig
+from recflow.runtime.store import Artifact
 from tasks.caching import chosen_model, produce, stage, trained_models
 from tasks.loading import load_parts
 

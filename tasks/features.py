@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pandas as pd
 
-import recflow.features as features_lib
-from recflow.config import FeaturesConfig
-from recflow.store import Artifact
+import recflow.prep.features as features_lib
+from recflow.runtime.config import FeaturesConfig
+from recflow.runtime.store import Artifact
 from tasks.caching import produce, stage
 
 

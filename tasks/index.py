@@ -7,13 +7,13 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 
-import recflow.genres as genres_lib
-import recflow.retrieval_build as retrieval_lib
-from recflow.config import IndexConfig
-from recflow.index import TuningGrid
+import recflow.prep.genres as genres_lib
+import recflow.retrieval.build as retrieval_lib
 from recflow.models import MODELS, load_model
-from recflow.numeric import distinct
-from recflow.store import Artifact
+from recflow.retrieval.index import TuningGrid
+from recflow.runtime.config import IndexConfig
+from recflow.runtime.store import Artifact
+from recflow.utils.numeric import distinct
 from tasks.caching import chosen_model, produce, stage, trained_models
 
 

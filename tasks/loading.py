@@ -6,9 +6,9 @@ import threading
 
 import pandas as pd
 
-from recflow.interactions import Interactions, index_split
 from recflow.models.context import FitContext
-from recflow.store import Artifact
+from recflow.prep.interactions import Interactions, index_split
+from recflow.runtime.store import Artifact
 
 _PARTS: dict[str, dict[str, Interactions]] = {}
 _PARTS_LOCK = threading.Lock()

@@ -1,7 +1,7 @@
 """Run-level guards for scheduled operation: one run at a time per artifacts root, cache refresh.
 
 Every pipeline run, from any deployment, ``recflow serve`` or ``recflow run``, holds the root's
-OS file lock (``recflow.rootlock``) for its whole duration, so two runs never write one root at
+OS file lock (``recflow.runtime.rootlock``) for its whole duration, so two runs never write one root at
 once whatever Prefect database each uses, and a crashed run (even ``kill -9``) frees it at once.
 A run that has to wait logs who holds the root (pid, host, since when) and keeps waiting. The
 earlier Prefect global concurrency limit is gone: its lease lived in a Prefect server, so a run
@@ -18,7 +18,7 @@ from prefect import get_run_logger
 from prefect.exceptions import MissingContextError
 from prefect.settings import PREFECT_TASKS_REFRESH_CACHE, temporary_settings
 
-from recflow.rootlock import RootLock
+from recflow.runtime.rootlock import RootLock
 
 
 @contextlib.contextmanager

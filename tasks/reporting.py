@@ -4,8 +4,8 @@
   keyed per dataset (``recflow-<dataset>-metrics`` / ``-summary``) so the Artifacts page keeps
   each dataset's history;
 * a table artifact ``recflow-<dataset>-trend``: the champion metric with its confidence interval
-  per (pipeline run, model) over the last ``recflow.trend.TREND_RUNS`` runs, this one included;
-* progress artifacts for long loops: every ``recflow.progress.track`` loop that runs inside a
+  per (pipeline run, model) over the last ``recflow.experiments.trend.TREND_RUNS`` runs, this one included;
+* progress artifacts for long loops: every ``recflow.utils.progress.track`` loop that runs inside a
   task, and every epoch of a model that reports epochs.
 
 Reporting never fails a run: an artifact the API refuses is logged as a warning and skipped.
@@ -25,12 +25,12 @@ from urllib.parse import quote
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, create_table_artifact, update_progress_artifact
 from prefect.context import TaskRunContext
 
-import recflow.progress
-from recflow.config import RunConfig
-from recflow.evaluate import POPULATION, half_width, is_metric_key, item_scope_lines, population_lines
-from recflow.outcomes import ModelOutcome
-from recflow.store import artifacts_root
-from recflow.tracking import metric_sort_key
+import recflow.utils.progress
+from recflow.evaluation.evaluate import POPULATION, half_width, is_metric_key, item_scope_lines, population_lines
+from recflow.experiments.tracking import metric_sort_key
+from recflow.runtime.config import RunConfig
+from recflow.runtime.outcomes import ModelOutcome
+from recflow.runtime.store import artifacts_root
 
 log = logging.getLogger("recflow.reporting")
 
@@ -48,7 +48,7 @@ def mlflow_ui_base(tracking_uri: str) -> str | None:
         return os.environ[MLFLOW_URL_ENV].rstrip("/")
     if tracking_uri.startswith(("http://", "https://")):
         return tracking_uri.rstrip("/")
-    from recflow.servers import running_ui
+    from recflow.runtime.servers import running_ui
 
     ui = running_ui(artifacts_root())
     return ui["mlflow_url"] if ui else None
@@ -126,7 +126,7 @@ def summary_markdown(
     cfg: RunConfig, rows: list[dict[str, Any]], tracking: dict[str, Any], counts: dict[str, int], protocol: str, run_name: str | None, mlflow_base: str | None
 ) -> str:
     """The headline metrics (smallest K, plus RMSE / MAE) per model with their confidence intervals,
-    whom they cover (``recflow.evaluate.population_lines``, from the rows' counts),
+    whom they cover (``recflow.evaluation.evaluate.population_lines``, from the rows' counts),
     a warning below 100 evaluated users, and links into MLflow."""
     reserved = {"model", "status", "fit_seconds", "mlflow_run_id", "error", *POPULATION}
     metric_names = [k for k in rows[0] if k not in reserved and not k.endswith("_ci")] if rows else []
@@ -197,7 +197,7 @@ def publish_trend(cfg: RunConfig, tracking: dict[str, Any], last: int | None = N
     (with a warning) when MLflow could not be read or Prefect refused the artifact."""
     metric = cfg.serving.champion_metric
     try:
-        from recflow.trend import TREND_RUNS, trend, trend_rows
+        from recflow.experiments.trend import TREND_RUNS, trend, trend_rows
 
         rows = trend_rows(trend(tracking["experiment"], metric, last or TREND_RUNS, tracking["tracking_uri"]))
         create_table_artifact(
@@ -262,7 +262,7 @@ class StageProgress:
 
 
 def task_progress(desc: str, total: int | None) -> Callable[[int], None] | None:
-    """``recflow.progress`` listener: a tracked loop inside a task run gets a progress artifact."""
+    """``recflow.utils.progress`` listener: a tracked loop inside a task run gets a progress artifact."""
     ctx = TaskRunContext.get()
     if ctx is None or not total:
         return None
@@ -300,4 +300,4 @@ def epoch_progress(model: str, epochs: int | None) -> EpochProgress | None:
     return EpochProgress(model, epochs)
 
 
-recflow.progress.add_listener(task_progress)
+recflow.utils.progress.add_listener(task_progress)

@@ -8,7 +8,7 @@ workers. The flow is the same either way; the code that starts it picks the runn
 (``pipeline.with_options(task_runner=...)``).
 
 What a worker needs from the run, and how it gets it:
-  * the artifacts root, MLflow store and Prefect API: ``recflow.cluster.RunEnvironment``, a worker
+  * the artifacts root, MLflow store and Prefect API: ``recflow.runtime.cluster.RunEnvironment``, a worker
     plugin registered when the run connects (prefect-dask also ships the run's Prefect settings
     with each task, but Prefect's background log and event services read the environment);
   * the project's code: installed on the worker; ``ClusterCodeMismatch`` stops a run whose workers
@@ -34,8 +34,8 @@ from typing import Any
 from prefect.settings import PREFECT_API_URL
 from prefect_dask import DaskTaskRunner
 
-from recflow.cluster import PLUGIN_NAME, RunEnvironment, project_digest, run_variables
-from recflow.config import RunnerConfig
+from recflow.runtime.cluster import PLUGIN_NAME, RunEnvironment, project_digest, run_variables
+from recflow.runtime.config import RunnerConfig
 
 log = logging.getLogger("recflow.runners")
 #: Prefect's per-task-run logger: "Finished in state Completed()" comes through it

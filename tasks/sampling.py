@@ -11,11 +11,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-import recflow.sample_files as sample_files_lib
-import recflow.sampling as sampling_lib
-from recflow.config import ModelParams, RunConfig, SamplingConfig
+import recflow.prep.sample_files as sample_files_lib
+import recflow.prep.sampling as sampling_lib
 from recflow.models import build_model
-from recflow.store import Artifact
+from recflow.runtime.config import ModelParams, RunConfig, SamplingConfig
+from recflow.runtime.store import Artifact
 from tasks.caching import produce, stage
 from tasks.loading import load_parts
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pandas as pd
 
-import recflow.split as split_lib
-from recflow.config import SplitConfig
-from recflow.store import Artifact
+import recflow.prep.split as split_lib
+from recflow.runtime.config import SplitConfig
+from recflow.runtime.store import Artifact
 from tasks.caching import produce, stage
 
 

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from recflow.config import ModelParams
+from recflow.evaluation.plots import loss_curve
+from recflow.experiments.tracking import KERAS_FLAVOR_DIR, save_keras_flavor
 from recflow.models import build_model, load_model
-from recflow.plots import loss_curve
-from recflow.store import Artifact
-from recflow.tracking import KERAS_FLAVOR_DIR, save_keras_flavor
+from recflow.runtime.config import ModelParams
+from recflow.runtime.store import Artifact
 from tasks.caching import chosen_model, produce, stage
 from tasks.loading import fit_context, load_parts
 from tasks.reporting import epoch_progress

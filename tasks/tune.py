@@ -8,10 +8,10 @@ from pathlib import Path
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-import recflow.tuning as tuning_lib
-from recflow.config import ModelParams
+import recflow.experiments.tuning as tuning_lib
 from recflow.models import build_model
-from recflow.store import Artifact
+from recflow.runtime.config import ModelParams
+from recflow.runtime.store import Artifact
 from tasks.caching import produce, stage
 from tasks.loading import fit_context
 

@@ -1,4 +1,4 @@
-"""The champion decision on hand-made per-user values (``recflow.serving.champion.champion_decision``)."""
+"""The champion decision on hand-made per-user values (``recflow.experiments.serving.champion.champion_decision``)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recflow.serving.champion import PAIRED_RESAMPLES, champion_decision
+from recflow.experiments.serving.champion import PAIRED_RESAMPLES, champion_decision
 
 
 def per_user(values, users=None) -> pd.DataFrame:

@@ -8,8 +8,8 @@ import pytest
 from mlflow import MlflowClient
 from typer.testing import CliRunner
 
-from recflow.cli import app
-from recflow.compare import CompareError, compare, log_report
+from recflow.cli.main import app
+from recflow.experiments.compare import CompareError, compare, log_report
 
 DATASET = "tiny"
 
@@ -149,7 +149,7 @@ def test_the_ranked_metric_shows_half_its_confidence_interval(store):
             "popular": {"recall_at_10": 0.07},
         },
     )
-    from recflow.compare import table_header, table_rows
+    from recflow.experiments.compare import table_header, table_rows
 
     result = compare()
     header, rows = table_header(result), table_rows(result)

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recflow.evaluate import (
+from recflow.evaluation.evaluate import (
     check_evaluable,
     evaluable_users,
     evaluate_ranking,
@@ -17,11 +17,11 @@ from recflow.evaluate import (
     relevance_matrix,
     with_confidence_intervals,
 )
-from recflow.interactions import index_split
-from recflow.metrics import rmse
+from recflow.evaluation.metrics import rmse
 from recflow.models import BiasRecommender, PopularRecommender
 from recflow.models.base import Recommender
-from recflow.split import NothingToEvaluate
+from recflow.prep.interactions import index_split
+from recflow.prep.split import NothingToEvaluate
 
 # users 1..4 -> 0..3, items 10..50 -> 0..4
 ROWS = [

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from recflow.gc import RootBusy, collect, plan
+from recflow.experiments.gc import RootBusy, collect, plan
 
 
 def key(n: int) -> str:
@@ -193,7 +193,7 @@ def test_refuses_while_a_run_holds_the_root(made):
 def test_cli_prints_what_it_would_free(made, monkeypatch):
     from typer.testing import CliRunner
 
-    from recflow.cli import app
+    from recflow.cli.main import app
 
     monkeypatch.setenv("RECFLOW_HOME", str(made.root))
     result = CliRunner().invoke(app, ["gc", "--keep-runs", "1", "--dry-run"])

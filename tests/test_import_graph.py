@@ -4,14 +4,14 @@ Counted: every ``import`` the interpreter may execute, at module level or inside
 lazy import only postpones a cycle to the first call), and the package ``__init__`` an import
 runs on the way (``from recflow.models.base import X`` executes ``recflow/models/__init__.py``,
 unless the importer lives inside that package). Not counted: imports under ``if TYPE_CHECKING:``.
-The imports are read by ``recflow.lineage.imported_names``, the parser that cache keys rely on.
+The imports are read by ``recflow.runtime.lineage.imported_names``, the parser that cache keys rely on.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from recflow.lineage import imported_names  # the parser cache keys use: one reading of imports
+from recflow.runtime.lineage import imported_names  # the parser cache keys use: one reading of imports
 
 REPO = Path(__file__).resolve().parents[1]
 ROOTS = ("recflow", "tasks", "flows")
@@ -72,8 +72,8 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 def test_the_graph_sees_lazy_imports_and_package_inits():
     graph = import_graph()
-    assert "recflow.models" in graph["recflow.retrieval"]  # ``from recflow.models import load_model`` inside a method
-    assert "recflow.models" in graph["recflow.evaluate"] or "recflow.models.base" not in graph["recflow.evaluate"]
+    assert "recflow.models" in graph["recflow.retrieval.search"]  # ``from recflow.models import load_model`` inside a method
+    assert "recflow.models" in graph["recflow.evaluation.evaluate"] or "recflow.models.base" not in graph["recflow.evaluation.evaluate"]
     assert "recflow.models.base" in graph["recflow.models.bias"]
     assert "recflow.models" not in graph["recflow.models.bias"]  # its own package is already running
 

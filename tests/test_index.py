@@ -1,11 +1,11 @@
-"""recflow.index: the five index kinds, recall against exact search, tuning and the kind chosen."""
+"""recflow.retrieval.index: the five index kinds, recall against exact search, tuning and the kind chosen."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from recflow.index import (
+from recflow.retrieval.index import (
     KINDS,
     KindResult,
     TuningGrid,
@@ -173,7 +173,7 @@ def test_recall_qps_plot_writes_a_png(tmp_path):
 
 
 def test_the_index_section_of_the_config_is_strict_and_feeds_the_tuning_grid():
-    from recflow.config import ConfigError, load_config
+    from recflow.runtime.config import ConfigError, load_config
 
     cfg = load_config(None, ["index.kinds=[flat, hnswlib]", "index.target_recall=0.95"])
     grid = TuningGrid.from_config(cfg.index)

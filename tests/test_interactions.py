@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recflow.interactions import index_split
+from recflow.prep.interactions import index_split
 
 
 def frame(user_ids, item_ids, parts, categorical: bool) -> pd.DataFrame:

@@ -1,4 +1,4 @@
-"""README's Layout section names every module of the project, and names nothing that is not there.
+"""docs/architecture.md's Layout section names every module of the project, and names nothing that is not there.
 
 The listing is a tree in the section's code block: an entry line is its indentation (two spaces
 a level), one or more names (``a.py, b.py``; a folder ends in ``/``) and, after two spaces, what
@@ -26,10 +26,10 @@ def layout_block(readme: str) -> list[str]:
     """The lines of the first code block after ``## Layout``."""
     section = readme.split("\n## Layout\n", 1)
     if len(section) < 2:
-        raise AssertionError("README.md has no '## Layout' section")
+        raise AssertionError("docs/architecture.md has no '## Layout' section")
     block = re.search(r"^```[^\n]*\n(.*?)^```", section[1], re.S | re.M)
     if block is None:
-        raise AssertionError("README.md's Layout section has no code block")
+        raise AssertionError("docs/architecture.md's Layout section has no code block")
     return block.group(1).splitlines()
 
 
@@ -43,7 +43,7 @@ def listed_paths(lines: list[str]) -> list[str]:
             continue  # a continued description
         indent = len(entry["indent"])
         if indent % 2 or indent // 2 > len(parents):
-            raise AssertionError(f"README Layout line {number}: {entry['names']!r} is indented {indent} spaces, not under a folder entry")
+            raise AssertionError(f"docs/architecture.md Layout line {number}: {entry['names']!r} is indented {indent} spaces, not under a folder entry")
         parents = parents[: indent // 2]
         names = entry["names"].split(", ")
         paths = ["".join(parents) + name for name in names]
@@ -82,13 +82,13 @@ def test_an_entry_indented_under_no_folder_is_an_error():
 
 
 def test_readme_layout_names_every_module_and_only_existing_paths():
-    listed = listed_paths(layout_block((REPO / "README.md").read_text()))
+    listed = listed_paths(layout_block((REPO / "docs" / "architecture.md").read_text()))
     missing = sorted(project_modules() - set(listed))
     absent = sorted(p for p in listed if not (REPO / p).exists())
     twice = sorted({p for p in listed if listed.count(p) > 1})
     problems = [
-        *(["modules not in README's Layout section: " + ", ".join(missing)] if missing else []),
-        *(["paths in README's Layout section that do not exist: " + ", ".join(absent)] if absent else []),
-        *(["paths listed twice in README's Layout section: " + ", ".join(twice)] if twice else []),
+        *(["modules not in docs/architecture.md's Layout section: " + ", ".join(missing)] if missing else []),
+        *(["paths in docs/architecture.md's Layout section that do not exist: " + ", ".join(absent)] if absent else []),
+        *(["paths listed twice in docs/architecture.md's Layout section: " + ", ".join(twice)] if twice else []),
     ]
     assert not problems, "\n".join(problems)

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from recflow.config import MODEL_PARAMS
-from recflow.lineage import Lineage, ModuleSource, closure, imported_names
 from recflow.models import MODELS
-from recflow.store import Artifact
+from recflow.runtime.config import MODEL_PARAMS
+from recflow.runtime.lineage import Lineage, ModuleSource, closure, imported_names
+from recflow.runtime.store import Artifact
 from tasks import caching
 from tasks.caching import stage_key_for
 
@@ -167,7 +167,7 @@ def test_editing_a_member_reruns_the_ensembles_that_fuse_it(project_copy, stage)
 
 def test_editing_what_genres_calls_reruns_the_index_tasks(project_copy):
     before = model_keys()
-    edit(project_copy / "recflow" / "numeric.py")  # genres calls its cosine_neighbours
+    edit(project_copy / "recflow" / "utils" / "numeric.py")  # genres calls its cosine_neighbours
     assert changed_models(before, model_keys(), "index") == set(MODELS)
 
 

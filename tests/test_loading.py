@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recflow.store import Artifact
+from recflow.runtime.store import Artifact
 from tasks.loading import load_parts
 
 

@@ -9,7 +9,7 @@ import pytest
 import scipy.sparse as sp
 from sklearn.metrics import average_precision_score, ndcg_score, precision_score, recall_score
 
-from recflow.metrics import (
+from recflow.evaluation.metrics import (
     bootstrap_ci,
     coverage_at_k,
     hit_matrix,

@@ -1,11 +1,11 @@
-"""recflow.numeric.distinct: np.unique's answer by a sort (NumPy's hash-based unique is slow on millions of ids)."""
+"""recflow.utils.numeric.distinct: np.unique's answer by a sort (NumPy's hash-based unique is slow on millions of ids)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from recflow.numeric import distinct
+from recflow.utils.numeric import distinct
 
 
 @pytest.mark.parametrize(

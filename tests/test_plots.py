@@ -8,9 +8,9 @@ from datetime import datetime, timezone
 
 import pytest
 
-from recflow.compare import Champion, Comparison, ModelResult, bar_chart
-from recflow.index import KindResult, recall_qps_plot
-from recflow.plots import loss_curve
+from recflow.evaluation.plots import loss_curve
+from recflow.experiments.compare import Champion, Comparison, ModelResult, bar_chart
+from recflow.retrieval.index import KindResult, recall_qps_plot
 
 THREADS = 8
 
@@ -54,7 +54,7 @@ def test_many_threads_drawing_plots_at_once_all_succeed(tmp_path, caplog):
     serialised, so this mix fails the old code almost surely."""
     names = ["recall_qps_plot", "loss_curve", "recall_qps_plot", "bar_chart", "recall_qps_plot", "recall_qps_plot"] * THREADS
     paths = [tmp_path / f"{i}_{name}.png" for i, name in enumerate(names)]
-    with caplog.at_level(logging.WARNING, logger="recflow.plots"), ThreadPoolExecutor(THREADS) as pool:
+    with caplog.at_level(logging.WARNING, logger="recflow.evaluation.plots"), ThreadPoolExecutor(THREADS) as pool:
         results = list(pool.map(lambda i: PLOTTERS[names[i]](paths[i]), range(len(names))))
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
     assert results == paths
@@ -69,7 +69,7 @@ def test_a_plot_that_fails_logs_a_warning_and_returns_none(name, tmp_path, caplo
         raise RuntimeError("renderer exploded")
 
     monkeypatch.setattr(Figure, "savefig", broken)
-    with caplog.at_level(logging.WARNING, logger="recflow.plots"):
+    with caplog.at_level(logging.WARNING, logger="recflow.evaluation.plots"):
         assert PLOTTERS[name](tmp_path / "x.png") is None
     assert any("renderer exploded" in r.getMessage() for r in caplog.records)
 
@@ -111,7 +111,7 @@ def test_a_failing_plot_leaves_its_train_and_index_tasks_completed(recflow_home,
         raise RuntimeError("renderer exploded")
 
     monkeypatch.setattr(Figure, "savefig", broken)
-    with caplog.at_level(logging.WARNING, logger="recflow.plots"):
+    with caplog.at_level(logging.WARNING, logger="recflow.evaluation.plots"):
         result = run_pipeline("configs/smoke.yaml", ["models=[{name: mf}]"], root=recflow_home)
     assert result["tasks"] == {"ran": 6, "cached": 0}  # ingest, split, features, train, evaluate, index
     assert "rmse" in result["metrics"]["mf"]

@@ -1,4 +1,4 @@
-"""``recflow.progress``: long loops report to listeners (how Prefect shows library progress)."""
+"""``recflow.utils.progress``: long loops report to listeners (how Prefect shows library progress)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from recflow import progress
+from recflow.utils import progress
 
 
 @pytest.fixture

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import tasks.reporting
-from recflow.config import RunConfig
-from recflow.outcomes import ModelOutcome, StageFailure
-from recflow.store import Artifact
+from recflow.runtime.config import RunConfig
+from recflow.runtime.outcomes import ModelOutcome, StageFailure
+from recflow.runtime.store import Artifact
 from tasks.reporting import EpochProgress, artifact_key, metric_rows, mlflow_compare_url, summary_markdown
 
 

@@ -1,4 +1,4 @@
-"""recflow.retrieval: serving indexes built from a model, and the answers a Retriever gives.
+"""recflow.retrieval.search: serving indexes built from a model, and the answers a Retriever gives.
 
 The catalogue: users 10, 20, 30 and items 100..600, whose 2-d unit vectors point at 0, 30, 60,
 90, 120 and 180 degrees. User 10 (vector [2, 0]) rated 100 (train) and 300 (test); user 20
@@ -18,13 +18,13 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from recflow.index import TuningGrid
-from recflow.interactions import index_split
 from recflow.models.base import Recommender
-from recflow.numeric import top_k
-from recflow.retrieval import Catalogue, NoVector, Retriever, UnknownUser
-from recflow.retrieval_build import Space, build_catalogue, build_serving_indexes, check_dot_factors, model_spaces
-from recflow.titles import TitleNotFound
+from recflow.prep.interactions import index_split
+from recflow.retrieval.build import Space, build_catalogue, build_serving_indexes, check_dot_factors, model_spaces
+from recflow.retrieval.index import TuningGrid
+from recflow.retrieval.search import Catalogue, NoVector, Retriever, UnknownUser
+from recflow.retrieval.titles import TitleNotFound
+from recflow.utils.numeric import top_k
 
 ITEM_IDS = np.array([100, 200, 300, 400, 500, 600])
 USER_IDS = np.array([10, 20, 30])
@@ -250,7 +250,7 @@ def test_a_two_tower_bundle_answers_without_importing_tensorflow(catalogue_dir, 
     index = index_folder(load_model(tmp_path / "model"), tmp_path / "index")
     code = textwrap.dedent(f"""
         import json, sys
-        from recflow.retrieval import Retriever
+        from recflow.retrieval.search import Retriever
         by_index = Retriever.from_sources({{"catalogue": {str(catalogue_dir)!r}, "index": {str(index)!r}}}, {{"recommend_model": "two_tower"}})
         by_model = Retriever.from_sources({{"catalogue": {str(catalogue_dir)!r}, "model": {str(tmp_path / "model")!r}}}, {{"recommend_model": "two_tower"}})
         answers = [by_index.recommend(10, 2).item_ids.tolist(), by_model.recommend(10, 2).item_ids.tolist(),

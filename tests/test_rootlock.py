@@ -13,14 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from recflow.rootlock import LOCK_FILE, Holder, RootLock, waiting_message
+from recflow.runtime.rootlock import LOCK_FILE, Holder, RootLock, waiting_message
 
 REPO = Path(__file__).resolve().parents[1]
 
 # Holds the root, starts a long-lived child (as a run starts its Prefect server), says so, then waits for stdin.
 HOLDER = """
 import subprocess, sys
-from recflow.rootlock import RootLock
+from recflow.runtime.rootlock import RootLock
 RootLock(sys.argv[1]).acquire()
 child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
 print(child.pid, flush=True)
@@ -29,7 +29,7 @@ sys.stdin.readline()
 
 WAITER = """
 import sys
-from recflow.rootlock import RootLock
+from recflow.runtime.rootlock import RootLock
 RootLock(sys.argv[1]).acquire(poll=0.05)
 print("acquired", flush=True)
 """
@@ -97,10 +97,12 @@ def test_the_lock_is_reentrant_within_a_process_and_freed_by_the_outermost_relea
         with inner.held():
             pass
         assert (
-            _python("import sys\nfrom recflow.rootlock import RootLock\nprint(RootLock(sys.argv[1]).try_acquire())", tmp_path).communicate(timeout=30)[0]
+            _python("import sys\nfrom recflow.runtime.rootlock import RootLock\nprint(RootLock(sys.argv[1]).try_acquire())", tmp_path).communicate(timeout=30)[
+                0
+            ]
             == "False\n"
         )
     assert (
-        _python("import sys\nfrom recflow.rootlock import RootLock\nprint(RootLock(sys.argv[1]).try_acquire())", tmp_path).communicate(timeout=30)[0]
+        _python("import sys\nfrom recflow.runtime.rootlock import RootLock\nprint(RootLock(sys.argv[1]).try_acquire())", tmp_path).communicate(timeout=30)[0]
         == "True\n"
     )

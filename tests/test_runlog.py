@@ -6,8 +6,8 @@ import io
 import logging
 import pickle
 
-from recflow.outcomes import PipelineFailed, StageFailure
-from recflow.runlog import log_path, run_log
+from recflow.runtime.outcomes import PipelineFailed, StageFailure
+from recflow.runtime.runlog import log_path, run_log
 
 
 def test_the_console_gets_the_message_and_the_log_file_the_traceback(tmp_path):

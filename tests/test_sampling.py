@@ -1,4 +1,4 @@
-"""recflow.sampling on tiny hand-made Interactions."""
+"""recflow.prep.sampling on tiny hand-made Interactions."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from recflow import sample_files as F
-from recflow import sampling as S
-from recflow.interactions import Interactions
+from recflow.prep import sample_files as F
+from recflow.prep import sampling as S
+from recflow.prep.interactions import Interactions
 
 
 def make(users, items, ratings, timestamps=None, n_users=None, n_items=None) -> Interactions:
@@ -321,7 +321,7 @@ def test_load_matching_checks_fingerprint_and_params(tmp_path):
 
 
 def test_make_samples_makes_only_what_is_asked_with_the_params_it_used():
-    from recflow.config import SamplingConfig
+    from recflow.runtime.config import SamplingConfig
 
     train = random_train()
     negatives = SamplingConfig(n_random=2, n_popular=1, n_disliked=1, seed=3)

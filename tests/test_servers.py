@@ -1,4 +1,4 @@
-"""``recflow.servers``: where the UIs run, refusing a port that is taken, and the Prefect API of a run."""
+"""``recflow.runtime.servers``: where the UIs run, refusing a port that is taken, and the Prefect API of a run."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from recflow.servers import (
+from recflow.runtime.servers import (
     ProjectServers,
     ServerError,
     embedded_startup_timeout,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from recflow.serving.records import model_with_mode
+from recflow.experiments.serving.records import model_with_mode
 
 
 def run_record(root, spaces: dict[str, list[str] | None], similar: str, overlap: dict[str, float] | None = None) -> dict:

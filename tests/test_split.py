@@ -1,4 +1,4 @@
-"""Specifications of the split protocols (recflow.split)."""
+"""Specifications of the split protocols (recflow.prep.split)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recflow.config import SplitConfig
-from recflow.split import (
+from recflow.prep.split import (
     PARTS,
     NothingToEvaluate,
     check_evaluable,
@@ -18,6 +17,7 @@ from recflow.split import (
     split_ratings,
     user_random_counts,
 )
+from recflow.runtime.config import SplitConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATASETS = REPO_ROOT.parent / "shared" / "datasets"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from recflow.store import atomic_path, building, describe, fingerprint_files, hash_parts, stage_key, verify_stage_dir
+from recflow.runtime.store import atomic_path, building, describe, fingerprint_files, hash_parts, stage_key, verify_stage_dir
 
 
 def test_atomic_path_leaves_nothing_when_the_writer_fails(tmp_path):

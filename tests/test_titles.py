@@ -1,10 +1,10 @@
-"""recflow.titles: finding a movie by what a person types."""
+"""recflow.retrieval.titles: finding a movie by what a person types."""
 
 from __future__ import annotations
 
 import pytest
 
-from recflow.titles import TitleIndex, TitleNotFound, canonical_title
+from recflow.retrieval.titles import TitleIndex, TitleNotFound, canonical_title
 
 TITLES = [
     "Toy Story (1995)",

@@ -6,7 +6,7 @@ import json
 
 import mlflow
 
-from recflow.tracking import log_history
+from recflow.experiments.tracking import log_history
 
 
 def test_history_is_logged_per_epoch_and_unmeasured_values_are_left_out(tmp_path):
@@ -37,20 +37,20 @@ def test_history_is_logged_per_epoch_and_unmeasured_values_are_left_out(tmp_path
 
 
 def _cfg(tmp_path):
-    from recflow.config import RunConfig
+    from recflow.runtime.config import RunConfig
 
     return RunConfig(tracking={"tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}", "experiment": "recflow/test"})
 
 
 def test_a_new_experiment_opens_in_mlflows_training_view(tmp_path):
-    from recflow.tracking import use_experiment
+    from recflow.experiments.tracking import use_experiment
 
     experiment, _ = use_experiment(_cfg(tmp_path), tmp_path)
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
 
 
 def test_an_experiment_made_before_the_tag_is_tagged_when_next_used(tmp_path):
-    from recflow.tracking import use_experiment
+    from recflow.experiments.tracking import use_experiment
 
     cfg = _cfg(tmp_path)
     client = mlflow.MlflowClient(cfg.tracking.tracking_uri)
@@ -62,14 +62,14 @@ def test_an_experiment_made_before_the_tag_is_tagged_when_next_used(tmp_path):
 def test_the_parent_run_is_named_after_the_preset_date_and_flow_run():
     from datetime import datetime
 
-    from recflow.tracking import pipeline_run_name
+    from recflow.experiments.tracking import pipeline_run_name
 
     assert pipeline_run_name("smoke", datetime(2026, 11, 30, 9, 5)) == "smoke 2026-11-30 09:05"
     assert pipeline_run_name("smoke", datetime(2026, 11, 30, 9, 5), "hairy-muskox") == "smoke 2026-11-30 09:05 (hairy-muskox)"
 
 
 def test_the_parent_run_runs_while_the_pipeline_does_and_finishes_with_it(tmp_path):
-    from recflow.tracking import pipeline_run
+    from recflow.experiments.tracking import pipeline_run
 
     cfg = _cfg(tmp_path)
     client = mlflow.MlflowClient(cfg.tracking.tracking_uri)
@@ -83,7 +83,7 @@ def test_the_parent_run_runs_while_the_pipeline_does_and_finishes_with_it(tmp_pa
 def test_the_parent_run_is_failed_when_the_pipeline_raises(tmp_path):
     import pytest
 
-    from recflow.tracking import pipeline_run
+    from recflow.experiments.tracking import pipeline_run
 
     cfg = _cfg(tmp_path)
     with pytest.raises(ValueError), pipeline_run(cfg, "smoke") as parent:
@@ -92,7 +92,7 @@ def test_the_parent_run_is_failed_when_the_pipeline_raises(tmp_path):
 
 
 def _artifact(root, stage, meta, files=()):
-    from recflow.store import Artifact
+    from recflow.runtime.store import Artifact
 
     folder = root / stage / "k"
     folder.mkdir(parents=True, exist_ok=True)
@@ -103,8 +103,8 @@ def _artifact(root, stage, meta, files=()):
 
 
 def test_a_model_whose_index_failed_keeps_its_metrics_and_its_run_says_why(tmp_path):
-    from recflow.outcomes import ModelOutcome, StageFailure
-    from recflow.tracking import log_pipeline_run, pipeline_run
+    from recflow.experiments.tracking import log_pipeline_run, pipeline_run
+    from recflow.runtime.outcomes import ModelOutcome, StageFailure
 
     cfg = _cfg(tmp_path)
     data = _artifact(tmp_path, "ingest", {"n_ratings": 6, "n_users": 2, "n_items": 3})

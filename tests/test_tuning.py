@@ -11,11 +11,11 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from recflow import tuning
-from recflow.config import ConfigError, load_config
+from recflow.experiments import tuning
 from recflow.models import MODELS, build_model
 from recflow.models.params import MODEL_PARAMS
 from recflow.models.search_space import Choice, FloatRange, IntRange
+from recflow.runtime.config import ConfigError, load_config
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = REPO / "configs" / "smoke.yaml"
@@ -167,7 +167,7 @@ def mlflow_runs(home: Path):
 
 @pytest.mark.usefixtures("prefect_harness", "no_test_rows_read")
 def test_tune_runs_three_trials_on_validation_writes_an_overlay_that_run_takes_and_resumes(recflow_home):
-    from recflow.cli import app
+    from recflow.cli.main import app
 
     result = CliRunner().invoke(app, ["tune", "--config", "configs/smoke.yaml", "--model", "bias", "--trials", "3"])
     assert result.exit_code == 0, result.output
@@ -198,7 +198,7 @@ def test_tune_runs_three_trials_on_validation_writes_an_overlay_that_run_takes_a
 
 
 def test_tune_refuses_a_model_without_a_search_space():
-    from recflow.cli import app
+    from recflow.cli.main import app
 
     result = CliRunner().invoke(app, ["tune", "--config", str(SMOKE), "--model", "popular", "--trials", "1"])
     assert result.exit_code == 2 and "declares no search_space" in result.output
@@ -206,7 +206,7 @@ def test_tune_refuses_a_model_without_a_search_space():
 
 @pytest.mark.usefixtures("prefect_harness")
 def test_failing_trials_are_recorded_as_failed_and_tuning_fails_when_none_completes(recflow_home):
-    from recflow.cli import app
+    from recflow.cli.main import app
 
     result = CliRunner().invoke(app, ["tune", "--config", "configs/smoke.yaml", "--set", "models.bias.epochs=0", "--model", "bias", "--trials", "2"])
     assert result.exit_code == 1 and "no trial completed" in result.output

@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from recflow.numeric import distinct
+from recflow.utils.numeric import distinct
 
 from . import schema as S
 from .releases import (

@@ -42,12 +42,12 @@ from typing import ClassVar, Literal
 import numpy as np
 import scipy.sparse as sp
 
-from recflow.interactions import Interactions
-from recflow.metrics import rmse
+from recflow.evaluation.metrics import rmse
 from recflow.models.base import Recommender
 from recflow.models.bias import BiasRecommender
 from recflow.models.context import FitContext
 from recflow.models.search_space import Dimension, FloatRange, IntRange
+from recflow.prep.interactions import Interactions
 
 _PAIR_CHUNK = 4096  # observed pairs per gathered (pairs x hidden) block: cache-sized blocks are fastest
 

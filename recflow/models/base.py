@@ -39,11 +39,11 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 import scipy.sparse as sp
 
-from recflow.interactions import Interactions
 from recflow.models.context import FitContext
 from recflow.models.search_space import Dimension
-from recflow.numeric import cosine_neighbours, topk
-from recflow.progress import track
+from recflow.prep.interactions import Interactions
+from recflow.utils.numeric import cosine_neighbours, topk
+from recflow.utils.progress import track
 
 
 class NotFittedError(RuntimeError):
@@ -100,7 +100,7 @@ class Recommender(ABC):
     def sampling_needs(self) -> dict[str, dict[str, Any]]:
         """Outputs of the sampling stage this model can reuse, with the settings it needs them made with.
 
-        Keys are ``recflow.sampling`` outputs (``triplets``, ``sequences``, ``walks``); the pipeline
+        Keys are ``recflow.prep.sampling`` outputs (``triplets``, ``sequences``, ``walks``); the pipeline
         merges the needs of every enabled model into one cached sampling task.
         """
         return {}
@@ -183,7 +183,7 @@ class Recommender(ABC):
         """``(U, V, valid)`` with ``score(u) == U[u] @ V.T`` (``-inf`` where not ``valid``), or None.
 
         Declared by models whose ranking score is a plain dot product, so serving can score
-        without the model's code path (``recflow.retrieval`` checks them on real users).
+        without the model's code path (``recflow.retrieval.search`` checks them on real users).
         """
         return None
 

@@ -6,11 +6,11 @@ from typing import ClassVar
 
 import numpy as np
 
-from recflow.interactions import Interactions
-from recflow.metrics import rmse
+from recflow.evaluation.metrics import rmse
 from recflow.models.base import Recommender
 from recflow.models.context import FitContext
 from recflow.models.search_space import Dimension, FloatRange
+from recflow.prep.interactions import Interactions
 
 
 class BiasRecommender(Recommender):

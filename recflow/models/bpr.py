@@ -24,11 +24,11 @@ from typing import ClassVar
 import numpy as np
 import scipy.sparse as sp
 
-from recflow.interactions import Interactions
 from recflow.models.base import Recommender
 from recflow.models.context import FitContext
 from recflow.models.search_space import Dimension, FloatRange, IntRange
-from recflow.numeric import distinct
+from recflow.prep.interactions import Interactions
+from recflow.utils.numeric import distinct
 
 _NEGATIVE_DRAWS = 20  # rejection rounds; a user who has seen (nearly) every item keeps a seen "negative"
 

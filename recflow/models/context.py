@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from recflow.interactions import Interactions
+from recflow.prep.interactions import Interactions
 
 if TYPE_CHECKING:
     from recflow.models.base import Recommender

@@ -6,17 +6,17 @@ from typing import ClassVar
 
 import numpy as np
 
-from recflow.interactions import Interactions
 from recflow.models.context import FitContext
 from recflow.models.embeddings import ItemVectorRecommender
 from recflow.models.search_space import Choice, Dimension, IntRange
-from recflow.sampling import random_walks
+from recflow.prep.interactions import Interactions
+from recflow.prep.sampling import random_walks
 
 
 class DeepWalkRecommender(ItemVectorRecommender):
-    """gensim Word2Vec (skip-gram, negative sampling) on ``recflow.sampling.random_walks``.
+    """gensim Word2Vec (skip-gram, negative sampling) on ``recflow.prep.sampling.random_walks``.
 
-    Graph (``recflow.sampling.cooccurrence_graph``): items liked (rating >= ``min_rating``) by a
+    Graph (``recflow.prep.sampling.cooccurrence_graph``): items liked (rating >= ``min_rating``) by a
     common user are linked, weighted by the number of such users. ``window_cooccurrence=w`` (the
     default, 5) counts a pair only when the two items are at most ``w`` apart in the user's
     time-ordered liked sequence (the reference notebook used 1); ``None`` links every co-liked
@@ -29,7 +29,7 @@ class DeepWalkRecommender(ItemVectorRecommender):
     item has no vector. Precomputed walks are taken from ``context.samples/walks.parquet`` when
     they were made from this train part with the same ``min_rating``, ``walks_per_item``,
     ``walk_length``, ``window_cooccurrence`` and ``max_neighbors`` (as far as the file records
-    them; ``recflow.sample_files.load_matching``). Word2Vec's ``min_count`` is 1; ``sample=0`` (no
+    them; ``recflow.prep.sample_files.load_matching``). Word2Vec's ``min_count`` is 1; ``sample=0`` (no
     down-sampling of frequent nodes) is the default because down-sampling the hubs cost about
     0.01 Recall@10 on ML-1M. Scoring (``in_out`` by default), ``similar_items``, determinism and
     persistence: ``recflow.models.embeddings``.

@@ -18,7 +18,7 @@ with the train minimum and maximum; ``predict = min + sigmoid(...) * (max - min)
 prediction always lies in the train rating range. Trained on every train rating (the notebook
 used a 10% sample) with a seeded shuffle, lazy Adam (``recflow.models.keras_training.make_lazy_adam``)
 and ``l2`` times the mean squared norm of the batch's ID embeddings. With ``context.valid`` each
-epoch ends with the validation RMSE (``recflow.evaluate.evaluate_ratings``); training stops after
+epoch ends with the validation RMSE (``recflow.evaluation.evaluate.evaluate_ratings``); training stops after
 ``patience`` epochs without improvement and the best epoch's weights are restored.
 ``history_``: per epoch ``epoch``, ``loss`` (train MSE on the normalised scale), ``valid_rmse``
 (NaN without valid), ``examples_per_second``, ``seconds``.
@@ -38,7 +38,6 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
-from recflow.interactions import Interactions
 from recflow.models.context import FitContext
 from recflow.models.keras_training import (
     KerasRecommender,
@@ -48,6 +47,7 @@ from recflow.models.keras_training import (
 )
 from recflow.models.search_space import Choice, Dimension, FloatRange
 from recflow.models.towers import tower
+from recflow.prep.interactions import Interactions
 
 DEMOGRAPHICS = ("gender", "age", "occupation")
 NO_GENRES = "(no genres listed)"

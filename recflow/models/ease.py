@@ -30,10 +30,10 @@ import numpy as np
 import scipy.linalg as sl
 import scipy.sparse as sp
 
-from recflow.interactions import Interactions
 from recflow.models.base import Recommender
 from recflow.models.context import FitContext
 from recflow.models.search_space import Dimension, FloatRange
+from recflow.prep.interactions import Interactions
 
 
 class EASERecommender(Recommender):

@@ -31,10 +31,10 @@ from typing import ClassVar
 import numpy as np
 import scipy.sparse as sp
 
-from recflow.interactions import Interactions
 from recflow.models.context import FitContext
 from recflow.models.ease import EASERecommender, _ease_weights
 from recflow.models.search_space import Dimension, FloatRange
+from recflow.prep.interactions import Interactions
 
 
 class EDLAERecommender(EASERecommender):

@@ -43,11 +43,11 @@ from typing import Any, ClassVar
 import numpy as np
 import scipy.sparse as sp
 
-from recflow.interactions import Interactions
 from recflow.models.base import Recommender
 from recflow.models.context import FitContext
-from recflow.numeric import normalise_rows
-from recflow.sample_files import load_matching
+from recflow.prep.interactions import Interactions
+from recflow.prep.sample_files import load_matching
+from recflow.utils.numeric import normalise_rows
 
 VECTORS_FILE = "vectors.bin"
 SCORINGS = ("cosine", "in_out")
@@ -67,7 +67,7 @@ class ItemVectorRecommender(Recommender):
     epoch (with ``{}`` without ``compute_loss``).
     """
 
-    #: which ``recflow.sampling`` output the subclass can take precomputed from ``context.samples``
+    #: which ``recflow.prep.sampling`` output the subclass can take precomputed from ``context.samples``
     sample_output: ClassVar[str]
     item_spaces = ("items",)
     trains_in_epochs = True

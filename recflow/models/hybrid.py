@@ -1,8 +1,8 @@
 """Hybrid content + collaborative retrieval model (plain Keras 3), trained on user feedback.
 
 Code: the content table in ``recflow.models.hybrid_content``, the network in
-``recflow.models.hybrid_network``, title matching in ``recflow.titles``, genre agreement in
-``recflow.genres``; this module trains, scores and saves.
+``recflow.models.hybrid_network``, title matching in ``recflow.retrieval.titles``, genre agreement in
+``recflow.prep.genres``; this module trains, scores and saves.
 
 After the reference notebook's hybrid (TF-IDF -> SVD text, genre multi-hot and scaled numerics
 feed a content branch, an item-ID embedding is the CF branch, a fusion head joins them, an
@@ -63,7 +63,7 @@ Training
     densifies the ID embeddings' sparse gradients and moves every row's moments each step, a cost
     per step that grows with the users and items; ``"lazy_adam"``: only the batch's rows, as
     two_tower trains, ``recflow.models.keras_training.make_lazy_adam``; the large presets use it). With ``context.valid`` each epoch ends with
-    Recall@``early_stopping_k`` on it (``recflow.evaluate.evaluate_ranking``, train items masked);
+    Recall@``early_stopping_k`` on it (``recflow.evaluation.evaluate.evaluate_ranking``, train items masked);
     training stops after ``patience`` epochs without improvement and the best epoch's weights are
     restored. ``history_``: per epoch ``epoch``, ``loss`` (the whole objective), ``softmax_loss``,
     ``alignment_loss`` (the unweighted mean 1 - cos), ``valid_recall_at_{k}`` (NaN without valid),
@@ -75,10 +75,10 @@ After fit (NumPy, float32, rows unit-norm or zero)
     content needs some content input, hybrid is every item). ``similar_items`` / ``similar`` rank by
     cosine in one mode among the items valid in it, the query excluded. ``genre_overlap_`` holds
     ``genre_overlap_at_{k}_{mode}`` and ``genre_jaccard_at_{k}_{mode}`` for the three modes
-    (``recflow.genres.genre_overlap_at_k``; k = ``genre_overlap_k``), computed at fit and saved with
+    (``recflow.prep.genres.genre_overlap_at_k``; k = ``genre_overlap_k``), computed at fit and saved with
     the model for comparing its modes. The pipeline does not log it: a run's metric for ``similar``
     is the index stage's ``genre_overlap_at_{k}`` of every item space of every model
-    (``recflow.retrieval_build``), measured the same way for all of them.
+    (``recflow.retrieval.build``), measured the same way for all of them.
 
 Determinism: as ``two_tower`` (seeded initialisers, shuffles and SVD, the cold-item mask a
 stateless draw keyed by (seed, step); no global seeds; op determinism when ``deterministic``). On CPU, refits with one seed agreed bitwise in our tests.
@@ -99,15 +99,15 @@ from typing import ClassVar, Literal
 import numpy as np
 import pandas as pd
 
-from recflow.genres import genre_overlap_at_k
-from recflow.interactions import Interactions
 from recflow.models.context import FitContext
 from recflow.models.hybrid_content import align_items, content_features
 from recflow.models.hybrid_network import build_network
 from recflow.models.keras_training import KerasRecommender, make_lazy_adam, shuffled_batches
 from recflow.models.search_space import Choice, Dimension, FloatRange
-from recflow.numeric import normalise_rows
-from recflow.titles import TitleIndex
+from recflow.prep.genres import genre_overlap_at_k
+from recflow.prep.interactions import Interactions
+from recflow.retrieval.titles import TitleIndex
+from recflow.utils.numeric import normalise_rows
 
 MODES = ("content", "cf", "hybrid")
 OPTIMIZERS = ("adam", "lazy_adam")
@@ -432,7 +432,7 @@ class HybridRecommender(KerasRecommender):
         Matching, case-insensitive, first that succeeds: the full title (``"Toy Story (1995)"``),
         the title without its year and with MovieLens's trailing article moved back
         (``"The Matrix"`` for ``"Matrix, The (1999)"``), the query as whole words inside a title
-        (3+ characters), then the closest title by ``difflib`` with a ratio >= ``recflow.titles.FUZZY_CUTOFF``.
+        (3+ characters), then the closest title by ``difflib`` with a ratio >= ``recflow.retrieval.titles.FUZZY_CUTOFF``.
         Several matches: the one with the most train interactions. No match: ``LookupError`` whose
         message lists the five closest titles. ``frame.attrs`` holds ``query_item_id`` and
         ``query_title`` (the title actually matched).

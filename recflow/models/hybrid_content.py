@@ -1,7 +1,7 @@
 """The hybrid model's content side: one row of side information per item of the split's index.
 
 Text (title without its year, tags, TMDB overview and keywords) -> TF-IDF -> LSA; the genre
-multi-hot (``recflow.genres``); the numeric item features of the features stage. Pure NumPy /
+multi-hot (``recflow.prep.genres``); the numeric item features of the features stage. Pure NumPy /
 pandas / scikit-learn, apart from the network, so each part is testable on a tiny frame and
 the design of the content branch (what counts as content, why tags can be turned off, why TMDB's
 vote counts are left out) is in ``recflow.models.hybrid``'s docstring beside the model using it.
@@ -14,11 +14,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from recflow.genres import genre_matrix
-from recflow.interactions import Interactions
 from recflow.models.context import FitContext
 from recflow.models.towers import numeric_feature_table
-from recflow.titles import strip_year
+from recflow.prep.genres import genre_matrix
+from recflow.prep.interactions import Interactions
+from recflow.retrieval.titles import strip_year
 
 
 def _as_list(value) -> list:

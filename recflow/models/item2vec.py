@@ -6,11 +6,11 @@ from typing import ClassVar
 
 import numpy as np
 
-from recflow.interactions import Interactions
 from recflow.models.context import FitContext
 from recflow.models.embeddings import ItemVectorRecommender
 from recflow.models.search_space import Choice, Dimension, IntRange
-from recflow.sampling import liked_sequences
+from recflow.prep.interactions import Interactions
+from recflow.prep.sampling import liked_sequences
 
 
 class Item2VecRecommender(ItemVectorRecommender):
@@ -19,7 +19,7 @@ class Item2VecRecommender(ItemVectorRecommender):
     One sentence per user: the items they rated ``>= min_rating``, in time order (ties by item
     index), tokens ``str(item_idx)``; a one-item sentence trains nothing and is skipped. Precomputed
     sentences are taken from ``context.samples/sequences.parquet`` when that file was made from
-    this train part with the same ``min_rating`` (``recflow.sample_files.load_matching``).
+    this train part with the same ``min_rating`` (``recflow.prep.sample_files.load_matching``).
 
     Defaults are tuned on ML-1M (RecBole protocol): ``scoring="in_out"`` (input-input cosine gets
     Recall@10 0.01-0.03 with window 5; it needs a window of ~50, i.e. the whole liked set as

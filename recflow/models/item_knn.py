@@ -21,11 +21,11 @@ from typing import ClassVar
 import numpy as np
 import scipy.sparse as sp
 
-from recflow.interactions import Interactions
 from recflow.models.base import Recommender
 from recflow.models.context import FitContext
 from recflow.models.search_space import Dimension, FloatRange, IntRange
-from recflow.numeric import topk
+from recflow.prep.interactions import Interactions
+from recflow.utils.numeric import topk
 
 _BLOCK = 1024  # target items per block of the similarity computation
 

@@ -14,11 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from recflow.evaluate import evaluate_ranking, evaluate_ratings
-from recflow.interactions import Interactions
+from recflow.evaluation.evaluate import evaluate_ranking, evaluate_ratings
 from recflow.models.base import Recommender
 from recflow.models.context import FitContext
-from recflow.quiet import stderr_to_log
+from recflow.prep.interactions import Interactions
+from recflow.utils.quiet import stderr_to_log
 
 MODEL_FILE = "model.keras"
 
@@ -34,7 +34,7 @@ def import_tf(threads: int | None = None):
         import tensorflow as tf
 
         return tf, keras
-    # TensorFlow's C++ start-up lines (cudart_stub, cuInit) go to the run's log file (recflow.quiet)
+    # TensorFlow's C++ start-up lines (cudart_stub, cuInit) go to the run's log file (recflow.utils.quiet)
     with stderr_to_log():
         import keras
         import tensorflow as tf
@@ -61,7 +61,7 @@ def _absl_to_process_stderr() -> None:
     is the current ``sys.stderr`` or a ``sys.__std*__``. A later ``logging.config.dictConfig`` (Prefect's
     first import) closes every handler: when ``sys.stderr`` had been swapped in between (a CLI
     test runner, pytest's capture), that closed a stream that others still wrote to.
-    ``sys.__stderr__`` is descriptor 2, which ``recflow.quiet`` points at the run's log file.
+    ``sys.__stderr__`` is descriptor 2, which ``recflow.utils.quiet`` points at the run's log file.
     """
     if sys.__stderr__ is None:
         return

@@ -40,11 +40,11 @@ import numpy as np
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
-from recflow.interactions import Interactions
-from recflow.metrics import rmse
+from recflow.evaluation.metrics import rmse
 from recflow.models.base import Recommender
 from recflow.models.context import FitContext
 from recflow.models.search_space import Dimension, FloatRange, IntRange
+from recflow.prep.interactions import Interactions
 
 _CHUNK_CELLS = 1 << 18  # padded design cells (rows x width x (factors+1)) per stacked solve: 1 MB float32
 _PRED_CHUNK = 1 << 20

@@ -31,7 +31,7 @@ output layers are ``n_items`` wide and dominate the cost (one dense softmax over
 user), so ``top_items=N`` fits the network on the N most popular training items only (``items_``;
 ties to the lower index), as EASE does: a user's input is their interactions with those items,
 every other item scores ``-inf`` (never recommended) and has a zero vector (not valid in the
-``items`` space); the run summary states the subset (``recflow.evaluate.item_scope_lines``).
+``items`` space); the run summary states the subset (``recflow.evaluation.evaluate.item_scope_lines``).
 
 Persistence: ``model.keras`` (Keras native, the full encoder -> mu -> decoder network) plus the
 npz with the dense weights and the train matrix, from which ``score`` runs in NumPy: a loaded
@@ -48,10 +48,10 @@ from typing import ClassVar
 import numpy as np
 import scipy.sparse as sp
 
-from recflow.interactions import Interactions
 from recflow.models.context import FitContext
 from recflow.models.keras_training import KerasRecommender
 from recflow.models.search_space import Dimension, FloatRange, IntRange
+from recflow.prep.interactions import Interactions
 
 
 def kl_weight(step: int, beta_max: float, anneal_steps: int) -> float:

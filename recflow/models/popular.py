@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from recflow.interactions import Interactions
 from recflow.models.base import Recommender
 from recflow.models.context import FitContext
+from recflow.prep.interactions import Interactions
 
 
 class PopularRecommender(Recommender):

@@ -30,9 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
-from recflow.interactions import Interactions
 from recflow.models.base import Recommender
 from recflow.models.context import FitContext
+from recflow.prep.interactions import Interactions
 
 MEMBERS_DIR = "members"
 

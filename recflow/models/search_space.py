@@ -1,9 +1,9 @@
 """The hyperparameter ranges a model declares for tuning (``search_space`` on its class).
 
 A model states beside its parameters which of them are worth searching and over what range;
-``recflow.tuning`` turns the declaration into Optuna suggestions. Nothing is inferred from the
+``recflow.experiments.tuning`` turns the declaration into Optuna suggestions. Nothing is inferred from the
 signature: a model that declares no space cannot be tuned, and a declared name that is not an
-``__init__`` parameter is an error (``recflow.tuning.check_search_space``).
+``__init__`` parameter is an error (``recflow.experiments.tuning.check_search_space``).
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ without it):
 ``"bpr"``
     ``-log sigmoid((s(u, pos) - s(u, neg)) / T)`` over (user, positive, negative) triplets: read
     from ``context.samples/triplets.parquet`` when that file fits this train part
-    (``recflow.sample_files.load_matching``), else every training positive gets one uniformly random
+    (``recflow.prep.sample_files.load_matching``), else every training positive gets one uniformly random
     item the user did not interact with in train, redrawn each epoch (vectorised rejection
     sampling in NumPy).
 
@@ -42,7 +42,7 @@ it is in the search space, so tuning sets it per dataset. With a weight, ``dot_f
 
 Features (``use_features``): the numeric columns of ``context.user_features`` /
 ``context.item_features`` (int, float, bool and nullable integer dtypes; the id column excluded).
-String columns (``favorite_genre``, ``activity_level``, ``popularity`` of ``recflow.features``)
+String columns (``favorite_genre``, ``activity_level``, ``popularity`` of ``recflow.prep.features``)
 are dropped: each is a coarse function of numeric columns that are kept (genre counts,
 ``rating_count``). Each column is standardised with the mean and std of the table rows that map
 onto the split's index (a std of 0 counts as 1), clipped to +-``feature_clip``, and NaN (a
@@ -67,7 +67,7 @@ Training: a ``tf.data`` pipeline over index arrays (seeded shuffle, batch, prefe
 ``tf.function`` step with Adam, ``l2`` times the mean squared norm of the batch's ID embeddings.
 ``positive_threshold``: ratings below it are not positives (None: every train interaction is).
 With ``context.valid`` each epoch ends with Recall@``early_stopping_k`` on it
-(``recflow.evaluate.evaluate_ranking``, train items masked); training stops after ``patience``
+(``recflow.evaluation.evaluate.evaluate_ranking``, train items masked); training stops after ``patience``
 epochs without improvement and the best epoch's weights are restored. ``history_`` holds one dict
 per epoch: ``epoch``, ``loss``, ``valid_recall_at_{k}`` (NaN without valid), ``examples_per_second``
 (training examples over the epoch's training time, validation excluded), ``seconds``.
@@ -100,7 +100,6 @@ from typing import ClassVar
 
 import numpy as np
 
-from recflow.interactions import Interactions
 from recflow.models.context import FitContext
 from recflow.models.keras_training import (
     KerasRecommender,
@@ -110,8 +109,9 @@ from recflow.models.keras_training import (
 )
 from recflow.models.search_space import Choice, Dimension, FloatRange
 from recflow.models.towers import history_table, numeric_feature_table, tower
-from recflow.numeric import distinct
-from recflow.sample_files import load_matching
+from recflow.prep.interactions import Interactions
+from recflow.prep.sample_files import load_matching
+from recflow.utils.numeric import distinct
 
 LOSSES = ("softmax", "bpr")
 NEGATIVES = ("batch", "all")

@@ -74,10 +74,10 @@ from typing import ClassVar
 import numpy as np
 import scipy.sparse as sp
 
-from recflow.interactions import Interactions
 from recflow.models.base import Recommender
 from recflow.models.context import FitContext
 from recflow.models.search_space import Dimension, FloatRange, IntRange
+from recflow.prep.interactions import Interactions
 
 INDEX_FILE = "users.hnsw"
 _POP_WEIGHT = 1e-3

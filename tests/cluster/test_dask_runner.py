@@ -2,7 +2,7 @@
 
 One cluster is started as a user starts one (``dask scheduler`` and two ``dask worker`` processes),
 with no recflow variable set: the artifacts root, MLflow store and Prefect API reach the workers
-from the run (``recflow.cluster.RunEnvironment``). Each run has its own artifacts root.
+from the run (``recflow.runtime.cluster.RunEnvironment``). Each run has its own artifacts root.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from recflow.servers import free_port
+from recflow.runtime.servers import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 SMOKE = "configs/smoke.yaml"
@@ -92,7 +92,7 @@ def cluster_run(tmp_path_factory, scheduler):
     """``recflow run --dask tcp://...`` of the smoke preset against the scheduler started above."""
     with pytest.MonkeyPatch.context() as mp:
         root = home(tmp_path_factory, "cluster", mp)
-        result = CliRunner().invoke(__import__("recflow.cli", fromlist=["app"]).app, ["run", "--config", SMOKE, "--dask", scheduler])
+        result = CliRunner().invoke(__import__("recflow.cli.main", fromlist=["app"]).app, ["run", "--config", SMOKE, "--dask", scheduler])
         assert result.exit_code == 0, result.output
         yield root, result.output
 
@@ -170,7 +170,7 @@ def test_a_worker_killed_mid_training_reruns_that_task_elsewhere_and_nothing_els
     from distributed import Client
 
     from flows.pipeline import run_pipeline
-    from recflow.store import verify_stage_dir
+    from recflow.runtime.store import verify_stage_dir
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import this test module
     root = home(tmp_path_factory, "killed", monkeypatch)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
-from recflow.cli import app
-from recflow.config import ConfigError, RunnerConfig, load_config
+from recflow.cli.main import app
+from recflow.runtime.config import ConfigError, RunnerConfig, load_config
 
 
 def test_the_default_runner_is_the_thread_pool():
@@ -63,8 +63,8 @@ def test_dask_takes_an_optional_address_on_the_command_line():
 
 
 def test_workers_get_an_object_storage_root_by_its_url_and_a_local_root_by_its_path(monkeypatch, tmp_path):
-    from recflow.cluster import run_variables
-    from recflow.store import artifacts_root
+    from recflow.runtime.cluster import run_variables
+    from recflow.runtime.store import artifacts_root
 
     monkeypatch.setenv("RECFLOW_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("RECFLOW_HOME", "s3://bucket/prefix")

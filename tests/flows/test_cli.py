@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
-from recflow.cli import app
+from recflow.cli.main import app
 
 runner = CliRunner()
 
@@ -46,7 +46,7 @@ def test_a_failed_run_exits_1_with_a_line_per_failed_task_and_its_log_file_and_n
 
     env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}  # the session's test server, not a new one
     proc = subprocess.run(
-        [sys.executable, "-m", "recflow.cli", "run", "--config", "configs/smoke.yaml", "--set", "models.bias.reg_user=-1"],
+        [sys.executable, "-m", "recflow.cli.main", "run", "--config", "configs/smoke.yaml", "--set", "models.bias.reg_user=-1"],
         capture_output=True,
         text=True,
         env=env,
@@ -73,7 +73,7 @@ def test_a_failed_run_exits_1_with_a_line_per_failed_task_and_its_log_file_and_n
 def test_summary_has_a_row_per_model_and_recall_ndcg_per_cutoff(capsys):
     from types import SimpleNamespace
 
-    from recflow.cli import print_summary
+    from recflow.cli.main import print_summary
 
     result = {
         "protocol": "temporal",
@@ -96,7 +96,7 @@ def test_summary_has_a_row_per_model_and_recall_ndcg_per_cutoff(capsys):
 def test_summary_shows_intervals_population_and_warns_below_100_users(capsys):
     from types import SimpleNamespace
 
-    from recflow.cli import print_summary
+    from recflow.cli.main import print_summary
 
     ranked = {
         "recall_at_10": 0.0344,

@@ -8,7 +8,7 @@ import mlflow
 import pytest
 
 from flows.pipeline import run_pipeline
-from recflow.outcomes import PipelineFailed
+from recflow.runtime.outcomes import PipelineFailed
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
 

@@ -12,8 +12,8 @@ from prefect.client.schemas.sorting import FlowRunSort
 
 import tasks.ingest
 from flows.pipeline import run_pipeline
-from recflow.config import DatasetConfig
 from recflow.data import DatasetNotFoundError, DownloadError
+from recflow.runtime.config import DatasetConfig
 from tasks.operations import exclusive_root
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
@@ -59,7 +59,7 @@ def test_refresh_reruns_every_task_and_later_runs_reuse_the_rebuilt_cache(recflo
 
 
 def test_a_run_holds_the_artifacts_roots_os_lock_and_frees_it_when_done(recflow_home):
-    probe = [sys.executable, "-c", "import sys; from recflow.rootlock import RootLock; print(RootLock(sys.argv[1]).try_acquire())", str(recflow_home)]
+    probe = [sys.executable, "-c", "import sys; from recflow.runtime.rootlock import RootLock; print(RootLock(sys.argv[1]).try_acquire())", str(recflow_home)]
     with exclusive_root(recflow_home):
         assert subprocess.run(probe, capture_output=True, text=True, check=True).stdout == "False\n"
     assert subprocess.run(probe, capture_output=True, text=True, check=True).stdout == "True\n"
@@ -149,13 +149,13 @@ def test_locate_retries_a_failed_download_but_not_a_missing_dataset(monkeypatch,
 def test_a_failed_index_keeps_its_models_metrics_in_mlflow_and_the_report(recflow_home, monkeypatch):
     import mlflow
 
-    import recflow.retrieval_build
-    from recflow.outcomes import PipelineFailed
+    import recflow.retrieval.build
+    from recflow.runtime.outcomes import PipelineFailed
 
     def out_of_memory(*args, **kwargs):
         raise MemoryError("faiss ran out")
 
-    monkeypatch.setattr(recflow.retrieval_build, "build_serving_indexes", out_of_memory)
+    monkeypatch.setattr(recflow.retrieval.build, "build_serving_indexes", out_of_memory)
     with pytest.raises(PipelineFailed) as failed:
         run_pipeline(SMOKE, ["models=[{name: popular}, {name: mf}]"], root=recflow_home)
     assert [f.line() for f in failed.value.failures] == ["index[mf] failed: MemoryError: faiss ran out"]

@@ -11,9 +11,9 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.pipeline import run_pipeline
-from recflow.cli import app
-from recflow.gc import collect
-from recflow.lineage import Lineage
+from recflow.cli.main import app
+from recflow.experiments.gc import collect
+from recflow.runtime.lineage import Lineage
 from tasks import caching
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]

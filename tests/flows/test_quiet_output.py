@@ -32,7 +32,16 @@ def smoke_run(tmp_path_factory):
     home = tmp_path_factory.mktemp("quiet") / "artifacts"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RECFLOW_", "MLFLOW_", "PREFECT_API"))}
     env.update(RECFLOW_HOME=str(home), PYTHONPATH=str(REPO), PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="180")
-    command = [sys.executable, "-m", "recflow.cli", "run", "--config", "configs/smoke.yaml", "--set", "models=[{name: popular}, {name: two_tower, epochs: 1}]"]
+    command = [
+        sys.executable,
+        "-m",
+        "recflow.cli.main",
+        "run",
+        "--config",
+        "configs/smoke.yaml",
+        "--set",
+        "models=[{name: popular}, {name: two_tower, epochs: 1}]",
+    ]
     proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines: list[tuple[float, str, str]] = []
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from recflow.rootlock import RootLock
+from recflow.runtime.rootlock import RootLock
 
 pytestmark = pytest.mark.slow
 
@@ -33,7 +33,7 @@ def start_run(home: Path, prefect_home: Path, *args: str) -> subprocess.Popen:
         "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "300",  # a busy test machine
     }
     return subprocess.Popen(
-        [sys.executable, "-m", "recflow.cli", "run", "-c", SMOKE, *args],
+        [sys.executable, "-m", "recflow.cli.main", "run", "-c", SMOKE, *args],
         cwd=REPO,
         env=env,
         stdout=subprocess.PIPE,
@@ -85,7 +85,7 @@ def group_is_gone(pgid: int, timeout: float = 5.0) -> bool:
 def held_root(tmp_path):
     """The root held by another process for the whole test."""
     home = tmp_path / "artifacts"
-    code = "import sys\nfrom recflow.rootlock import RootLock\nRootLock(sys.argv[1]).acquire()\nprint('held', flush=True)\nsys.stdin.readline()"
+    code = "import sys\nfrom recflow.runtime.rootlock import RootLock\nRootLock(sys.argv[1]).acquire()\nprint('held', flush=True)\nsys.stdin.readline()"
     holder = subprocess.Popen(
         [sys.executable, "-c", code, str(home)], env={**os.environ, "PYTHONPATH": str(REPO)}, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
     )

@@ -18,9 +18,9 @@ from mlflow import MlflowClient
 from typer.testing import CliRunner
 
 from flows.pipeline import run_pipeline
-from recflow.cli import app
-from recflow.serving.champion import register_champion
-from recflow.serving.records import ALIAS, runs_dir
+from recflow.cli.main import app
+from recflow.experiments.serving.champion import register_champion
+from recflow.experiments.serving.records import ALIAS, runs_dir
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from recflow.interactions import Interactions
 from recflow.models import load_model
 from recflow.models.autorec import AutoRecRecommender
 from recflow.models.bias import BiasRecommender
 from recflow.models.context import FitContext
+from recflow.prep.interactions import Interactions
 
 
 def interactions(users, items, ratings, n_users, n_items) -> Interactions:

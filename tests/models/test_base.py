@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from recflow.interactions import Interactions
 from recflow.models import load_model
 from recflow.models.base import NotFittedError, Recommender
-from recflow.numeric import topk
+from recflow.prep.interactions import Interactions
+from recflow.utils.numeric import topk
 
 
 def interactions(users, items, n_users, n_items) -> Interactions:

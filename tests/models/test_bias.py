@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from recflow.config import BiasParams
-from recflow.interactions import Interactions
 from recflow.models import BiasRecommender, build_model, load_model
+from recflow.prep.interactions import Interactions
+from recflow.runtime.config import BiasParams
 
 
 def interactions(users, items, ratings, n_users, n_items) -> Interactions:
@@ -137,8 +137,8 @@ def test_ml1m_random_90_10_matches_surprise(shared_datasets):
 
     import pandas as pd
 
-    from recflow.evaluate import evaluate_ratings
-    from recflow.interactions import index_split
+    from recflow.evaluation.evaluate import evaluate_ratings
+    from recflow.prep.interactions import index_split
 
     raw = (shared_datasets / "ml-1m" / "ratings.dat").read_bytes().replace(b"::", b"\t")
     df = pd.read_csv(io.BytesIO(raw), sep="\t", header=None, names=["user_id", "item_id", "rating", "timestamp"])

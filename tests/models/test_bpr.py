@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from recflow.interactions import Interactions
 from recflow.models import BPRRecommender
 from recflow.models.bpr import _LazyAdam, _unseen_items
+from recflow.prep.interactions import Interactions
 
 
 def test_first_adam_step_moves_each_touched_weight_by_lr_against_its_gradient_sign():

@@ -19,10 +19,10 @@ import pandas as pd
 import pytest
 from threadpoolctl import threadpool_info
 
-from recflow.interactions import Interactions, index_split
 from recflow.models import MODELS, build_model
 from recflow.models.context import FitContext
 from recflow.models.params import MODEL_PARAMS
+from recflow.prep.interactions import Interactions, index_split
 from tests.models.test_contract import FAST, fitted_model
 from tests.models.test_contract import TRAIN as CONTRACT_TRAIN
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from recflow import sample_files as F
-from recflow import sampling as S
-from recflow.interactions import Interactions
 from recflow.models.context import FitContext
 from recflow.models.deepwalk import DeepWalkRecommender
 from recflow.models.embeddings import ItemVectorRecommender
+from recflow.prep import sample_files as F
+from recflow.prep import sampling as S
+from recflow.prep.interactions import Interactions
 
 N_ITEMS = 22  # cluster A: 0-9, cluster B: 10-19, 20: never liked, 21: liked alone (isolated node)
 

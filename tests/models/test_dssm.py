@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recflow.evaluate import evaluate_ratings
-from recflow.interactions import Interactions
+from recflow.evaluation.evaluate import evaluate_ratings
 from recflow.models.context import FitContext
+from recflow.prep.interactions import Interactions
 
 dssm = pytest.importorskip("recflow.models.dssm")
 DSSMRecommender = dssm.DSSMRecommender

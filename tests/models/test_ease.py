@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from recflow.interactions import Interactions
 from recflow.models import load_model
 from recflow.models.base import NotFittedError
 from recflow.models.ease import EASERecommender, _fill_lower_from_upper
+from recflow.prep.interactions import Interactions
 
 
 def interactions(users, items, ratings, n_users, n_items) -> Interactions:

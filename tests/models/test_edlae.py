@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from recflow.interactions import Interactions
 from recflow.models.ease import EASERecommender
 from recflow.models.edlae import EDLAERecommender
+from recflow.prep.interactions import Interactions
 
 
 def random_train(seed: int = 0, n_users: int = 30, n_items: int = 12, n: int = 120) -> Interactions:

@@ -10,14 +10,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recflow.genres import genre_overlap_at_k
-from recflow.interactions import Interactions
 from recflow.models.base import NotFittedError
 from recflow.models.context import FitContext
 from recflow.models.hybrid import HybridRecommender
 from recflow.models.hybrid_content import item_texts, text_features
-from recflow.numeric import cosine_neighbours
-from recflow.titles import canonical_title
+from recflow.prep.genres import genre_overlap_at_k
+from recflow.prep.interactions import Interactions
+from recflow.retrieval.titles import canonical_title
+from recflow.utils.numeric import cosine_neighbours
 
 # items 0-11: family animation, 12-23: horror; 24: in the index but not in the items table;
 # 25: in the items table, rated only in valid (no train interactions: no CF vector)
@@ -170,7 +170,7 @@ def test_history_and_epoch_callback(data):
     recalls = [h["valid_recall_at_10"] for h in m.history_]
     assert m.best_epoch_ == int(np.argmax(recalls)) + 1
     # the restored weights are the best epoch's: the final vectors reproduce its validation recall
-    from recflow.evaluate import evaluate_ranking
+    from recflow.evaluation.evaluate import evaluate_ranking
 
     assert evaluate_ranking(m, train, valid, ks=[10])["recall_at_10"] == pytest.approx(max(recalls))
 

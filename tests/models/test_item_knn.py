@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from recflow.interactions import Interactions
 from recflow.models import ItemKNNRecommender, load_model
+from recflow.prep.interactions import Interactions
 
 
 def interactions(users, items, n_users, n_items, ratings=None) -> Interactions:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from recflow.interactions import Interactions
+from recflow.prep.interactions import Interactions
 
 mv = pytest.importorskip("recflow.models.mult_vae")
 MultVAERecommender, kl_weight = mv.MultVAERecommender, mv.kl_weight

@@ -8,10 +8,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from recflow.interactions import Interactions
 from recflow.models.base import Recommender
 from recflow.models.context import FitContext
 from recflow.models.rank_fusion import RankFusionRecommender
+from recflow.prep.interactions import Interactions
 
 
 def interactions(users, items, n_users, n_items) -> Interactions:

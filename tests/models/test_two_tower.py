@@ -10,11 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recflow import sample_files as F
-from recflow.evaluate import evaluate_ranking
-from recflow.interactions import Interactions
+from recflow.evaluation.evaluate import evaluate_ranking
 from recflow.models.base import NotFittedError
 from recflow.models.context import FitContext
+from recflow.prep import sample_files as F
+from recflow.prep.interactions import Interactions
 
 tt = pytest.importorskip("recflow.models.two_tower")
 TwoTowerRecommender = tt.TwoTowerRecommender

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from recflow.interactions import Interactions
 from recflow.models import load_model
 from recflow.models.base import NotFittedError
 from recflow.models.user_cf import INDEX_FILE, UserCFRecommender
+from recflow.prep.interactions import Interactions
 
 
 def interactions(users, items, ratings, n_users, n_items) -> Interactions:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from recflow import storage
+from recflow.runtime import storage
 
 SECRET = "s3cr3t-never-logged-Zq81"
 BUCKET = "recflow-test"

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from recflow.lease import LEASE_OBJECT, BucketLease
-from recflow.rootlock import RootLock
-from recflow.store import artifacts_root
+from recflow.runtime.lease import LEASE_OBJECT, BucketLease
+from recflow.runtime.rootlock import RootLock
+from recflow.runtime.store import artifacts_root
 
 REPO = Path(__file__).resolve().parents[2]
 TTL = 1.5
@@ -63,8 +63,8 @@ def test_of_two_runs_taking_over_an_expired_lease_exactly_one_wins(s3, clean_lea
 HOLDER = textwrap.dedent(
     """
     import sys, time
-    from recflow.rootlock import RootLock
-    from recflow.store import artifacts_root
+    from recflow.runtime.rootlock import RootLock
+    from recflow.runtime.store import artifacts_root
     lock = RootLock(artifacts_root())
     assert lock.try_acquire()
     print("held", flush=True)

@@ -14,8 +14,8 @@ import fsspec
 import pytest
 from fsspec.implementations.memory import MemoryFileSystem
 
-from recflow import storage
-from recflow.store import Artifact, artifacts_root, building, describe, stage_dir, verify_stage_dir
+from recflow.runtime import storage
+from recflow.runtime.store import Artifact, artifacts_root, building, describe, stage_dir, verify_stage_dir
 
 
 class RecordingFS(MemoryFileSystem):
@@ -179,7 +179,7 @@ def test_a_local_root_never_touches_object_storage(tmp_path, monkeypatch):
 
 
 def test_gc_refuses_a_root_on_object_storage_and_deletes_nothing(bucket):
-    from recflow.gc import GcError, collect
+    from recflow.experiments.gc import GcError, collect
 
     folder = build_split()
     with pytest.raises(GcError, match=r"recflow gc works on local artifacts roots only; recording://bucket/.* is on object storage"):
@@ -188,7 +188,7 @@ def test_gc_refuses_a_root_on_object_storage_and_deletes_nothing(bucket):
 
 
 def test_a_store_without_s3_conditional_writes_cannot_be_locked(bucket):
-    from recflow.lease import BucketLease
+    from recflow.runtime.lease import BucketLease
 
     with pytest.raises(storage.StorageError, match="use an s3:// root"):
         BucketLease(bucket, {"pid": 1})

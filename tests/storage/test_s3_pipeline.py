@@ -14,8 +14,8 @@ import mlflow
 import pytest
 
 from flows.pipeline import run_pipeline
-from recflow import storage
-from recflow.store import MANIFEST, artifacts_root, verify_stage_dir
+from recflow.runtime import storage
+from recflow.runtime.store import MANIFEST, artifacts_root, verify_stage_dir
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
 

@@ -1,6 +1,6 @@
 """Live servers, a real smoke run against them, and headless Chromium.
 
-One Prefect server and one MLflow server for the whole package (``recflow.servers``, free ports
+One Prefect server and one MLflow server for the whole package (``recflow.runtime.servers``, free ports
 on 127.0.0.1, a temporary artifacts root), the smoke pipeline run once through the real CLI
 against both, and one browser. Screenshots go to ``$RECFLOW_SCREENSHOTS`` or
 ``<repo>/artifacts/screenshots`` (git-ignored).
@@ -71,7 +71,7 @@ def browser():
 @pytest.fixture(scope="session")
 def live_servers(tmp_path_factory):
     """Prefect + MLflow servers on free loopback ports, state under a temporary artifacts root."""
-    from recflow.servers import ProjectServers
+    from recflow.runtime.servers import ProjectServers
 
     root = tmp_path_factory.mktemp("ui") / "artifacts"
     with pytest.MonkeyPatch.context() as mp:

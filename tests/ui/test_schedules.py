@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from recflow.servers import free_port, prefect_server
+from recflow.runtime.servers import free_port, prefect_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 

@@ -1,0 +1,1 @@
+"""The ``recflow`` command and its sub-commands (the top layer: may import flows)."""

@@ -1,0 +1,198 @@
+"""``recflow``: one command line for the pipeline. Heavy imports happen inside commands."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from typer.core import TyperCommand
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="MovieLens ratings to tracked recommenders, as a cached Prefect DAG.")
+
+
+class OptionalDaskAddress(TyperCommand):
+    """``--dask`` with or without a value: alone (last, or before another option) it means ``local``."""
+
+    def parse_args(self, ctx, args: list[str]) -> list[str]:
+        args = list(args)
+        for i, arg in enumerate(args):
+            if arg == "--dask" and (i + 1 == len(args) or args[i + 1].startswith("-")):
+                args.insert(i + 1, "local")
+        return super().parse_args(ctx, args)
+
+
+@app.command(cls=OptionalDaskAddress)
+def run(
+    config: list[Path] = typer.Option(
+        [],
+        "--config",
+        "-c",
+        help="YAML config (default: configs/default.yaml if present); repeat to merge overlays, later files winning (e.g. a `recflow tune` overlay)",
+    ),
+    set_: list[str] = typer.Option([], "--set", help="override a config key: key=value (models.<name>.<param>=value)"),
+    refresh: bool = typer.Option(False, "--refresh", help="rerun every task and rewrite its cache (the weekly rebuild)"),
+    dask: Optional[str] = typer.Option(
+        None,
+        "--dask",
+        metavar="[ADDRESS]",
+        help="run the tasks on Dask: alone, a LocalCluster of worker processes (config runner: n_workers, threads_per_worker); "
+        "with tcp://host:8786, an existing `dask scheduler`",
+    ),
+) -> None:
+    """Run the pipeline: ingest, split, features, train and evaluate every model, log to MLflow."""
+    from recflow.runtime.config import ConfigError, load_config
+
+    if not config and Path("configs/default.yaml").exists():
+        config = [Path("configs/default.yaml")]
+    try:
+        cfg = load_config(config, set_)
+        if dask not in (None, "local") and "://" not in dask:
+            raise ConfigError(f"--dask {dask!r}: expected a scheduler address such as tcp://host:8786, or no value for a LocalCluster")
+    except ConfigError as exc:
+        typer.secho(str(exc), fg="red", err=True)
+        raise typer.Exit(2) from None
+
+    from recflow import progress, quiet
+    from recflow.runtime.store import artifacts_root
+
+    root = artifacts_root()
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # offline: no telemetry calls
+    from recflow.runtime.interrupt import Interrupts
+    from recflow.runtime.rootlock import RootLock
+    from recflow.runtime.runlog import log_path
+    from recflow.runtime.servers import ServerError, run_prefect_api
+
+    paths = [str(p) for p in config]
+    log_file = log_path(root, "+".join(p.stem for p in config) or "default")
+    # Ctrl-C ends the process within seconds even while a model trains in a worker thread (recflow.runtime.interrupt)
+    with Interrupts(f"interrupted: run stopped, it holds no lock on {root} (finished stages stay cached)", cleanups=[_stop_prefects_own_servers]) as interrupts:
+        try:
+            # the root's OS lock before any Prefect server starts (recflow.runtime.rootlock; the flow re-enters it);
+            # TensorFlow's and MLflow's own lines go to the run's log file, not to the terminal (recflow.utils.quiet);
+            # $PREFECT_API_URL, else `recflow ui`'s server for this root, else an embedded one that dies with this run
+            with RootLock(root).held(), quiet.quiet_libraries(log_file), progress.heartbeat(), run_prefect_api(root) as prefect_api:
+                from flows.pipeline import failure_lines, run_pipeline
+
+                prefect_api.ready()
+                result = run_pipeline(paths[0] if len(paths) == 1 else (paths or None), set_, root=root, refresh=refresh, log_file=log_file, dask=dask)
+        except KeyboardInterrupt:
+            interrupts.exit()
+        except ServerError as exc:
+            typer.secho(str(exc), fg="red", err=True)
+            raise typer.Exit(1) from None
+        except Exception as exc:  # one line per failed task and the log file with the tracebacks
+            if interrupts.interrupted:  # Prefect may wrap the interrupt in its own exception
+                interrupts.exit()
+            from flows.pipeline import failure_lines
+
+            for line in failure_lines(exc):
+                typer.secho(line, fg="red", err=True)
+            raise typer.Exit(1) from None
+    print_summary(cfg, result)
+    typer.echo(f"log (tracebacks, TensorFlow, MLflow): {log_file}")
+
+
+def _stop_prefects_own_servers() -> None:
+    """On an interrupt: Prefect's own temporary servers, if this process started any (ours die with it)."""
+    if "tasks.operations" in sys.modules:
+        sys.modules["tasks.operations"].stop_embedded_servers()
+
+
+def print_summary(cfg, result: dict) -> None:
+    """One row per model: RMSE, recall and NDCG at every cutoff (recall at the smallest with ``±`` half
+    its confidence interval: the table fits 80 columns), users averaged; then whom the metrics cover
+    and, below 100 users, a warning."""
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    from recflow.evaluation.evaluate import half_width, item_scope_lines, population_lines
+
+    console = Console()
+    metrics = result["metrics"]
+    ks = sorted(
+        {int(k.removeprefix("recall_at_")) for m in metrics.values() for k in m if k.startswith("recall_at_") and k.removeprefix("recall_at_").isdigit()}
+    )
+    columns = [("rmse", "RMSE")] + [(f"{name}_at_{k}", f"{label}@{k}") for k in ks for name, label in (("recall", "R"), ("ndcg", "N"))]
+    level = getattr(getattr(cfg, "evaluation", None), "ci_level", 0.95)
+    ci_key = f"recall_at_{ks[0]}" if ks else None
+    with_ci = ci_key is not None and any(half_width(m, ci_key) is not None for m in metrics.values())
+    caption = "R@k recall, N@k NDCG" + (f"; ± half the {level:.0%} bootstrap CI over users" if with_ci else "") + "; the rest in MLflow"
+    about = population_lines(metrics) + item_scope_lines(getattr(cfg, "models", []))
+    table = Table(title=f"{cfg.dataset.name} - protocol {result['protocol']}", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True, caption=caption)
+    table.add_column("model", no_wrap=True)
+    for _, label in columns:
+        table.add_column(label, justify="right", no_wrap=True)
+    table.add_column("users", justify="right")
+    for model, values in metrics.items():
+        cells = []
+        for key, _ in columns:
+            value, half = values.get(key), half_width(values, key)
+            shown = "-" if value is None else f"{value:.4f}"
+            if value is not None and half is not None and key == ci_key:
+                shown += f" ±{half:.4f}"
+            cells.append(shown)
+        table.add_row(model, *cells, str(values.get("n_eval_users", "-")))
+    console.print(table)
+    for line in about:
+        console.print(line, style="yellow" if line.startswith("warning") else None, highlight=False)
+    t = result["tracking"]
+    console.print(f"MLflow: run {t['run_id']} in experiment '{t['experiment']}' at {t['tracking_uri']}")
+    if t["tracking_uri"].startswith("sqlite:"):
+        console.print(f"  browse: mlflow ui --backend-store-uri {t['tracking_uri']}")
+    from recflow.experiments.serving.champion import summary_lines
+
+    for line in summary_lines(result.get("serving") or {}):
+        console.print(line, highlight=False)
+    print(f"tasks: {result['tasks']['ran']} ran, {result['tasks']['cached']} cached")
+
+
+@app.command()
+def synth(
+    out: Path = typer.Argument(..., help="folder to write the dataset into"),
+    ratings: int = typer.Option(100_000, help="number of ratings"),
+    users: int = typer.Option(1_000, help="number of users"),
+    items: int = typer.Option(2_000, help="number of items"),
+    rank: int = typer.Option(8, help="rank of the planted preference structure"),
+    format: str = typer.Option("ml-25m", help="ml-25m (CSV), ml-1m (.dat) or ml-100k (u.data)"),
+    seed: int = typer.Option(0),
+) -> None:
+    """Write a synthetic dataset in a real MovieLens format (up to ML-25M scale)."""
+    import time
+
+    from recflow.data import write_synthetic
+
+    started = time.perf_counter()
+    write_synthetic(out, n_users=users, n_items=items, n_ratings=ratings, rank=rank, format=format, seed=seed)
+    typer.echo(f"wrote {ratings:,} ratings ({format} format) to {out} in {time.perf_counter() - started:.1f} s")
+
+
+from recflow.cli.retrieval import recommend, similar  # noqa: E402  (typer only; the commands import the rest)
+
+app.command()(recommend)
+app.command()(similar)
+
+from recflow.cli.ops import compare, serve, ui  # noqa: E402  (typer only; the commands import the rest)
+
+app.command()(compare)
+app.command()(ui)
+app.command()(serve)
+
+from recflow.experiments.gc import gc_command  # noqa: E402  (stdlib and typer only; MLflow loads inside the command)
+
+app.command("gc")(gc_command)
+
+from recflow.cli.tune import tune  # noqa: E402  (typer only; the command imports the rest)
+
+app.command()(tune)
+
+
+def main() -> None:  # pragma: no cover
+    app(prog_name="recflow")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Judging a fitted model: full-ranking evaluation, metric specs, bootstrap CIs, plots."""

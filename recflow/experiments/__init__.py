@@ -1,0 +1,1 @@
+"""Experiment tracking: MLflow runs, tuning studies, comparison, trends, the champion, its bundle and pyfunc, gc."""

@@ -1,0 +1,1 @@
+"""Turning canonical interactions into what models train on: splits, feature tables, sampled negatives."""

@@ -1,0 +1,1 @@
+"""Vector indexes (FAISS, hnswlib), their tuning and builds, title matching and similar-item search."""

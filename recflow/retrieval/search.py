@@ -1,0 +1,356 @@
+"""The query side of serving: ``Retriever`` answers ``recommend`` and ``similar`` from the files
+``recflow.retrieval.build`` writes (a catalogue folder, an index folder per model, maybe a saved model).
+
+NumPy, pyarrow and faiss / hnswlib only, never TensorFlow or MLflow: the CLI and the MLflow
+pyfunc both call ``Retriever.from_sources`` on the same files, so they give the same answers,
+and a query starts fast. How an index folder answers is decided when it is built (its
+``recommend_via``): ``index`` (nearest items to the user's vector in the primary space's
+index), ``dot`` (the exact product of exported factors) or ``model`` (the saved model scores).
+
+``recommend`` ranks the items a user has not rated anywhere in the split (train, valid or test:
+the catalogue's ``seen``); ``similar`` finds the title (``recflow.retrieval.titles``) and its nearest
+items by cosine in one space.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from recflow.retrieval.index import VectorIndex
+from recflow.utils.numeric import top_k
+
+ITEMS_FILE = "items.parquet"
+USERS_FILE = "users.parquet"
+SEEN_INDPTR = "seen_indptr.npy"
+SEEN_ITEMS = "seen_items.npy"
+SPACES_DIR = "spaces"
+SCORER_DIR = "scorer"
+ROWS_FILE = "rows.parquet"
+VECTORS_FILE = "vectors.npy"
+SUMMARY_FILE = "summary.json"
+
+
+class RetrievalError(LookupError):
+    """A query that cannot be answered; the message says why and what to try."""
+
+
+class UnknownUser(RetrievalError):
+    pass
+
+
+class NoVector(RetrievalError):
+    pass
+
+
+class NotServable(RetrievalError):
+    pass
+
+
+class Catalogue:
+    """The catalogue folder of ``build_catalogue``, read for queries."""
+
+    def __init__(self, folder: str | Path) -> None:
+        import pyarrow.parquet as pq
+
+        folder = Path(folder)
+        for name in (ITEMS_FILE, USERS_FILE, SEEN_INDPTR, SEEN_ITEMS):
+            if not (folder / name).is_file():
+                raise FileNotFoundError(f"{folder / name}: catalogue file missing (rerun `recflow run`)")
+        items = pq.read_table(folder / ITEMS_FILE, columns=["item_id", "title", "train_count"])
+        self.item_ids = items["item_id"].to_numpy().astype(np.int64)
+        self.titles = np.asarray(items["title"].to_pylist(), dtype=object)
+        self.train_count = items["train_count"].to_numpy().astype(np.int64)
+        users = pq.read_table(folder / USERS_FILE, columns=["user_id", "train_count"])
+        self.user_ids = users["user_id"].to_numpy().astype(np.int64)
+        self.user_train_count = users["train_count"].to_numpy().astype(np.int64)
+        self.seen_indptr = np.load(folder / SEEN_INDPTR, mmap_mode="r", allow_pickle=False)
+        self.seen_items = np.load(folder / SEEN_ITEMS, mmap_mode="r", allow_pickle=False)
+        if len(self.seen_indptr) != len(self.user_ids) + 1:
+            raise ValueError(f"{folder / SEEN_INDPTR}: {len(self.seen_indptr) - 1} users, {USERS_FILE} has {len(self.user_ids)}")
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_ids)
+
+    @property
+    def n_users(self) -> int:
+        return len(self.user_ids)
+
+    def user_index(self, user_id: int) -> int:
+        """Dense index of a raw user id; -1 when unknown."""
+        pos = int(np.searchsorted(self.user_ids, user_id))
+        return pos if pos < self.n_users and self.user_ids[pos] == user_id else -1
+
+    def seen(self, user: int) -> np.ndarray:
+        return np.asarray(self.seen_items[self.seen_indptr[user] : self.seen_indptr[user + 1]], dtype=np.int64)
+
+    @cached_property
+    def popular(self) -> np.ndarray:
+        """Item indices by training count, most first (ties: lower index)."""
+        return np.lexsort((np.arange(self.n_items), -self.train_count))
+
+    @cached_property
+    def title_index(self):
+        from recflow.retrieval.titles import TitleIndex
+
+        return TitleIndex(self.titles, self.train_count)
+
+
+@dataclass
+class Answer:
+    """A ranked list of items and what produced it."""
+
+    query: str
+    item_idx: np.ndarray
+    item_ids: np.ndarray
+    titles: list[str]
+    scores: np.ndarray
+    model: str
+    via: str
+    note: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def rows(self) -> list[dict[str, Any]]:
+        return [
+            {"rank": r + 1, "item_id": int(i), "title": t, "score": float(s)}
+            for r, (i, t, s) in enumerate(zip(self.item_ids.tolist(), self.titles, self.scores.tolist()))
+        ]
+
+
+class ItemSpace:
+    """One indexed space of an index folder: the chosen index, its rows and unit vectors."""
+
+    def __init__(self, folder: Path, name: str, info: dict[str, Any], n_items: int) -> None:
+        import pyarrow.parquet as pq
+
+        self.name = name
+        self.info = info
+        self.kind = info["kind"]
+        base = Path(folder) / SPACES_DIR / name
+        self.index = VectorIndex.load(base, info["index"])
+        self.item_idx = pq.read_table(base / ROWS_FILE, columns=["index"])["index"].to_numpy().astype(np.int64)
+        self.vectors = np.load(base / VECTORS_FILE, mmap_mode="r", allow_pickle=False)
+        self.row_of = np.full(n_items, -1, dtype=np.int64)
+        self.row_of[self.item_idx] = np.arange(len(self.item_idx))
+
+    def nearest(self, vector: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(item indices, cosines) of the ``k`` nearest rows to a (unit) vector."""
+        rows, scores = self.index.search(np.asarray(vector, dtype=np.float32)[None, :], k)
+        ok = rows[0] >= 0
+        return self.item_idx[rows[0][ok]], scores[0][ok]
+
+
+class IndexFolder:
+    """An ``index`` stage folder: its summary, spaces (loaded on demand) and exported scorer."""
+
+    def __init__(self, folder: str | Path, n_items: int) -> None:
+        self.folder = Path(folder)
+        path = self.folder / SUMMARY_FILE
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: index summary missing (rerun `recflow run`)")
+        self.summary = json.loads(path.read_text())
+        self.n_items = n_items
+        self._spaces: dict[str, ItemSpace] = {}
+
+    @property
+    def model(self) -> str:
+        return self.summary["model"]
+
+    def item_spaces(self) -> list[str]:
+        return [name for name, s in self.summary["spaces"].items() if s["entity"] == "item"]
+
+    def primary(self) -> str | None:
+        p = self.summary.get("primary")
+        return p if p in self.item_spaces() else None
+
+    def space(self, name: str) -> ItemSpace:
+        if name not in self._spaces:
+            self._spaces[name] = ItemSpace(self.folder, name, self.summary["spaces"][name], self.n_items)
+        return self._spaces[name]
+
+
+class Retriever:
+    """Answers ``recommend`` and ``similar`` from a catalogue, an index folder and (maybe) a model folder.
+
+    ``sources``: ``catalogue`` (folder), ``index`` (index folder of the recommending model, if it
+    has one), ``model`` (its saved model, needed when ``recommend_via`` is ``model``),
+    ``similar_index`` (index folder for ``similar``, default ``index``). ``info``: at least
+    ``recommend_model``; ``similar_model`` names the model behind ``similar_index``.
+    """
+
+    def __init__(self, sources: Mapping[str, str | Path | None], info: Mapping[str, Any]) -> None:
+        self.sources = {k: Path(v) for k, v in sources.items() if v is not None}
+        self.info = dict(info)
+        self.catalogue = Catalogue(self.sources["catalogue"])
+        self.recommend_model = str(info["recommend_model"])
+        self.similar_model = info.get("similar_model")
+
+    @classmethod
+    def from_sources(cls, sources: Mapping[str, str | Path | None], info: Mapping[str, Any] | None = None) -> Retriever:
+        """``info`` defaults to the JSON file at ``sources["bundle"]`` (how the pyfunc passes it)."""
+        if info is None:
+            info = json.loads(Path(sources["bundle"]).read_text())
+        return cls(sources, info)
+
+    # -- loading on demand (each command touches only what it needs) ---------------------
+    @cached_property
+    def _index(self) -> IndexFolder | None:
+        path = self.sources.get("index")
+        return IndexFolder(path, self.catalogue.n_items) if path else None
+
+    @cached_property
+    def _similar_index(self) -> IndexFolder | None:
+        path = self.sources.get("similar_index")
+        return IndexFolder(path, self.catalogue.n_items) if path else self._index
+
+    @cached_property
+    def recommend_via(self) -> str:
+        return self._index.summary.get("recommend_via", "model") if self._index is not None else "model"
+
+    @cached_property
+    def _user_factors(self) -> np.ndarray:
+        U = np.load(self._index.folder / SCORER_DIR / "user_factors.npy", mmap_mode="r", allow_pickle=False)
+        if U.shape[0] != self.catalogue.n_users:
+            raise ValueError(f"{self._index.folder / SCORER_DIR}: {U.shape[0]} user rows, the catalogue has {self.catalogue.n_users} users")
+        return U
+
+    @cached_property
+    def _model(self) -> Any:
+        path = self.sources.get("model")
+        if path is None:
+            raise NotServable(f"{self.recommend_model}: no saved model in this bundle to score with")
+        from recflow.models import load_model
+
+        return load_model(path)
+
+    # -- recommend -------------------------------------------------------------------------
+    def recommend(self, user_id: int, k: int = 10, fallback: str | None = None) -> Answer:
+        """Top-``k`` items the user has not rated, best first; cold or unknown users get
+        ``UnknownUser`` unless ``fallback == "popular"``."""
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        if fallback not in (None, "", "none", "popular"):
+            raise ValueError(f"fallback must be 'popular' or none, got {fallback!r}")
+        cat = self.catalogue
+        user = cat.user_index(int(user_id))
+        cold = user < 0 or cat.user_train_count[user] == 0
+        if cold:
+            if fallback == "popular":
+                return self._popular(user_id, user, k)
+            if user < 0:
+                raise UnknownUser(
+                    f"user {user_id} is unknown: not among the {cat.n_users} users of this catalogue "
+                    f"(ids {cat.user_ids.min()}..{cat.user_ids.max()}); "
+                    "--fallback popular answers with the most popular movies"
+                )
+            raise UnknownUser(f"user {user_id} has no training ratings (a cold user); --fallback popular answers with the most popular movies")
+        seen = cat.seen(user)
+        via = self.recommend_via
+        if via == "index":
+            items, scores = self._recommend_by_index(user, seen, k)
+            label = f"{self._index.space(self._index.primary()).kind} index"
+        else:
+            if via == "dot":
+                scores_all = self._dot_scores(user)
+                label = "exact dot product"
+            else:
+                scores_all = np.asarray(self._model.score(np.array([user])), dtype=np.float32)[0]
+                label = "model scores"
+            scores_all[seen] = -np.inf
+            items = top_k(scores_all, k)
+            scores = scores_all[items]
+        return self._answer(f"user {user_id}", items, scores, self.recommend_model, label)
+
+    def _dot_scores(self, user: int) -> np.ndarray:
+        folder = self._index.folder / SCORER_DIR
+        V = np.load(folder / "item_factors.npy", mmap_mode="r", allow_pickle=False)
+        valid = np.load(folder / "item_valid.npy", allow_pickle=False)
+        scores = np.asarray(V @ np.asarray(self._user_factors[user]), dtype=np.float32)
+        scores[~valid] = -np.inf
+        return scores
+
+    def _recommend_by_index(self, user: int, seen: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Nearest items to the user's vector, over-fetched by the number of seen items, then filtered."""
+        space = self._index.space(self._index.primary())
+        u = np.asarray(self._user_factors[user], dtype=np.float32)
+        norm = float(np.linalg.norm(u))
+        available = len(space.item_idx) - np.isin(space.item_idx, seen).sum() if len(seen) else len(space.item_idx)
+        want = min(k, int(available))
+        if norm > 0:
+            items, cos = space.nearest(u / norm, min(k + len(seen), len(space.item_idx)))
+            keep = ~np.isin(items, seen)
+            items, cos = items[keep][:k], cos[keep][:k]
+            if len(items) >= want:
+                return items, (cos * norm).astype(np.float32)
+        # the approximate search came back short (or a zero user vector): rank exactly
+        scores = np.full(self.catalogue.n_items, -np.inf, dtype=np.float32)
+        scores[space.item_idx] = np.asarray(space.vectors @ u, dtype=np.float32)
+        scores[seen] = -np.inf
+        items = top_k(scores, k)
+        return items, scores[items]
+
+    def _popular(self, user_id: int, user: int, k: int) -> Answer:
+        cat = self.catalogue
+        order = cat.popular
+        if user >= 0:
+            order = order[~np.isin(order, cat.seen(user))]
+        items = order[:k]
+        note = "unknown user" if user < 0 else "cold user"
+        return self._answer(
+            f"user {user_id}",
+            items,
+            cat.train_count[items].astype(np.float32),
+            "popular",
+            "popularity fallback",
+            note=f"{note}: the most popular movies (score = training ratings)",
+        )
+
+    # -- similar ---------------------------------------------------------------------------
+    def similar_modes(self) -> list[str]:
+        index = self._similar_index
+        return index.item_spaces() if index is not None else []
+
+    def similar(self, title: str, k: int = 10, mode: str | None = None) -> Answer:
+        """The ``k`` items nearest by cosine to the item ``title`` names (``recflow.retrieval.titles`` rules)."""
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        index = self._similar_index
+        if index is None or not index.item_spaces():
+            raise NotServable(
+                f"{self.recommend_model} has no item embeddings to find similar movies with; "
+                "pick a model with an index (--model item2vec, mf, two_tower, dssm, hybrid ...)"
+            )
+        spaces = index.item_spaces()
+        if mode is None:
+            mode = index.primary() or spaces[0]
+        elif mode not in spaces:
+            if spaces == ["items"]:
+                raise ValueError(f"--mode applies to models with several spaces (hybrid); {index.model} has one")
+            raise ValueError(f"mode must be one of {spaces}, got {mode!r}")
+        cat = self.catalogue
+        query = cat.title_index.find(title)
+        space = index.space(mode)
+        row = space.row_of[query]
+        if row < 0:
+            raise NoVector(
+                f"{cat.titles[query]!r} has no vector in {index.model}'s {mode!r} space ({cat.train_count[query]} training ratings); try another model or mode"
+            )
+        items, scores = space.nearest(np.asarray(space.vectors[row]), min(k + 1, len(space.item_idx)))
+        keep = items != query
+        items, scores = items[keep][:k], scores[keep][:k]
+        label = f"{space.kind} index, {mode}" if mode != "items" else f"{space.kind} index"
+        return self._answer(str(cat.titles[query]), items, scores, index.model, label, extra={"query_item_id": int(cat.item_ids[query]), "mode": mode})
+
+    def _answer(self, query: str, items: np.ndarray, scores: np.ndarray, model: str, via: str, note: str = "", extra: dict[str, Any] | None = None) -> Answer:
+        items = np.asarray(items, dtype=np.int64)
+        cat = self.catalogue
+        return Answer(
+            query, items, cat.item_ids[items], [str(t) for t in cat.titles[items]], np.asarray(scores, dtype=np.float32), model, via, note, extra or {}
+        )

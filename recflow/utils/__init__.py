@@ -1,0 +1,1 @@
+"""Small helpers the library shares: numeric checks, progress reporting, quieting noisy imports."""
