@@ -55,7 +55,7 @@ def run(
         typer.secho(str(exc), fg="red", err=True)
         raise typer.Exit(2) from None
 
-    from recflow import progress, quiet
+    from recflow.utils import progress, quiet
     from recflow.runtime.store import artifacts_root
 
     root = artifacts_root()
