@@ -65,8 +65,8 @@ def ml1m_embeddings(folder: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def tune(vectors: np.ndarray, queries: np.ndarray):
+    from recflow.experiments.config import IndexConfig
     from recflow.retrieval.index import TuningGrid, tune_space
-    from recflow.runtime.config import IndexConfig
 
     grid = TuningGrid.from_config(IndexConfig(build_threads=2, latency_queries=500, exact_below=0))
     started = time.perf_counter()

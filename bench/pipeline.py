@@ -30,9 +30,9 @@ def run_case(source: str, split_protocol: str) -> dict:
     import pandas as pd
 
     from recflow.data import ingest_dataset
+    from recflow.experiments.config import FeaturesConfig, SplitConfig
     from recflow.prep.features import write_feature_tables
     from recflow.prep.split import split_ratings
-    from recflow.runtime.config import FeaturesConfig, SplitConfig
 
     times = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -62,11 +62,11 @@ def run_case(source: str, split_protocol: str) -> dict:
 
 def time_sampling(split_frame) -> dict[str, float]:
     """The sampling stage's outputs, made as the pipeline makes them for two_tower (bpr), item2vec, deepwalk."""
+    from recflow.experiments.config import SamplingConfig
     from recflow.models.deepwalk import DeepWalkRecommender
     from recflow.models.item2vec import Item2VecRecommender
     from recflow.prep.interactions import index_split
     from recflow.prep.sampling import make_samples
-    from recflow.runtime.config import SamplingConfig
 
     train = index_split(split_frame)["train"]
     _, _, seconds = make_samples(

@@ -140,7 +140,7 @@ def _selection(configs: list[str], overrides: list[str], models: list[str] | Non
     a bare ``models=[{name: x}]`` override would replace the list and drop them)."""
     if not models:
         return []
-    from recflow.runtime.config import load_config
+    from recflow.experiments.config import load_config
 
     cfg = load_config(configs, overrides)
     entries = []
@@ -215,7 +215,7 @@ def main() -> None:
     os.environ["RECFLOW_HOME"] = str(root)
 
     if not args.report:
-        from recflow.runtime.config import load_config
+        from recflow.experiments.config import load_config
 
         models = args.models or [m.name for m in load_config(str(preset_path(args.preset)), args.overrides).models]
         overlays = list(args.overlay)

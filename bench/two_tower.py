@@ -32,11 +32,11 @@ def prepared_ml1m(data_dir: Path, tmp: Path):
     import pandas as pd
 
     from recflow.data import ingest_dataset
+    from recflow.experiments.config import FeaturesConfig, load_config
     from recflow.models.context import FitContext
     from recflow.prep.features import write_feature_tables
     from recflow.prep.interactions import index_split
     from recflow.prep.split import split_ratings
-    from recflow.runtime.config import FeaturesConfig, load_config
 
     cfg = load_config(REPO / "configs" / "ml-1m-recbole.yaml")
     ingest_dataset(data_dir / "ml-1m", tmp, max_reject_fraction=0.001)

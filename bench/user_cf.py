@@ -37,10 +37,10 @@ def main() -> None:
 
     from recflow.data import ingest_dataset, write_synthetic
     from recflow.evaluation.evaluate import evaluate_ranking, evaluate_ratings
+    from recflow.experiments.config import SplitConfig
     from recflow.models.user_cf import UserCFRecommender
     from recflow.prep.interactions import index_split
     from recflow.prep.split import split_ratings
-    from recflow.runtime.config import SplitConfig
 
     rows: list[tuple[str, float]] = []
     users, items = (162_541, 59_047) if args.scale >= 20_000_000 else (max(args.scale // 150, 100), max(args.scale // 400, 50))

@@ -25,8 +25,8 @@ from prefect import flow, get_run_logger, tags
 from prefect.futures import PrefectFuture, wait
 from prefect.runtime import flow_run
 
+from recflow.experiments.config import RunConfig, load_config
 from recflow.experiments.tracking import pipeline_run, pipeline_run_name
-from recflow.runtime.config import RunConfig, load_config
 from recflow.runtime.outcomes import ModelOutcome, PipelineFailed, StageFailure
 from recflow.runtime.runlog import log_path, run_log
 from recflow.runtime.store import artifacts_root

@@ -22,7 +22,7 @@ import optuna
 from prefect import flow, get_run_logger, tags
 
 from recflow.experiments import tuning
-from recflow.runtime.config import load_config
+from recflow.experiments.config import load_config
 from recflow.runtime.store import artifacts_root
 from recflow.utils.progress import track
 from tasks.caching import prepare_results_storage, results_storage

@@ -196,7 +196,7 @@ def prepare_results_storage(results: Path | str) -> Path | str:
     if isinstance(results, Path):
         results.mkdir(parents=True, exist_ok=True)
     elif (remote := storage.configured_remote()) and results == f"remote-file-system/{results_block_name(remote)}":
-        storage.prefect_result_storage(remote).save(results_block_name(remote), overwrite=True)  # no credentials in it
+        prefect_result_storage(remote).save(results_block_name(remote), overwrite=True)  # no credentials in it
     return results
 
 
@@ -223,3 +223,10 @@ def produce(stage_name: str, build: Callable[[Path], dict[str, Any]]) -> Artifac
             write_json_atomic(scratch / INPUTS_FILE, input_folders(TaskRunContext.get().parameters))
     summary = json.loads((folder / "summary.json").read_text())
     return describe(stage_name, key, **summary)
+
+
+def prefect_result_storage(remote: storage.RemoteRoot) -> Any:
+    """Prefect's result and cache records under ``<URL>/.prefect/results``, through fsspec (credentials from the environment)."""
+    from prefect.filesystems import RemoteFileSystem
+
+    return RemoteFileSystem(basepath=remote.url_of(".prefect/results"))

@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import recflow.evaluation.evaluate as evaluate_lib
+from recflow.experiments.config import EvaluationConfig
 from recflow.models import MODELS
-from recflow.runtime.config import EvaluationConfig
 from recflow.runtime.store import Artifact
 from tasks.caching import chosen_model, produce, stage, trained_models
 from tasks.loading import load_parts

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 import recflow.prep.features as features_lib
-from recflow.runtime.config import FeaturesConfig
+from recflow.experiments.config import FeaturesConfig
 from recflow.runtime.store import Artifact
 from tasks.caching import produce, stage
 

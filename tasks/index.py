@@ -9,9 +9,9 @@ import pyarrow.parquet as pq
 
 import recflow.prep.genres as genres_lib
 import recflow.retrieval.build as retrieval_lib
+from recflow.experiments.config import IndexConfig
 from recflow.models import MODELS, load_model
 from recflow.retrieval.index import TuningGrid
-from recflow.runtime.config import IndexConfig
 from recflow.runtime.store import Artifact
 from recflow.utils.numeric import distinct
 from tasks.caching import chosen_model, produce, stage, trained_models

@@ -10,7 +10,7 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict
 
 from recflow.data import ChecksumMismatchError, DownloadError, TooManyRejectsError, ingest_dataset, locate_dataset, raw_files, write_synthetic
-from recflow.runtime.config import DatasetConfig
+from recflow.experiments.config import DatasetConfig
 from recflow.runtime.store import Artifact, artifacts_root, building, fingerprint_files, hash_parts, stage_dir, verify_stage_dir
 from tasks.caching import current_key, produce, stage
 

@@ -17,10 +17,10 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from recflow.experiments.config import RunConfig
 from recflow.experiments.serving.champion import register_champion
 from recflow.experiments.serving.publish import publish_run
 from recflow.experiments.tracking import delete_model_runs, log_pipeline_run
-from recflow.runtime.config import RunConfig
 from recflow.runtime.outcomes import ModelOutcome
 from recflow.runtime.store import Artifact, artifacts_root
 from tasks.reporting import publish_run_report

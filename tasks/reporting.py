@@ -27,8 +27,8 @@ from prefect.context import TaskRunContext
 
 import recflow.utils.progress
 from recflow.evaluation.evaluate import POPULATION, half_width, is_metric_key, item_scope_lines, population_lines
+from recflow.experiments.config import RunConfig
 from recflow.experiments.tracking import metric_sort_key
-from recflow.runtime.config import RunConfig
 from recflow.runtime.outcomes import ModelOutcome
 from recflow.runtime.store import artifacts_root
 

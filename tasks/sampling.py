@@ -13,8 +13,8 @@ from pydantic import BaseModel, ConfigDict
 
 import recflow.prep.sample_files as sample_files_lib
 import recflow.prep.sampling as sampling_lib
+from recflow.experiments.config import ModelParams, RunConfig, SamplingConfig
 from recflow.models import build_model
-from recflow.runtime.config import ModelParams, RunConfig, SamplingConfig
 from recflow.runtime.store import Artifact
 from tasks.caching import produce, stage
 from tasks.loading import load_parts

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 import recflow.prep.split as split_lib
-from recflow.runtime.config import SplitConfig
+from recflow.experiments.config import SplitConfig
 from recflow.runtime.store import Artifact
 from tasks.caching import produce, stage
 

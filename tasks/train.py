@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from recflow.evaluation.plots import loss_curve
+from recflow.experiments.config import ModelParams
 from recflow.experiments.tracking import KERAS_FLAVOR_DIR, save_keras_flavor
 from recflow.models import build_model, load_model
-from recflow.runtime.config import ModelParams
 from recflow.runtime.store import Artifact
 from tasks.caching import chosen_model, produce, stage
 from tasks.loading import fit_context, load_parts

@@ -9,8 +9,8 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 import recflow.experiments.tuning as tuning_lib
+from recflow.experiments.config import ModelParams
 from recflow.models import build_model
-from recflow.runtime.config import ModelParams
 from recflow.runtime.store import Artifact
 from tasks.caching import produce, stage
 from tasks.loading import fit_context

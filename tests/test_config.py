@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from recflow.runtime.config import ConfigError, RunConfig, load_config
+from recflow.experiments.config import ConfigError, RunConfig, load_config
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 

@@ -10,8 +10,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from recflow.experiments.config import FeaturesConfig
 from recflow.prep.features import genre_key, item_features, user_features, write_feature_tables
-from recflow.runtime.config import FeaturesConfig
 
 GENRES = ["action", "animation", "childrens", "comedy", "crime", "drama", "sci_fi"]
 GLOBAL_MEAN = 19 / 6  # (5 + 3 + 4 + 2 + 4 + 1) / 6

@@ -86,3 +86,46 @@ def test_find_cycle_reports_a_cycle_through_a_lazy_edge():
 def test_recflow_tasks_and_flows_import_without_a_cycle():
     cycle = find_cycle(import_graph())
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+# ----------------------------------------------------------------------------- the layering rule
+LIBRARY = ("recflow.data", "recflow.prep", "recflow.models", "recflow.evaluation", "recflow.retrieval", "recflow.utils")
+ABOVE_THE_LIBRARY = ("recflow.runtime", "recflow.experiments", "recflow.cli", "recflow.api", "tasks", "flows", "prefect", "prefect_dask", "mlflow", "typer")
+FORBIDDEN = {
+    LIBRARY: ABOVE_THE_LIBRARY,
+    ("recflow.runtime",): ("recflow.experiments", "recflow.cli", "recflow.api", "tasks", "flows", "prefect", "prefect_dask"),
+    ("recflow.experiments",): ("recflow.cli", "recflow.api", "tasks", "flows"),
+    ("tasks",): ("flows", "recflow.cli", "recflow.api"),
+    ("flows",): ("recflow.cli", "recflow.api"),
+}
+
+
+def _within(name: str, packages: tuple[str, ...]) -> bool:
+    return any(name == p or name.startswith(p + ".") for p in packages)
+
+
+def layering_violations(imports: dict[str, set[str]]) -> list[str]:
+    """``module -> name`` for every import a module's layer may not make (``imports``: module -> every name it imports)."""
+    out = []
+    for module, names in sorted(imports.items()):
+        for layer, forbidden in FORBIDDEN.items():
+            if _within(module, layer):
+                out.extend(f"{module} -> {name}" for name in sorted(names) if _within(name, forbidden))
+    return out
+
+
+def all_imports() -> dict[str, set[str]]:
+    return {module: set(imported_names(module, path.read_text(), path.name == "__init__.py")) for module, path in _modules().items()}
+
+
+def test_the_layering_rule_catches_a_lazy_upward_import():
+    assert layering_violations({"recflow.prep.split": {"numpy", "recflow.runtime.store"}}) == ["recflow.prep.split -> recflow.runtime.store"]
+    assert layering_violations({"recflow.models.ease": {"mlflow.pyfunc"}}) == ["recflow.models.ease -> mlflow.pyfunc"]
+    assert layering_violations({"recflow.runtime.storage": {"prefect.filesystems"}}) == ["recflow.runtime.storage -> prefect.filesystems"]
+    assert layering_violations({"recflow.experiments.gc": {"recflow.cli.ops"}}) == ["recflow.experiments.gc -> recflow.cli.ops"]
+    assert layering_violations({"recflow.cli.main": {"flows.pipeline", "mlflow"}}) == []
+
+
+def test_each_layer_imports_only_the_layers_below_it():
+    violations = layering_violations(all_imports())
+    assert not violations, "imports that break the layering (docs/architecture.md):\n" + "\n".join(violations)

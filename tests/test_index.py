@@ -173,7 +173,7 @@ def test_recall_qps_plot_writes_a_png(tmp_path):
 
 
 def test_the_index_section_of_the_config_is_strict_and_feeds_the_tuning_grid():
-    from recflow.runtime.config import ConfigError, load_config
+    from recflow.experiments.config import ConfigError, load_config
 
     cfg = load_config(None, ["index.kinds=[flat, hnswlib]", "index.target_recall=0.95"])
     grid = TuningGrid.from_config(cfg.index)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from recflow.experiments.config import MODEL_PARAMS
 from recflow.models import MODELS
-from recflow.runtime.config import MODEL_PARAMS
 from recflow.runtime.lineage import Lineage, ModuleSource, closure, imported_names
 from recflow.runtime.store import Artifact
 from tasks import caching

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import tasks.reporting
-from recflow.runtime.config import RunConfig
+from recflow.experiments.config import RunConfig
 from recflow.runtime.outcomes import ModelOutcome, StageFailure
 from recflow.runtime.store import Artifact
 from tasks.reporting import EpochProgress, artifact_key, metric_rows, mlflow_compare_url, summary_markdown

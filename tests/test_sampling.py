@@ -321,7 +321,7 @@ def test_load_matching_checks_fingerprint_and_params(tmp_path):
 
 
 def test_make_samples_makes_only_what_is_asked_with_the_params_it_used():
-    from recflow.runtime.config import SamplingConfig
+    from recflow.experiments.config import SamplingConfig
 
     train = random_train()
     negatives = SamplingConfig(n_random=2, n_popular=1, n_disliked=1, seed=3)

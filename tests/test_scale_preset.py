@@ -8,7 +8,7 @@ import pytest
 
 from bench.scale import growth_exponent, shape
 from recflow.evaluation.evaluate import item_scope_lines
-from recflow.runtime.config import load_config
+from recflow.experiments.config import load_config
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from recflow.experiments.config import SplitConfig
 from recflow.prep.split import (
     PARTS,
     NothingToEvaluate,
@@ -17,7 +18,6 @@ from recflow.prep.split import (
     split_ratings,
     user_random_counts,
 )
-from recflow.runtime.config import SplitConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATASETS = REPO_ROOT.parent / "shared" / "datasets"

@@ -37,7 +37,7 @@ def test_history_is_logged_per_epoch_and_unmeasured_values_are_left_out(tmp_path
 
 
 def _cfg(tmp_path):
-    from recflow.runtime.config import RunConfig
+    from recflow.experiments.config import RunConfig
 
     return RunConfig(tracking={"tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}", "experiment": "recflow/test"})
 

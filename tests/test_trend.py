@@ -91,7 +91,7 @@ def test_a_flow_run_publishes_the_trend_table_artifact(three_nights, prefect_har
     from prefect import flow
     from prefect.artifacts import Artifact
 
-    from recflow.runtime.config import RunConfig
+    from recflow.experiments.config import RunConfig
     from tasks.reporting import publish_trend
 
     cfg = RunConfig.model_validate({"dataset": {"name": "tiny"}})
@@ -109,7 +109,7 @@ def test_a_flow_run_publishes_the_trend_table_artifact(three_nights, prefect_har
 
 
 def test_a_trend_that_cannot_be_read_warns_and_never_fails_the_run(tmp_path, caplog):
-    from recflow.runtime.config import RunConfig
+    from recflow.experiments.config import RunConfig
     from tasks.reporting import publish_trend
 
     cfg = RunConfig.model_validate({"dataset": {"name": "tiny"}})

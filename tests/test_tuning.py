@@ -12,10 +12,10 @@ import yaml
 from typer.testing import CliRunner
 
 from recflow.experiments import tuning
+from recflow.experiments.config import ConfigError, load_config
 from recflow.models import MODELS, build_model
 from recflow.models.params import MODEL_PARAMS
 from recflow.models.search_space import Choice, FloatRange, IntRange
-from recflow.runtime.config import ConfigError, load_config
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = REPO / "configs" / "smoke.yaml"

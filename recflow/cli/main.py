@@ -43,7 +43,7 @@ def run(
     ),
 ) -> None:
     """Run the pipeline: ingest, split, features, train and evaluate every model, log to MLflow."""
-    from recflow.runtime.config import ConfigError, load_config
+    from recflow.experiments.config import ConfigError, load_config
 
     if not config and Path("configs/default.yaml").exists():
         config = [Path("configs/default.yaml")]
@@ -55,8 +55,8 @@ def run(
         typer.secho(str(exc), fg="red", err=True)
         raise typer.Exit(2) from None
 
-    from recflow.utils import progress, quiet
     from recflow.runtime.store import artifacts_root
+    from recflow.utils import progress, quiet
 
     root = artifacts_root()
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # offline: no telemetry calls
@@ -175,14 +175,11 @@ from recflow.cli.retrieval import recommend, similar  # noqa: E402  (typer only;
 app.command()(recommend)
 app.command()(similar)
 
-from recflow.cli.ops import compare, serve, ui  # noqa: E402  (typer only; the commands import the rest)
+from recflow.cli.ops import compare, gc_command, serve, ui  # noqa: E402  (typer only; the commands import the rest)
 
 app.command()(compare)
 app.command()(ui)
 app.command()(serve)
-
-from recflow.experiments.gc import gc_command  # noqa: E402  (stdlib and typer only; MLflow loads inside the command)
-
 app.command("gc")(gc_command)
 
 from recflow.cli.tune import tune  # noqa: E402  (typer only; the command imports the rest)

@@ -217,3 +217,20 @@ def serve(
     except DeploymentSpecError as exc:
         typer.secho(str(exc), fg="red", err=True)
         raise typer.Exit(2) from None
+
+
+def gc_command(
+    keep_runs: int = typer.Option(10, "--keep-runs", "-n", help="keep the newest N pipeline runs of each experiment (and the champions')"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="print what would be freed; delete nothing"),
+) -> None:
+    """Delete stage folders, scratch and MLflow run artifacts that no kept run or champion needs."""
+    from recflow.experiments.gc import GcError, RootBusy, collect
+    from recflow.runtime.store import artifacts_root
+
+    root = artifacts_root()
+    try:
+        gc_plan = collect(root, keep_runs, dry_run)
+    except (RootBusy, GcError, ValueError) as exc:
+        typer.secho(str(exc), fg="red", err=True)
+        raise typer.Exit(1) from None
+    typer.echo("\n".join(gc_plan.lines(dry_run)))

@@ -24,7 +24,7 @@ def tune(
 
     The test split is never read. Rerun the same command to resume a crashed or finished study.
     """
-    from recflow.runtime.config import ConfigError, load_config
+    from recflow.experiments.config import ConfigError, load_config
 
     if not config and Path("configs/default.yaml").exists():
         config = [Path("configs/default.yaml")]

@@ -38,8 +38,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-import typer
-
 from recflow.runtime.lineage import INPUTS_FILE
 
 STAGES = ("ingest", "split", "features", "sampling", "train", "evaluate", "index", "catalogue")
@@ -385,19 +383,3 @@ def collect(root: Path, keep_runs: int = 10, dry_run: bool = False) -> GcPlan:
         if not dry_run:
             apply(gc_plan)
     return gc_plan
-
-
-def gc_command(
-    keep_runs: int = typer.Option(10, "--keep-runs", "-n", help="keep the newest N pipeline runs of each experiment (and the champions')"),
-    dry_run: bool = typer.Option(False, "--dry-run", help="print what would be freed; delete nothing"),
-) -> None:
-    """Delete stage folders, scratch and MLflow run artifacts that no kept run or champion needs."""
-    from recflow.runtime.store import artifacts_root
-
-    root = artifacts_root()
-    try:
-        gc_plan = collect(root, keep_runs, dry_run)
-    except (RootBusy, GcError, ValueError) as exc:
-        typer.secho(str(exc), fg="red", err=True)
-        raise typer.Exit(1) from None
-    typer.echo("\n".join(gc_plan.lines(dry_run)))

@@ -20,8 +20,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from recflow.experiments.config import RunConfig
 from recflow.runtime import storage
-from recflow.runtime.config import RunConfig
 from recflow.runtime.outcomes import ModelOutcome
 from recflow.runtime.store import Artifact, artifacts_root
 

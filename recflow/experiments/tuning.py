@@ -29,11 +29,11 @@ import yaml
 from pydantic import BaseModel
 
 from recflow.evaluation.evaluate import evaluate_ranking, evaluate_ratings
+from recflow.experiments.config import RunConfig
 from recflow.models import MODELS, Recommender
 from recflow.models.params import MODEL_PARAMS
 from recflow.models.search_space import Choice, Dimension, FloatRange, IntRange
 from recflow.prep.interactions import Interactions, index_split
-from recflow.runtime.config import RunConfig
 from recflow.runtime.store import hash_parts
 
 #: metrics where lower is better; every other metric is maximised

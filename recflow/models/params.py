@@ -2,7 +2,7 @@
 
 The model class stays the single source of hyperparameters and defaults; the params model only
 validates them (unknown keys, wrong types) and adds the ``name`` discriminator. It lives beside
-the registry, so ``recflow.runtime.config`` reads the models' params without the models reading the
+the registry, so ``recflow.experiments.config`` reads the models' params without the models reading the
 config back.
 """
 

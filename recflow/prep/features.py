@@ -55,8 +55,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import scipy.sparse as sp
 
+from recflow.prep.config import FeaturesConfig
 from recflow.prep.genres import NO_GENRES_MARKER, ItemGenres, genre_key  # noqa: F401 - the feature tables' genre keys
-from recflow.runtime.config import FeaturesConfig
 
 UNRATED = "unrated"
 USER_TABLE = "user_features"

@@ -31,7 +31,7 @@ import scipy.sparse as sp
 from recflow.prep.interactions import Interactions
 
 if TYPE_CHECKING:
-    from recflow.runtime.config import SamplingConfig
+    from recflow.prep.config import SamplingConfig
 
 __all__ = [
     "NEGATIVE_KINDS",

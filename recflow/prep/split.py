@@ -56,7 +56,7 @@ import numpy as np
 import pandas as pd
 
 from recflow.evaluation.evaluate import NothingToEvaluate
-from recflow.runtime.config import SplitConfig
+from recflow.prep.config import SplitConfig
 
 PARTS = ("train", "valid", "test")
 TRAIN, VALID, TEST = 0, 1, 2

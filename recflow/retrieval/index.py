@@ -295,7 +295,7 @@ def measure_latency(index: VectorIndex, queries: np.ndarray, k: int) -> dict[str
 
 @dataclass
 class TuningGrid:
-    """What ``tune_space`` tries; ``recflow.runtime.config.IndexConfig`` carries the same fields."""
+    """What ``tune_space`` tries; ``recflow.retrieval.config.IndexConfig`` carries the same fields."""
 
     kinds: tuple[str, ...] = KINDS
     target_recall: float = 0.99

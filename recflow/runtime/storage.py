@@ -221,14 +221,7 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-# ----------------------------------------------------------------------------- Prefect and MLflow
-
-
-def prefect_result_storage(remote: RemoteRoot) -> Any:
-    """Prefect's result and cache records under ``<URL>/.prefect/results``, through fsspec (credentials from the environment)."""
-    from prefect.filesystems import RemoteFileSystem
-
-    return RemoteFileSystem(basepath=remote.url_of(".prefect/results"))
+# ----------------------------------------------------------------------------- MLflow
 
 
 def mlflow_artifact_location(remote: RemoteRoot) -> str:

@@ -6,7 +6,8 @@ import pytest
 from typer.testing import CliRunner
 
 from recflow.cli.main import app
-from recflow.runtime.config import ConfigError, RunnerConfig, load_config
+from recflow.experiments.config import ConfigError, load_config
+from recflow.runtime.config import RunnerConfig
 
 
 def test_the_default_runner_is_the_thread_pool():

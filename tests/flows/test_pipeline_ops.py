@@ -13,7 +13,7 @@ from prefect.client.schemas.sorting import FlowRunSort
 import tasks.ingest
 from flows.pipeline import run_pipeline
 from recflow.data import DatasetNotFoundError, DownloadError
-from recflow.runtime.config import DatasetConfig
+from recflow.experiments.config import DatasetConfig
 from tasks.operations import exclusive_root
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]

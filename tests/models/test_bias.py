@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from recflow.experiments.config import BiasParams
 from recflow.models import BiasRecommender, build_model, load_model
 from recflow.prep.interactions import Interactions
-from recflow.runtime.config import BiasParams
 
 
 def interactions(users, items, ratings, n_users, n_items) -> Interactions:

@@ -15,12 +15,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from recflow.experiments.config import RunConfig
 from recflow.models import MODELS, build_model, load_model
 from recflow.models.base import NotSupported, Recommender
 from recflow.models.context import FitContext
 from recflow.models.params import MODEL_PARAMS
 from recflow.prep.interactions import Interactions, index_split
-from recflow.runtime.config import RunConfig
 
 N_USERS, N_ITEMS = 12, 15
 TF = dict(batch_size=32, epochs=1, jit_compile=False, threads=1)

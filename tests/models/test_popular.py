@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from recflow.experiments.config import PopularParams
 from recflow.models import MODELS, PopularRecommender, build_model, load_model
 from recflow.models.base import NotFittedError
 from recflow.prep.interactions import Interactions
-from recflow.runtime.config import PopularParams
 
 
 def interactions(users, items, n_users, n_items) -> Interactions:
