@@ -26,6 +26,7 @@ from prefect.futures import PrefectFuture, wait
 from prefect.runtime import flow_run
 
 from recflow.experiments.config import RunConfig, load_config
+from recflow.experiments.summary import RunSummary
 from recflow.experiments.tracking import pipeline_run, pipeline_run_name
 from recflow.runtime.outcomes import ModelOutcome, PipelineFailed, StageFailure
 from recflow.runtime.runlog import log_path, run_log
@@ -87,13 +88,15 @@ def run_stages(cfg: RunConfig, config_path: str | list[str] | None) -> dict[str,
         if failed:
             raise PipelineFailed(failed)
         get_run_logger().info("tasks: %d ran, %d cached", counts["ran"], counts["cached"])
+        protocol = parts.result().meta["protocol"]
         return {
             "tasks": counts,
             "metrics": {name: m.evaluate.meta["metrics"] for name, m in models.items()},
             "training": {name: m.train.meta for name, m in models.items()},
-            "protocol": parts.result().meta["protocol"],
+            "protocol": protocol,
             "tracking": tracking.result(),
             "serving": serving.result(),
+            "summary": RunSummary.from_outcomes(cfg, models, tracking.result(), counts, protocol, serving.result()),
         }
 
 

@@ -26,9 +26,9 @@ from prefect.artifacts import create_markdown_artifact, create_progress_artifact
 from prefect.context import TaskRunContext
 
 import recflow.utils.progress
-from recflow.evaluation.evaluate import POPULATION, half_width, is_metric_key, item_scope_lines, population_lines
+from recflow.evaluation.evaluate import half_width
 from recflow.experiments.config import RunConfig
-from recflow.experiments.tracking import metric_sort_key
+from recflow.experiments.summary import RunSummary
 from recflow.runtime.outcomes import ModelOutcome
 from recflow.runtime.store import artifacts_root
 
@@ -73,93 +73,57 @@ def mlflow_compare_url(base: str, experiment_id: str, run_ids: list[str]) -> str
     return f"{base}/#/compare-runs?runs={runs}&experiments={experiments}&{TRAINING_VIEW}"
 
 
-def _fmt(value: Any) -> str:
-    return f"{value:.4f}" if isinstance(value, float) else str(value)
-
-
-def status(outcome: ModelOutcome) -> str:
-    """``ok``; ``failed`` when there are no metrics; else which stage failed after evaluation (``index failed``)."""
-    if not outcome.failed:
-        return "ok"
-    if not outcome.evaluated:
-        return "failed"
-    return ", ".join(f"{f.stage} failed" for f in outcome.failures)
-
-
-def metric_rows(models: dict[str, ModelOutcome], model_runs: dict[str, str]) -> list[dict[str, Any]]:
-    """One row per model: status, every metric (ordered) with its confidence interval beside it
-    (``<metric>_ci``: ``[low, high]``), the population counts, fit time, MLflow run id; failed
-    models keep their error (and their metrics when only a later stage, such as the index, failed)."""
-    evaluated = [m.evaluate.meta["metrics"] for m in models.values() if m.evaluate is not None]
-    names = sorted({k for m in evaluated for k in m if is_metric_key(k)}, key=metric_sort_key)
-    with_ci = {k for m in evaluated for k in names if half_width(m, k) is not None}
-    counts = [k for k in POPULATION if any(k in m for m in evaluated)]
+def metric_rows(summary: RunSummary) -> list[dict[str, Any]]:
+    """The table artifact: one row per model, status, every metric (in the registry's order) with its
+    confidence interval beside it (``<metric>_ci``: ``[low, high]``), the population counts, fit time,
+    MLflow run id; failed models keep their error (and their metrics when only a later stage failed)."""
+    names = summary.metric_keys
+    with_ci = {k for k in names if summary.with_ci(k)}
     rows = []
-    for model, outcome in models.items():
-        row: dict[str, Any] = {"model": model, "status": status(outcome)}
-        metrics = outcome.evaluate.meta["metrics"] if outcome.evaluate is not None else {}
+    for r in summary.rows:
+        row: dict[str, Any] = {"model": r.model, "status": r.status}
         for name in names:
-            row[name] = round(float(metrics[name]), 6) if name in metrics else None
+            row[name] = round(float(r.metrics[name]), 6) if name in r.metrics else None
             if name in with_ci:
-                row[f"{name}_ci"] = f"[{metrics[f'{name}_ci_low']:.4f}, {metrics[f'{name}_ci_high']:.4f}]" if half_width(metrics, name) is not None else None
-        row.update({k: metrics.get(k) for k in counts})
-        row["fit_seconds"] = outcome.train.meta.get("fit_seconds") if outcome.train is not None else None
-        row["mlflow_run_id"] = model_runs.get(model)
-        row["error"] = outcome.error[:300]
+                ok = half_width(r.metrics, name) is not None
+                row[f"{name}_ci"] = f"[{r.metrics[f'{name}_ci_low']:.4f}, {r.metrics[f'{name}_ci_high']:.4f}]" if ok else None
+        row.update({k: r.metrics.get(k) for k in summary.population})
+        row["fit_seconds"] = r.fit_seconds
+        row["mlflow_run_id"] = r.run_id
+        row["error"] = r.error
         rows.append(row)
     return rows
 
 
-def _cell(row: dict[str, Any], name: str) -> str:
-    """``0.2139 ±0.0041`` (half the confidence interval's width), or the bare value without one."""
-    value = row.get(name)
-    if value is None:
-        return "-"
-    ci = row.get(f"{name}_ci")
-    if not ci:
-        return _fmt(value)
-    low, high = (float(x) for x in ci.strip("[]").split(","))
-    return f"{_fmt(value)} ±{(high - low) / 2:.4f}"
-
-
-def summary_markdown(
-    cfg: RunConfig, rows: list[dict[str, Any]], tracking: dict[str, Any], counts: dict[str, int], protocol: str, run_name: str | None, mlflow_base: str | None
-) -> str:
+def summary_markdown(summary: RunSummary, run_name: str | None, mlflow_base: str | None) -> str:
     """The headline metrics (smallest K, plus RMSE / MAE) per model with their confidence intervals,
-    whom they cover (``recflow.evaluation.evaluate.population_lines``, from the rows' counts),
-    a warning below 100 evaluated users, and links into MLflow."""
-    reserved = {"model", "status", "fit_seconds", "mlflow_run_id", "error", *POPULATION}
-    metric_names = [k for k in rows[0] if k not in reserved and not k.endswith("_ci")] if rows else []
-    ks = sorted({int(k.rpartition("_at_")[2]) for k in metric_names if "_at_" in k})
-    shown = [k for k in metric_names if "_at_" not in k or (ks and k.endswith(f"_at_{ks[0]}"))]
+    whom they cover, a warning below 100 evaluated users, and links into MLflow."""
+    shown = summary.headline_keys()
+    tracking, counts = summary.tracking, summary.tasks
     exp_id, parent = tracking["experiment_id"], tracking["run_id"]
-    population = {row["model"]: {k: row[k] for k in POPULATION if row.get(k) is not None} for row in rows}
-    about = population_lines(population) + item_scope_lines(getattr(cfg, "models", []))
-    level = getattr(getattr(cfg, "evaluation", None), "ci_level", 0.95)
     lines = [
-        f"# recflow run {run_name or ''} on {cfg.dataset.name}".rstrip(),
+        f"# recflow run {run_name or ''} on {summary.dataset}".rstrip(),
         "",
-        f"protocol **{protocol}** · tasks **{counts['ran']} ran, {counts['cached']} cached** · "
+        f"protocol **{summary.protocol}** · tasks **{counts['ran']} ran, {counts['cached']} cached** · "
         f"MLflow experiment `{tracking['experiment']}`, parent run `{parent}`",
         "",
-        *[f"> **{line}**" if line.startswith("warning") else f"- {line}" for line in about],
-        *([""] if about else []),
+        *[f"> **{line}**" if line.startswith("warning") else f"- {line}" for line in summary.about],
+        *([""] if summary.about else []),
         "| model | status | " + " | ".join(shown) + " | MLflow |",
         "|---|---|" + "---:|" * len(shown) + "---|",
     ]
-    for row in rows:
-        run_id = row["mlflow_run_id"]
-        link = f"[{run_id[:8]}]({mlflow_run_url(mlflow_base, exp_id, run_id)})" if mlflow_base and run_id else f"`{run_id or '-'}`"
-        values = " | ".join(_cell(row, k) for k in shown)
-        lines.append(f"| {row['model']} | {row['status']} | {values} | {link} |")
-    if any(row.get(f"{k}_ci") for row in rows for k in shown):
-        lines += ["", f"±: half the width of the {level:.0%} bootstrap confidence interval over the evaluated users."]
-    failed = [row for row in rows if row["status"] != "ok"]
+    for row in summary.rows:
+        link = f"[{row.run_id[:8]}]({mlflow_run_url(mlflow_base, exp_id, row.run_id)})" if mlflow_base and row.run_id else f"`{row.run_id or '-'}`"
+        values = " | ".join(summary.cell(row, k) for k in shown)
+        lines.append(f"| {row.model} | {row.status} | {values} | {link} |")
+    if any(summary.with_ci(k) for k in shown):
+        lines += ["", f"±: half the width of the {summary.ci_level:.0%} bootstrap confidence interval over the evaluated users."]
+    failed = [row for row in summary.rows if row.status != "ok"]
     if failed:
-        lines += ["", "**Failed models**", ""] + [f"- `{row['model']}`: {row['error']}" for row in failed]
+        lines += ["", "**Failed models**", ""] + [f"- `{row.model}`: {row.error}" for row in failed]
     lines.append("")
     if mlflow_base:
-        ok_runs = [row["mlflow_run_id"] for row in rows if row["status"] == "ok" and row["mlflow_run_id"]]
+        ok_runs = [row.run_id for row in summary.rows if row.status == "ok" and row.run_id]
         lines.append(
             f"[Parent run in MLflow]({mlflow_run_url(mlflow_base, exp_id, parent)})"
             f" · [every run of the experiment]({mlflow_experiment_url(mlflow_base, exp_id)})"
@@ -176,13 +140,14 @@ def publish_run_report(cfg: RunConfig, models: dict[str, ModelOutcome], tracking
     from prefect.runtime import flow_run
 
     run_name = flow_run.get_name() if flow_run.get_id() else None
-    rows = metric_rows(models, tracking.get("model_runs", {}))
+    summary = RunSummary.from_outcomes(cfg, models, tracking, counts, protocol)
+    rows = metric_rows(summary)
     base = mlflow_ui_base(tracking["tracking_uri"])
     dataset_key = artifact_key("recflow", cfg.dataset.name)
     try:
         create_table_artifact(rows, key=f"{dataset_key}-metrics", description=f"Every model's metrics on {cfg.dataset.name} ({protocol})")
         create_markdown_artifact(
-            summary_markdown(cfg, rows, tracking, counts, protocol, run_name, base),
+            summary_markdown(summary, run_name, base),
             key=f"{dataset_key}-summary",
             description=f"Run summary with MLflow links ({cfg.dataset.name})",
         )

@@ -18,12 +18,11 @@ from recflow.evaluation.metrics import (
     map_at_k,
     ndcg_at_k,
     paired_bootstrap_test,
-    per_user_metrics,
     precision_at_k,
-    ranking_metrics,
     recall_at_k,
     rmse,
 )
+from recflow.evaluation.specs import per_user_metrics, ranking_metrics
 
 
 def rel_matrix(sets: list[set[int]], n_items: int) -> sp.csr_matrix:

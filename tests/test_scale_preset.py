@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from bench.scale import growth_exponent, shape
-from recflow.evaluation.evaluate import item_scope_lines
 from recflow.experiments.config import load_config
+from recflow.experiments.summary import item_scope_lines
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 

@@ -48,7 +48,7 @@ def run(
     if not config and Path("configs/default.yaml").exists():
         config = [Path("configs/default.yaml")]
     try:
-        cfg = load_config(config, set_)
+        load_config(config, set_)  # a config error exits 2 here, before any server starts
         if dask not in (None, "local") and "://" not in dask:
             raise ConfigError(f"--dask {dask!r}: expected a scheduler address such as tcp://host:8786, or no value for a LocalCluster")
     except ConfigError as exc:
@@ -91,7 +91,7 @@ def run(
             for line in failure_lines(exc):
                 typer.secho(line, fg="red", err=True)
             raise typer.Exit(1) from None
-    print_summary(cfg, result)
+    print_summary(result["summary"])
     typer.echo(f"log (tracebacks, TensorFlow, MLflow): {log_file}")
 
 
@@ -101,53 +101,38 @@ def _stop_prefects_own_servers() -> None:
         sys.modules["tasks.operations"].stop_embedded_servers()
 
 
-def print_summary(cfg, result: dict) -> None:
-    """One row per model: RMSE, recall and NDCG at every cutoff (recall at the smallest with ``±`` half
-    its confidence interval: the table fits 80 columns), users averaged; then whom the metrics cover
-    and, below 100 users, a warning."""
+def print_summary(summary) -> None:
+    """The run summary (``recflow.experiments.summary.RunSummary``) as one row per model: RMSE, recall
+    and NDCG at every cutoff (recall at the smallest with ``±`` half its confidence interval: the table
+    fits 80 columns), users averaged; then whom the metrics cover and, below 100 users, a warning."""
     from rich import box
     from rich.console import Console
     from rich.table import Table
 
-    from recflow.evaluation.evaluate import half_width, item_scope_lines, population_lines
-
     console = Console()
-    metrics = result["metrics"]
-    ks = sorted(
-        {int(k.removeprefix("recall_at_")) for m in metrics.values() for k in m if k.startswith("recall_at_") and k.removeprefix("recall_at_").isdigit()}
-    )
-    columns = [("rmse", "RMSE")] + [(f"{name}_at_{k}", f"{label}@{k}") for k in ks for name, label in (("recall", "R"), ("ndcg", "N"))]
-    level = getattr(getattr(cfg, "evaluation", None), "ci_level", 0.95)
-    ci_key = f"recall_at_{ks[0]}" if ks else None
-    with_ci = ci_key is not None and any(half_width(m, ci_key) is not None for m in metrics.values())
-    caption = "R@k recall, N@k NDCG" + (f"; ± half the {level:.0%} bootstrap CI over users" if with_ci else "") + "; the rest in MLflow"
-    about = population_lines(metrics) + item_scope_lines(getattr(cfg, "models", []))
-    table = Table(title=f"{cfg.dataset.name} - protocol {result['protocol']}", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True, caption=caption)
+    columns, ci_key = summary.console_columns(), summary.console_ci_key
+    with_ci = ci_key is not None and summary.with_ci(ci_key)
+    caption = "R@k recall, N@k NDCG" + (f"; {summary.ci_caption()}" if with_ci else "") + "; the rest in MLflow"
+    table = Table(title=f"{summary.dataset} - protocol {summary.protocol}", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True, caption=caption)
     table.add_column("model", no_wrap=True)
     for _, label in columns:
         table.add_column(label, justify="right", no_wrap=True)
     table.add_column("users", justify="right")
-    for model, values in metrics.items():
-        cells = []
-        for key, _ in columns:
-            value, half = values.get(key), half_width(values, key)
-            shown = "-" if value is None else f"{value:.4f}"
-            if value is not None and half is not None and key == ci_key:
-                shown += f" ±{half:.4f}"
-            cells.append(shown)
-        table.add_row(model, *cells, str(values.get("n_eval_users", "-")))
+    for row in summary.rows:
+        cells = [summary.cell(row, key, with_ci=key == ci_key) for key, _ in columns]
+        table.add_row(row.model, *cells, str(row.metrics.get("n_eval_users", "-")))
     console.print(table)
-    for line in about:
+    for line in summary.about:
         console.print(line, style="yellow" if line.startswith("warning") else None, highlight=False)
-    t = result["tracking"]
+    t = summary.tracking
     console.print(f"MLflow: run {t['run_id']} in experiment '{t['experiment']}' at {t['tracking_uri']}")
     if t["tracking_uri"].startswith("sqlite:"):
         console.print(f"  browse: mlflow ui --backend-store-uri {t['tracking_uri']}")
     from recflow.experiments.serving.champion import summary_lines
 
-    for line in summary_lines(result.get("serving") or {}):
+    for line in summary_lines(summary.serving):
         console.print(line, highlight=False)
-    print(f"tasks: {result['tasks']['ran']} ran, {result['tasks']['cached']} cached")
+    print(f"tasks: {summary.tasks['ran']} ran, {summary.tasks['cached']} cached")
 
 
 @app.command()

@@ -73,12 +73,11 @@ def _trend(experiment: Optional[str], metric: str, last: int, log: bool, trackin
 
 
 def short_metric(metric: str) -> str:
-    """recall_at_10 -> R@10, ndcg_at_10 -> N@10, rmse -> RMSE, fit_seconds -> fit s: narrow headers."""
-    names = {"recall": "R", "ndcg": "N", "precision": "P", "map": "MAP", "hit": "HR", "mrr": "MRR"}
-    if "_at_" in metric:
-        name, k = metric.rsplit("_at_", 1)
-        return f"{names.get(name, name)}@{k}"
-    return {"rmse": "RMSE", "mae": "MAE"}.get(metric, metric.replace("_seconds", " s").replace("_", " "))
+    """The registry's compact label (recall_at_10 -> R@10, rmse -> RMSE, fit_seconds -> fit s); a key no spec describes as it is."""
+    from recflow.evaluation.specs import measured
+
+    found = measured(metric)
+    return found.short if found is not None else metric
 
 
 def fitted_table(result, console):

@@ -24,14 +24,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from recflow.evaluation.metrics import (
-    PER_USER_METRICS,
-    bootstrap_ci,
-    mae,
-    per_user_metrics,
-    ranking_metrics,
-    rmse,
-)
+from recflow.evaluation.metrics import bootstrap_ci, mae, rmse
+from recflow.evaluation.specs import measured, per_user_metrics, ranking_metrics
 from recflow.prep.interactions import Interactions
 from recflow.utils.numeric import distinct
 
@@ -90,16 +84,6 @@ def population_lines(metrics_by_model: dict[str, dict]) -> list[str]:
             "models are within noise; compare the confidence intervals"
         )
     return lines
-
-
-def item_scope_lines(models) -> list[str]:
-    """A line per model that ranks only part of the catalogue (a ``top_items`` parameter, e.g. EASE
-    at ML-25M scale): its metrics are still over the full ranking, but it never recommends the rest."""
-    return [
-        f"{m.name}: fitted on the {int(m.top_items):,} most popular training items only (top_items); every other item is never recommended"
-        for m in models
-        if getattr(m, "top_items", None) is not None
-    ]
 
 
 def relevance_matrix(test: Interactions, relevance_threshold: float | None = None) -> sp.csr_matrix:
@@ -204,7 +188,7 @@ def with_confidence_intervals(metrics: dict, per_user: pd.DataFrame, *, n_boot: 
     """``metrics`` plus ``<metric>_ci_low`` / ``<metric>_ci_high`` for every per-user column of
     ``per_user``: a percentile bootstrap over its users (``recflow.evaluation.metrics.bootstrap_ci``; one set
     of seeded resamples for all metrics). No users: no intervals."""
-    columns = [c for c in per_user.columns if c.partition("_at_")[0] in PER_USER_METRICS]
+    columns = [c for c in per_user.columns if (found := measured(c)) is not None and found.spec.per_user is not None]
     out = dict(metrics)
     if not columns or len(per_user) == 0:
         return out

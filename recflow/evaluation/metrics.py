@@ -4,7 +4,8 @@ Every top-K metric is a function of ONE boolean users x K hit matrix (``hit_matr
 column ``j`` is True when the item ranked at position ``j + 1`` for user ``u`` is relevant to
 ``u``. The per-user functions take that matrix (or its first ``k`` columns are used) and the
 number of relevant items per user, and return one value per user; ``ranking_metrics`` averages
-them over the users that have at least one relevant item (``per_user_metrics`` keeps the values).
+them over the users that have at least one relevant item (``recflow.evaluation.specs.per_user_metrics``
+keeps the values; the registry there says which functions run).
 
 Uncertainty (``bootstrap_ci``, ``paired_bootstrap_test``) is over *users*: a metric is a mean of
 independent per-user values, so the users are what a resample draws.
@@ -28,9 +29,6 @@ __all__ = [
     "map_at_k",
     "hit_rate_at_k",
     "coverage_at_k",
-    "ranking_metrics",
-    "per_user_metrics",
-    "PER_USER_METRICS",
     "bootstrap_ci",
     "paired_bootstrap_test",
     "rmse",
@@ -172,79 +170,15 @@ def coverage_at_k(recommended: np.ndarray, n_items: int, k: int) -> float:
 
 
 #: the top-K metrics that are a mean of one value per user (coverage is a catalogue count, not a mean)
-PER_USER_METRICS = ("recall", "precision", "ndcg", "map", "hit_rate")
 
 
-def _check_ks(ks: list[int], rec: np.ndarray) -> list[int]:
+def check_ks(ks: list[int], rec: np.ndarray) -> list[int]:
     ks = [int(k) for k in ks]
     if not ks:
         raise ValueError("ks must name at least one cutoff")
     if rec.ndim != 2 or max(ks) > rec.shape[1] or min(ks) < 1:
         raise ValueError(f"every k in {ks} must lie in [1, K] for recommended of shape {rec.shape}")
     return ks
-
-
-def per_user_metrics(
-    recommended: np.ndarray,
-    relevant: sp.spmatrix | sp.sparray,
-    ks: list[int],
-) -> dict[str, np.ndarray]:
-    """One value per row of ``recommended`` for every per-user metric and k (``recall_at_{k}`` ...).
-
-    Rows are the users (rows) of ``relevant`` that have at least one relevant item, in their
-    order; the others have no value and no row. ``ranking_metrics`` is the mean of these
-    arrays, so a per-user file and the logged means always agree.
-    """
-    rec = np.asarray(recommended)
-    ks = _check_ks(ks, rec)
-    relevant = sp.csr_matrix(relevant, copy=True)
-    relevant.sum_duplicates()
-    relevant.eliminate_zeros()
-    n_rel = np.diff(relevant.indptr)
-    keep = n_rel > 0
-    rec, relevant, n_rel = rec[keep], relevant[keep], n_rel[keep]
-    hits = hit_matrix(rec, relevant) if len(rec) else np.zeros(rec.shape, dtype=bool)
-    out: dict[str, np.ndarray] = {}
-    for k in ks:
-        out[f"recall_at_{k}"] = recall_at_k(hits, n_rel, k)
-        out[f"precision_at_{k}"] = precision_at_k(hits, k)
-        out[f"ndcg_at_{k}"] = ndcg_at_k(hits, n_rel, k)
-        out[f"map_at_{k}"] = map_at_k(hits, n_rel, k)
-        out[f"hit_rate_at_{k}"] = hit_rate_at_k(hits, k)
-    return out
-
-
-def ranking_metrics(
-    recommended: np.ndarray,
-    relevant: sp.spmatrix | sp.sparray,
-    ks: list[int],
-    n_items: int,
-) -> dict[str, float]:
-    """Mean top-K metrics for every k in ``ks``, from one hit matrix.
-
-    Keys: ``recall_at_{k}``, ``precision_at_{k}``, ``ndcg_at_{k}``, ``map_at_{k}``,
-    ``hit_rate_at_{k}``, ``coverage_at_{k}``. Means are over the users (rows) with at least one
-    relevant item; the others are dropped from every metric, coverage included. With no such
-    user every value is NaN.
-    """
-    rec = np.asarray(recommended)
-    ks = _check_ks(ks, rec)
-    relevant = sp.csr_matrix(relevant, copy=True)
-    relevant.sum_duplicates()
-    relevant.eliminate_zeros()
-    keep = np.diff(relevant.indptr) > 0
-    out: dict[str, float] = {}
-    if not keep.any():
-        for k in ks:
-            for name in (*PER_USER_METRICS, "coverage"):
-                out[f"{name}_at_{k}"] = float("nan")
-        return out
-    values = per_user_metrics(rec, relevant, ks)
-    for k in ks:
-        for name in PER_USER_METRICS:
-            out[f"{name}_at_{k}"] = float(values[f"{name}_at_{k}"].mean())
-        out[f"coverage_at_{k}"] = coverage_at_k(rec[keep], n_items, k)
-    return out
 
 
 # ----------------------------------------------------------------------------- uncertainty

@@ -19,11 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from recflow.evaluation.plots import new_figure, safe_plot
+from recflow.evaluation.specs import greater_is_better
 from recflow.runtime.store import artifacts_root
 
 CHAMPION_ALIAS = "champion"
-#: metrics where smaller is better; every other metric ranks larger first
-LOWER_IS_BETTER = {"rmse", "mae", "mse", "loss", "fit_seconds"}
 #: columns shown beside the ranking metric when the runs have them
 CONTEXT_METRICS = ("recall_at_10", "ndcg_at_10", "precision_at_10", "map_at_10", "rmse")
 
@@ -33,7 +32,8 @@ class CompareError(RuntimeError):
 
 
 def lower_is_better(metric: str) -> bool:
-    return metric in LOWER_IS_BETTER or metric.endswith(("_seconds", "_loss"))
+    """The registry's direction (``recflow.evaluation.specs``); a key no spec describes ranks larger first."""
+    return greater_is_better(metric) is False
 
 
 def registered_model_name(dataset: str) -> str:

@@ -19,6 +19,7 @@ from pydantic import Field, ValidationError, model_validator
 
 from recflow.data.config import DatasetConfig, SynthConfig  # noqa: F401 - the slices a run config assembles
 from recflow.evaluation.config import EvaluationConfig
+from recflow.evaluation.specs import greater_is_better, validate_champion_metric
 from recflow.models import build_model
 from recflow.models.params import MODEL_PARAMS, BiasParams, ModelParams, PopularParams  # noqa: F401 - the config's model entries
 from recflow.prep.config import FeaturesConfig, SamplingConfig, SplitConfig
@@ -37,13 +38,30 @@ class ServingConfig(Strict):
 
     register_model: bool = Field(True, description="log the pyfunc and register it as recflow-<dataset>")
     champion_metric: str = Field("recall_at_10", description="what 'best' means, within a run and against the champion")
-    greater_is_better: bool = True
+    greater_is_better: bool = Field(
+        True, description="the champion metric's direction: filled from the metric registry; a value that contradicts it is an error"
+    )
     significance_level: float = Field(
         0.05,
         gt=0,
         lt=1,
         description="the alias moves only when a paired bootstrap test over the same users gives p below this (experiments.serving.champion.champion_decision)",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _direction_from_the_registry(cls, data: Any) -> Any:
+        """``greater_is_better`` is the champion metric's own direction; stating the opposite is an error, not an override."""
+        if not isinstance(data, dict):
+            return data
+        metric = data.get("champion_metric", cls.model_fields["champion_metric"].default)
+        known = greater_is_better(metric) if isinstance(metric, str) else None
+        stated = data.get("greater_is_better")
+        if known is not None and stated is not None and bool(stated) != known:
+            raise ValueError(f"greater_is_better: {stated} contradicts {metric!r}, for which {'higher' if known else 'lower'} is better; leave it out")
+        if known is not None:
+            data = {**data, "greater_is_better": known}
+        return data
 
 
 class RunConfig(Strict):
@@ -80,16 +98,11 @@ class RunConfig(Strict):
 
     @model_validator(mode="after")
     def _champion_metric_is_measured(self) -> RunConfig:
-        """A ``@k`` metric the evaluation does not compute would leave every run without a champion."""
-        metric = self.serving.champion_metric
-        prefix, _, k = metric.rpartition("_at_")
-        if prefix and k.isdigit() and int(k) not in self.evaluation.ks:
-            raise ValueError(
-                f"serving.champion_metric {metric!r} needs k={k} in evaluation.ks {self.evaluation.ks}: "
-                f"no run would have it, so no champion would ever be registered; "
-                f"add {k} to evaluation.ks or pick one of "
-                f"{[f'{prefix}_at_{x}' for x in self.evaluation.ks]}"
-            )
+        """A metric the evaluation does not compute would leave every run without a champion."""
+        try:
+            validate_champion_metric(self.serving.champion_metric, self.evaluation.ks)
+        except ValueError as exc:
+            raise ValueError(f"serving.champion_metric: {exc}") from None
         return self
 
     def model(self, name: str) -> ModelParams:

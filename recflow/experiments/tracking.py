@@ -20,12 +20,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from recflow.evaluation.specs import SPECS, measured
 from recflow.experiments.config import RunConfig
 from recflow.runtime import storage
 from recflow.runtime.outcomes import ModelOutcome
 from recflow.runtime.store import Artifact, artifacts_root
-
-METRIC_ORDER = ("rmse", "mae", "recall", "precision", "ndcg", "map", "hit_rate", "coverage")
 
 #: the experiment tag MLflow 3's UI reads to choose an experiment's view, and the value of its
 #: "Model training" kind (``ExperimentKind.CUSTOM_MODEL_DEVELOPMENT`` in MLflow's UI code)
@@ -328,6 +327,9 @@ def log_history(path: Path) -> None:
 
 
 def metric_sort_key(name: str) -> tuple[int, int, str]:
-    base, _, k = name.partition("_at_")
-    order = METRIC_ORDER.index(base) if base in METRIC_ORDER else len(METRIC_ORDER)
-    return (int(k) if k.isdigit() else 0, order, name)
+    """By cut-off, then the registry's order (rating metrics first), then name; keys no spec describes last."""
+    found = measured(name)
+    if found is None:
+        return (0, len(SPECS), name)
+    rank = sorted(SPECS, key=lambda s: s.kind != "rating").index(found.spec)
+    return (found.k or 0, rank, name)

@@ -29,6 +29,7 @@ import yaml
 from pydantic import BaseModel
 
 from recflow.evaluation.evaluate import evaluate_ranking, evaluate_ratings
+from recflow.evaluation.specs import measured, metric_key
 from recflow.experiments.config import RunConfig
 from recflow.models import MODELS, Recommender
 from recflow.models.params import MODEL_PARAMS
@@ -37,7 +38,6 @@ from recflow.prep.interactions import Interactions, index_split
 from recflow.runtime.store import hash_parts
 
 #: metrics where lower is better; every other metric is maximised
-LOWER_IS_BETTER = ("rmse", "mae")
 
 
 def storage_url(root: Path) -> str:
@@ -108,11 +108,20 @@ def default_metric(model: str, ks: list[int]) -> str:
     """RMSE for a rating model, else NDCG at 10 (RecBole's model selection) or the smallest cutoff."""
     if MODELS[model].predicts_ratings:
         return "rmse"
-    return f"ndcg_at_{10 if 10 in ks else min(ks)}"
+    return metric_key("ndcg", 10 if 10 in ks else min(ks))
+
+
+def is_rating_metric(metric: str) -> bool:
+    found = measured(metric)
+    return found is not None and found.spec.kind == "rating"
 
 
 def direction(metric: str) -> str:
-    return "minimize" if metric in LOWER_IS_BETTER else "maximize"
+    """Optuna's direction for ``metric``, from the metric registry."""
+    found = measured(metric)
+    if found is None:
+        raise ValueError(f"{metric!r} is not a metric the evaluation measures")
+    return found.spec.direction
 
 
 def base_params(cfg: RunConfig, model: str) -> BaseModel:
@@ -192,7 +201,7 @@ def validation_metrics(
     valid = parts["valid"]
     if not len(valid):
         raise ValueError("the tuning split has no validation rows")
-    if metric in LOWER_IS_BETTER:
+    if is_rating_metric(metric):
         if not model.predicts_ratings:
             raise ValueError(f"{model.name} does not predict ratings, so it cannot be tuned on {metric}")
         out = evaluate_ratings(model, valid, clip=tuple(rating_scale) if rating_scale else None)

@@ -89,6 +89,12 @@ class Recommender(ABC):
     def fit(self, train: Interactions, context: FitContext | None = None) -> Recommender:
         """Learn from ``train``; ``context`` offers side tables, validation data and samples."""
 
+    def catalogue_scope(self) -> str | None:
+        """A sentence for the run summary when these parameters make the model rank only part of the
+        catalogue (its metrics are still over the full ranking, but it never recommends the rest);
+        None (the default) for a model that can recommend every item."""
+        return None
+
     def member_names(self) -> tuple[str, ...]:
         """The models (by registered name) whose fits this one combines; () for a model that learns alone.
 

@@ -48,6 +48,11 @@ class EASERecommender(Recommender):
         self.max_items = max_items
         self.top_items = top_items
 
+    def catalogue_scope(self) -> str | None:
+        if self.top_items is None:
+            return None
+        return f"{self.name}: fitted on the {int(self.top_items):,} most popular training items only (top_items); every other item is never recommended"
+
     def fit(self, train: Interactions, context: FitContext | None = None) -> EASERecommender:
         if not float(self.l2) > 0:
             raise ValueError(f"l2 must be > 0 (G = X^T X + l2 I must be invertible), got {self.l2}")

@@ -31,7 +31,7 @@ output layers are ``n_items`` wide and dominate the cost (one dense softmax over
 user), so ``top_items=N`` fits the network on the N most popular training items only (``items_``;
 ties to the lower index), as EASE does: a user's input is their interactions with those items,
 every other item scores ``-inf`` (never recommended) and has a zero vector (not valid in the
-``items`` space); the run summary states the subset (``recflow.evaluation.evaluate.item_scope_lines``).
+``items`` space); the run summary states the subset (``Recommender.catalogue_scope``).
 
 Persistence: ``model.keras`` (Keras native, the full encoder -> mu -> decoder network) plus the
 npz with the dense weights and the train matrix, from which ``score`` runs in NumPy: a loaded
@@ -112,6 +112,12 @@ class MultVAERecommender(KerasRecommender):
         self.verbose = verbose
 
     # -- learning ---------------------------------------------------------------------
+
+    def catalogue_scope(self) -> str | None:
+        if self.top_items is None:
+            return None
+        return f"{self.name}: fitted on the {int(self.top_items):,} most popular training items only (top_items); every other item is never recommended"
+
     def fit(self, train: Interactions, context: FitContext | None = None) -> MultVAERecommender:
         self._check_training_params()
         if not 0.0 <= float(self.dropout) < 1.0:

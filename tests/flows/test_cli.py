@@ -70,9 +70,16 @@ def test_a_failed_run_exits_1_with_a_line_per_failed_task_and_its_log_file_and_n
     assert "recall_at_10" in children["popular"].data.metrics
 
 
-def test_summary_has_a_row_per_model_and_recall_ndcg_per_cutoff(capsys):
-    from types import SimpleNamespace
+def _summary(result: dict):
+    """The run summary the flow returns, from a hand-written result."""
+    from recflow.experiments.config import load_config
+    from recflow.experiments.summary import ModelRow, RunSummary
 
+    rows = [ModelRow(model, metrics) for model, metrics in result["metrics"].items()]
+    return RunSummary.build(load_config(None, ["dataset.name=x"]), rows, result["tracking"], result["tasks"], result["protocol"])
+
+
+def test_summary_has_a_row_per_model_and_recall_ndcg_per_cutoff(capsys):
     from recflow.cli.main import print_summary
 
     result = {
@@ -84,7 +91,7 @@ def test_summary_has_a_row_per_model_and_recall_ndcg_per_cutoff(capsys):
         "tracking": {"run_id": "r1", "experiment": "recflow/x", "tracking_uri": "file:///tmp/mlruns"},
         "tasks": {"ran": 3, "cached": 1},
     }
-    print_summary(SimpleNamespace(dataset=SimpleNamespace(name="x")), result)
+    print_summary(_summary(result))
     lines = capsys.readouterr().out.splitlines()
     header = next(line for line in lines if "RMSE" in line)
     assert header.split() == ["model", "RMSE", "R@10", "N@10", "users"]
@@ -94,8 +101,6 @@ def test_summary_has_a_row_per_model_and_recall_ndcg_per_cutoff(capsys):
 
 
 def test_summary_shows_intervals_population_and_warns_below_100_users(capsys):
-    from types import SimpleNamespace
-
     from recflow.cli.main import print_summary
 
     ranked = {
@@ -119,7 +124,7 @@ def test_summary_shows_intervals_population_and_warns_below_100_users(capsys):
         "tracking": {"run_id": "r1", "experiment": "recflow/x", "tracking_uri": "file:///tmp/mlruns"},
         "tasks": {"ran": 3, "cached": 1},
     }
-    print_summary(SimpleNamespace(dataset=SimpleNamespace(name="x")), result)
+    print_summary(_summary(result))
     out = capsys.readouterr().out
     row = next(line for line in out.splitlines() if line.split()[:1] == ["user_cf"])
     assert row.split() == ["user_cf", "0.9500", "0.0344", "±0.0200", "0.0500", "0.0600", "-", "27"]  # ± on recall at the smallest k only
