@@ -18,8 +18,8 @@ another one, e.g. ``["ip", "netns", "exec", "storage"]`` to serve from inside a 
 Use::
 
     with PostgresServer().start(tmp_path) as pg:
-        pg.create_database("mlflow")
-        url = pg.url("asyncpg", "mlflow")   # postgresql+asyncpg://postgres@127.0.0.1:<port>/mlflow
+        pg.create_database("prefect")
+        url = pg.url("asyncpg", "prefect")   # postgresql+asyncpg://postgres@127.0.0.1:<port>/prefect
 
 or the session-scoped fixture ``postgres_server`` (imported by tests/conftest.py), which skips the
 test, naming the reason, where PostgreSQL is not installed.
@@ -153,7 +153,8 @@ class PostgresServer:
 
     # ------------------------------------------------------------------ using it
     def url(self, driver: str | None = None, database: str = "postgres") -> str:
-        """A SQLAlchemy URL: ``postgresql://`` (psycopg2, what MLflow and optuna use by default) or ``postgresql+<driver>://``."""
+        """``postgresql://`` (libpq's own form: ``psycopg.connect`` takes it; SQLAlchemy 2.1 reads it as psycopg 3)
+        or SQLAlchemy's ``postgresql+<driver>://`` (``asyncpg`` for Prefect, ``psycopg`` for MLflow)."""
         scheme = f"postgresql+{driver}" if driver else "postgresql"
         return f"{scheme}://{USER}@{self.host}:{self.port}/{database}"
 

@@ -12,16 +12,18 @@ from tests.pg import PostgresServer, unavailable_reason
 pytestmark = pytest.mark.skipif(unavailable_reason() is not None, reason=unavailable_reason() or "")
 
 
-def test_a_started_server_answers_psycopg2_and_asyncpg_on_its_database_and_its_port_is_free_after_stop(tmp_path):
+def test_a_started_server_answers_psycopg_and_asyncpg_on_its_database_and_its_port_is_free_after_stop(tmp_path):
     import asyncpg
-    import psycopg2
+    import psycopg
 
     with PostgresServer().start(tmp_path / "pg") as pg:
         url = pg.create_database("specs")
         assert url == f"postgresql://postgres@127.0.0.1:{pg.port}/specs"
         assert pg.create_database("specs") == url  # a second call keeps the database
-        with psycopg2.connect(url) as connection, connection.cursor() as cursor:
-            cursor.execute("create table t (x int); insert into t values (41), (1); select sum(x) from t")
+        with psycopg.connect(url) as connection, connection.cursor() as cursor:
+            cursor.execute("create table t (x int)")
+            cursor.execute("insert into t values (41), (1)")
+            cursor.execute("select sum(x) from t")
             assert cursor.fetchone() == (42,)
 
         async def total() -> int:
