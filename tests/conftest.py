@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.pg import postgres_server  # noqa: F401  (a real PostgreSQL server for the session)
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATASETS = REPO.parent / "shared" / "datasets"
 

@@ -148,16 +148,25 @@ def fitted_table(result, console):
 def ui(
     prefect_port: int = typer.Option(4200, help="Prefect UI and API port (0: any free port)"),
     mlflow_port: int = typer.Option(5000, help="MLflow UI port (0: any free port)"),
+    host: str = typer.Option("127.0.0.1", help="address both servers bind and are reached at (a team's server host: its own address)"),
+    prefect_database: Optional[str] = typer.Option(
+        None, help="Prefect's database, e.g. postgresql+asyncpg://user:pw@db:5432/prefect (default: $PREFECT_SERVER_DATABASE_CONNECTION_URL, else sqlite)"
+    ),
+    mlflow_database: Optional[str] = typer.Option(
+        None, help="MLflow's backend store, e.g. postgresql+psycopg://user:pw@db:5432/mlflow (default: $MLFLOW_TRACKING_URI if a database, else sqlite)"
+    ),
 ) -> None:
-    """Start `prefect server` and `mlflow server` on 127.0.0.1 with this project's stores; Ctrl-C stops both."""
+    """Start `prefect server` and `mlflow server` with this project's stores (PostgreSQL for a team: see docs/deployment.md); Ctrl-C stops both."""
     import signal
     import time
 
     from recflow.runtime.servers import ProjectServers, ServerError
 
     try:
-        servers = ProjectServers(prefect_port=prefect_port, mlflow_port=mlflow_port)
-        typer.echo(f"starting prefect server and mlflow server for {servers.root} ...")
+        servers = ProjectServers(
+            prefect_port=prefect_port, mlflow_port=mlflow_port, host=host, prefect_database=prefect_database, mlflow_database=mlflow_database
+        )
+        typer.echo(f"starting prefect server ({servers.databases['prefect']}) and mlflow server ({servers.databases['mlflow']}) for {servers.root} ...")
         servers.__enter__()
     except ServerError as exc:
         typer.secho(str(exc), fg="red", err=True)
@@ -168,7 +177,7 @@ def ui(
         f"Prefect UI  {urls['prefect_url']}\n"
         f"MLflow UI   {urls['mlflow_url']}\n\n"
         f"`recflow run` and `recflow serve` on {servers.root} use this Prefect server; elsewhere (make deploy, a worker):\n"
-        f"  export PREFECT_API_URL={urls['prefect_api_url']}\n"
+        f"  export PREFECT_API_URL={urls['prefect_api_url']} MLFLOW_TRACKING_URI={urls['mlflow_url']}\n"
         f"  make deploy && prefect worker start --pool recflow-process\n"
         f"Logs: {servers.prefect.log_path.parent}   Ctrl-C stops both servers."
     )

@@ -1,8 +1,14 @@
-"""The project's two UIs as local servers: ``prefect server`` and ``mlflow server`` on 127.0.0.1.
+"""The project's two servers: ``prefect server`` and ``mlflow server``, on 127.0.0.1 or a team's server host.
 
-Both keep their state under the artifacts root, beside the caches they describe: Prefect's
-database in ``<root>/.prefect/server.db``, MLflow's store in ``<root>/mlflow.db`` (the file that
-``recflow run`` logs to) with artifacts in ``<root>/mlruns``. While they run, ``<root>/.ui.json``
+By default both keep their state under the artifacts root, beside the caches they describe:
+Prefect's database in ``<root>/.prefect/server.db``, MLflow's store in ``<root>/mlflow.db`` (the
+file that ``recflow run`` logs to) with artifacts in ``<root>/mlruns``. For a team, both run on
+PostgreSQL instead (the store both projects recommend for a shared server: sqlite allows one
+writer at a time on one machine): Prefect's on ``postgresql+asyncpg://...`` (asyncpg is the driver
+Prefect's async server needs), MLflow's on ``postgresql+psycopg://...`` (psycopg 3, SQLAlchemy
+2.1's default driver for ``postgresql://``), given as options of ``recflow ui`` or through the projects' own variables. With a root
+on object storage, the MLflow server proxies the artifacts in the bucket (``<URL>/mlruns``, where
+``recflow run`` writes them), so nothing a run tracks stays on the server host. While they run, ``<root>/.ui.json``
 says where they are, so a pipeline run's summary can link to the MLflow UI and ``recflow run``
 sends its flow run to that Prefect server (one history: the dashboard shows every run).
 
@@ -29,7 +35,9 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+from recflow.runtime import storage
 from recflow.runtime.store import artifacts_root
 
 UI_FILE = ".ui.json"
@@ -40,15 +48,15 @@ class ServerError(RuntimeError):
     """A server did not come up; the message names it, its command and the end of its log."""
 
 
-def free_port() -> int:
+def free_port(host: str = LOOPBACK) -> int:
     with socket.socket() as s:
-        s.bind((LOOPBACK, 0))
+        s.bind((host, 0))
         return s.getsockname()[1]
 
 
-def port_in_use(port: int) -> bool:
+def port_in_use(port: int, host: str = LOOPBACK) -> bool:
     with socket.socket() as s:
-        return s.connect_ex((LOOPBACK, port)) == 0
+        return s.connect_ex((host, port)) == 0
 
 
 def mlflow_backend_uri(root: Path) -> str:
@@ -116,61 +124,116 @@ def _bin(name: str) -> str:
     return str(candidate) if candidate.exists() else name
 
 
+#: Prefect's setting for its server's database, and the older name it still reads (the first one set wins, as in Prefect)
+PREFECT_DATABASE_VARIABLES = ("PREFECT_SERVER_DATABASE_CONNECTION_URL", "PREFECT_API_DATABASE_CONNECTION_URL")
+
+
 def prefect_database_url(root: Path) -> str:
+    """The Prefect server's database: ``$PREFECT_SERVER_DATABASE_CONNECTION_URL`` (or the older
+    ``$PREFECT_API_DATABASE_CONNECTION_URL``, e.g. ``postgresql+asyncpg://...``), else ``<root>/.prefect/server.db``."""
+    for name in PREFECT_DATABASE_VARIABLES:
+        if os.environ.get(name):
+            return os.environ[name]
     return f"sqlite+aiosqlite:///{root / '.prefect' / 'server.db'}"
 
 
-def prefect_server(root: Path, port: int, **extra_env: str) -> Server:
-    """``prefect server start`` (UI, API and every service) with its database under the root; ``extra_env`` tunes it."""
-    url = f"http://{LOOPBACK}:{port}"
-    env = {
-        **os.environ,
-        "PREFECT_SERVER_DATABASE_CONNECTION_URL": prefect_database_url(root),
-        "PREFECT_UI_API_URL": f"{url}/api",  # the UI's browser code calls this address
-        "PREFECT_API_URL": f"{url}/api",
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT": "false",
-        **extra_env,
-    }
-    command = [_bin("prefect"), "server", "start", "--host", LOOPBACK, "--port", str(port)]
+def redacted(url: str) -> str:
+    """A database URL fit to print: its password, if any, replaced by ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()
+
+
+def prefect_server(root: Path, port: int, host: str = LOOPBACK, database: str | None = None, **extra_env: str) -> Server:
+    """``prefect server start`` (UI, API and every service) on ``database`` (default ``prefect_database_url``); ``extra_env`` tunes it."""
+    url = f"http://{host}:{port}"
+    env = {k: v for k, v in os.environ.items() if k not in PREFECT_DATABASE_VARIABLES}
+    env.update(
+        {
+            "PREFECT_SERVER_DATABASE_CONNECTION_URL": database or prefect_database_url(root),
+            "PREFECT_UI_API_URL": f"{url}/api",  # the UI's browser code calls this address
+            "PREFECT_API_URL": f"{url}/api",
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT": "false",
+            **extra_env,
+        }
+    )
+    command = [_bin("prefect"), "server", "start", "--host", host, "--port", str(port)]
     return Server("prefect server", command, env, f"{url}/api/health", url, root / ".prefect" / "logs" / "prefect-server.log")
 
 
-def mlflow_server(root: Path, port: int) -> Server:
-    url = f"http://{LOOPBACK}:{port}"
+def mlflow_artifacts_destination(root: Path) -> str:
+    """Where the MLflow server keeps the artifacts it serves: the bucket's ``<URL>/mlruns`` for a root on
+    object storage (where ``recflow run`` puts its experiments' artifacts too), else ``<root>/mlruns``."""
+    remote = storage.remote_of(root)
+    if remote is not None:
+        return storage.mlflow_artifact_location(remote)  # also points MLflow's S3 client at $AWS_ENDPOINT_URL
     (root / "mlruns").mkdir(parents=True, exist_ok=True)
+    return str(root / "mlruns")
+
+
+def mlflow_server(root: Path, port: int, host: str = LOOPBACK, backend: str | None = None) -> Server:
+    """``mlflow server`` on the backend store ``backend`` (default ``mlflow_backend_uri``: a PostgreSQL URL
+    ``postgresql+psycopg://...`` makes it a team's server), proxying the artifacts at ``mlflow_artifacts_destination``."""
+    url = f"http://{host}:{port}"
+    destination = mlflow_artifacts_destination(root)
     command = [
         _bin("mlflow"),
         "server",
         "--host",
-        LOOPBACK,
+        host,
         "--port",
         str(port),
         "--workers",
         "1",
         "--backend-store-uri",
-        mlflow_backend_uri(root),
+        backend or mlflow_backend_uri(root),
+        "--serve-artifacts",
         "--artifacts-destination",
-        str(root / "mlruns"),
+        destination,
     ]
     env = {**os.environ, "MLFLOW_ENABLE_ASYNC_LOGGING": "false", "GIT_PYTHON_REFRESH": "quiet"}
+    # MLflow 3 answers only Host headers it expects (localhost and private addresses by default): a
+    # server reached by a DNS name needs $MLFLOW_SERVER_ALLOWED_HOSTS, which it inherits from here
     return Server("mlflow server", command, env, f"{url}/health", url, root / ".prefect" / "logs" / "mlflow-server.log")
 
 
 class ProjectServers:
     """Start both servers (in parallel), wait until they answer, stop both on exit.
 
+    ``host`` is the address both bind and are reached at (127.0.0.1 by default; a team's server
+    host gives its own address). ``prefect_database`` and ``mlflow_database`` are the servers'
+    stores (default: the environment's, else sqlite files under the root); with PostgreSQL URLs
+    the servers keep no state on this machine but their logs.
+
     Port 0 picks a free port. A port already taken is an error naming it, not a silent second server.
     """
 
-    def __init__(self, root: Path | None = None, prefect_port: int = 4200, mlflow_port: int = 5000, timeout: float = 180.0) -> None:
+    def __init__(
+        self,
+        root: Path | None = None,
+        prefect_port: int = 4200,
+        mlflow_port: int = 5000,
+        timeout: float = 180.0,
+        host: str = LOOPBACK,
+        prefect_database: str | None = None,
+        mlflow_database: str | None = None,
+    ) -> None:
         self.root = (root or artifacts_root()).resolve()
         for what, port in (("prefect", prefect_port), ("mlflow", mlflow_port)):
-            if port and port_in_use(port):
-                raise ServerError(f"port {port} on {LOOPBACK} is in use; pass --{what}-port with another port (0 picks a free one)")
-        self.prefect = prefect_server(self.root, prefect_port or free_port())
-        self.mlflow = mlflow_server(self.root, mlflow_port or free_port())
+            if port and port_in_use(port, host):
+                raise ServerError(f"port {port} on {host} is in use; pass --{what}-port with another port (0 picks a free one)")
+        self.prefect = prefect_server(self.root, prefect_port or free_port(host), host, prefect_database)
+        self.mlflow = mlflow_server(self.root, mlflow_port or free_port(host), host, mlflow_database)
         self.timeout = timeout
+
+    @property
+    def databases(self) -> dict[str, str]:
+        """Each server's store, passwords redacted: what `recflow ui` prints."""
+        backend = self.mlflow.command[self.mlflow.command.index("--backend-store-uri") + 1]
+        return {"prefect": redacted(self.prefect.env["PREFECT_SERVER_DATABASE_CONNECTION_URL"]), "mlflow": redacted(backend)}
 
     @property
     def urls(self) -> dict[str, Any]:
@@ -259,8 +322,8 @@ def embedded_prefect_server(root: Path, port: int | None = None) -> Server:
     """
     port = port or free_port()
     url = f"http://{LOOPBACK}:{port}"
-    env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "PREFECT_UI_URL")}
-    env.setdefault("PREFECT_SERVER_DATABASE_CONNECTION_URL", prefect_database_url(root))
+    env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "PREFECT_UI_URL", *PREFECT_DATABASE_VARIABLES)}
+    env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = prefect_database_url(root)
     env.update(
         {
             "PREFECT_UI_ENABLED": "0",
