@@ -52,6 +52,7 @@ def pipeline(config_path: str | list[str] | None = None, overrides: list[str] | 
 
 
 def run_stages(cfg: RunConfig, config_path: str | list[str] | None) -> dict[str, Any]:
+    cfg = without_unrunnable_models(cfg)
     with pipeline_run(cfg, parent_run_name(config_path)) as parent:  # MLflow's parent run spans the flow
         source = locate(cfg.dataset)
 
@@ -95,6 +96,37 @@ def run_stages(cfg: RunConfig, config_path: str | list[str] | None) -> dict[str,
             "tracking": tracking.result(),
             "serving": serving.result(),
         }
+
+
+def unrunnable_models(cfg: RunConfig) -> dict[str, str]:
+    """Models this data cannot judge, each with the one line saying why: on implicit feedback (no rating
+    column), those that declare ``predicts_ratings``, and ensembles combining one of them."""
+    if not cfg.dataset.implicit:
+        return {}
+    from recflow.models import MODELS
+
+    why = {
+        m.name: f"skipping {m.name}: it predicts ratings, and dataset {cfg.dataset.name!r} has no rating column (implicit feedback)"
+        for m in cfg.models
+        if MODELS[m.name].predicts_ratings
+    }
+    for m in cfg.models:
+        lost = [n for n in members_of(m) if n in why]
+        if lost:
+            why[m.name] = f"skipping {m.name}: it combines {lost}, which predict ratings on data with no rating column (implicit feedback)"
+    return why
+
+
+def without_unrunnable_models(cfg: RunConfig) -> RunConfig:
+    skipped = unrunnable_models(cfg)
+    if not skipped:
+        return cfg
+    for line in skipped.values():
+        get_run_logger().warning(line)
+    kept = [m for m in cfg.models if m.name not in skipped]
+    if not kept:
+        raise PipelineFailed([StageFailure("train", "no model left to run: " + "; ".join(skipped.values()))])
+    return cfg.model_copy(update={"models": kept})
 
 
 def preset_name(config_path: str | list[str] | None) -> str:
