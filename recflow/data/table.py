@@ -44,10 +44,12 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from recflow.utils.numeric import distinct
+
 from . import schema as S
 from .releases import DatasetFormatError
 from .sources import ItemsTable, TableSource
-from .validate import Rejects, TooManyRejectsError, to_float, too_many_rejects_message
+from .validate import Rejects, TooManyRejectsError, membership, to_float, too_many_rejects_message
 
 #: bump when a piece's content would change for the same input (old pieces are then never reused)
 PIECE_VERSION = "1"
@@ -395,13 +397,14 @@ class PieceCache:
         try:
             table = pq.read_table(data)
             meta = json.loads(table.schema.metadata[b"recflow"])
-            return Piece(meta["label"], table.replace_schema_metadata(None), pq.read_table(rej), meta["n_read"], meta["kinds"])
+            rejects = pq.read_table(rej) if meta.get("n_rejects", 1) else S.REJECTS.empty_table()
+            return Piece(meta["label"], table.replace_schema_metadata(None), rejects, meta["n_read"], meta["kinds"])
         except (OSError, KeyError, ValueError, pa.ArrowInvalid):
             return None  # a damaged piece is read again from its part
 
     def save(self, key: str, piece: Piece) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        meta = {"label": piece.label, "n_read": piece.n_read, "kinds": piece.kinds}
+        meta = {"label": piece.label, "n_read": piece.n_read, "kinds": piece.kinds, "n_rejects": piece.rejects.num_rows}
         table = piece.table.replace_schema_metadata({"recflow": json.dumps(meta)})
         for path, t in ((self.folder / f"{key}.rejects.parquet", piece.rejects), (self.folder / f"{key}.parquet", table)):
             tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -606,22 +609,25 @@ def combine(
         cat_codes = None
 
     def reject(mask: np.ndarray, reason: str) -> None:
-        for f in np.unique(file_of[mask]):
-            sel = mask & (file_of == f)
-            raws = [
+        idx = np.flatnonzero(mask)
+        if not len(idx):
+            return
+        take = pa.array(idx)
+        raws = np.array(
+            [
                 json.dumps({"user": u, "item": i, "timestamp": int(t), "rating": float(r)}, default=str)
-                for u, i, t, r in zip(
-                    column("user").take(pa.array(np.flatnonzero(sel))).to_pylist(),
-                    column("item").take(pa.array(np.flatnonzero(sel))).to_pylist(),
-                    ts[sel],
-                    rating[sel],
-                )
-            ]
-            rejects.add(str(labels[f]), rows[sel], reason, raws)
+                for u, i, t, r in zip(column("user").take(take).to_pylist(), column("item").take(take).to_pylist(), ts[idx], rating[idx])
+            ],
+            dtype=object,
+        )
+        order = np.argsort(file_of[idx], kind="stable")
+        files = file_of[idx][order]
+        for group in np.split(order, np.flatnonzero(np.diff(files)) + 1):
+            rejects.add(str(labels[file_of[idx[group[0]]]]), rows[idx[group]], reason, raws[group].tolist())
 
     keep = np.ones(len(ts), bool)
     if cat_codes is not None:
-        unknown = ~np.isin(item_ids.codes, cat_codes)
+        unknown = ~membership(item_ids.codes, cat_codes)
         reject(unknown, S.UNKNOWN_ITEM)
         keep &= ~unknown
     policy = spec.duplicate_policy
@@ -685,8 +691,8 @@ def combine(
         "rows_read_by_file": _listed(read_by_file, set(rejected_by_file.index)),
         "rows_rejected_by_file": {str(k): int(v) for k, v in rejected_by_file.items()},
         "n_ratings": counts["ratings"],
-        "n_users": int(len(np.unique(u))),
-        "n_items": int(len(np.unique(i))),
+        "n_users": n_distinct(u),
+        "n_items": n_distinct(i),
         "rating_scale": scale,
         "files": dict(sorted(counts.items())),
         "tmdb_matched": None,
@@ -702,6 +708,17 @@ def combine(
     if notes:
         summary["notes"] = notes
     return summary
+
+
+def n_distinct(ids: np.ndarray) -> int:
+    """Distinct ids: a lookup table for dense non-negative ids (canonical ones are), else a sort."""
+    if not len(ids):
+        return 0
+    if int(ids.min()) >= 0 and int(ids.max()) < max(4 * len(ids), 1 << 20):
+        seen = np.zeros(int(ids.max()) + 1, bool)
+        seen[ids] = True
+        return int(seen.sum())
+    return len(distinct(ids))
 
 
 def _listed(read_by_file: dict[str, int], with_rejects: set[str]) -> dict[str, int]:
@@ -720,11 +737,11 @@ def _repeats(u, i, ts, rating, file_of, rows, keep, policy: str) -> np.ndarray:
     span = int(i[idx].max()) - int(i[idx].min()) + 1
     key = (u[idx] - int(u[idx].min())) * span + (i[idx] - int(i[idx].min()))
     s = np.sort(key)
-    dup_keys = np.unique(s[1:][s[1:] == s[:-1]])
+    dup_keys = distinct(s[1:][s[1:] == s[:-1]])  # sorted, so a lookup is a binary search (np.isin hashes: slower here)
     if not len(dup_keys):
         return out
-    sel = idx[np.isin(key, dup_keys)]
-    k = key[np.isin(key, dup_keys)]
+    hit = dup_keys[np.minimum(np.searchsorted(dup_keys, key), len(dup_keys) - 1)] == key
+    sel, k = idx[hit], key[hit]
     order = np.lexsort((rows[sel], file_of[sel], rating[sel], ts[sel], k))
     sel, k = sel[order], k[order]
     first = np.ones(len(k), bool)
@@ -833,7 +850,7 @@ def _items_table(interacted: np.ndarray, mapping: pa.Table | None, catalogue: Ca
         genres = pa.array(catalogue.genres, pa.list_(pa.string()))
         table = S.conform({"item_id": pa.array(ids, pa.int64()), "title": titles, "year": years, "genres": genres}, S.ITEMS)
         return table.take(pc.sort_indices(table, [("item_id", "ascending")]))
-    ids = np.unique(interacted)
+    ids = distinct(interacted)
     if mapping is not None:  # dense ids are 1..n: row id - 1 of the mapping
         raw = mapping.column("raw").take(pa.array(ids - 1)).cast(pa.string())
     else:
