@@ -74,6 +74,7 @@ def run_stages(cfg: RunConfig, config_path: str | list[str] | None) -> dict[str,
         stopped = failures({stage: (None, f) for stage, f in shared.items()})
         if stopped:  # nothing downstream ran
             raise PipelineFailed(stopped)
+        ingested = ingest_news(data.result().meta)
         models = {name: model_outcome(name, trained[name], scored[name], indexed.get(name)) for name in trained}
         models |= {m.name: unfused(models[m.name], [models[n] for n in members_of(m)]) for m in cfg.models if members_of(m)}
 
@@ -93,9 +94,22 @@ def run_stages(cfg: RunConfig, config_path: str | list[str] | None) -> dict[str,
             "metrics": {name: m.evaluate.meta["metrics"] for name, m in models.items()},
             "training": {name: m.train.meta for name, m in models.items()},
             "protocol": parts.result().meta["protocol"],
+            "ingest": ingested,
             "tracking": tracking.result(),
             "serving": serving.result(),
         }
+
+
+def ingest_news(meta: dict[str, Any]) -> dict[str, Any]:
+    """What the run says about its data: a partitioned source's partitions read / reused / new / changed, and
+    the ingest's notes (a late correction and its effect, collapsed repeats, implicit feedback), each logged."""
+    news = {k: meta[k] for k in ("partitions", "notes") if k in meta}
+    if "partitions" in news:
+        p = news["partitions"]
+        get_run_logger().info("ingest: %d partitions, %d read (%d new, %d changed), %d reused", p["total"], p["read"], p["new"], p["changed"], p["reused"])
+    for note in news.get("notes", []):
+        get_run_logger().warning("ingest: %s", note)
+    return news
 
 
 def unrunnable_models(cfg: RunConfig) -> dict[str, str]:

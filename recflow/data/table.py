@@ -28,10 +28,12 @@ disagree on a column's kind raise ``DatasetFormatError`` naming the file; a bad 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -331,7 +333,7 @@ def _timestamps(col, unit: str, part: Part, name: str) -> tuple[np.ndarray, np.n
     s = pc.fill_null(pc.utf8_trim_whitespace(col.cast(pa.string())), "")
     empty = pc.equal(pc.utf8_length(s), 0).to_numpy(zero_copy_only=False)
     numeric = pc.match_substring_regex(s, _NUMBER).to_numpy(zero_copy_only=False)
-    if unit in _UNIT_SECONDS or (unit == "auto" and numeric[~empty].all() and (~empty).any()):
+    if unit in _UNIT_SECONDS or (unit == "auto" and (~empty).any() and numeric[~empty].mean() >= 0.5):  # the odd bad value is a reject
         values, ok, _ = to_float(s)
         ok &= np.isfinite(values)
         kind = _epoch_kind(values, ok & ~empty, unit, part, name)
@@ -343,7 +345,7 @@ def _timestamps(col, unit: str, part: Part, name: str) -> tuple[np.ndarray, np.n
         values[ok] = dt[ok].dt.as_unit("s").astype("int64").to_numpy()
     if unit == "auto" and (~empty).any() and not ok[~empty].any():
         raise DatasetFormatError(
-            f"{part.label}: timestamp column {name!r} is neither epoch numbers nor ISO-8601 text (e.g. row value {s[int(np.flatnonzero(~empty)[0])]!r})"
+            f"{part.label}: timestamp column {name!r} is neither epoch numbers nor ISO-8601 text (e.g. {s[int(np.flatnonzero(~empty)[0])].as_py()!r})"
         )
     return values, ok | empty, empty, "iso"
 
@@ -445,18 +447,46 @@ def ingest_table(
     cache = PieceCache(cache_dir, spec)
     state_file = cache_dir / "state.json"
     previous = _read_state(state_file)
-    pieces, read = [], []
-    for part in parts:
-        key = cache.key(part.label, digests[part.label])
-        piece = cache.load(key)
-        if piece is None:
-            piece = read_part(part, spec)
-            cache.save(key, piece)
-            read.append(part.label)
-        pieces.append(piece)
-    current = {p.label: {"digest": digests[p.label], "rows": p.n_read, "kept": p.table.num_rows} for p in pieces}
+    keys = {p.label: cache.key(p.label, digests[p.label]) for p in parts}
+    read: list[str] = []
+    loaded: dict[str, Piece] = {}
+
+    def piece(part: Part) -> Piece:
+        if part.label not in loaded:
+            found = cache.load(keys[part.label])
+            if found is None:
+                found = read_part(part, spec)
+                cache.save(keys[part.label], found)
+                read.append(part.label)
+            loaded[part.label] = found
+        return loaded[part.label]
+
+    describe_as = describe_as or {"source": "table", "path": spec.path}
+    combined = Combined(cache_dir / "combined", spec)
+    prior = combined.prior(set(keys.values()))
+    summary, appended = None, False
+    if prior is not None:  # every piece of the last combine is still here: append the new ones to its tables
+        new_parts = [p for p in parts if keys[p.label] not in prior["keys"]]
+        summary = append(combined, prior, [piece(p) for p in new_parts], [keys[p.label] for p in new_parts], spec, out_dir, describe_as)
+    appended = summary is not None
+    if summary is None:
+        summary = combine([piece(p) for p in parts], spec, out_dir, describe_as=describe_as, keep=(combined, [keys[p.label] for p in parts]))
+    for p in parts:  # a piece the last combine used but this cache's partition state lost: open it for its counts
+        if p.label not in loaded and previous.get(p.label, {}).get("digest") != digests[p.label]:
+            piece(p)
+    current = {
+        p.label: (
+            {"digest": digests[p.label], "rows": loaded[p.label].n_read, "kept": loaded[p.label].table.num_rows}
+            if p.label in loaded
+            else previous[p.label]  # reused without being opened: its digest is the one the last ingest saw
+        )
+        for p in parts
+    }
     partitions, notes = _changes(previous, current, read)
-    summary = combine(pieces, spec, out_dir, describe_as=describe_as or {"source": "table", "path": spec.path}, partitions=partitions, notes=notes)
+    partitions["combine"] = "append" if appended else "full"  # append: only the new rows were processed
+    summary["partitions"] = partitions
+    if notes:
+        summary["notes"] = [*notes, *summary.get("notes", [])]
     _write_json(state_file, {"parts": current})
     _check_budget(summary, out_dir, max_reject_fraction)
     return summary
@@ -570,11 +600,12 @@ def combine(
     out_dir: Path,
     *,
     describe_as: dict[str, Any],
-    partitions: dict[str, Any] | None = None,
-    notes: list[str] | None = None,
+    keep: tuple[Combined, list[str]] | None = None,
 ) -> dict[str, Any]:
-    """Validated pieces -> the canonical tables in ``out_dir``; returns the summary (the budget is checked by the caller)."""
-    notes = list(notes or [])
+    """Validated pieces -> the canonical tables in ``out_dir``; returns the summary (the budget is checked by the caller).
+
+    ``keep``: where to remember this combine (and the piece keys it used) for the next ``append``.
+    """
     kinds = _agree(pieces)
     kinds.setdefault("user", "int")
     kinds.setdefault("item", "int")
@@ -584,12 +615,7 @@ def combine(
     file_of = np.repeat(np.arange(len(pieces)), [t.num_rows for t in tables])
 
     def column(name: str, kind: str | None = None) -> pa.ChunkedArray:
-        chunks = [t.column(name) for t in tables]
-        if kind == "int":
-            chunks = [c.cast(pa.int64()) for c in chunks]
-        elif kind == "string":
-            chunks = [c.cast(pa.string()) for c in chunks]
-        return pa.chunked_array([ch for c in chunks for ch in c.chunks], chunks[0].type if chunks else pa.int64())
+        return _column(tables, name, kind)
 
     ts = column("timestamp").to_numpy().astype(np.int64, copy=False)
     rating = column("rating").to_numpy().astype(np.float32, copy=False)
@@ -609,39 +635,24 @@ def combine(
         cat_codes = None
 
     def reject(mask: np.ndarray, reason: str) -> None:
-        idx = np.flatnonzero(mask)
-        if not len(idx):
-            return
-        take = pa.array(idx)
-        raws = np.array(
-            [
-                json.dumps({"user": u, "item": i, "timestamp": int(t), "rating": float(r)}, default=str)
-                for u, i, t, r in zip(column("user").take(take).to_pylist(), column("item").take(take).to_pylist(), ts[idx], rating[idx])
-            ],
-            dtype=object,
-        )
-        order = np.argsort(file_of[idx], kind="stable")
-        files = file_of[idx][order]
-        for group in np.split(order, np.flatnonzero(np.diff(files)) + 1):
-            rejects.add(str(labels[file_of[idx[group[0]]]]), rows[idx[group]], reason, raws[group].tolist())
+        _reject_rows(rejects, np.flatnonzero(mask), reason, column, ts, rating, rows, file_of, labels)
 
-    keep = np.ones(len(ts), bool)
+    kept = np.ones(len(ts), bool)
     if cat_codes is not None:
         unknown = ~membership(item_ids.codes, cat_codes)
         reject(unknown, S.UNKNOWN_ITEM)
-        keep &= ~unknown
+        kept &= ~unknown
     policy = spec.duplicate_policy
-    repeated = _repeats(user_ids.codes, item_ids.codes, ts, rating, file_of, rows, keep, policy)
+    repeated = _repeats(user_ids.codes, item_ids.codes, ts, rating, file_of, rows, kept, policy)
     collapsed = 0
     if repeated.any():
         if policy == "reject":
             reject(repeated, S.DUPLICATE_USER_ITEM)
         else:
             collapsed = int(repeated.sum())
-            notes.append(f"{collapsed} repeated (user, item) interactions collapsed into one each (duplicates: {policy}: the {policy} one kept)")
-        keep &= ~repeated
+        kept &= ~repeated
 
-    u, i, t, r = user_ids.codes[keep], item_ids.codes[keep], ts[keep], rating[keep]
+    u, i, t, r = user_ids.codes[kept], item_ids.codes[kept], ts[kept], rating[kept]
     maps: dict[str, pa.Table] = {}
     if user_ids.how == "mapped":
         dense = _dense(u, t, len(user_ids.raw))
@@ -656,24 +667,244 @@ def combine(
     order = _canonical_order(t, u, i)
     if order is not None:
         u, i, t, r = u[order], i[order], t[order], r[order]
+    read_by_file = {p.label: p.n_read for p in pieces}
+    if catalogue is not None:
+        read_by_file.update(catalogue.n_read)
+    outputs = Outputs(u, i, t, r, maps, _items_table(i, maps.get("item_ids"), catalogue, cat_codes), [*(p.rejects for p in pieces), rejects.table()])
+    history = {"read_by_file": read_by_file, "collapsed": collapsed, "kinds": kinds, "ids": {"user": user_ids.how, "item": item_ids.how}}
+    summary = _finish(outputs, history, spec, out_dir, describe_as)
+    if keep is not None and spec.items is None:
+        keep[0].save(out_dir, keep[1], history, outputs)
+    return summary
+
+
+def _column(tables: list[pa.Table], name: str, kind: str | None = None) -> pa.ChunkedArray:
+    """One column of every piece, end to end; ids cast to one kind (``int`` or ``string``) when given."""
+    chunks = [t.column(name) for t in tables]
+    if kind == "int":
+        chunks = [c.cast(pa.int64()) for c in chunks]
+    elif kind == "string":
+        chunks = [c.cast(pa.string()) for c in chunks]
+    return pa.chunked_array([ch for c in chunks for ch in c.chunks], chunks[0].type if chunks else pa.int64())
+
+
+# ----------------------------------------------------------------------------- append: a night's new pieces onto the last combine
+
+
+class Combined:
+    """The last combine's tables and what it was made of, under ``<cache>/combined/<generation>/``.
+
+    ``current.json`` names the generation and is replaced last, so a crash mid-way leaves the previous
+    one in force. Kept only for sources without an items table (a catalogue change is not an append).
+    """
+
+    def __init__(self, folder: Path, spec: TableSource):
+        self.folder = Path(folder)
+        self.token = hashlib.sha256(f"{_reading_token(spec)}|{spec.duplicate_policy}|{spec.items is not None}".encode()).hexdigest()[:16]
+
+    def prior(self, keys: set[str]) -> dict[str, Any] | None:
+        """The last combine's record when every piece it used is among ``keys`` (nothing changed or vanished)."""
+        try:
+            state = json.loads((self.folder / "current.json").read_text())
+        except (OSError, ValueError):
+            return None
+        gen = self.folder / state.get("generation", "")
+        if state.get("token") != self.token or not set(state["keys"]) <= keys or not (gen / "ratings.parquet").exists():
+            return None
+        return {**state, "keys": set(state["keys"]), "dir": gen}
+
+    def save(self, out_dir: Path, keys: list[str], history: dict[str, Any], out: Outputs) -> None:
+        pairs = out.pairs if out.pairs is not None else _pairs(out.u, out.i)
+        gen_name = hashlib.sha256("|".join(sorted(keys)).encode()).hexdigest()[:16] + f"-{os.getpid()}"
+        gen = self.folder / gen_name
+        gen.mkdir(parents=True, exist_ok=True)
+        for name in ("ratings", "items", "rejects", *out.maps):
+            _link(out_dir / f"{name}.parquet", gen / f"{name}.parquet")
+        if pairs is not None:
+            np.save(gen / "pairs.npy", pairs)
+        state = {
+            "generation": gen_name,
+            "token": self.token,
+            "keys": sorted(keys),
+            "ts_max": int(out.t.max()) if len(out.t) else None,
+            "rating_range": [float(out.r.min()), float(out.r.max())] if len(out.r) else None,
+            "pairs": pairs is not None,
+            **history,
+        }
+        old = None
+        with contextlib.suppress(OSError, ValueError):
+            old = json.loads((self.folder / "current.json").read_text()).get("generation")
+        _write_json(self.folder / "current.json", state)
+        if old and old != gen_name:
+            shutil.rmtree(self.folder / old, ignore_errors=True)
+
+
+def _link(src: Path, dst: Path) -> None:
+    """A hard link (the stage folder's file is immutable; the link keeps its bytes when gc removes the folder), else a copy."""
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+    try:
+        os.link(src, tmp)
+    except OSError:
+        shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+
+
+def _pairs(u: np.ndarray, i: np.ndarray) -> np.ndarray | None:
+    """Sorted (user_id << 32 | item_id) keys, or None when ids do not fit 32 bits (then every night combines in full)."""
+    if len(u) and (int(u.min()) < 0 or int(i.min()) < 0 or int(u.max()) >= 1 << 31 or int(i.max()) >= 1 << 32):
+        return None
+    return np.sort((u.astype(np.int64) << 32) | i.astype(np.int64))
+
+
+def append(
+    combined: Combined, prior: dict[str, Any], pieces: list[Piece], keys: list[str], spec: TableSource, out_dir: Path, describe_as: dict[str, Any]
+) -> dict[str, Any] | None:
+    """The last combine's tables plus ``pieces`` (the new partitions), written as ``combine`` would write them all.
+
+    Exact only when the new rows all come after the old ones (every timestamp later than the last
+    combine's latest, so the old rows keep their order, their ids and their claim on a repeated pair)
+    and the policy keeps the first of a repeated pair; otherwise returns None and the caller combines
+    every piece. Costs the new rows plus one read and write of the old tables: no sort of the old rows,
+    no re-mapping of their ids (new ids are numbered after the old), repeats found by binary search in
+    the last combine's sorted pair keys.
+    """
+    if not prior["pairs"] or spec.duplicate_policy == "last" or prior["ts_max"] is None:
+        return None
+    tables = [p.table for p in pieces]
+    ts = _column(tables, "timestamp").to_numpy().astype(np.int64, copy=False) if tables else np.zeros(0, np.int64)
+    if len(ts) and int(ts.min()) <= prior["ts_max"]:
+        return None  # a late event: its rows interleave with the old ones
+    kinds = {**prior["kinds"]}
+    for f, k in (_agree(pieces) if pieces else {}).items():
+        if kinds.setdefault(f, k) != k:
+            return None  # the full combine names the partitions that disagree
+    gen = prior["dir"]
+    rating = _column(tables, "rating").to_numpy().astype(np.float32, copy=False) if tables else np.zeros(0, np.float32)
+    rows = _column(tables, "row").to_numpy().astype(np.int64, copy=False) if tables else np.zeros(0, np.int64)
+    labels = np.array([p.label for p in pieces], dtype=object)
+    file_of = np.repeat(np.arange(len(pieces)), [t.num_rows for t in tables])
+    ids, maps = {}, {}
+    for field in ("user", "item"):
+        how = prior["ids"][field]
+        values = _column(tables, field, kinds.get(field)) if tables else pa.chunked_array([], pa.int64())
+        if how == "int":
+            if kinds.get(field) == "string":
+                if len(values) and not pc.all(pc.match_substring_regex(values, _CANONICAL_INT)).as_py():
+                    return None  # text ids that stop being integers: the full combine maps them all
+                values = pc.cast(values, pa.int64())
+            ids[field] = values.to_numpy().astype(np.int64, copy=False) if len(values) else np.zeros(0, np.int64)
+        else:
+            old = pq.read_table(gen / f"{field}_ids.parquet")
+            found = pc.index_in(values, value_set=old.column("raw")) if len(values) else pa.chunked_array([], pa.int32())
+            known = found.is_valid().to_numpy(zero_copy_only=False) if len(values) else np.zeros(0, bool)
+            codes = pc.fill_null(found, -1).to_numpy().astype(np.int64) + 1 if len(values) else np.zeros(0, np.int64)
+            n_old = old.num_rows
+            fresh = values.filter(pa.array(~known)) if (~known).any() else None
+            if fresh is not None:
+                raw_new = pc.unique(fresh.combine_chunks())
+                raw_new = raw_new.take(pc.sort_indices(raw_new))
+                codes[~known] = n_old + 1 + pc.index_in(fresh, value_set=raw_new).to_numpy().astype(np.int64)
+            ids[field] = codes
+            maps[field] = (old, raw_new if fresh is not None else None, n_old)
+    u, i = ids["user"], ids["item"]
+    if len(u) and (int(u.min()) < 0 or int(u.max()) >= 1 << 31 or int(i.min()) < 0 or int(i.max()) >= 1 << 32):
+        return None
+    old_pairs = np.load(gen / "pairs.npy", mmap_mode="r")
+    key = (u << 32) | i
+    in_old = np.zeros(len(key), bool)
+    if len(old_pairs) and len(key):
+        in_old = old_pairs[np.minimum(np.searchsorted(old_pairs, key), len(old_pairs) - 1)] == key
+    repeated = in_old | _repeats(u, i, ts, rating, file_of, rows, ~in_old, spec.duplicate_policy)
+    rejects = Rejects()
+    collapsed = prior["collapsed"]
+    if repeated.any():
+        if spec.duplicate_policy == "reject":
+            _reject_rows(rejects, np.flatnonzero(repeated), S.DUPLICATE_USER_ITEM, lambda n, k=None: _column(tables, n, k), ts, rating, rows, file_of, labels)
+        else:
+            collapsed += int(repeated.sum())
+    kept = ~repeated
+    u, i, t, r = u[kept], i[kept], ts[kept], rating[kept]
+    for field, arr in (("user", u), ("item", i)):
+        if field not in maps:
+            continue
+        old, raw_new, n_old = maps[field]
+        if raw_new is None:
+            maps[field] = old
+            continue
+        fresh_codes = arr[arr > n_old] - n_old - 1  # temporary codes: ranks among the new raw ids
+        dense = _dense(fresh_codes, t[arr > n_old], len(raw_new)) + n_old
+        arr[arr > n_old] = dense[fresh_codes]
+        extra = _mapping_table(dense - n_old, raw_new)
+        maps[field] = pa.concat_tables([old, extra.set_column(0, "id", pc.add(extra.column("id"), n_old))])
+    order = _canonical_order(t, u, i)
+    if order is not None:
+        u, i, t, r = u[order], i[order], t[order], r[order]
+    old_ratings = pq.read_table(gen / "ratings.parquet")
+    all_u = np.concatenate([old_ratings.column("user_id").to_numpy(), u])
+    all_i = np.concatenate([old_ratings.column("item_id").to_numpy(), i])
+    all_t = np.concatenate([old_ratings.column("timestamp").to_numpy(), t])
+    all_r = np.concatenate([old_ratings.column("rating").to_numpy(), r])
+    del old_ratings
+    new_key = np.sort((u << 32) | i)
+    pairs = np.insert(np.asarray(old_pairs), np.searchsorted(old_pairs, new_key), new_key)
+    old_items = pq.read_table(gen / "items.parquet")
+    fresh_items = np.setdiff1d(distinct(i), old_items.column("item_id").to_numpy())
+    if len(fresh_items):
+        mapping = maps.get("item")
+        titles = mapping.column("raw").take(pa.array(fresh_items - 1)).cast(pa.string()) if mapping is not None else pa.array([str(x) for x in fresh_items])
+        more = _untitled_items(fresh_items, titles)
+        old_items = pa.concat_tables([old_items, more])
+        old_items = old_items.take(pc.sort_indices(old_items, [("item_id", "ascending")]))
+    out = Outputs(
+        all_u, all_i, all_t, all_r,
+        {f"{k}_ids": v for k, v in maps.items()},
+        old_items,
+        [pq.read_table(gen / "rejects.parquet"), *(p.rejects for p in pieces), rejects.table()],
+        pairs,
+    )  # fmt: skip
+    history = {
+        "read_by_file": {**prior["read_by_file"], **{p.label: p.n_read for p in pieces}},
+        "collapsed": collapsed,
+        "kinds": kinds,
+        "ids": prior["ids"],
+    }
+    summary = _finish(out, history, spec, out_dir, describe_as)
+    combined.save(out_dir, sorted(prior["keys"] | set(keys)), history, out)
+    return summary
+
+
+@dataclass
+class Outputs:
+    """The canonical tables of one ingest, before writing: ratings as arrays, the rest as Arrow tables."""
+
+    u: np.ndarray
+    i: np.ndarray
+    t: np.ndarray
+    r: np.ndarray
+    maps: dict[str, pa.Table]
+    items: pa.Table
+    rejects: list[pa.Table]
+    pairs: np.ndarray | None = None  # sorted (user_id << 32 | item_id), when ``append`` computed it already
+
+
+def _finish(out: Outputs, history: dict[str, Any], spec: TableSource, out_dir: Path, describe_as: dict[str, Any]) -> dict[str, Any]:
+    """Write the tables of ``out`` into ``out_dir`` and say what they hold (``combine`` and ``append`` alike)."""
+    u, i, r = out.u, out.i, out.r
     counts = {
         "ratings": S.write_table(
-            S.conform({"user_id": pa.array(u), "item_id": pa.array(i), "rating": pa.array(r), "timestamp": pa.array(t)}, S.RATINGS),
+            S.conform({"user_id": pa.array(u), "item_id": pa.array(i), "rating": pa.array(r), "timestamp": pa.array(out.t)}, S.RATINGS),
             out_dir / "ratings.parquet",
             S.RATINGS,
         )
     }
-    counts["items"] = S.write_table(_items_table(i, maps.get("item_ids"), catalogue, cat_codes), out_dir / "items.parquet", S.ITEMS)
-    for name, table in sorted(maps.items()):
+    counts["items"] = S.write_table(out.items, out_dir / "items.parquet", S.ITEMS)
+    for name, table in sorted(out.maps.items()):
         pq.write_table(table, out_dir / f"{name}.parquet", compression="zstd")
         counts[name] = table.num_rows
-    all_rejects = pa.concat_tables([*(p.rejects for p in pieces), rejects.table()]).cast(S.REJECTS)
+    all_rejects = pa.concat_tables(out.rejects).cast(S.REJECTS)
     all_rejects = all_rejects.take(pc.sort_indices(all_rejects, [("source_file", "ascending"), ("line_number", "ascending")]))
     counts["rejects"] = S.write_table(all_rejects, out_dir / "rejects.parquet", S.REJECTS)
-
-    read_by_file = {p.label: p.n_read for p in pieces}
-    if catalogue is not None:
-        read_by_file.update(catalogue.n_read)
+    read_by_file, collapsed, policy = history["read_by_file"], history["collapsed"], spec.duplicate_policy
     rejected_by_file = pd.Series(all_rejects.column("source_file").to_numpy(zero_copy_only=False)).value_counts().sort_index()
     reasons = pd.Series(all_rejects.column("reason").to_numpy(zero_copy_only=False)).value_counts().sort_index()
     implicit = spec.implicit
@@ -681,8 +912,8 @@ def combine(
     summary: dict[str, Any] = {
         **describe_as,
         "feedback": "implicit" if implicit else "explicit",
-        "timestamp": _timestamp_statement(spec, kinds.get("timestamp")),
-        "ids": {"user": user_ids.how, "item": item_ids.how},
+        "timestamp": _timestamp_statement(spec, history["kinds"].get("timestamp")),
+        "ids": dict(history["ids"]),
         "duplicates": policy,
         "duplicates_collapsed": collapsed,
         "rows_read": int(sum(read_by_file.values())),
@@ -697,8 +928,9 @@ def combine(
         "files": dict(sorted(counts.items())),
         "tmdb_matched": None,
     }
-    if partitions is not None:
-        summary["partitions"] = partitions
+    notes = []
+    if collapsed:
+        notes.append(f"{collapsed} repeated (user, item) interactions collapsed into one each (duplicates: {policy}: the {policy} one kept)")
     if implicit:
         notes.append(
             "implicit feedback (no rating column): every interaction is a positive"
@@ -708,6 +940,24 @@ def combine(
     if notes:
         summary["notes"] = notes
     return summary
+
+
+def _reject_rows(rejects: Rejects, idx: np.ndarray, reason: str, column, ts, rating, rows, file_of, labels) -> None:
+    """Record rows ``idx`` of the concatenated pieces as rejects, by file, with their raw fields as JSON."""
+    if not len(idx):
+        return
+    take = pa.array(idx)
+    raws = np.array(
+        [
+            json.dumps({"user": u, "item": i, "timestamp": int(t), "rating": float(r)}, default=str)
+            for u, i, t, r in zip(column("user").take(take).to_pylist(), column("item").take(take).to_pylist(), ts[idx], rating[idx])
+        ],
+        dtype=object,
+    )
+    order = np.argsort(file_of[idx], kind="stable")
+    files = file_of[idx][order]
+    for group in np.split(order, np.flatnonzero(np.diff(files)) + 1):
+        rejects.add(str(labels[file_of[idx[group[0]]]]), rows[idx[group]], reason, raws[group].tolist())
 
 
 def n_distinct(ids: np.ndarray) -> int:
@@ -855,7 +1105,11 @@ def _items_table(interacted: np.ndarray, mapping: pa.Table | None, catalogue: Ca
         raw = mapping.column("raw").take(pa.array(ids - 1)).cast(pa.string())
     else:
         raw = pa.array([str(x) for x in ids.tolist()], pa.string())
+    return _untitled_items(ids, raw)
+
+
+def _untitled_items(ids: np.ndarray, titles: pa.Array) -> pa.Table:
     return S.conform(
-        {"item_id": pa.array(ids), "title": raw, "year": pa.nulls(len(ids), pa.int16()), "genres": pa.array([[]] * len(ids), pa.list_(pa.string()))},
+        {"item_id": pa.array(ids), "title": titles, "year": pa.nulls(len(ids), pa.int16()), "genres": pa.array([[]] * len(ids), pa.list_(pa.string()))},
         S.ITEMS,
     )

@@ -6,6 +6,7 @@ import gzip
 import json
 import os
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -47,7 +48,8 @@ def _ingest(spec, tmp_path, name="out", **kw) -> tuple[dict, pd.DataFrame]:
 
 def test_a_parquet_log_with_other_column_names_gives_the_tables_of_the_movielens_reader(tmp_path):
     release = write_synthetic(tmp_path / "ml", n_users=30, n_items=20, n_ratings=300, format="ml-25m", seed=3)
-    ingest_dataset(release, tmp_path / "ml-out") if (tmp_path / "ml-out").mkdir() is None else None
+    (tmp_path / "ml-out").mkdir()
+    ingest_dataset(release, tmp_path / "ml-out")
     ratings = pd.read_csv(release / "ratings.csv").rename(columns={"userId": "uid", "movieId": "movie", "rating": "stars", "timestamp": "ts"})
     ratings.sample(frac=1, random_state=0).to_parquet(tmp_path / "log.parquet", index=False)  # another row order
     movies = pd.read_csv(release / "movies.csv").rename(columns={"movieId": "movie", "title": "name", "genres": "tags"})
@@ -172,6 +174,7 @@ def test_only_new_partitions_are_read_and_a_late_correction_is_stated(tmp_path):
     _write_days(tmp_path / "days", EVENTS.iloc[4:])  # day=2 arrives
     second, ratings = _ingest(_spec(tmp_path / "days"), tmp_path, "n2")
     assert (first["partitions"]["read"], second["partitions"]["read"], second["partitions"]["reused"]) == (2, 1, 2)
+    assert second["partitions"]["combine"] == "append"
     assert second["partitions"]["new_partitions"] == ["day=2/part-0.parquet"]
     assert len(ratings) == 5
     corrected = EVENTS.iloc[:1].assign(stars=[1.0])  # day=0 rewritten: bob's m2 corrected
@@ -179,7 +182,7 @@ def test_only_new_partitions_are_read_and_a_late_correction_is_stated(tmp_path):
     corrected.to_parquet(tmp_path / "days" / "day=0" / "part-0.parquet", index=False)
     os.utime(tmp_path / "days" / "day=0" / "part-0.parquet", ns=(stat.st_atime_ns, stat.st_mtime_ns + 1))
     third, ratings = _ingest(_spec(tmp_path / "days"), tmp_path, "n3")
-    assert (third["partitions"]["read"], third["partitions"]["changed"]) == (1, 1)
+    assert (third["partitions"]["read"], third["partitions"]["changed"], third["partitions"]["combine"]) == (1, 1, "full")
     changed = {"partition": "day=0/part-0.parquet", "rows_before": 1, "rows_after": 1, "kept_before": 1, "kept_after": 1}
     assert third["partitions"]["changed_partitions"] == [changed]
     assert any(n.startswith("late correction: day=0/part-0.parquet changed since the last ingest") for n in third["notes"])
@@ -232,3 +235,54 @@ def test_arrow_timestamps_and_dictionary_ids_are_read(tmp_path):
     summary, ratings = _ingest(_spec(tmp_path / "t.parquet"), tmp_path)
     assert ratings.to_dict("list") == {"user_id": [1, 2], "item_id": [3, 4], "rating": [1.0, 2.0], "timestamp": [1000, 2000]}
     assert summary["timestamp"] == "column 'ts' read as timestamps (detected)"
+
+
+def _night_log(tmp_path, nights: int) -> list[pd.DataFrame]:
+    """Days of string-id events with repeats within and across days, a bad row, a new user and item per day."""
+    rng = np.random.default_rng(0)
+    days = []
+    for d in range(nights):
+        n = 40
+        days.append(
+            pd.DataFrame(
+                {
+                    "uid": [f"u{x}" for x in rng.integers(0, 6 + d, n)],
+                    "movie": [f"m{x}" for x in rng.integers(0, 5 + d, n)],
+                    "ts": (d * 100 + np.sort(rng.integers(0, 100, n))).astype(str),
+                    "stars": rng.integers(1, 6, n).astype(float),
+                }
+            )
+        )
+    days[1].loc[3, "ts"] = "never"
+    return days
+
+
+@pytest.mark.parametrize("duplicates", ["reject", "first"])
+def test_appending_nights_gives_the_tables_of_one_ingest_of_them_all(tmp_path, duplicates):
+    days = _night_log(tmp_path, 4)
+    spec = _spec(tmp_path / "log", duplicates=duplicates)
+    for d, day in enumerate(days):
+        (tmp_path / "log" / f"day={d}").mkdir(parents=True)
+        day.to_csv(tmp_path / "log" / f"day={d}" / "part-0.csv", index=False)
+        (tmp_path / f"night-{d}").mkdir()
+        summary = ingest_table(spec, tmp_path / f"night-{d}", tmp_path / "cache", max_reject_fraction=1)
+        assert (summary["partitions"]["read"], summary["partitions"]["combine"]) == (1, "append" if d else "full")
+    (tmp_path / "cold").mkdir()
+    cold = ingest_table(spec, tmp_path / "cold", tmp_path / "cold-cache", max_reject_fraction=1)
+    for name in ("ratings", "items", "rejects", "user_ids", "item_ids"):
+        assert pq.read_table(tmp_path / "night-3" / f"{name}.parquet").equals(pq.read_table(tmp_path / "cold" / f"{name}.parquet")), name
+    drop = ("partitions", "notes")
+    assert {k: v for k, v in summary.items() if k not in drop} == {k: v for k, v in cold.items() if k not in drop}
+    assert summary["n_users"] == 9 and summary["rows_rejected"] >= 1
+
+
+def test_a_new_partition_with_earlier_events_is_combined_in_full_and_gives_the_same_tables(tmp_path):
+    _write_days(tmp_path / "days", EVENTS.iloc[2:])
+    (tmp_path / "n1").mkdir()
+    ingest_table(_spec(tmp_path / "days"), tmp_path / "n1", tmp_path / "cache")
+    (tmp_path / "days" / "late").mkdir()
+    EVENTS.iloc[:2].to_parquet(tmp_path / "days" / "late" / "part-0.parquet", index=False)  # arrives later, happened earlier
+    second, ratings = _ingest(_spec(tmp_path / "days"), tmp_path, "n2")
+    assert (second["partitions"]["read"], second["partitions"]["combine"]) == (1, "full")
+    assert pd.read_parquet(tmp_path / "n2" / "user_ids.parquet")["raw"].tolist() == ["bob", "alice", "carol"]
+    assert ratings["timestamp"].tolist() == [1000, 2000, 3000, 3000, 5000]

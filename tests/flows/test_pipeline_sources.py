@@ -51,3 +51,27 @@ def test_an_implicit_log_skips_the_rating_models_and_runs_the_ranking_ones(recfl
         result = run_pipeline(_overlay(tmp_path, "views", {"synth": None, "source": source}), root=recflow_home)
     assert set(result["metrics"]) == {"popular"}
     assert "skipping bias: it predicts ratings, and dataset 'views' has no rating column (implicit feedback)" in caplog.text
+
+
+def test_a_second_night_reads_only_its_new_partition_and_states_a_late_correction(recflow_home, tmp_path):
+    release = write_synthetic(tmp_path / "release", n_users=100, n_items=80, n_ratings=3000, rank=4, format="ml-25m", seed=2)
+    ratings = pd.read_csv(release / "ratings.csv")
+    year = pd.to_datetime(ratings["timestamp"], unit="s").dt.year
+    cut = int(year.quantile(0.5))
+
+    def write(name: str, rows: pd.DataFrame) -> None:
+        (tmp_path / "log" / name).mkdir(parents=True, exist_ok=True)
+        rows.to_parquet(tmp_path / "log" / name / "part-0.parquet", index=False)
+
+    write("half=1", ratings[year < cut])
+    write("half=2", ratings[year == cut])
+    source = {"kind": "table", "path": str(tmp_path / "log"), "columns": {"user": "userId", "item": "movieId", "timestamp": "timestamp", "rating": "rating"}}
+    config = _overlay(tmp_path, "nights", {"synth": None, "source": source})
+    first = run_pipeline(config, root=recflow_home)
+    write("half=3", ratings[year > cut])  # the next night
+    write("half=1", ratings[year < cut].iloc[:-1])  # and a late correction: one interaction withdrawn
+    second = run_pipeline(config, root=recflow_home)
+    assert (first["ingest"]["partitions"]["read"], second["ingest"]["partitions"]["read"], second["ingest"]["partitions"]["reused"]) == (2, 2, 1)
+    assert (second["ingest"]["partitions"]["new"], second["ingest"]["partitions"]["changed"]) == (1, 1)
+    [note] = [n for n in second["ingest"]["notes"] if n.startswith("late correction")]
+    assert note.startswith("late correction: half=1/part-0.parquet changed since the last ingest (") and "-1); it was read again" in note
