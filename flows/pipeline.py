@@ -53,6 +53,7 @@ def pipeline(config_path: str | list[str] | None = None, overrides: list[str] | 
 
 
 def run_stages(cfg: RunConfig, config_path: str | list[str] | None) -> dict[str, Any]:
+    cfg = without_unrunnable_models(cfg)
     with pipeline_run(cfg, parent_run_name(config_path)) as parent:  # MLflow's parent run spans the flow
         source = locate(cfg.dataset)
 
@@ -74,6 +75,7 @@ def run_stages(cfg: RunConfig, config_path: str | list[str] | None) -> dict[str,
         stopped = failures({stage: (None, f) for stage, f in shared.items()})
         if stopped:  # nothing downstream ran
             raise PipelineFailed(stopped)
+        ingested = ingest_news(data.result().meta)
         models = {name: model_outcome(name, trained[name], scored[name], indexed.get(name)) for name in trained}
         models |= {m.name: unfused(models[m.name], [models[n] for n in members_of(m)]) for m in cfg.models if members_of(m)}
 
@@ -94,10 +96,54 @@ def run_stages(cfg: RunConfig, config_path: str | list[str] | None) -> dict[str,
             "metrics": {name: m.evaluate.meta["metrics"] for name, m in models.items()},
             "training": {name: m.train.meta for name, m in models.items()},
             "protocol": protocol,
+            "ingest": ingested,
             "tracking": tracking.result(),
             "serving": serving.result(),
             "summary": RunSummary.from_outcomes(cfg, models, tracking.result(), counts, protocol, serving.result()),
         }
+
+
+def ingest_news(meta: dict[str, Any]) -> dict[str, Any]:
+    """What the run says about its data: a partitioned source's partitions read / reused / new / changed, and
+    the ingest's notes (a late correction and its effect, collapsed repeats, implicit feedback), each logged."""
+    news = {k: meta[k] for k in ("partitions", "notes") if k in meta}
+    if "partitions" in news:
+        p = news["partitions"]
+        get_run_logger().info("ingest: %d partitions, %d read (%d new, %d changed), %d reused", p["total"], p["read"], p["new"], p["changed"], p["reused"])
+    for note in news.get("notes", []):
+        get_run_logger().warning("ingest: %s", note)
+    return news
+
+
+def unrunnable_models(cfg: RunConfig) -> dict[str, str]:
+    """Models this data cannot judge, each with the one line saying why: on implicit feedback (no rating
+    column), those that declare ``predicts_ratings``, and ensembles combining one of them."""
+    if not cfg.dataset.implicit:
+        return {}
+    from recflow.models import MODELS
+
+    why = {
+        m.name: f"skipping {m.name}: it predicts ratings, and dataset {cfg.dataset.name!r} has no rating column (implicit feedback)"
+        for m in cfg.models
+        if MODELS[m.name].predicts_ratings
+    }
+    for m in cfg.models:
+        lost = [n for n in members_of(m) if n in why]
+        if lost:
+            why[m.name] = f"skipping {m.name}: it combines {lost}, which predict ratings on data with no rating column (implicit feedback)"
+    return why
+
+
+def without_unrunnable_models(cfg: RunConfig) -> RunConfig:
+    skipped = unrunnable_models(cfg)
+    if not skipped:
+        return cfg
+    for line in skipped.values():
+        get_run_logger().warning(line)
+    kept = [m for m in cfg.models if m.name not in skipped]
+    if not kept:
+        raise PipelineFailed([StageFailure("train", "no model left to run: " + "; ".join(skipped.values()))])
+    return cfg.model_copy(update={"models": kept})
 
 
 def preset_name(config_path: str | list[str] | None) -> str:

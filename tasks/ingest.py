@@ -1,4 +1,11 @@
-"""ingest: a MovieLens release (folder or zip, any format) -> canonical Parquet tables + rejects."""
+"""ingest: any source (a MovieLens release, a table, a SQL query) -> canonical Parquet tables + rejects.
+
+MovieLens releases are fingerprinted by their files' bytes. A table source by its parts' digests
+(``recflow.data.table``: size + mtime or ETag, then a content hash of what changed) and the reading
+settings; its validated per-partition pieces live under ``<root>/sources/<source>/`` so that the
+ingest of a night with one new partition reads that partition only. A SQL source is first read in
+chunks into a Parquet snapshot there (the locate step), then ingested as a table.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +17,7 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict
 
 from recflow.data import ChecksumMismatchError, DownloadError, TooManyRejectsError, ingest_dataset, locate_dataset, raw_files, write_synthetic
+from recflow.data.sources import MovieLensSource, SqlSource, TableSource
 from recflow.experiments.config import DatasetConfig
 from recflow.runtime.store import Artifact, artifacts_root, building, fingerprint_files, hash_parts, stage_dir, verify_stage_dir
 from tasks.caching import current_key, produce, stage
@@ -24,6 +32,9 @@ class RawSource(BaseModel):
     path: str
     tmdb_path: str | None = None
     fingerprint: str
+    table: dict | None = None  # a table source's settings (TableSource as JSON); None for a MovieLens release
+    cache_dir: str | None = None  # where a table source's pieces are kept (<root>/sources/<source>)
+    describe: dict | None = None  # how the ingest summary names the source (kind, path or URL)
 
     def cache_token(self) -> dict[str, str]:
         return {"name": self.name, "fingerprint": self.fingerprint}
@@ -36,10 +47,12 @@ def locate_source(dataset: DatasetConfig, root: Path | None = None) -> RawSource
     ``ingest`` key depend on the data's content rather than on where it lies.
     """
     root = root or artifacts_root()
+    if dataset.source is not None and not isinstance(dataset.source, MovieLensSource):
+        return table_source(dataset.name, dataset.source, root)
     if dataset.synth is not None:
         path = synthetic_source(dataset, root)
     else:
-        path = locate_dataset(dataset.name, dataset.path, root / "downloads", download=dataset.download)
+        path = locate_dataset(dataset.name, dataset.release_path, root / "downloads", download=dataset.download)
     files = list(raw_files(path))
     if dataset.tmdb_path is not None:
         files.append(Path(dataset.tmdb_path))
@@ -49,6 +62,39 @@ def locate_source(dataset: DatasetConfig, root: Path | None = None) -> RawSource
         tmdb_path=str(dataset.tmdb_path) if dataset.tmdb_path else None,
         fingerprint=fingerprint_files(files, root / ".fingerprints.json"),
     )
+
+
+def table_source(name: str, spec: TableSource | SqlSource, root: Path) -> RawSource:
+    """A table (or a SQL query's snapshot) with its fingerprint: the settings plus every part's content digest."""
+    from recflow.data.table import list_parts, part_digests
+
+    where = spec.path if isinstance(spec, TableSource) else _redacted(spec.url) + "|" + (spec.table or spec.query or "")
+    cache_dir = root / "sources" / f"{spec.kind}-{hash_parts(where)[:16]}"
+    if isinstance(spec, SqlSource):
+        from recflow.data.sql import snapshot
+
+        describe = {"source": "sql", "url": _redacted(spec.url), **({"table": spec.table} if spec.table else {"query": spec.query})}
+        spec = TableSource(path=str(snapshot(spec, cache_dir)), **spec.model_dump(exclude={"kind", "url", "table", "query", "chunk_rows"}))
+    else:
+        describe = {"source": "table", "path": spec.path}
+    digests = part_digests(list_parts(spec.path, spec.format), root / ".fingerprints-parts.json")
+    if spec.items is not None:
+        digests |= {f"items:{k}": v for k, v in part_digests(list_parts(spec.items.path), root / ".fingerprints-parts.json").items()}
+    return RawSource(
+        name=name,
+        path=spec.path,
+        fingerprint=hash_parts(spec.model_dump(mode="json", exclude={"path"}), sorted(digests.items())),  # where it lies is not what it is
+        table=spec.model_dump(mode="json"),
+        cache_dir=str(cache_dir),
+        describe=describe,
+    )
+
+
+def _redacted(url: str) -> str:
+    """A SQLAlchemy URL without its password (what summaries, logs and cache folder names may show)."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
 
 
 def _download_failed(_task, _task_run, state) -> bool:
@@ -79,6 +125,11 @@ def synthetic_source(dataset: DatasetConfig, root: Path) -> Path:
 def ingest(source: RawSource, max_reject_fraction: float) -> Artifact:
     def build(out: Path) -> dict:
         try:
+            if source.table is not None:
+                from recflow.data.table import ingest_table
+
+                spec = TableSource.model_validate(source.table)
+                return ingest_table(spec, out, Path(source.cache_dir), max_reject_fraction=max_reject_fraction, describe_as=source.describe)
             return ingest_dataset(
                 Path(source.path), out, max_reject_fraction=max_reject_fraction, tmdb_path=Path(source.tmdb_path) if source.tmdb_path else None
             )

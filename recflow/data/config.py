@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
+from recflow.data.sources import MovieLensSource, SourceConfig
 from recflow.utils.config import Strict
 
 
@@ -23,8 +24,32 @@ class SynthConfig(Strict):
 
 class DatasetConfig(Strict):
     name: str = "ml-latest-small"
+    source: SourceConfig | None = Field(
+        None, description="kind: movielens (a release; the default) | table (your Parquet / CSV log) | sql (a table or query); see docs/data.md"
+    )
     path: Path | None = Field(None, description="explicit dataset folder or zip; overrides the search order")
     synth: SynthConfig | None = Field(None, description="generate this synthetic dataset instead of reading one")
     tmdb_path: Path | None = Field(None, description="TMDB movies CSV joined through links.csv")
     download: bool = True
     max_reject_fraction: float = Field(0.001, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DatasetConfig:
+        if self.source is None or isinstance(self.source, MovieLensSource):
+            if self.source is not None and self.source.path is not None and self.path is not None:
+                raise ValueError("give the release's path once: dataset.path or dataset.source.path")
+            return self
+        given = [k for k in ("path", "synth", "tmdb_path") if getattr(self, k) is not None]
+        if given:
+            raise ValueError(f"dataset.{given[0]} is for MovieLens releases; a {self.source.kind} source says where its data is itself")
+        return self
+
+    @property
+    def release_path(self) -> Path | None:
+        """A MovieLens release's explicit path (``path`` or ``source.path``)."""
+        return self.path if self.path is not None or self.source is None else getattr(self.source, "path", None)
+
+    @property
+    def implicit(self) -> bool:
+        """No rating column: every interaction is a positive, and models that predict ratings are skipped."""
+        return self.source is not None and not isinstance(self.source, MovieLensSource) and self.source.implicit

@@ -113,6 +113,8 @@ DUPLICATE_USER = "duplicate_user"
 DUPLICATE_TMDB_ID = "duplicate_tmdb_id"
 BAD_JSON = "bad_json"  # a TMDB JSON list column that does not parse
 BAD_DATE = "bad_date"
+BAD_TIMESTAMP = "bad_timestamp"  # an interaction log's timestamp that is neither epoch numbers nor ISO-8601 text
+NON_POSITIVE_WEIGHT = "non_positive_weight"  # an implicit-feedback weight <= 0
 
 
 def conform(columns: dict[str, pa.Array | pa.ChunkedArray], schema: pa.Schema) -> pa.Table:
