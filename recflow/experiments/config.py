@@ -57,6 +57,11 @@ class RunConfig(Strict):
     index: IndexConfig = IndexConfig()
     serving: ServingConfig = ServingConfig()
     runner: RunnerConfig = RunnerConfig()
+    warm_start: bool = Field(
+        True,
+        description="on a time_forward split, models that declare warm_starts continue from their fit on the previous cut-off "
+        "(recflow.runtime.warmstarts); never in a refresh (weekly-rebuild)",
+    )
 
     @model_validator(mode="after")
     def _model_names_unique(self) -> RunConfig:
