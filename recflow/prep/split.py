@@ -65,6 +65,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from recflow.data.eventlog import period_shift, period_start
 from recflow.evaluation.evaluate import NothingToEvaluate
 from recflow.prep.config import SplitConfig
 
@@ -223,25 +224,6 @@ def _at_least_kth_largest(packed: np.ndarray, k: int) -> np.ndarray | None:
     cut = np.partition(packed, n - k)[n - k]
     mask = packed >= cut
     return mask if int(mask.sum()) == k else None
-
-
-def period_start(ts: np.ndarray, period: str) -> np.ndarray:
-    """The UTC start (epoch seconds) of the day / ISO week (Monday) / month holding each timestamp."""
-    ts = np.asarray(ts, dtype=np.int64)
-    if period == "day":
-        return ts // 86_400 * 86_400
-    if period == "week":  # 1970-01-01 was a Thursday: Monday 1969-12-29 starts week 0
-        return (ts // 86_400 + 3) // 7 * 7 * 86_400 - 3 * 86_400
-    if period == "month":
-        return ts.astype("datetime64[s]").astype("datetime64[M]").astype("datetime64[s]").astype(np.int64)
-    raise ValueError(f"unknown period {period!r}")
-
-
-def period_shift(start: int, period: str, n: int) -> int:
-    """The start of the period ``n`` periods before (``n`` > 0) the one starting at ``start``."""
-    if period == "month":
-        return int((np.datetime64(int(start), "s").astype("datetime64[M]") - n).astype("datetime64[s]").astype(np.int64))
-    return int(start) - n * (86_400 if period == "day" else 7 * 86_400)
 
 
 def _time_forward(ts: np.ndarray, cfg: SplitConfig) -> tuple[np.ndarray, tuple[int | None, int | None]]:
