@@ -62,14 +62,19 @@ def night_row(night: str, result: dict[str, Any], wall_s: float, metric: str, gr
         value=scored[best][metric] if best else None,
         ci_low=scored[best].get(f"{metric}_ci_low") if best else None,
         ci_high=scored[best].get(f"{metric}_ci_high") if best else None,
-        champion=("moved" if serving.get("moved") else "kept") + (f" v{serving['champion_version']}" if serving.get("champion_version") else "")
-        if serving
-        else "",
+        champion=champion_cell(serving),
         warm_started=sorted(n for n, t in training.items() if t.get("warm_start_from")),
         warm_epochs={n: int(t.get("epochs_run", 0)) for n, t in training.items()},
         fit_seconds={n: float(t.get("fit_seconds", 0.0)) for n, t in training.items()},
         model_metrics={n: float(m[metric]) for n, m in scored.items()},
     )
+
+
+def champion_cell(serving: dict[str, Any]) -> str:
+    """``moved v3`` / ``kept v2``: whether the night moved the champion alias; ``-`` when nothing is registered."""
+    if not serving.get("champion_version"):
+        return "-"
+    return f"{'moved' if serving.get('moved') else 'kept'} v{serving['champion_version']}"
 
 
 def table_lines(rows: list[NightRow]) -> list[str]:
