@@ -40,7 +40,7 @@ from tasks.operations import exclusive_root, refreshed_caches
 from tasks.publish import catalogue, champion, report, track
 from tasks.sampling import needs_samples, sampling, sampling_plan
 from tasks.split import split
-from tasks.train import members_of, train
+from tasks.train import members_of, record_fits, train, warm_starts
 
 
 # result_storage is resolved at import for deployments; run_pipeline() rebinds it to a chosen root.
@@ -62,7 +62,12 @@ def run_stages(cfg: RunConfig, config_path: str | list[str] | None) -> dict[str,
         feats = features.submit(data, parts, cfg.features)
         plan = sampling_plan(cfg)
         samples = sampling.submit(parts, plan) if plan is not None else None
-        trained = {m.name: train.submit(data, parts, feats, samples if needs_samples(m) else None, m) for m in cfg.models if not members_of(m)}
+        starts = warm_starts(cfg, parts)
+        trained = {
+            m.name: train.submit(data, parts, feats, samples if needs_samples(m) else None, m, None, *starts.get(m.name, (None, None)))
+            for m in cfg.models
+            if not members_of(m)
+        }
         ensembles = {m.name: train.submit(data, parts, feats, None, m, {n: trained[n] for n in members_of(m)}) for m in cfg.models if members_of(m)}
         trained = {m.name: {**trained, **ensembles}[m.name] for m in cfg.models}  # the config's order
         scored = {name: evaluate.submit(model, parts, cfg.evaluation) for name, model in trained.items()}
@@ -71,6 +76,7 @@ def run_stages(cfg: RunConfig, config_path: str | list[str] | None) -> dict[str,
         shared = {"ingest": data, "split": parts, "features": feats, **({"sampling": samples} if samples else {})}
         futures: list[PrefectFuture] = [*shared.values(), *trained.values(), *scored.values(), *indexed.values()]
         wait(futures)
+        record_fits(cfg, parts, trained, starts)
         counts = count_states(futures)
         stopped = failures({stage: (None, f) for stage, f in shared.items()})
         if stopped:  # nothing downstream ran
@@ -95,6 +101,7 @@ def run_stages(cfg: RunConfig, config_path: str | list[str] | None) -> dict[str,
             "tasks": counts,
             "metrics": {name: m.evaluate.meta["metrics"] for name, m in models.items()},
             "training": {name: m.train.meta for name, m in models.items()},
+            "split": parts.result().meta,
             "protocol": protocol,
             "ingest": ingested,
             "tracking": tracking.result(),

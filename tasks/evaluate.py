@@ -25,6 +25,7 @@ def evaluate(model: Artifact, split: Artifact, config: EvaluationConfig) -> Arti
         parts = load_parts(split)
         fitted = MODELS[model.meta["model"]].load(model.file("model"))
         evaluate_lib.check_evaluable(parts["train"], parts["test"], config.relevance_threshold)
+        forward = split.meta.get("time_forward")
         exclude = parts["valid"].seen if config.mask_valid and len(parts["valid"]) else None
         metrics, per_user = evaluate_lib.evaluate_ranking_per_user(
             fitted,
@@ -34,12 +35,20 @@ def evaluate(model: Artifact, split: Artifact, config: EvaluationConfig) -> Arti
             exclude=exclude,
             relevance_threshold=config.relevance_threshold,
             batch_users=config.batch_users,
+            cold_start=forward is not None,  # a growing log: newcomers are judged apart from the warm users the main metrics cover
         )
         metrics = evaluate_lib.with_confidence_intervals(metrics, per_user, n_boot=config.bootstrap_samples, level=config.ci_level, seed=config.bootstrap_seed)
         per_user.to_parquet(out / PER_USER_FILE, index=False)
         if fitted.predicts_ratings:
             scale = split.meta.get("rating_scale")
             metrics.update(evaluate_lib.evaluate_ratings(fitted, parts["test"], clip=tuple(scale) if scale else None, train=parts["train"]))
-        return {"model": model.meta["model"], "protocol": split.meta["protocol"], "metrics": metrics, "per_user": PER_USER_FILE, "ci_level": config.ci_level}
+        return {
+            "model": model.meta["model"],
+            "protocol": split.meta["protocol"],
+            **({"period": forward["period"]} if forward else {}),
+            "metrics": metrics,
+            "per_user": PER_USER_FILE,
+            "ci_level": config.ci_level,
+        }
 
     return produce("evaluate", build)

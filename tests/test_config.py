@@ -92,3 +92,18 @@ def test_an_ensemble_cannot_be_its_own_member():
 def test_an_ensemble_with_a_weight_per_member_missing_is_an_error():
     with pytest.raises(ConfigError, match="1 weights for 2 members"):
         load_config(None, ["models=[{name: ease}, {name: popular}, {name: rank_fusion, members: [ease, popular], weights: [2]}]"])
+
+
+def test_a_growing_source_defaults_to_the_time_forward_split_and_movielens_keeps_its_protocol():
+    from recflow.experiments.config import RunConfig
+
+    assert RunConfig.model_validate({}).split.protocol == "temporal"
+    raw = {"split": {"period": "week"}}
+    assert RunConfig._growing_sources_split_time_forward({**raw, "dataset": {"source": {"kind": "table"}}})["split"] == {
+        "period": "week",
+        "protocol": "time_forward",
+    }
+    assert RunConfig._growing_sources_split_time_forward({"dataset": {"source": {"kind": "sql"}}, "split": {"protocol": "random"}})["split"] == {
+        "protocol": "random"
+    }
+    assert RunConfig._growing_sources_split_time_forward({"dataset": {"name": "ml-1m"}}) == {"dataset": {"name": "ml-1m"}}

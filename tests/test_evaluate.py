@@ -206,3 +206,24 @@ def test_a_relevance_threshold_no_warm_test_rating_reaches_leaves_nothing_to_eva
         "nothing to evaluate: 4 users, 5 test rows of 4 users; no test user with training ratings has a test "
         "rating >= 5.5 (evaluation.relevance_threshold); 0 cold test users (no training ratings) do not count."
     )
+
+
+def test_cold_start_metrics_judge_newcomers_apart_from_the_warm_users():
+    from recflow.evaluation.evaluate import cold_start_metrics
+
+    rows = [
+        (1, 10, 4, "train"),
+        (1, 20, 4, "train"),
+        (2, 10, 4, "train"),
+        (2, 30, 4, "train"),
+        (1, 40, 4, "test"),  # a warm user tested on item 40, which no train row has (a cold item)
+        (9, 10, 4, "test"),  # user 9 is cold: popular ranks item 10 first for them
+    ]
+    parts = index_split(pd.DataFrame(rows, columns=["user_id", "item_id", "rating", "split"]).assign(timestamp=0))
+    model = PopularRecommender().fit(parts["train"])
+    got = cold_start_metrics(model, parts["train"], parts["test"], ks=[1, 2])
+    assert got["n_cold_items"] == 1 and got["n_cold_item_test_rows"] == 1
+    assert got["cold_users_recall_at_1"] == 1.0 and got["cold_users_hit_rate_at_2"] == 1.0
+    assert got["cold_items_recall_at_1"] == 0.0  # popularity ranks an item it has no count for last
+    assert got["cold_items_recall_at_2"] == 1.0  # ... and user 1 has only items 30 and 40 left
+    assert got["cold_items_share_at_1"] == 0.0

@@ -447,3 +447,50 @@ def test_a_split_with_one_warm_test_row_is_evaluable():
     rows = [(1, 10, 4.0, 1), (2, 11, 4.0, 2), (1, 12, 3.0, 3)]
     res = split_ratings(frame(rows), SplitConfig(protocol="temporal", test_fraction=0.34))
     check_evaluable(res.stats)  # user 1's latest rating is in test and user 1 has a train rating
+
+
+# ----------------------------------------------------------------------------- time_forward
+
+DAY = 86_400
+MON_2026_11_30 = 1_796_083_200 - 86_400  # a Monday, 00:00 UTC
+
+
+def test_time_forward_tests_on_the_newest_day_and_counts_its_cold_users_and_items():
+    t0 = MON_2026_11_30
+    rows = [
+        (1, 10, 4.0, t0 + 100),
+        (1, 11, 3.0, t0 + DAY + 5),
+        (2, 10, 5.0, t0 + DAY + 10),
+        (1, 12, 4.0, t0 + 2 * DAY),  # the newest day: test
+        (3, 10, 2.0, t0 + 2 * DAY + 50),  # user 3 is new after the cut-off
+        (2, 13, 4.0, t0 + 2 * DAY + 60),  # item 13 too
+    ]
+    res = split_ratings(frame(rows), SplitConfig(protocol="time_forward", period="day"))
+    assert res.part("test")["timestamp"].min() == t0 + 2 * DAY and len(res.part("test")) == 3
+    assert len(res.part("train")) == 3 and len(res.part("valid")) == 0
+    assert res.stats["time_forward"] == {
+        "period": "day",
+        "cutoff": t0 + 2 * DAY,
+        "valid_cutoff": t0 + 2 * DAY,
+        "cold_users": 1,
+        "cold_items": 2,  # 12 and 13 have no train row
+        "cold_user_rows": 1,
+        "cold_item_rows": 2,
+    }
+
+
+def test_time_forward_weeks_start_on_monday_and_valid_periods_take_the_ones_before():
+    t0 = MON_2026_11_30
+    rows = [(1, 10, 4.0, t0 - 3 * DAY), (1, 11, 4.0, t0 - DAY), (2, 10, 4.0, t0 + 6 * DAY + 1), (1, 12, 4.0, t0 + 8 * DAY)]
+    res = split_ratings(frame(rows), SplitConfig(protocol="time_forward", period="week", valid_periods=1))
+    assert res.stats["time_forward"]["cutoff"] == t0 + 7 * DAY
+    assert res.stats["time_forward"]["valid_cutoff"] == t0
+    assert res.frame["split"].tolist() == ["train", "train", "test", "valid"]  # canonical order: user, time
+
+
+def test_time_forward_months_are_calendar_months():
+    dec_1 = MON_2026_11_30 + DAY
+    rows = [(1, 10, 4.0, dec_1 - 1), (1, 11, 4.0, dec_1 + 20 * DAY)]
+    res = split_ratings(frame(rows), SplitConfig(protocol="time_forward", period="month"))
+    assert res.stats["time_forward"]["cutoff"] == dec_1
+    assert res.frame["split"].tolist() == ["train", "test"]

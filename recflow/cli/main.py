@@ -136,6 +136,54 @@ def print_summary(summary) -> None:
 
 
 @app.command()
+def replay(
+    config: list[Path] = typer.Option(..., "--config", "-c", help="the preset whose release is replayed; repeat to merge overlays"),
+    nights: int = typer.Option(3, "--nights", "-n", help="how many of the release's last periods to replay, one night each"),
+    period: str = typer.Option("day", "--period", help="day, week or month: one partition and one night per period"),
+    set_: list[str] = typer.Option([], "--set", help="override a config key: key=value (e.g. a small model list)"),
+) -> None:
+    """Replay a preset's release as nights: each appends a partition, runs the pipeline, evaluates time-forward."""
+    from recflow.experiments.config import ConfigError, load_config
+
+    if period not in ("day", "week", "month"):
+        typer.secho(f"--period {period!r}: expected day, week or month", fg="red", err=True)
+        raise typer.Exit(2)
+    try:
+        load_config([str(p) for p in config], set_)
+    except ConfigError as exc:
+        typer.secho(str(exc), fg="red", err=True)
+        raise typer.Exit(2) from None
+    from recflow.runtime.rootlock import RootLock
+    from recflow.runtime.runlog import log_path
+    from recflow.runtime.servers import run_prefect_api
+    from recflow.runtime.store import artifacts_root
+    from recflow.utils import quiet
+
+    root = artifacts_root()
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    from recflow.experiments.replay import table_lines
+
+    printed: list = []
+
+    def show(row) -> None:
+        printed.append(row)
+        lines = table_lines(printed)
+        typer.echo("\n".join(lines if len(printed) == 1 else lines[-1:]))
+
+    log_file = log_path(root, "replay")
+    with RootLock(root).held(), quiet.quiet_libraries(log_file), run_prefect_api(root) as prefect_api:
+        from flows.replay import replay as run_replay
+
+        prefect_api.ready()
+        try:
+            run_replay([str(p) for p in config], nights, period, root=root, overrides=set_, on_night=show)
+        except ValueError as exc:
+            typer.secho(str(exc), fg="red", err=True)
+            raise typer.Exit(2) from None
+    typer.echo(f"log (tracebacks, TensorFlow, MLflow): {log_file}")
+
+
+@app.command()
 def synth(
     out: Path = typer.Argument(..., help="folder to write the dataset into"),
     ratings: int = typer.Option(100_000, help="number of ratings"),

@@ -167,9 +167,11 @@ def evaluate_ranking_per_user(
     exclude: sp.spmatrix | sp.sparray | None = None,
     relevance_threshold: float | None = None,
     batch_users: int = 2048,
+    cold_start: bool = False,
 ) -> tuple[dict, pd.DataFrame]:
     """``evaluate_ranking``'s metrics and, per evaluated user, the values they average: a frame
-    with ``user_id`` and one column per per-user metric (``recall_at_10`` ...), users in index order."""
+    with ``user_id`` and one column per per-user metric (``recall_at_10`` ...), users in index order.
+    ``cold_start``: add ``cold_start_metrics`` (a time-forward split's newcomers)."""
     if not ks:
         raise ValueError("ks must name at least one cutoff")
     _check_same_index(train, test)
@@ -181,7 +183,59 @@ def evaluate_ranking_per_user(
     metrics = ranking_metrics(recommended, relevant, ks, test.n_items)
     metrics.update(test_population(train, test, relevance_threshold))
     per_user = pd.DataFrame({"user_id": test.user_ids[users], **per_user_metrics(recommended, relevant, ks)})
+    if cold_start:
+        metrics.update(cold_start_metrics(model, train, test, ks, exclude, relevance_threshold, batch_users))
     return metrics, per_user
+
+
+def cold_start_metrics(
+    model: Recommender, train: Interactions, test: Interactions, ks: list[int], exclude=None, relevance_threshold: float | None = None, batch_users: int = 2048
+) -> dict:
+    """What a model does with users and items it never saw in training (a time-forward split's newcomers).
+
+    The main metrics (``evaluate_ranking``) average over warm users only. Beside them:
+
+    * ``n_cold_items``: items with a relevant test row and no train row; ``n_cold_item_test_rows``
+      their relevant test rows;
+    * ``cold_users_<metric>_at_<k>`` (``recall``, ``ndcg``, ``hit_rate``): the model's full
+      ranking for the cold test users, who stay in the split's index with an empty history, so
+      each model gives what its fallback gives (popularity for ``popular``, item biases for
+      ``mf``, nothing useful, often a tie of zeros ranked by index, for a model that ranks only from history).
+      Computable wherever there is a cold test user; NaN-free: absent when there is none;
+    * ``cold_items_recall_at_<k>``: over the warm users with a relevant cold item, the share of
+      those cold items in their top k (a collaborative model cannot rank an item it has no data
+      on above others, so this is near 0 for most), and ``cold_items_share_at_<k>``, the share of
+      all warm users' top-k slots that went to cold items.
+    """
+    _check_same_index(train, test)
+    relevant = relevance_matrix(test, relevance_threshold)
+    n_train_user = np.bincount(train.user_idx, minlength=train.n_users)
+    n_train_item = np.bincount(train.item_idx, minlength=train.n_items)
+    has_rel = np.diff(relevant.indptr) > 0
+    cold_item = n_train_item == 0
+    rel_cold = relevant[:, cold_item]
+    out: dict = {"n_cold_items": int((np.asarray(rel_cold.sum(axis=0)).ravel() > 0).sum()), "n_cold_item_test_rows": int(rel_cold.nnz)}
+    k_max = max(ks)
+    cold_users = np.flatnonzero(has_rel & (n_train_user == 0))
+    if len(cold_users):
+        recommended, _ = model.recommend(cold_users, k_max, exclude_seen=True, exclude=exclude, batch_size=batch_users)
+        values = per_user_metrics(recommended, relevant[cold_users], ks)
+        for k in ks:
+            for name in ("recall", "ndcg", "hit_rate"):
+                out[f"cold_users_{name}_at_{k}"] = float(values[f"{name}_at_{k}"].mean())
+    warm_users = np.flatnonzero(has_rel & (n_train_user > 0))
+    if out["n_cold_items"] and len(warm_users):
+        recommended, _ = model.recommend(warm_users, k_max, exclude_seen=True, exclude=exclude, batch_size=batch_users)
+        hit_cold = np.where(recommended >= 0, cold_item[np.clip(recommended, 0, None)], False)
+        rel_cold_rows = sp.csr_matrix(relevant[warm_users].multiply(sp.csr_matrix(cold_item.astype(np.float32)[None, :])))
+        rel_cold_rows.eliminate_zeros()
+        with_cold = np.diff(rel_cold_rows.indptr) > 0
+        for k in ks:
+            out[f"cold_items_share_at_{k}"] = float(hit_cold[:, :k].mean())
+            if with_cold.any():
+                vals = per_user_metrics(recommended[with_cold], rel_cold_rows[with_cold], [k])
+                out[f"cold_items_recall_at_{k}"] = float(vals[f"recall_at_{k}"].mean())
+    return out
 
 
 def with_confidence_intervals(metrics: dict, per_user: pd.DataFrame, *, n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> dict:

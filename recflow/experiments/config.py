@@ -64,6 +64,10 @@ class ServingConfig(Strict):
         return data
 
 
+#: source kinds that grow: their default split protocol is time_forward
+GROWING_SOURCES = ("table", "sql")
+
+
 class RunConfig(Strict):
     dataset: DatasetConfig = DatasetConfig()
     split: SplitConfig = SplitConfig()
@@ -75,6 +79,26 @@ class RunConfig(Strict):
     index: IndexConfig = IndexConfig()
     serving: ServingConfig = ServingConfig()
     runner: RunnerConfig = RunnerConfig()
+    warm_start: bool = Field(
+        True,
+        description="on a time_forward split, models that declare warm_starts continue from their fit on the previous cut-off "
+        "(recflow.runtime.warmstarts); never in a refresh (weekly-rebuild)",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _growing_sources_split_time_forward(cls, raw: Any) -> Any:
+        """A source that grows (``dataset.source.kind`` ``table`` or ``sql``) is split ``time_forward`` unless
+        the config names a protocol: the question a nightly retrain answers. MovieLens presets keep theirs."""
+        if not isinstance(raw, dict):
+            return raw
+        dataset = raw.get("dataset")
+        source = dataset.get("source") if isinstance(dataset, dict) else getattr(dataset, "source", None)
+        kind = source.get("kind") if isinstance(source, dict) else getattr(source, "kind", None)
+        split = raw.get("split")
+        if kind in GROWING_SOURCES and (split is None or (isinstance(split, dict) and "protocol" not in split)):
+            return {**raw, "split": {**(split or {}), "protocol": "time_forward"}}
+        return raw
 
     @model_validator(mode="after")
     def _model_names_unique(self) -> RunConfig:

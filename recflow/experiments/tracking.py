@@ -16,7 +16,7 @@ import os
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -205,6 +205,8 @@ def log_pipeline_run(
             mlflow.log_dict(features.meta, "features/manifest.json")
         mlflow.log_metrics({f"tasks_{k}": float(v) for k, v in task_counts.items()})
         tag_stage_folders([data, split, features])
+        if (forward := split.meta.get("time_forward")) is not None:
+            log_night(split.meta, forward)
 
         children: dict[str, str] = {}
         table: dict[str, dict[str, float]] = {}
@@ -230,6 +232,8 @@ def log_pipeline_run(
                 if curve.exists():
                     mlflow.log_artifact(str(curve), "plots")
                 log_model_files(trained, root)
+                if trained.meta.get("warm_start_from"):
+                    mlflow.set_tag(WARM_START_TAG, trained.meta["warm_start_from"])
                 tag_stage_folders([trained, scored, result.index])
                 table[name] = {k: v for k, v in scored.meta["metrics"].items() if not k.startswith("n_")}
                 if result.failed:
@@ -244,6 +248,24 @@ def log_pipeline_run(
         "run_id": parent.info.run_id,
         "model_runs": children,
     }
+
+
+NIGHT_TAG = "recflow.night"
+WARM_START_TAG = "recflow.warm_start_from"
+
+
+def log_night(split_meta: dict[str, Any], forward: dict[str, Any]) -> None:
+    """A time-forward run is a night: tag ``recflow.night`` (the UTC date its test period starts, the
+    newest partition's) and log what came in that period: ``n_new_interactions`` (its rows),
+    ``n_cold_users`` / ``n_cold_items`` (first seen in it)."""
+    import mlflow
+
+    if forward.get("cutoff") is None:
+        return
+    night = datetime.fromtimestamp(int(forward["cutoff"]), timezone.utc).strftime("%Y-%m-%d")
+    mlflow.set_tags({NIGHT_TAG: night, "recflow.period": forward["period"]})
+    test = split_meta["parts"]["test"]
+    mlflow.log_metrics({"n_new_interactions": float(test["rows"]), "n_cold_users": float(forward["cold_users"]), "n_cold_items": float(forward["cold_items"])})
 
 
 TRAIN_FINGERPRINT_TAG = "recflow.train_fingerprint"

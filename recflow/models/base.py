@@ -19,6 +19,10 @@ model name:
 * ``framework_flavour`` / ``framework_model()``: a framework model (Keras) to log beside the npz.
 * ``trains_in_epochs`` / ``epoch_budget()``: ``fit`` runs at most ``epochs`` epochs and reports
   each to ``context.on_epoch_end`` (a progress bar's length).
+* ``warm_starts``: ``fit`` continues from an earlier fit of the same class when
+  ``context.warm_start`` (a ``recflow.models.warm.WarmStart``) holds one: its state grown to the
+  new ids, ``warm_epochs`` epochs where it trains in epochs. Without one it fits cold. The
+  contract suite checks that a warm fit on old + new data is as good as a cold one.
 * ``member_names()``: the other models an ensemble combines; ``fit`` takes them already fitted
   from ``context.members`` (the pipeline trains them first and passes their cached fits).
 
@@ -77,6 +81,10 @@ class Recommender(ABC):
     framework_flavour: ClassVar[str | None] = None
     #: whether ``fit`` trains for at most ``epochs`` epochs, calling ``context.on_epoch_end`` after each
     trains_in_epochs: ClassVar[bool] = False
+    #: whether ``fit`` continues from ``context.warm_start`` (an earlier fit of this class) when given one
+    warm_starts: ClassVar[bool] = False
+    #: a warm fit's fewest epochs (``recflow.models.warm.warm_epochs``), where it trains in epochs
+    warm_min_epochs: ClassVar[int] = 1
     #: the ``__init__`` parameters ``recflow tune`` searches, with their ranges; {} for none (not tunable)
     search_space: ClassVar[dict[str, Dimension]] = {}
     #: what ``fit`` recorded per epoch (a dict each: ``loss`` ..., ``examples_per_second`` where measured); () without epochs
@@ -196,6 +204,22 @@ class Recommender(ABC):
     def framework_model(self) -> Any:
         """The framework model (``framework_flavour``) for tracking to log."""
         raise NotSupported(f"{self.name} has no framework model")
+
+    def warm_start_refusal(self) -> str | None:
+        """Why this instance fits cold although its class ``warm_starts`` (a parameter that rules it
+        out), or None. Stated in the train summary, never silent."""
+        return None if self.warm_starts else f"{self.name} does not warm-start (it declares no warm_starts)"
+
+    def _warm(self, context: FitContext | None):
+        """The ``WarmStart`` this fit continues from, or None (a cold fit); checks it holds this class."""
+        warm = context.warm_start if context is not None else None
+        if warm is None or self.warm_start_refusal() is not None:
+            return None
+        if type(warm.model) is not type(self):
+            raise TypeError(f"{self.name} cannot warm-start from a {type(warm.model).__name__}")
+        if warm.model.get_params() != self.get_params():
+            raise ValueError(f"{self.name} can warm-start only from a fit with the same parameters: {warm.model.get_params()} != {self.get_params()}")
+        return warm
 
     def epoch_budget(self) -> int | None:
         """The most epochs ``fit`` runs (its ``epochs``) when it ``trains_in_epochs``; None otherwise."""

@@ -13,6 +13,10 @@ so an epoch costs O(train x factors), not O(steps x (users + items) x factors). 
 vectorised numpy in float32; one seeded generator draws the initial factors
 (N(0, init_std^2)), the negatives and the order, so a seed fixes the result.
 
+Warm start (``warm_starts``): both factor matrices start from the earlier fit's (new users and
+items: the cold initial draw, made first so a seed still fixes everything) and ``warm_epochs``
+epochs run over all training rows (at least ``warm_min_epochs``, 3), with fresh Adam moments.
+
 ``score(u) = p_u . Q^T`` (``dot_factors`` declares it); the user and item factors are the
 ``users`` and ``items`` vector spaces. Ranking only. ``history_``: per epoch the mean ``loss``.
 """
@@ -27,6 +31,7 @@ import scipy.sparse as sp
 from recflow.models.base import Recommender
 from recflow.models.context import FitContext
 from recflow.models.search_space import Dimension, FloatRange, IntRange
+from recflow.models.warm import warm_epochs
 from recflow.prep.interactions import Interactions
 from recflow.utils.numeric import distinct
 
@@ -38,6 +43,8 @@ class BPRRecommender(Recommender):
 
     name = "bpr"
     trains_in_epochs = True
+    warm_starts = True
+    warm_min_epochs = 3
     item_spaces = ("items",)
     user_space = True
     search_space: ClassVar[dict[str, Dimension]] = {
@@ -82,6 +89,11 @@ class BPRRecommender(Recommender):
         rng = np.random.default_rng(int(self.seed))
         P = (rng.standard_normal((n_users, k)) * self.init_std).astype(np.float32)
         Q = (rng.standard_normal((n_items, k)) * self.init_std).astype(np.float32)
+        warm = self._warm(context)
+        if warm is not None:
+            P = warm.grow_users(warm.model.user_factors_, P)
+            Q = warm.grow_items(warm.model.item_factors_, Q)
+            epochs = warm_epochs(epochs, warm.share_new, self.warm_min_epochs)
         adam = (_LazyAdam(P, float(self.lr)), _LazyAdam(Q, float(self.lr)))
         reg = np.float32(self.reg)
         self.history_: list[dict[str, float]] = []

@@ -18,6 +18,7 @@ from recflow.prep.interactions import Interactions
 
 if TYPE_CHECKING:
     from recflow.models.base import Recommender
+    from recflow.models.warm import WarmStart
 
 
 @dataclass
@@ -40,3 +41,5 @@ class FitContext:
     on_epoch_end: Callable[[int, dict], None] | None = None
     #: an ensemble's members (``member_names()``), fitted on the same train, by name
     members: dict[str, Recommender] | None = None
+    #: an earlier fit of this model on a prefix of the data, for a model that ``warm_starts``
+    warm_start: WarmStart | None = None

@@ -19,7 +19,16 @@ and every other item scores ``-inf`` (never recommended). That is how the ML-25M
 (its summary states the subset); ``top_items=None`` (the default) is the whole catalogue.
 
 Ranking only (``predicts_ratings`` is False). ``history_`` is empty (no epochs).
-Persistence: ``B`` and the binarised train matrix go to ``arrays.npz``.
+Persistence: ``B``, the Gram matrix ``X^T X`` (``G_``, without the ridge; kept for warm starts,
+whole catalogue only) and the binarised train matrix go to ``arrays.npz``.
+
+Warm start (``warm_starts``): an append changes the Gram matrix exactly and cheaply. ``G`` is a
+sum over users of ``x_u x_u^T``, so with yesterday's ``G`` moved to tonight's item indices (new
+items: zero rows and columns), only the users whose row changed are redone:
+``G = G_old - X_old[t]^T X_old[t] + X[t]^T X[t]`` over those users ``t``. Integer counts in
+float32, so the result equals a cold ``X^T X`` bit for bit; the inversion then runs as in a cold
+fit (it is the cubic part: a warm EASE saves the product, not the solve). A ``top_items`` subset
+can change its items from night to night, so such a fit is always cold (``warm_start_refusal``).
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ import scipy.sparse as sp
 from recflow.models.base import Recommender
 from recflow.models.context import FitContext
 from recflow.models.search_space import Dimension, FloatRange
+from recflow.models.warm import remap_matrix
 from recflow.prep.interactions import Interactions
 
 
@@ -40,6 +50,7 @@ class EASERecommender(Recommender):
     """EASE^R closed form; ``l2`` is the ridge lambda (about 500 is best on ML-1M)."""
 
     name = "ease"
+    warm_starts = True
     search_space: ClassVar[dict[str, Dimension]] = {"l2": FloatRange(10.0, 10_000.0, log=True)}
 
     def __init__(self, l2: float = 500.0, implicit_threshold: float | None = None, max_items: int = 30_000, top_items: int | None = None) -> None:
@@ -54,13 +65,46 @@ class EASERecommender(Recommender):
         return f"{self.name}: fitted on the {int(self.top_items):,} most popular training items only (top_items); every other item is never recommended"
 
     def fit(self, train: Interactions, context: FitContext | None = None) -> EASERecommender:
-        if not float(self.l2) > 0:
-            raise ValueError(f"l2 must be > 0 (G = X^T X + l2 I must be invertible), got {self.l2}")
+        self._check_params()
+        warm = self._warm(context)
         self.items_, self.X_ = self._kept_items(train)
-        self.B_ = _ease_weights(self.X_, float(self.l2))
+        W = self._weighted(self.X_)
+        if warm is not None:
+            old = warm.model
+            old_X = remap_matrix(old.X_, warm.user_map, warm.item_map, self.X_.shape)
+            G = _grown_gram(old.G_, warm.item_map, self.X_.shape[1])
+            touched = np.flatnonzero(np.diff((self.X_ != old_X).tocsr().indptr) > 0)
+            if len(touched):
+                old_W = self._weighted(old_X)[touched]
+                new_W = W[touched]
+                G -= (old_W.T @ old_W).toarray().astype(np.float32)
+                G += (new_W.T @ new_W).toarray().astype(np.float32)
+        else:
+            G = _gram(W)
+        self.G_ = G if self.top_items is None else None
+        work = np.array(G, dtype=np.float32, order="F", copy=self.G_ is not None)
+        work[np.diag_indices(len(work))] += np.asarray(self._ridge(np.diag(G).astype(np.float64)), np.float32)
+        self.B_ = _weights_from_gram(work)
         self.history_: list[dict] = []
         self._remember_seen(train)
         return self
+
+    def _check_params(self) -> None:
+        if not float(self.l2) > 0:
+            raise ValueError(f"l2 must be > 0 (G = X^T X + l2 I must be invertible), got {self.l2}")
+
+    def _weighted(self, X: sp.csr_matrix) -> sp.csr_matrix:
+        """The matrix whose Gram matrix the model inverts (EASE: X itself)."""
+        return X
+
+    def _ridge(self, gram_diag: np.ndarray) -> float | np.ndarray:
+        """What is added to the Gram matrix's diagonal (EASE: ``l2``)."""
+        return float(self.l2)
+
+    def warm_start_refusal(self) -> str | None:
+        if self.top_items is not None:
+            return f"{self.name} with top_items fits cold: its item subset can change from one fit to the next"
+        return None
 
     def _kept_items(self, train: Interactions) -> tuple[np.ndarray, sp.csr_matrix]:
         """The items the dense matrix covers (all, or the ``top_items`` most popular) and the binary X over them."""
@@ -103,7 +147,8 @@ class EASERecommender(Recommender):
     # -- persistence -------------------------------------------------------------------------
     def _state(self) -> dict[str, np.ndarray]:
         x = self.X_.tocoo()
-        return {"B": self.B_, "x_row": x.row, "x_col": x.col, "items": self.items_}
+        gram = {} if getattr(self, "G_", None) is None else {"G": self.G_}
+        return {"B": self.B_, "x_row": x.row, "x_col": x.col, "items": self.items_, **gram}
 
     def _restore(self, arrays: dict[str, np.ndarray]) -> None:
         self.B_ = np.ascontiguousarray(arrays["B"], dtype=np.float32)
@@ -111,6 +156,7 @@ class EASERecommender(Recommender):
         row, col = arrays["x_row"], arrays["x_col"]
         self.items_ = np.asarray(arrays["items"], dtype=np.int64) if "items" in arrays else np.arange(n_items, dtype=np.int64)
         self.X_ = sp.csr_matrix((np.ones(len(row), np.float32), (row, col)), shape=(n_users, len(self.items_)))
+        self.G_ = np.asarray(arrays["G"], dtype=np.float32) if "G" in arrays else None
         self.history_ = []
 
 
@@ -122,17 +168,36 @@ def _binarise(train: Interactions, threshold: float | None) -> sp.csr_matrix:
     )
 
 
+def _gram(X: sp.csr_matrix) -> np.ndarray:
+    """``X^T X`` dense float32 (Fortran order): counts are integers, exact in float32 below 2**24 co-occurrences."""
+    return (X.T @ X).toarray(order="F").astype(np.float32, order="F", copy=False)
+
+
+def _grown_gram(G: np.ndarray | None, item_map: np.ndarray, n_items: int) -> np.ndarray:
+    """An earlier Gram matrix on tonight's item indices; new items get zero rows and columns."""
+    if G is None:
+        raise ValueError("the earlier fit kept no Gram matrix (a top_items fit, or one saved before warm starts): fit cold")
+    out = np.zeros((n_items, n_items), dtype=np.float32, order="F")
+    known = np.flatnonzero(item_map >= 0)
+    out[np.ix_(known, known)] = G[np.ix_(item_map[known], item_map[known])]
+    return out
+
+
 def _ease_weights(X: sp.csr_matrix, l2: float | np.ndarray) -> np.ndarray:
-    """B of EASE for a binary ``X``, float32, C-contiguous, computed in place.
+    """B of EASE for a binary ``X``, float32, C-contiguous.
 
     ``l2``: the ridge added to the Gram matrix's diagonal, one value or one per item (EDLAE's).
     """
-    n = X.shape[1]
+    G = _gram(X)
+    G[np.diag_indices(len(G))] += np.asarray(l2, np.float32)
+    return _weights_from_gram(G)
+
+
+def _weights_from_gram(G: np.ndarray) -> np.ndarray:
+    """B from a ridged Gram matrix (float32, Fortran order), computed in place of it."""
+    n = G.shape[0]
     if n == 0:
         return np.zeros((0, 0), np.float32)
-    # Gram matrix: counts are integers, exact in float32 below 2**24 co-occurrences
-    G = (X.T @ X).toarray(order="F").astype(np.float32, order="F", copy=False)
-    G[np.diag_indices(n)] += np.asarray(l2, np.float32)
     potrf, potri = sl.lapack.get_lapack_funcs(("potrf", "potri"), (G,))
     c, info = potrf(G, lower=False, overwrite_a=True, clean=False)
     if info != 0:

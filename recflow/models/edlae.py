@@ -32,7 +32,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recflow.models.context import FitContext
-from recflow.models.ease import EASERecommender, _ease_weights
+from recflow.models.ease import EASERecommender
 from recflow.models.search_space import Dimension, FloatRange
 from recflow.prep.interactions import Interactions
 
@@ -63,24 +63,28 @@ class EDLAERecommender(EASERecommender):
         self.user_exponent = user_exponent
         super().__init__(l2=l2, implicit_threshold=implicit_threshold, max_items=max_items, top_items=top_items)
 
-    def fit(self, train: Interactions, context: FitContext | None = None) -> EDLAERecommender:
+    def _check_params(self) -> None:
         p = float(self.dropout)
         if not 0.0 <= p < 1.0:
             raise ValueError(f"dropout must lie in [0, 1), got {self.dropout}")
         if float(self.l2) < 0 or (p == 0.0 and not float(self.l2) > 0):
             raise ValueError(f"l2 must be >= 0, and > 0 when dropout is 0 (G + Lambda must be invertible), got {self.l2}")
-        self.items_, self.X_ = self._kept_items(train)
-        W = self.X_
+
+    def _weighted(self, X: sp.csr_matrix) -> sp.csr_matrix:
+        """``D^-a X``: each user's row scaled by their item count to the ``-user_exponent``."""
         a = float(self.user_exponent)
-        if a:
-            n_u = np.asarray(self.X_.sum(axis=1), dtype=np.float64).ravel()
-            weight = np.where(n_u > 0, np.maximum(n_u, 1.0) ** -a, 0.0).astype(np.float32)
-            W = sp.diags(weight) @ self.X_
-        gram_diag = np.asarray(W.multiply(W).sum(axis=0), dtype=np.float64).ravel()  # diag(W^T W)
+        if not a:
+            return X
+        n_u = np.asarray(X.sum(axis=1), dtype=np.float64).ravel()
+        weight = np.where(n_u > 0, np.maximum(n_u, 1.0) ** -a, 0.0).astype(np.float32)
+        return sp.csr_matrix(sp.diags(weight) @ X)
+
+    def _ridge(self, gram_diag: np.ndarray) -> np.ndarray:
+        p = float(self.dropout)
         ridge = p / (1.0 - p) * gram_diag + float(self.l2)
         if not (ridge > 0).all():
             raise ValueError("an item without training interactions gets no ridge: set l2 > 0")
-        self.B_ = _ease_weights(sp.csr_matrix(W), ridge)
-        self.history_: list[dict] = []
-        self._remember_seen(train)
-        return self
+        return ridge
+
+    def fit(self, train: Interactions, context: FitContext | None = None) -> EDLAERecommender:
+        return super().fit(train, context)

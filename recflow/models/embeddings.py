@@ -27,6 +27,11 @@ across processes (its initial vectors and negative-sampling RNG are seeded from 
 depends on Python's hash seed). With ``workers > 1`` the threads interleave their updates
 differently run to run, so the vectors are not reproducible bit for bit.
 
+Warm start (``warm_starts``): the vocabulary is built from tonight's sentences, then every item
+the earlier fit had a vector for starts from its input and context vectors (new items: gensim's
+seeded draw), and ``warm_epochs`` epochs run (at least ``warm_min_epochs``, 2) over all
+sentences, with gensim's learning-rate schedule restarted.
+
 Persistence: ``save`` writes ``params.json`` + ``arrays.npz`` (seen matrix, ``has_vector`` mask,
 user vectors, context vectors) through ``Recommender.save`` and the input vectors as gensim
 ``KeyedVectors`` in the word2vec binary format (``vectors.bin``, ``save_word2vec_format``, keys
@@ -45,6 +50,7 @@ import scipy.sparse as sp
 
 from recflow.models.base import Recommender
 from recflow.models.context import FitContext
+from recflow.models.warm import warm_epochs
 from recflow.prep.interactions import Interactions
 from recflow.prep.sample_files import load_matching
 from recflow.utils.numeric import normalise_rows
@@ -71,6 +77,8 @@ class ItemVectorRecommender(Recommender):
     sample_output: ClassVar[str]
     item_spaces = ("items",)
     trains_in_epochs = True
+    warm_starts = True
+    warm_min_epochs = 2
 
     dim: int
     window: int
@@ -123,6 +131,8 @@ class ItemVectorRecommender(Recommender):
                 if on_epoch_end is not None:
                     on_epoch_end(self.epoch, logs)
 
+        warm = self._warm(context)
+        epochs = int(self.epochs) if warm is None else warm_epochs(int(self.epochs), warm.share_new, self.warm_min_epochs)
         w2v = Word2Vec(
             vector_size=int(self.dim),
             window=int(self.window),
@@ -130,12 +140,19 @@ class ItemVectorRecommender(Recommender):
             sg=1,
             negative=int(self.negative),
             sample=float(self.sample),
-            epochs=int(self.epochs),
+            epochs=epochs,
             seed=int(self.seed),
             workers=int(self.workers),
         )
         if corpus:
             w2v.build_vocab(corpus)
+        if warm is not None and len(w2v.wv):
+            rows = np.array([int(k) for k in w2v.wv.index_to_key], dtype=np.int64)
+            old = warm.item_map[rows]
+            known = old >= 0
+            known[known] = warm.model.has_vector_[old[known]]
+            w2v.wv.vectors[known] = warm.model.item_vectors_[old[known]]
+            w2v.syn1neg[known] = warm.model.context_vectors_[old[known]]
         if len(w2v.wv):
             w2v.train(
                 corpus,

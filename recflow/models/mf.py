@@ -27,6 +27,11 @@ contributes zero; predictions are clipped to the training rating range when ``cl
 scores are not clipped). Deterministic for a given ``seed`` (the initial item factors are
 N(0, init_std^2); user factors are solved first, so they need no initial value).
 
+Warm start (``warm_starts``): the item factors and biases start from the earlier fit's (new items:
+the cold initial draw) and ``warm_epochs`` ALS epochs run (at least ``warm_min_epochs``, 2: the
+first solves every user against the old items, the second lets the items move for the new rows).
+User factors need no start: each epoch solves them exactly first.
+
 ``history_``: per epoch ``train_rmse`` (and ``valid_rmse`` when ``context.valid`` is given). With
 a validation part, training stops after ``patience`` epochs without a better validation RMSE and
 the best epoch's parameters are kept (``best_epoch_``).
@@ -44,6 +49,7 @@ from recflow.evaluation.metrics import rmse
 from recflow.models.base import Recommender
 from recflow.models.context import FitContext
 from recflow.models.search_space import Dimension, FloatRange, IntRange
+from recflow.models.warm import warm_epochs
 from recflow.prep.interactions import Interactions
 
 _CHUNK_CELLS = 1 << 18  # padded design cells (rows x width x (factors+1)) per stacked solve: 1 MB float32
@@ -55,6 +61,8 @@ class BiasedMFRecommender(Recommender):
 
     name = "mf"
     trains_in_epochs = True
+    warm_starts = True
+    warm_min_epochs = 2
     # around the defaults (chosen on ML-1M random 90/10): a few dozen trials must find
     # something, and random start-up trials over decades of reg_bias mostly land far off
     search_space: ClassVar[dict[str, Dimension]] = {
@@ -116,6 +124,12 @@ class BiasedMFRecommender(Recommender):
         self.item_factors_ = rng.normal(0.0, float(self.init_std), (train.n_items, k))
         self.item_factors_[by_item.counts == 0] = 0.0
         self.item_bias_ = np.zeros(train.n_items)
+        epochs = int(self.epochs)
+        warm = self._warm(context)
+        if warm is not None:
+            self.item_factors_ = warm.grow_items(warm.model.item_factors_, self.item_factors_)
+            self.item_bias_ = warm.grow_items(warm.model.item_bias_, self.item_bias_)
+            epochs = warm_epochs(epochs, warm.share_new, self.warm_min_epochs)
         if len(r):
             self.rating_range_ = (float(r.min()), float(r.max()))
         else:
@@ -126,7 +140,7 @@ class BiasedMFRecommender(Recommender):
         lam = (float(self.reg), float(self.reg_bias), float(self.reg_exponent))
         self._seen = None  # not fitted until the end
         with threadpool_limits(1, user_api="blas"):
-            for epoch in range(1, int(self.epochs) + 1):
+            for epoch in range(1, epochs + 1):
                 self.user_factors_, self.user_bias_, _ = by_user.solve(self.item_factors_, self.item_bias_, mu, *lam)
                 self.item_factors_, self.item_bias_, sse = by_item.solve(self.user_factors_, self.user_bias_, mu, *lam)
                 entry = {"epoch": epoch, "train_rmse": float(np.sqrt(sse / len(r))) if len(r) else float("nan")}

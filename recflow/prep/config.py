@@ -10,7 +10,11 @@ from recflow.utils.config import Strict
 
 
 class SplitConfig(Strict):
-    protocol: Literal["temporal", "user_temporal", "user_random", "leave_last_k", "random", "recbole"] = "temporal"
+    protocol: Literal["temporal", "user_temporal", "user_random", "leave_last_k", "random", "recbole", "time_forward"] = "temporal"
+    period: Literal["day", "week", "month"] = Field(
+        "day", description="time_forward: the newest period (UTC calendar day, ISO week from Monday, or month) is the test part"
+    )
+    valid_periods: int = Field(0, ge=0, description="time_forward: the periods before the test period that form the valid part")
     test_fraction: float = Field(0.1, gt=0, lt=1)
     valid_fraction: float = Field(0.0, ge=0, lt=1)
     last_k: int = Field(1, gt=0, description="leave_last_k: test items per user (valid takes as many when valid_fraction > 0)")

@@ -24,6 +24,16 @@ kept row ``train``, ``valid`` or ``test`` by ``cfg.protocol``:
     valid when the user has more than ``2 * last_k``. Test is filled first (as RecBole's
     leave-one-out does), so a user with between ``last_k + 1`` and ``2 * last_k`` rows gets a
     test part but no valid part; a user with ``<= last_k`` rows stays entirely in train.
+``time_forward``
+    What a nightly retrain has to answer: train on everything before a cut-off, test on what came
+    after it. The cut-off is the start of the newest ``cfg.period`` (a UTC calendar day, an ISO
+    week from Monday 00:00, or a calendar month) holding the latest timestamp; every row at or
+    after it is test; the ``cfg.valid_periods`` whole periods before it are valid; the rest
+    train. ``test_fraction`` / ``valid_fraction`` play no part. Users and items first seen after
+    the cut-off are *cold*: they stay in the index (a model has nothing to rank them from, and
+    what it does with them is measured separately, ``recflow.evaluation.evaluate.cold_start_metrics``),
+    and the stats count them (``time_forward``: ``period``, ``cutoff``, ``valid_cutoff``,
+    ``cold_users``, ``cold_items``, ``cold_user_rows``, ``cold_item_rows``).
 ``random``
     Global seeded random holdout: ``round(test_fraction * n)`` rows test,
     ``round(valid_fraction * n)`` valid (90/10 with the defaults).
@@ -55,6 +65,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from recflow.data.eventlog import period_shift, period_start
 from recflow.evaluation.evaluate import NothingToEvaluate
 from recflow.prep.config import SplitConfig
 
@@ -133,12 +144,16 @@ def split_ratings(ratings: pd.DataFrame, cfg: SplitConfig) -> SplitResult:
         label = _leave_last_k(u, cfg)
     elif proto == "user_temporal":
         label = _user_temporal(u, cfg)
+    elif proto == "time_forward":
+        label, cutoffs = _time_forward(ts[rows], cfg)
     else:  # pragma: no cover - pydantic restricts the values
         raise ValueError(f"unknown split protocol {proto!r}")
 
     frame = ratings.take(rows).reset_index(drop=True)
     frame["split"] = pd.Categorical.from_codes(label, categories=list(PARTS))
     stats = _stats(cfg, n_in, dropped_min_rating, dropped_kcore, iterations, u, i, label)
+    if proto == "time_forward":
+        stats["time_forward"] = _cold_stats(cfg, cutoffs, stats)
     return SplitResult(frame=frame, stats=stats)
 
 
@@ -209,6 +224,32 @@ def _at_least_kth_largest(packed: np.ndarray, k: int) -> np.ndarray | None:
     cut = np.partition(packed, n - k)[n - k]
     mask = packed >= cut
     return mask if int(mask.sum()) == k else None
+
+
+def _time_forward(ts: np.ndarray, cfg: SplitConfig) -> tuple[np.ndarray, tuple[int | None, int | None]]:
+    label = np.zeros(len(ts), dtype=np.int8)
+    if len(ts) == 0:
+        return label, (None, None)
+    cutoff = int(period_start(np.array([ts.max()]), cfg.period)[0])
+    valid_cutoff = period_shift(cutoff, cfg.period, cfg.valid_periods) if cfg.valid_periods else cutoff
+    label[ts >= valid_cutoff] = VALID
+    label[ts >= cutoff] = TEST
+    return label, (cutoff, valid_cutoff)
+
+
+def _cold_stats(cfg: SplitConfig, cutoffs: tuple[int | None, int | None], stats: dict[str, Any]) -> dict[str, Any]:
+    """What ``time_forward`` states beside the counts: its period, cut-offs and the cold users / items of the test part."""
+    test = stats["parts"]["test"]
+    cutoff, valid_cutoff = cutoffs
+    return {
+        "period": cfg.period,
+        "cutoff": cutoff,
+        "valid_cutoff": valid_cutoff,
+        "cold_users": test["users_not_in_train"],
+        "cold_items": test.get("items_not_in_train", 0),
+        "cold_user_rows": test["rows_user_not_in_train"],
+        "cold_item_rows": test["rows_item_not_in_train"],
+    }
 
 
 def _global_random(n: int, cfg: SplitConfig, rng: np.random.Generator) -> np.ndarray:
@@ -423,6 +464,7 @@ def _stats(cfg, n_in, dropped_min_rating, dropped_kcore, iterations, u, i, label
             entry["users_not_in_train"] = int((per_user[code][~user_in_train] > 0).sum())
             entry["rows_user_not_in_train"] = int(per_user[code][~user_in_train].sum())
             entry["rows_item_not_in_train"] = int(per_item[code][~item_in_train].sum())
+            entry["items_not_in_train"] = int((per_item[code][~item_in_train] > 0).sum())
         parts[name] = entry
     return {
         "protocol": cfg.protocol,

@@ -221,3 +221,56 @@ def test_a_model_that_trains_in_epochs_reports_each_epoch_within_its_budget(name
         assert reported == list(range(1, len(reported) + 1)) and 1 <= len(reported) <= model.epoch_budget()
     else:
         assert reported == [] and model.epoch_budget() is None
+
+
+# ----------------------------------------------------------------------------- warm starts
+
+
+def _growing_log():
+    """60 users x 25 items, 6-10 rows each; each user's last row is valid. The earlier fit saw the
+    train rows before the 85th-percentile timestamp of users 0-49 on items 0-23: users 50-59 and
+    item 24 are new tonight, and old users have new rows."""
+    rng = np.random.default_rng(11)
+    rows = []
+    for u in range(60):
+        for t, i in enumerate(rng.choice(25, int(rng.integers(6, 11)), replace=False)):
+            rows.append((u, int(i), float(rng.integers(1, 6)), int(rng.integers(0, 1000)) + t))
+    frame = pd.DataFrame(rows, columns=["user_id", "item_id", "rating", "timestamp"])
+    last = frame.groupby("user_id")["timestamp"].transform("max") == frame["timestamp"]
+    frame["split"] = np.where(last, "valid", "train")
+    parts = index_split(frame)
+    train = frame[frame["split"] == "train"]
+    old = train[(train["timestamp"] < train["timestamp"].quantile(0.85)) & (train["user_id"] < 50) & (train["item_id"] < 24)]
+    return index_split(old.assign(split="train"))["train"], parts["train"], parts["valid"]
+
+
+OLD, NEW, VALID = _growing_log()
+
+
+def _recall_with_ci(model: Recommender) -> dict:
+    from recflow.evaluation.evaluate import evaluate_ranking_per_user, with_confidence_intervals
+
+    metrics, per_user = evaluate_ranking_per_user(model, NEW, VALID, ks=[10])
+    return with_confidence_intervals(metrics, per_user, n_boot=500)
+
+
+@pytest.mark.parametrize("warm_name", sorted(n for n, cls in MODELS.items() if cls.warm_starts))
+def test_a_warm_fit_on_old_plus_new_is_as_good_as_a_cold_fit_within_its_ci(warm_name):
+    from recflow.models.warm import WarmStart
+
+    earlier = fresh(warm_name).fit(OLD, FitContext())
+    warm = WarmStart.between(earlier, OLD.user_ids, OLD.item_ids, NEW)
+    assert (len(warm.user_map), len(warm.item_map)) == (60, 25) and warm.n_new_rows > 0
+    warm_fit = fresh(warm_name).fit(NEW, FitContext(warm_start=warm))
+    cold_fit = fresh(warm_name).fit(NEW, FitContext())
+    assert (warm_fit.n_users, warm_fit.n_items) == (60, 25)  # the id maps grew
+    got, cold = _recall_with_ci(warm_fit), _recall_with_ci(cold_fit)
+    assert got["recall_at_10"] >= cold["recall_at_10_ci_low"], (got["recall_at_10"], cold)
+
+
+def test_a_model_that_does_not_warm_start_says_why(name):
+    model = fresh(name)
+    refusal = model.warm_start_refusal()
+    assert (refusal is None) == type(model).warm_starts
+    if refusal is not None:
+        assert name in refusal

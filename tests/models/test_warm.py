@@ -1,0 +1,57 @@
+"""Warm starts (``recflow.models.warm``): the id maps, the epoch rule, EASE's exact Gram update."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from recflow.models.context import FitContext
+from recflow.models.ease import EASERecommender
+from recflow.models.edlae import EDLAERecommender
+from recflow.models.warm import WarmStart, warm_epochs
+from recflow.prep.interactions import index_split
+
+
+def _parts(rows):
+    frame = pd.DataFrame(rows, columns=["user_id", "item_id"]).assign(rating=1.0, timestamp=0, split="train")
+    return index_split(frame)["train"]
+
+
+OLD = _parts([(10, 100), (10, 200), (20, 200), (20, 300), (30, 100)])
+# user 5 and item 150 are new (sorted before known ids, so every known index moves); user 10 adds item 300
+NEW = _parts([(10, 100), (10, 200), (20, 200), (20, 300), (30, 100), (10, 300), (5, 150), (5, 100)])
+
+
+def test_the_maps_follow_raw_ids_and_count_the_rows_the_earlier_fit_did_not_see():
+    warm = WarmStart.between(EASERecommender(l2=1.0).fit(OLD), OLD.user_ids, OLD.item_ids, NEW)
+    assert NEW.user_ids.tolist() == [5, 10, 20, 30] and warm.user_map.tolist() == [-1, 0, 1, 2]
+    assert NEW.item_ids.tolist() == [100, 150, 200, 300] and warm.item_map.tolist() == [0, -1, 1, 2]
+    assert (warm.n_new_rows, warm.n_rows) == (3, 8)
+
+
+def test_a_warm_ease_gram_matrix_equals_a_cold_one_exactly():
+    earlier = EASERecommender(l2=1.0).fit(OLD)
+    warm = EASERecommender(l2=1.0).fit(NEW, FitContext(warm_start=WarmStart.between(earlier, OLD.user_ids, OLD.item_ids, NEW)))
+    cold = EASERecommender(l2=1.0).fit(NEW)
+    np.testing.assert_array_equal(warm.G_, cold.G_)
+    np.testing.assert_array_equal(warm.B_, cold.B_)
+
+
+def test_a_warm_edlae_with_user_weights_matches_a_cold_one_to_float32_rounding():
+    earlier = EDLAERecommender(l2=1.0, user_exponent=0.5).fit(OLD)
+    warm = EDLAERecommender(l2=1.0, user_exponent=0.5).fit(NEW, FitContext(warm_start=WarmStart.between(earlier, OLD.user_ids, OLD.item_ids, NEW)))
+    cold = EDLAERecommender(l2=1.0, user_exponent=0.5).fit(NEW)
+    np.testing.assert_allclose(warm.G_, cold.G_, atol=1e-6)
+    np.testing.assert_allclose(warm.B_, cold.B_, atol=1e-5)
+
+
+def test_a_warm_fit_trains_the_share_of_new_rows_of_its_epochs_within_its_floor_and_budget():
+    assert warm_epochs(60, 0.005, 3) == 3
+    assert warm_epochs(60, 0.25, 3) == 15
+    assert warm_epochs(10, 1.0, 2) == 10
+    assert warm_epochs(2, 0.0, 3) == 2
+
+
+def test_ease_with_top_items_refuses_to_warm_start_and_says_why():
+    assert "top_items" in EASERecommender(top_items=2).warm_start_refusal()
+    assert EASERecommender().warm_start_refusal() is None
