@@ -55,8 +55,8 @@ def run(
         typer.secho(str(exc), fg="red", err=True)
         raise typer.Exit(2) from None
 
-    from recflow.utils import progress, quiet
     from recflow.runtime.store import artifacts_root
+    from recflow.utils import progress, quiet
 
     root = artifacts_root()
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # offline: no telemetry calls
@@ -174,6 +174,10 @@ from recflow.cli.retrieval import recommend, similar  # noqa: E402  (typer only;
 
 app.command()(recommend)
 app.command()(similar)
+
+from recflow.cli.api import api  # noqa: E402  (typer only; the command imports FastAPI, uvicorn and the rest)
+
+app.command()(api)
 
 from recflow.cli.ops import compare, serve, ui  # noqa: E402  (typer only; the commands import the rest)
 
