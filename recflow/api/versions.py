@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 
 from recflow.api.sources import Pointer
-from recflow.retrieval.search import Answer, NotServable, RetrievalError, Retriever, UnknownUser
-from recflow.utils.numeric import top_k, topk
+from recflow.retrieval.search import Answer, RetrievalError, Retriever, UnknownUser
+from recflow.utils.numeric import top_k
 
 #: ``auto`` precomputes when scoring every user costs at most this many user x item scores
 PRECOMPUTE_BUDGET = 200_000_000
@@ -137,46 +137,14 @@ class ServedVersion:
         self.catalogue.popular  # noqa: B018
         self.catalogue.title_index  # noqa: B018
 
-    def _scores(self, users: np.ndarray) -> np.ndarray:
-        """Scores of a batch of users, exactly as ``Retriever.recommend`` computes them one by one."""
-        r = self.retriever
-        if r.recommend_via == "model":
-            return np.asarray(r._model.score(users), dtype=np.float32)
-        folder = r._index.folder / "scorer"
-        if r.recommend_via == "dot":
-            V = np.load(folder / "item_factors.npy", mmap_mode="r", allow_pickle=False)
-            valid = np.load(folder / "item_valid.npy", allow_pickle=False)
-            scores = np.asarray(np.asarray(r._user_factors[users]) @ np.asarray(V).T, dtype=np.float32)
-            scores[:, ~valid] = -np.inf
-            return scores
-        raise NotServable("index")
-
     def _precompute(self, depth: int) -> None:
-        """Every warm user's top ``depth`` unseen items (``-1`` padding), by the served model's own ranking."""
-        import scipy.sparse as sp
-
-        cat, r = self.catalogue, self.retriever
+        """Every warm user's top ``depth`` unseen items (``-1`` padding), by the served ranking (``Retriever.recommend_many``)."""
+        cat = self.catalogue
         depth = max(1, min(int(depth), cat.n_items))
         items = np.full((cat.n_users, depth), -1, dtype=np.int32)
         scores = np.full((cat.n_users, depth), -np.inf, dtype=np.float32)
         warm = np.flatnonzero(cat.user_train_count > 0)
-        if r.recommend_via == "index":  # the ANN search per user, as requests would run it
-            for user in warm.tolist():
-                got, s = r._recommend_by_index(user, cat.seen(user), depth)
-                items[user, : len(got)], scores[user, : len(got)] = got, s
-        else:
-            seen = sp.csr_matrix(
-                (np.ones(len(cat.seen_items), np.float32), np.asarray(cat.seen_items), np.asarray(cat.seen_indptr)), shape=(cat.n_users, cat.n_items)
-            )
-            for start in range(0, len(warm), PRECOMPUTE_BATCH):
-                batch = warm[start : start + PRECOMPUTE_BATCH]
-                block = self._scores(batch)
-                rows, cols = seen[batch].nonzero()
-                block[rows, cols] = -np.inf
-                top = topk(block, depth)
-                top_s = np.take_along_axis(block, top, axis=1)
-                items[batch] = np.where(np.isneginf(top_s), -1, top)
-                scores[batch] = top_s
+        items[warm], scores[warm] = self.retriever.recommend_many(warm, depth, PRECOMPUTE_BATCH)
         self.top_items, self.top_scores, self.depth = items, scores, depth
 
     # -- what it is ----------------------------------------------------------------------------

@@ -147,6 +147,11 @@ def print_summary(cfg, result: dict) -> None:
 
     for line in summary_lines(result.get("serving") or {}):
         console.print(line, highlight=False)
+    if exported := result.get("export"):
+        from recflow.runtime.store import artifacts_root
+
+        m = exported.meta
+        console.print(f"export: {m['users']} users x top {m['k']} of {m['model']} in {artifacts_root() / exported.path / m['path']}", highlight=False)
     print(f"tasks: {result['tasks']['ran']} ran, {result['tasks']['cached']} cached")
 
 
@@ -178,6 +183,10 @@ app.command()(similar)
 from recflow.cli.api import api  # noqa: E402  (typer only; the command imports FastAPI, uvicorn and the rest)
 
 app.command()(api)
+
+from recflow.cli.export import export  # noqa: E402  (typer only; the command imports the rest)
+
+app.command()(export)
 
 from recflow.cli.ops import compare, serve, ui  # noqa: E402  (typer only; the commands import the rest)
 

@@ -287,6 +287,52 @@ class Retriever:
             scores = scores_all[items]
         return self._answer(f"user {user_id}", items, scores, self.recommend_model, label)
 
+    def recommend_many(self, users: np.ndarray, k: int, batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+        """``recommend`` of many warm users at once: (len(users), k) item indices (``-1`` padding) and scores.
+
+        The ranking of ``recommend`` (the catalogue's rated items masked) computed a batch of users
+        at a time where the scores are a matrix product (``model``, ``dot``); through the index
+        one user at a time (``index``: the ANN answer a query would get). What ``recflow api``
+        precomputes at load time and the batch export writes.
+        """
+        import scipy.sparse as sp
+
+        from recflow.utils.numeric import topk
+
+        cat = self.catalogue
+        users = np.asarray(users, dtype=np.int64).reshape(-1)
+        k = max(1, min(int(k), cat.n_items))
+        items = np.full((len(users), k), -1, dtype=np.int32)
+        scores = np.full((len(users), k), -np.inf, dtype=np.float32)
+        if self.recommend_via == "index":
+            for row, user in enumerate(users.tolist()):
+                got, s = self._recommend_by_index(user, cat.seen(user), k)
+                items[row, : len(got)], scores[row, : len(got)] = got, s
+            return items, scores
+        seen_items = np.asarray(cat.seen_items)
+        seen = sp.csr_matrix((np.ones(len(seen_items), np.float32), seen_items, np.asarray(cat.seen_indptr)), shape=(cat.n_users, cat.n_items))
+        for start in range(0, len(users), batch_size):
+            batch = users[start : start + batch_size]
+            block = self._batch_scores(batch)
+            rows, cols = seen[batch].nonzero()
+            block[rows, cols] = -np.inf
+            top = topk(block, k)
+            top_s = np.take_along_axis(block, top, axis=1)
+            items[start : start + len(batch)] = np.where(np.isneginf(top_s), -1, top)
+            scores[start : start + len(batch)] = top_s
+        return items, scores
+
+    def _batch_scores(self, users: np.ndarray) -> np.ndarray:
+        """(len(users), n_items) float32 scores by the ``model`` or ``dot`` route, as ``recommend`` computes them."""
+        if self.recommend_via == "model":
+            return np.array(self._model.score(users), dtype=np.float32)
+        folder = self._index.folder / SCORER_DIR
+        V = np.load(folder / "item_factors.npy", mmap_mode="r", allow_pickle=False)
+        valid = np.load(folder / "item_valid.npy", allow_pickle=False)
+        scores = np.asarray(np.asarray(self._user_factors[users]) @ np.asarray(V).T, dtype=np.float32)
+        scores[:, ~valid] = -np.inf
+        return scores
+
     def _dot_scores(self, user: int) -> np.ndarray:
         folder = self._index.folder / SCORER_DIR
         V = np.load(folder / "item_factors.npy", mmap_mode="r", allow_pickle=False)
