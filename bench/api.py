@@ -335,11 +335,13 @@ def build_shape_root(root: Path, n_users: int = 162_541, n_items: int = 59_047, 
     counts = np.clip(rng.lognormal(np.log(mean_seen) - 0.6, 1.1, n_users).astype(np.int64), 20, 5000)
     popularity = rng.zipf(1.3, n_items).astype(np.float64)
     p = popularity / popularity.sum()
+    # popularity-weighted draws per user, repeats within a user dropped (so counts end a little lower)
+    pairs = np.repeat(np.arange(n_users, dtype=np.int64), counts) * n_items + rng.choice(n_items, int(counts.sum()), p=p)
+    pairs = np.unique(pairs)
+    users_of, seen = pairs // n_items, (pairs % n_items).astype(np.int32)
+    counts = np.bincount(users_of, minlength=n_users)
     indptr = np.zeros(n_users + 1, np.int64)
     np.cumsum(counts, out=indptr[1:])
-    seen = np.empty(indptr[-1], np.int32)
-    for u in range(n_users):
-        seen[indptr[u] : indptr[u + 1]] = np.sort(rng.choice(n_items, counts[u], replace=False, p=p))
     cat = root / "catalogue" / "shape"
     cat.mkdir(parents=True, exist_ok=True)
     item_ids, user_ids = np.arange(1, n_items + 1), np.arange(1, n_users + 1)
