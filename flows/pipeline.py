@@ -1,7 +1,7 @@
 """The recflow pipeline, read top to bottom:
 
     locate -> ingest -> split -> features -> sampling -> train[model] -> evaluate[model] -> index[model]
-      -> track[mlflow] -> report, catalogue -> champion
+      -> track[mlflow] -> report, catalogue -> champion -> export[top-k]
 
 An ensemble (``rank_fusion``) is a model like the others whose train step waits for its members'
 train steps and reuses their fits.
@@ -33,6 +33,7 @@ from recflow.runtime.runlog import log_path, run_log
 from recflow.runtime.store import artifacts_root
 from tasks.caching import prepare_results_storage, results_storage
 from tasks.evaluate import evaluate
+from tasks.export import export
 from tasks.features import features
 from tasks.index import has_embeddings, index
 from tasks.ingest import ingest, locate
@@ -90,6 +91,8 @@ def run_stages(cfg: RunConfig, config_path: str | list[str] | None) -> dict[str,
         catalogued = catalogue.submit(cfg, tracking, models, parts, data)
         serving = champion.submit(cfg, catalogued)
         tail = {"track": tracking, "report": reported, "catalogue": catalogued, "champion": serving}
+        if cfg.export.enabled:
+            tail["export"] = export.submit(cfg.export, cfg.dataset.name, serving)
         wait(list(tail.values()))
 
         failed = [f for m in models.values() for f in m.failures] + failures({stage: (None, f) for stage, f in tail.items()})
@@ -107,6 +110,7 @@ def run_stages(cfg: RunConfig, config_path: str | list[str] | None) -> dict[str,
             "tracking": tracking.result(),
             "serving": serving.result(),
             "summary": RunSummary.from_outcomes(cfg, models, tracking.result(), counts, protocol, serving.result()),
+            "export": tail["export"].result() if "export" in tail else None,
         }
 
 

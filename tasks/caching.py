@@ -105,9 +105,10 @@ class VerifiedStageCache(CachePolicy):
 
     stage: str = ""
     code: tuple = field(default_factory=tuple)
+    keyed_on: Callable[[dict[str, Any]], dict[str, Any]] | None = None
 
     def compute_key(self, task_ctx: TaskRunContext, inputs: dict[str, Any], flow_parameters: dict[str, Any], **kwargs: Any) -> str:
-        key = stage_key_for(self.stage, task_ctx.task.fn, self.code, inputs)
+        key = stage_key_for(self.stage, task_ctx.task.fn, self.code, self.keyed_on(inputs) if self.keyed_on else inputs)
         self._drop_if_damaged(task_ctx, key)
         return key
 
@@ -149,17 +150,21 @@ def current_key() -> str:
     if ctx is None:
         raise RuntimeError("current_key() called outside a Prefect task run")
     policy = ctx.task.cache_policy
-    return stage_key_for(policy.stage, ctx.task.fn, policy.code, ctx.parameters)
+    return stage_key_for(policy.stage, ctx.task.fn, policy.code, policy.keyed_on(ctx.parameters) if policy.keyed_on else ctx.parameters)
 
 
-def stage(name: str, *, code: tuple[Any, ...] = (), retries: int = 0, **task_kwargs: Any):
-    """Declare a cached recflow task; its module's lineage is in the key, plus what ``code`` adds (``chosen_model``)."""
+def stage(name: str, *, code: tuple[Any, ...] = (), retries: int = 0, keyed_on: Callable[[dict[str, Any]], dict[str, Any]] | None = None, **task_kwargs: Any):
+    """Declare a cached recflow task; its module's lineage is in the key, plus what ``code`` adds (``chosen_model``).
+
+    ``keyed_on``: what of the inputs the key holds, when an input carries more than the result
+    depends on (the export's champion result names this run; the key holds only the files it serves).
+    """
 
     def decorate(fn: Callable) -> Any:
         return task(
             fn,
             name=name,
-            cache_policy=VerifiedStageCache(stage=name, code=code),
+            cache_policy=VerifiedStageCache(stage=name, code=code, keyed_on=keyed_on),
             persist_result=True,
             retries=retries,
             **task_kwargs,
@@ -200,27 +205,28 @@ def prepare_results_storage(results: Path | str) -> Path | str:
     return results
 
 
-def produce(stage_name: str, build: Callable[[Path], dict[str, Any]]) -> Artifact:
+def produce(stage_name: str, build: Callable[[Path], dict[str, Any]], key: str | None = None, inputs: list[str] | None = None) -> Artifact:
     """Run ``build(out_dir)`` into the running task's content-addressed folder and describe it.
 
     ``build`` writes its files and returns a small JSON-able summary (kept as ``summary.json``
     and as the descriptor's ``meta``); ``inputs.json`` lists the stage folders the task read
     (``recflow gc`` keeps the inputs of every folder a kept run refers to). If an intact folder
     for this key already exists (the cache record was lost but the files were not), it is
-    reused instead of rebuilt.
+    reused instead of rebuilt. Outside a task (``recflow export``), ``key`` and ``inputs`` are given.
     """
     import json
 
     from recflow.runtime.store import building, describe, stage_dir, verify_stage_dir, write_json_atomic
     from tasks.operations import refreshing
 
-    key = current_key()
+    ctx = TaskRunContext.get()
+    key = key or current_key()
     folder = stage_dir(stage_name, key)
     if refreshing() or verify_stage_dir(folder) is None:  # a refresh (weekly rebuild) rewrites it
         with building(stage_name, key) as scratch:
             summary = build(scratch)
             write_json_atomic(scratch / "summary.json", summary)
-            write_json_atomic(scratch / INPUTS_FILE, input_folders(TaskRunContext.get().parameters))
+            write_json_atomic(scratch / INPUTS_FILE, inputs if inputs is not None else input_folders(ctx.parameters))
     summary = json.loads((folder / "summary.json").read_text())
     return describe(stage_name, key, **summary)
 

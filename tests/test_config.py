@@ -63,7 +63,7 @@ def test_invalid_yaml_names_the_file(tmp_path):
 def test_a_champion_metric_at_a_cutoff_the_evaluation_skips_is_an_error_that_says_why(tmp_path):
     path = tmp_path / "ks.yaml"
     path.write_text("evaluation:\n  ks: [5, 20]\n")  # the default champion metric is recall_at_10
-    with pytest.raises(ConfigError, match=r"serving\.champion_metric 'recall_at_10' needs k=10 in evaluation\.ks \[5, 20\]") as info:
+    with pytest.raises(ConfigError, match=r"serving\.champion_metric: 'recall_at_10' needs k=10 in evaluation\.ks \[5, 20\]") as info:
         load_config(path)
     assert str(path) in str(info.value) and "no champion would ever be registered" in str(info.value)
     assert "'recall_at_5', 'recall_at_20'" in str(info.value)

@@ -91,7 +91,7 @@ def run(
             for line in failure_lines(exc):
                 typer.secho(line, fg="red", err=True)
             raise typer.Exit(1) from None
-    print_summary(result["summary"])
+    print_summary(result["summary"], result.get("export"))
     typer.echo(f"log (tracebacks, TensorFlow, MLflow): {log_file}")
 
 
@@ -101,7 +101,7 @@ def _stop_prefects_own_servers() -> None:
         sys.modules["tasks.operations"].stop_embedded_servers()
 
 
-def print_summary(summary) -> None:
+def print_summary(summary, export=None) -> None:
     """The run summary (``recflow.experiments.summary.RunSummary``) as one row per model: RMSE, recall
     and NDCG at every cutoff (recall at the smallest with ``±`` half its confidence interval: the table
     fits 80 columns), users averaged; then whom the metrics cover and, below 100 users, a warning."""
@@ -132,6 +132,11 @@ def print_summary(summary) -> None:
 
     for line in summary_lines(summary.serving):
         console.print(line, highlight=False)
+    if exported := export:
+        from recflow.runtime.store import artifacts_root
+
+        m = exported.meta
+        console.print(f"export: {m['users']} users x top {m['k']} of {m['model']} in {artifacts_root() / exported.path / m['path']}", highlight=False)
     print(f"tasks: {summary.tasks['ran']} ran, {summary.tasks['cached']} cached")
 
 
@@ -207,6 +212,14 @@ from recflow.cli.retrieval import recommend, similar  # noqa: E402  (typer only;
 
 app.command()(recommend)
 app.command()(similar)
+
+from recflow.cli.api import api  # noqa: E402  (typer only; the command imports FastAPI, uvicorn and the rest)
+
+app.command()(api)
+
+from recflow.cli.export import export  # noqa: E402  (typer only; the command imports the rest)
+
+app.command()(export)
 
 from recflow.cli.ops import compare, gc_command, serve, ui  # noqa: E402  (typer only; the commands import the rest)
 

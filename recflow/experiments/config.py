@@ -68,6 +68,14 @@ class ServingConfig(Strict):
 GROWING_SOURCES = ("table", "sql")
 
 
+class ExportConfig(Strict):
+    """The batch export after ``champion`` (``tasks/export.py``): every warm user's top-K of the champion as Parquet."""
+
+    enabled: bool = Field(True, description="write the export after every run (cached: reruns only when the champion's files change)")
+    k: int = Field(100, gt=0, le=10_000, description="items per user")
+    partitions: int = Field(16, gt=0, le=4096, description="Hive buckets of user_id mod partitions, one per loader worker")
+
+
 class RunConfig(Strict):
     dataset: DatasetConfig = DatasetConfig()
     split: SplitConfig = SplitConfig()
@@ -78,6 +86,7 @@ class RunConfig(Strict):
     tracking: TrackingConfig = TrackingConfig()
     index: IndexConfig = IndexConfig()
     serving: ServingConfig = ServingConfig()
+    export: ExportConfig = ExportConfig()
     runner: RunnerConfig = RunnerConfig()
     warm_start: bool = Field(
         True,

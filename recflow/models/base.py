@@ -25,6 +25,10 @@ model name:
   contract suite checks that a warm fit on old + new data is as good as a cold one.
 * ``member_names()``: the other models an ensemble combines; ``fit`` takes them already fitted
   from ``context.members`` (the pipeline trains them first and passes their cached fits).
+* ``folds_in_history`` / ``score_history(histories)``: the score of a user is a function of the
+  items they interacted with, so a user outside the training data is scored from a list of items
+  (a new user of the service, ``recflow api``'s ``POST /recommend``); folding in a training
+  user's own training items gives that user's ``score``.
 
 A model declaring spaces implements the hooks ``_item_vectors(space)`` / ``_user_vectors()``
 (and ``_item_valid(space)`` when "no vector" is not simply a zero row); the public methods add
@@ -85,6 +89,8 @@ class Recommender(ABC):
     warm_starts: ClassVar[bool] = False
     #: a warm fit's fewest epochs (``recflow.models.warm.warm_epochs``), where it trains in epochs
     warm_min_epochs: ClassVar[int] = 1
+    #: whether ``score_history`` scores any list of items (a user outside the training data), the model being a function of the history
+    folds_in_history: ClassVar[bool] = False
     #: the ``__init__`` parameters ``recflow tune`` searches, with their ranges; {} for none (not tunable)
     search_space: ClassVar[dict[str, Dimension]] = {}
     #: what ``fit`` recorded per epoch (a dict each: ``loss`` ..., ``examples_per_second`` where measured); () without epochs
@@ -126,6 +132,41 @@ class Recommender(ABC):
         The result belongs to the caller (``recommend`` masks it in place): return a fresh
         array, not a view of fitted state. NaN is an error; ``-inf`` means "never recommend".
         """
+
+    def score_history(self, histories: Sequence[Sequence[int]] | sp.spmatrix) -> np.ndarray:
+        """Dense float32 scores, shape (len(histories), n_items), of users known only by their items.
+
+        ``histories``: one list of item indices per user (order and repeats do not matter: a
+        history is the set of items, as the binary train matrix holds it), or a (users x items)
+        sparse matrix of them. Only where ``folds_in_history``; an item index outside
+        ``[0, n_items)`` is an ``IndexError``. Folding in a training user's own training items
+        gives that user's ``score`` (the contract suite checks it).
+        """
+        if not self.folds_in_history:
+            raise NotSupported(f"{self.name} cannot score a user from a list of items (it does not declare folds_in_history)")
+        self._check_fitted()
+        return np.asarray(self._score_history(self._history_matrix(histories)), dtype=np.float32)
+
+    def _history_matrix(self, histories: Sequence[Sequence[int]] | sp.spmatrix) -> sp.csr_matrix:
+        """Histories as a binary float32 CSR (users x n_items), each index checked."""
+        n_items = self.n_items
+        if sp.issparse(histories):
+            X = sp.csr_matrix(histories, dtype=np.float32)
+            if X.shape[1] != n_items:
+                raise ValueError(f"histories have {X.shape[1]} item columns, the model has {n_items} items")
+            X.data[:] = 1.0
+            return X
+        rows = [np.unique(np.asarray(h, dtype=np.int64).reshape(-1)) for h in histories]
+        cols = np.concatenate(rows) if rows else np.zeros(0, np.int64)
+        if len(cols) and (cols.min() < 0 or cols.max() >= n_items):
+            raise IndexError(f"item indices must lie in [0, {n_items})")
+        indptr = np.zeros(len(rows) + 1, dtype=np.int64)
+        np.cumsum([len(r) for r in rows], out=indptr[1:])
+        return sp.csr_matrix((np.ones(len(cols), np.float32), cols, indptr), shape=(len(rows), n_items))
+
+    def _score_history(self, X: sp.csr_matrix) -> np.ndarray:
+        """Scores of the binary history rows ``X`` (users x n_items), where ``folds_in_history``."""
+        raise NotSupported(f"{self.name} declares folds_in_history but does not implement _score_history")
 
     def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """Predicted ratings (float64) of (user, item) index pairs; only where ``predicts_ratings``.
@@ -353,6 +394,16 @@ class Recommender(ABC):
     def _check_fitted(self) -> None:
         if self._seen is None:
             raise NotFittedError(f"{type(self).__name__} is not fitted; call fit() first")
+
+
+def spread_items(sub: np.ndarray, items: np.ndarray, n_items: int) -> np.ndarray:
+    """Scores over a subset ``items`` of the catalogue (columns of ``sub``) spread to all ``n_items``:
+    ``-inf`` (never recommended) for the items a model was not fitted on; ``sub`` itself when it covers all."""
+    if len(items) == n_items:
+        return sub
+    out = np.full((len(sub), n_items), -np.inf, dtype=np.float32)
+    out[:, items] = sub
+    return out
 
 
 def _mask(scores: np.ndarray, mask_rows: sp.csr_matrix) -> None:

@@ -29,6 +29,9 @@ items: zero rows and columns), only the users whose row changed are redone:
 float32, so the result equals a cold ``X^T X`` bit for bit; the inversion then runs as in a cold
 fit (it is the cubic part: a warm EASE saves the product, not the solve). A ``top_items`` subset
 can change its items from night to night, so such a fit is always cold (``warm_start_refusal``).
+``folds_in_history``: ``score`` is ``X_u B``, so any list of items scores as a new ``X_u`` row (items
+outside ``items_`` and, with ``implicit_threshold``, a history has no ratings: every item counts).
+Persistence: ``B`` and the binarised train matrix go to ``arrays.npz``.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ import numpy as np
 import scipy.linalg as sl
 import scipy.sparse as sp
 
-from recflow.models.base import Recommender
+from recflow.models.base import Recommender, spread_items
 from recflow.models.context import FitContext
 from recflow.models.search_space import Dimension, FloatRange
 from recflow.models.warm import remap_matrix
@@ -51,6 +54,7 @@ class EASERecommender(Recommender):
 
     name = "ease"
     warm_starts = True
+    folds_in_history = True
     search_space: ClassVar[dict[str, Dimension]] = {"l2": FloatRange(10.0, 10_000.0, log=True)}
 
     def __init__(self, l2: float = 500.0, implicit_threshold: float | None = None, max_items: int = 30_000, top_items: int | None = None) -> None:
@@ -131,12 +135,14 @@ class EASERecommender(Recommender):
     def score(self, users: np.ndarray) -> np.ndarray:
         self._check_fitted()
         users = np.asarray(users, dtype=np.int64).reshape(-1)
-        sub = np.asarray(self.X_[users] @ self.B_, dtype=np.float32)
-        if len(self.items_) == self.n_items:
-            return sub
-        out = np.full((len(users), self.n_items), -np.inf, dtype=np.float32)
-        out[:, self.items_] = sub
-        return out
+        return self._spread(np.asarray(self.X_[users] @ self.B_, dtype=np.float32))
+
+    def _score_history(self, X: sp.csr_matrix) -> np.ndarray:
+        rows = X if len(self.items_) == self.n_items else X[:, self.items_]
+        return self._spread(np.asarray(rows @ self.B_, dtype=np.float32))
+
+    def _spread(self, sub: np.ndarray) -> np.ndarray:
+        return spread_items(sub, self.items_, self.n_items)
 
     def item_weights(self) -> np.ndarray:
         """The learned matrix ``B`` (row = source item, column = scored item) over ``items_``

@@ -11,7 +11,8 @@ So an item scores by how similar it is to what the user already has, counting on
 ``k`` nearest neighbours. ``W`` is built a block of target columns at a time (a dense items x
 block slice of ``X^T X``, its top-k kept in a sparse matrix), so memory is O(items x block +
 items x k), never items^2. Ranking only; no vectors (the similarity lives in ``W``, not in a
-space). Deterministic: no randomness at all.
+space). Deterministic: no randomness at all. ``folds_in_history``: a list of items scores as a
+new row of ``X`` (every item counts, whatever ``implicit_threshold``).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class ItemKNNRecommender(Recommender):
     """Cosine item-item neighbourhood: a user's items vote for their k nearest neighbours."""
 
     name = "item_knn"
+    folds_in_history = True
     search_space: ClassVar[dict[str, Dimension]] = {
         "k": IntRange(10, 1000, log=True),
         "shrink": FloatRange(0.0, 100.0),
@@ -62,6 +64,9 @@ class ItemKNNRecommender(Recommender):
         self._check_fitted()
         users = np.asarray(users, dtype=np.int64).reshape(-1)
         return np.asarray((self.X_[users] @ self.W_).toarray(), dtype=np.float32)
+
+    def _score_history(self, X: sp.csr_matrix) -> np.ndarray:
+        return np.asarray((X @ self.W_).toarray(), dtype=np.float32)
 
     def item_weights(self) -> sp.csc_matrix:
         """The sparse items x items ``W`` (row = the user's item, column = the scored item)."""

@@ -37,7 +37,8 @@ Persistence: ``model.keras`` (Keras native, the full encoder -> mu -> decoder ne
 npz with the dense weights and the train matrix, from which ``score`` runs in NumPy: a loaded
 model scores without TensorFlow. ``dot_factors``: the last decoder layer is a dot product of the
 user's last hidden activation (with a 1 for the bias) and the item's output weights, which are
-also the ``items`` vector space.
+also the ``items`` vector space. ``folds_in_history``: the encoder reads only the user's binary
+row, so any list of items is encoded like a training row (items outside ``items_`` ignored).
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from typing import ClassVar
 import numpy as np
 import scipy.sparse as sp
 
+from recflow.models.base import spread_items
 from recflow.models.context import FitContext
 from recflow.models.keras_training import KerasRecommender
 from recflow.models.search_space import Dimension, FloatRange, IntRange
@@ -65,6 +67,7 @@ class MultVAERecommender(KerasRecommender):
     """Variational autoencoder over users' item sets with a multinomial likelihood (see module doc)."""
 
     name = "mult_vae"
+    folds_in_history = True
     item_spaces = ("items",)
     search_space: ClassVar[dict[str, Dimension]] = {
         "dim": IntRange(64, 256, log=True),
@@ -201,7 +204,11 @@ class MultVAERecommender(KerasRecommender):
     # -- scoring (NumPy, no TensorFlow) -----------------------------------------------------
     def _last_hidden(self, users: np.ndarray) -> np.ndarray:
         """The decoder's last hidden activation at ``z = mu`` (the input of its output layer)."""
-        x = self.X_[users].astype(np.float32)
+        return self._hidden_of(self.X_[users])
+
+    def _hidden_of(self, x: sp.csr_matrix) -> np.ndarray:
+        """``_last_hidden`` of binary rows over ``items_``."""
+        x = x.astype(np.float32)
         norms = np.sqrt(np.asarray(x.multiply(x).sum(axis=1), dtype=np.float32)).ravel()
         h = sp.diags(np.where(norms > 0, 1.0 / np.maximum(norms, 1e-12), 0.0).astype(np.float32)) @ x
         enc = self.encoder_weights_
@@ -218,12 +225,14 @@ class MultVAERecommender(KerasRecommender):
     def score(self, users: np.ndarray) -> np.ndarray:
         self._check_fitted()
         users = np.asarray(users, dtype=np.int64).reshape(-1)
-        sub = np.ascontiguousarray(self._last_hidden(users) @ self.decoder_weights_[-2] + self.decoder_weights_[-1], dtype=np.float32)
-        if len(self.items_) == self.n_items:
-            return sub
-        out = np.full((len(users), self.n_items), -np.inf, dtype=np.float32)
-        out[:, self.items_] = sub
-        return out
+        return self._logits(self._last_hidden(users))
+
+    def _score_history(self, X: sp.csr_matrix) -> np.ndarray:
+        return self._logits(self._hidden_of(X if len(self.items_) == self.n_items else X[:, self.items_]))
+
+    def _logits(self, hidden: np.ndarray) -> np.ndarray:
+        """The output layer over ``items_``, spread to the catalogue (``-inf`` for items not fitted)."""
+        return spread_items(np.ascontiguousarray(hidden @ self.decoder_weights_[-2] + self.decoder_weights_[-1], dtype=np.float32), self.items_, self.n_items)
 
     def _full_catalogue(self, rows: np.ndarray) -> np.ndarray:
         """Per-item rows over ``items_`` spread to the whole catalogue (zeros for items not fitted)."""

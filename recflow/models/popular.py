@@ -17,6 +17,8 @@ class PopularRecommender(Recommender):
     """
 
     name = "popular"
+    #: trivially: every user, known or not, gets the same counts
+    folds_in_history = True
 
     def __init__(self) -> None:
         pass
@@ -31,6 +33,9 @@ class PopularRecommender(Recommender):
         users = np.asarray(users).reshape(-1)
         # float32 holds counts exactly up to 2**24, far above any MovieLens item's count
         return np.tile(self.item_counts_.astype(np.float32), (len(users), 1))
+
+    def _score_history(self, X) -> np.ndarray:
+        return np.tile(self.item_counts_.astype(np.float32), (X.shape[0], 1))
 
     def _state(self) -> dict[str, np.ndarray]:
         return {"item_counts": self.item_counts_}

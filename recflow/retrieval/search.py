@@ -53,6 +53,14 @@ class NotServable(RetrievalError):
     pass
 
 
+class UnknownItem(RetrievalError):
+    """An item id the catalogue does not hold; ``suggestions`` are the nearest ids it does."""
+
+    def __init__(self, message: str, suggestions: list[int]) -> None:
+        self.suggestions = suggestions
+        super().__init__(message)
+
+
 class Catalogue:
     """The catalogue folder of ``build_catalogue``, read for queries."""
 
@@ -87,6 +95,17 @@ class Catalogue:
         """Dense index of a raw user id; -1 when unknown."""
         pos = int(np.searchsorted(self.user_ids, user_id))
         return pos if pos < self.n_users and self.user_ids[pos] == user_id else -1
+
+    def item_index(self, item_ids) -> np.ndarray:
+        """Dense indices of raw item ids (int64 array); -1 where unknown."""
+        ids = np.asarray(item_ids, dtype=np.int64).reshape(-1)
+        pos = np.minimum(np.searchsorted(self.item_ids, ids), max(self.n_items - 1, 0))
+        return np.where(self.item_ids[pos] == ids, pos, -1) if self.n_items else np.full(len(ids), -1, np.int64)
+
+    def nearest_item_ids(self, item_id: int, n: int = 5) -> list[int]:
+        """The ``n`` catalogue ids closest in value to an unknown id (what an error suggests)."""
+        order = np.argsort(np.abs(self.item_ids - int(item_id)), kind="stable")[:n]
+        return [int(i) for i in self.item_ids[np.sort(order)]]
 
     def seen(self, user: int) -> np.ndarray:
         return np.asarray(self.seen_items[self.seen_indptr[user] : self.seen_indptr[user + 1]], dtype=np.int64)
@@ -231,9 +250,9 @@ class Retriever:
         return load_model(path)
 
     # -- recommend -------------------------------------------------------------------------
-    def recommend(self, user_id: int, k: int = 10, fallback: str | None = None) -> Answer:
+    def recommend(self, user_id: int, k: int = 10, fallback: str | None = None, exclude_seen: bool = True) -> Answer:
         """Top-``k`` items the user has not rated, best first; cold or unknown users get
-        ``UnknownUser`` unless ``fallback == "popular"``."""
+        ``UnknownUser`` unless ``fallback == "popular"``. ``exclude_seen=False`` ranks the rated items too."""
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
         if fallback not in (None, "", "none", "popular"):
@@ -243,7 +262,7 @@ class Retriever:
         cold = user < 0 or cat.user_train_count[user] == 0
         if cold:
             if fallback == "popular":
-                return self._popular(user_id, user, k)
+                return self._popular(user_id, user, k, exclude_seen)
             if user < 0:
                 raise UnknownUser(
                     f"user {user_id} is unknown: not among the {cat.n_users} users of this catalogue "
@@ -251,7 +270,7 @@ class Retriever:
                     "--fallback popular answers with the most popular movies"
                 )
             raise UnknownUser(f"user {user_id} has no training ratings (a cold user); --fallback popular answers with the most popular movies")
-        seen = cat.seen(user)
+        seen = cat.seen(user) if exclude_seen else np.zeros(0, np.int64)
         via = self.recommend_via
         if via == "index":
             items, scores = self._recommend_by_index(user, seen, k)
@@ -267,6 +286,52 @@ class Retriever:
             items = top_k(scores_all, k)
             scores = scores_all[items]
         return self._answer(f"user {user_id}", items, scores, self.recommend_model, label)
+
+    def recommend_many(self, users: np.ndarray, k: int, batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+        """``recommend`` of many warm users at once: (len(users), k) item indices (``-1`` padding) and scores.
+
+        The ranking of ``recommend`` (the catalogue's rated items masked) computed a batch of users
+        at a time where the scores are a matrix product (``model``, ``dot``); through the index
+        one user at a time (``index``: the ANN answer a query would get). What ``recflow api``
+        precomputes at load time and the batch export writes.
+        """
+        import scipy.sparse as sp
+
+        from recflow.utils.numeric import topk
+
+        cat = self.catalogue
+        users = np.asarray(users, dtype=np.int64).reshape(-1)
+        k = max(1, min(int(k), cat.n_items))
+        items = np.full((len(users), k), -1, dtype=np.int32)
+        scores = np.full((len(users), k), -np.inf, dtype=np.float32)
+        if self.recommend_via == "index":
+            for row, user in enumerate(users.tolist()):
+                got, s = self._recommend_by_index(user, cat.seen(user), k)
+                items[row, : len(got)], scores[row, : len(got)] = got, s
+            return items, scores
+        seen_items = np.asarray(cat.seen_items)
+        seen = sp.csr_matrix((np.ones(len(seen_items), np.float32), seen_items, np.asarray(cat.seen_indptr)), shape=(cat.n_users, cat.n_items))
+        for start in range(0, len(users), batch_size):
+            batch = users[start : start + batch_size]
+            block = self._batch_scores(batch)
+            rows, cols = seen[batch].nonzero()
+            block[rows, cols] = -np.inf
+            top = topk(block, k)
+            top_s = np.take_along_axis(block, top, axis=1)
+            items[start : start + len(batch)] = np.where(np.isneginf(top_s), -1, top)
+            scores[start : start + len(batch)] = top_s
+        return items, scores
+
+    def _batch_scores(self, users: np.ndarray) -> np.ndarray:
+        """(len(users), n_items) float32 scores by the ``model`` or ``dot`` route, as ``recommend`` computes them."""
+        if self.recommend_via == "model":
+            return np.array(self._model.score(users), dtype=np.float32)
+        folder = self._index.folder / SCORER_DIR
+        V = np.load(folder / "item_factors.npy", mmap_mode="r", allow_pickle=False)
+        valid = np.load(folder / "item_valid.npy", allow_pickle=False)
+        scores = np.asarray(np.asarray(self._user_factors[users]) @ np.asarray(V).T, dtype=np.float32)
+        scores[:, ~valid] = -np.inf
+        return scores
 
     def _dot_scores(self, user: int) -> np.ndarray:
         folder = self._index.folder / SCORER_DIR
@@ -296,10 +361,10 @@ class Retriever:
         items = top_k(scores, k)
         return items, scores[items]
 
-    def _popular(self, user_id: int, user: int, k: int) -> Answer:
+    def _popular(self, user_id: int, user: int, k: int, exclude_seen: bool = True) -> Answer:
         cat = self.catalogue
         order = cat.popular
-        if user >= 0:
+        if user >= 0 and exclude_seen:
             order = order[~np.isin(order, cat.seen(user))]
         items = order[:k]
         note = "unknown user" if user < 0 else "cold user"
@@ -321,6 +386,38 @@ class Retriever:
         """The ``k`` items nearest by cosine to the item ``title`` names (``recflow.retrieval.titles`` rules)."""
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
+        self._similar_space(mode)  # a model without item vectors is refused before the title is looked up
+        return self.similar_to(self.catalogue.title_index.find(title), k, mode)
+
+    def similar_item(self, item_id: int, k: int = 10, mode: str | None = None) -> Answer:
+        """``similar`` for an item given by its raw id; ``UnknownItem`` (with the nearest ids) when it is not in the catalogue."""
+        cat = self.catalogue
+        query = int(cat.item_index([item_id])[0])
+        if query < 0:
+            near = cat.nearest_item_ids(item_id)
+            raise UnknownItem(f"item {item_id} is not in this catalogue of {cat.n_items} items; nearest ids: {', '.join(map(str, near))}", near)
+        return self.similar_to(query, k, mode)
+
+    def similar_to(self, query: int, k: int = 10, mode: str | None = None) -> Answer:
+        """The ``k`` items nearest by cosine to the item of dense index ``query``, in ``mode``'s space."""
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        index, mode = self._similar_space(mode)
+        cat = self.catalogue
+        space = index.space(mode)
+        row = space.row_of[query]
+        if row < 0:
+            raise NoVector(
+                f"{cat.titles[query]!r} has no vector in {index.model}'s {mode!r} space ({cat.train_count[query]} training ratings); try another model or mode"
+            )
+        items, scores = space.nearest(np.asarray(space.vectors[row]), min(k + 1, len(space.item_idx)))
+        keep = items != query
+        items, scores = items[keep][:k], scores[keep][:k]
+        label = f"{space.kind} index, {mode}" if mode != "items" else f"{space.kind} index"
+        return self._answer(str(cat.titles[query]), items, scores, index.model, label, extra={"query_item_id": int(cat.item_ids[query]), "mode": mode})
+
+    def _similar_space(self, mode: str | None) -> tuple[IndexFolder, str]:
+        """The index folder ``similar`` searches and the space (``mode``, default the primary one)."""
         index = self._similar_index
         if index is None or not index.item_spaces():
             raise NotServable(
@@ -334,19 +431,7 @@ class Retriever:
             if spaces == ["items"]:
                 raise ValueError(f"--mode applies to models with several spaces (hybrid); {index.model} has one")
             raise ValueError(f"mode must be one of {spaces}, got {mode!r}")
-        cat = self.catalogue
-        query = cat.title_index.find(title)
-        space = index.space(mode)
-        row = space.row_of[query]
-        if row < 0:
-            raise NoVector(
-                f"{cat.titles[query]!r} has no vector in {index.model}'s {mode!r} space ({cat.train_count[query]} training ratings); try another model or mode"
-            )
-        items, scores = space.nearest(np.asarray(space.vectors[row]), min(k + 1, len(space.item_idx)))
-        keep = items != query
-        items, scores = items[keep][:k], scores[keep][:k]
-        label = f"{space.kind} index, {mode}" if mode != "items" else f"{space.kind} index"
-        return self._answer(str(cat.titles[query]), items, scores, index.model, label, extra={"query_item_id": int(cat.item_ids[query]), "mode": mode})
+        return index, mode
 
     def _answer(self, query: str, items: np.ndarray, scores: np.ndarray, model: str, via: str, note: str = "", extra: dict[str, Any] | None = None) -> Answer:
         items = np.asarray(items, dtype=np.int64)

@@ -13,6 +13,7 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pandas as pd
+import pyarrow.dataset as pads
 import pytest
 from mlflow import MlflowClient
 from typer.testing import CliRunner
@@ -272,10 +273,22 @@ def test_a_run_under_another_protocol_does_not_take_the_alias(served):
         (home / "serving" / "champions" / "recflow-protocol-test.json").unlink(missing_ok=True)
 
 
+def test_the_run_exports_the_champions_top_k_per_user_as_the_cli_ranks(served):
+    home, result = served
+    exported = result["export"]
+    assert exported.stage == "export" and (exported.meta["k"], exported.meta["partitions"]) == (100, 16)
+    frame = pads.dataset(home / exported.path / "top_k", partitioning="hive").to_table().to_pandas()
+    assert frame["user_id"].nunique() == exported.meta["users"] and len(frame) == exported.meta["rows"]
+    shown = cli("recommend", "--user", "1", "-k", "5")
+    rows = frame[frame["user_id"] == 1].sort_values("rank").head(5)
+    assert rows["item_id"].tolist() == [r[0] for r in table(shown.output)]
+
+
 def test_an_unchanged_rerun_is_cached_and_registers_nothing_new(served):
     home, first = served
     versions = len(MlflowClient().search_model_versions(f"name='{NAME}'"))
     again = run_pipeline(SMOKE, MODELS, root=home)
     assert again["tasks"] == {"ran": 0, "cached": N_TASKS}
+    assert again["export"] == first["export"]  # the champion's files are unchanged: the export is reused
     assert again["serving"]["champion"]["reason"].startswith("unchanged: champion v1 already serves this bundle")
     assert len(MlflowClient().search_model_versions(f"name='{NAME}'")) == versions

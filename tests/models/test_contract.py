@@ -274,3 +274,27 @@ def test_a_model_that_does_not_warm_start_says_why(name):
     assert (refusal is None) == type(model).warm_starts
     if refusal is not None:
         assert name in refusal
+
+
+def test_folding_in_a_training_users_own_items_gives_that_users_scores(fitted):
+    """A model declaring ``folds_in_history`` is a function of the history: a training user's own
+    training items, folded in as if a new user, score exactly as that user does (what
+    ``POST /recommend`` of ``recflow api`` relies on for a user outside the training data)."""
+    if not fitted.folds_in_history:
+        with pytest.raises(NotSupported):
+            fitted.score_history([[0, 1]])
+        return
+    seen = TRAIN.seen.tocsr()
+    histories = [seen.indices[seen.indptr[u] : seen.indptr[u + 1]].tolist()[::-1] for u in USERS]  # order does not matter
+    got, expected = fitted.score_history(histories), fitted.score(USERS)
+    assert got.dtype == np.float32 and got.shape == (N_USERS, N_ITEMS)
+    np.testing.assert_array_equal(np.isneginf(got), np.isneginf(expected))
+    finite = np.isfinite(expected)
+    np.testing.assert_allclose(got[finite], expected[finite], rtol=1e-5, atol=1e-5)
+
+
+def test_a_history_with_an_unknown_item_index_is_refused(fitted):
+    if not fitted.folds_in_history:
+        pytest.skip("does not fold in histories")
+    with pytest.raises(IndexError):
+        fitted.score_history([[0, N_ITEMS]])

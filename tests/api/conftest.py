@@ -1,0 +1,32 @@
+"""Fixtures of the ``recflow api`` tests: the hand-made root of ``serving_root`` and a live server over it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+
+from recflow.api.service import Service
+from recflow.api.sources import ChampionRecords
+from tests.api.serving_root import LiveServer, build_run, promote
+
+
+@pytest.fixture(scope="session")
+def tiny_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("api-root")
+    build_run(root, "run-a", "ease", ease_l2=10.0)
+    build_run(root, "run-b", "item_knn", ease_l2=10.0)
+    promote(root, "run-a", 1, "ease")
+    return root
+
+
+@pytest.fixture
+def live(tiny_root):
+    """A server over the champion (v1, run A), polling every 50 ms; the champion is put back afterwards."""
+    promote(tiny_root, "run-a", 1, "ease")
+    service = Service(ChampionRecords(tiny_root), tiny_root, interval=0.05, depth=20)
+    with LiveServer(service) as server, httpx.Client(base_url=server.url, timeout=10) as client:
+        server.client = client
+        yield server
+    promote(tiny_root, "run-a", 1, "ease")
