@@ -210,6 +210,7 @@ def log_pipeline_run(
         children: dict[str, str] = {}
         table: dict[str, dict[str, float]] = {}
         for name, result in models.items():
+            storage.check_root_fence(root)  # a run that lost the bucket's lease logs nothing more there
             with mlflow.start_run(run_name=name, nested=True) as child:
                 children[name] = child.info.run_id
                 mlflow.set_tags({"model": name, "protocol": protocol, "dataset": cfg.dataset.name})
@@ -274,6 +275,7 @@ def log_model_files(trained: Artifact, root: Path | None = None) -> str:
     keras_flavor = trained.file(KERAS_FLAVOR_DIR, root)
     holder = earlier_model_run(client, run.info.experiment_id, trained.fingerprint, exclude=run.info.run_id)
     if holder is None:
+        storage.check_root_fence(root)
         mlflow.log_artifacts(str(trained.file("model", root)), "model")
         if keras_flavor.is_dir():  # load with mlflow.tensorflow.load_model("runs:/<id>/keras_model")
             mlflow.log_artifacts(str(keras_flavor), "keras_model")
