@@ -84,7 +84,7 @@ def bucket_error(remote: RemoteRoot, exc: BaseException) -> StorageError | None:
         endpoint = os.environ.get("AWS_ENDPOINT_URL") or "AWS S3"
         return StorageError(f"artifacts root {remote.url}: bucket {bucket!r} does not exist at {endpoint} (check RECFLOW_HOME and AWS_ENDPOINT_URL)")
     if isinstance(exc, PermissionError):
-        return StorageError(f"artifacts root {remote.url}: access to bucket {bucket!r} is refused ({exc}); check the credentials in AWS_* and the bucket's policy")
+        return StorageError(f"artifacts root {remote.url}: access to bucket {bucket!r} is refused ({exc}); check the AWS_* credentials and the bucket policy")
     return None
 
 

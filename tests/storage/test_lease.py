@@ -172,7 +172,8 @@ FROZEN_WRITER = textwrap.dedent(
 def test_a_holder_frozen_past_its_ttl_writes_nothing_once_another_run_holds_the_lease(s3, clean_lease, tmp_path):
     """SIGSTOP a writing holder for 3 TTLs, let another run take the lease, SIGCONT: no object of the frozen run is written after the takeover."""
     env = {**os.environ, "RECFLOW_CACHE_DIR": str(tmp_path / "frozen"), "RECFLOW_LEASE_SECONDS": str(TTL), "PYTHONPATH": str(REPO)}
-    writer = subprocess.Popen([sys.executable, "-c", FROZEN_WRITER, str(tmp_path / "folder")], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    command = [sys.executable, "-c", FROZEN_WRITER, str(tmp_path / "folder")]
+    writer = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
     try:
         assert writer.stdout.readline().strip() == "held"
         time.sleep(0.5)
