@@ -144,7 +144,7 @@ def print_summary(cfg, result: dict) -> None:
     console.print(table)
     for line in about:
         console.print(line, style="yellow" if line.startswith("warning") else None, highlight=False)
-    t = result["tracking"]
+    t = result["tracking"]  # its tracking_uri comes without credentials (flows.pipeline)
     console.print(f"MLflow: run {t['run_id']} in experiment '{t['experiment']}' at {t['tracking_uri']}")
     if t["tracking_uri"].startswith("sqlite:"):
         console.print(f"  browse: mlflow ui --backend-store-uri {t['tracking_uri']}")

@@ -88,6 +88,21 @@ def bucket_error(remote: RemoteRoot, exc: BaseException) -> StorageError | None:
     return None
 
 
+def redact_uri(uri: str | None) -> str | None:
+    """``uri`` without the credentials of its user-info part (``http://user:pass@host`` -> ``http://***@host``).
+
+    Every place a URI is shown or written (the console, run records, Prefect artifacts, the flow's
+    result) goes through this; the URI itself, credentials included, is used only to connect.
+    """
+    if not uri or "@" not in uri:
+        return uri
+    parts = urlsplit(uri)
+    if not (parts.username or parts.password):
+        return uri
+    host = parts.netloc.rpartition("@")[2]
+    return parts._replace(netloc=f"***@{host}").geturl()
+
+
 def is_remote_url(location: str) -> bool:
     """An fsspec URL other than ``file://`` (``s3://``, ``gs://``, ``memory://`` ...)."""
     scheme = urlsplit(location).scheme
