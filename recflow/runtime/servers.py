@@ -84,7 +84,8 @@ def check_sqlite(path: Path, what: str, remedy: str) -> None:
             return
         found = (str(exc),)
     if found and found[0] != "ok":
-        raise DamagedDatabase(f"{what} {path} is damaged (sqlite: {found[0]}): {remedy.format(path=path, root=path.parent)}")
+        problem = " ".join(str(found[0]).replace("*** in database main ***", "").split())
+        raise DamagedDatabase(f"{what} {path} is damaged (sqlite: {problem}): {remedy.format(path=path, root=path.parent)}")
 
 
 def check_prefect_database(root: Path) -> None:
