@@ -126,7 +126,6 @@ def preset_seed(preset: str) -> int:
 
 def run_seeds(preset: str, overrides: list[str], overlays: list[Path], models: list[str] | None, seeds: list[int], root: Path) -> None:
     from flows.pipeline import run_pipeline
-
     from recflow.experiments.config import load_config
 
     name = label(preset, overrides)
