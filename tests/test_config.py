@@ -92,3 +92,20 @@ def test_an_ensemble_cannot_be_its_own_member():
 def test_an_ensemble_with_a_weight_per_member_missing_is_an_error():
     with pytest.raises(ConfigError, match="1 weights for 2 members"):
         load_config(None, ["models=[{name: ease}, {name: popular}, {name: rank_fusion, members: [ease, popular], weights: [2]}]"])
+
+
+# -- bounds and names checked at load (issue 26, point 11) ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("override", "problem"),
+    [
+        ("dataset.name=../../x", "dataset.name"),
+        ("evaluation.ks=[10,1000000]", "evaluation.ks.1"),
+        ("evaluation.bootstrap_samples=100000000", "evaluation.bootstrap_samples"),
+        ("models=[{name: two_tower, dim: 1000000}]", "dim"),
+    ],
+)
+def test_a_value_no_run_could_survive_is_a_config_error_at_load(override, problem):
+    with pytest.raises(ConfigError, match=problem.replace(".", r"\.")):
+        load_config("configs/smoke.yaml", [override])

@@ -22,7 +22,8 @@ class SynthConfig(Strict):
 
 
 class DatasetConfig(Strict):
-    name: str = "ml-latest-small"
+    # a name becomes folder, experiment and registered-model names: no path separators, no "..", checked at load
+    name: str = Field("ml-latest-small", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$", description="letters, digits, '.', '_', '-'")
     path: Path | None = Field(None, description="explicit dataset folder or zip; overrides the search order")
     synth: SynthConfig | None = Field(None, description="generate this synthetic dataset instead of reading one")
     tmdb_path: Path | None = Field(None, description="TMDB movies CSV joined through links.csv")
