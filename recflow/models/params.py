@@ -16,7 +16,6 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from recflow.models import MODELS
 
-
 #: upper bounds of a model's width parameters (embedding sizes, factors, SVD components)
 SIZE_LIMITS = {"dim": 4096, "factors": 4096, "n_components": 4096}
 
