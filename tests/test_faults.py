@@ -165,3 +165,33 @@ def test_a_crashed_tasks_scratch_folder_is_removed_when_its_stage_is_rebuilt(tmp
     with building("train", "abc", tmp_path) as scratch:
         (scratch / "model.npz").write_bytes(b"whole")
     assert sorted(p.name for p in (tmp_path / "train").iterdir()) == ["abc"]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_a_credentialed_tracking_uri_appears_in_no_output_record_or_artifact(tmp_path):
+    """A real MLflow server reached as ``http://user:secret@host``: the run logs there, and the secret is
+    in none of its console output, its files (run records, logs) or its Prefect database (summary artifact)."""
+    from recflow.runtime.servers import free_port, mlflow_server
+
+    secret = "pa55-never-shown-Zq81"
+    server = mlflow_server(tmp_path / "mlflow-server", free_port())
+    server.start()
+    try:
+        server.wait_until_up(180)
+        root = tmp_path / "artifacts"
+        uri = server.url.replace("http://", f"http://recflow:{secret}@")
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_API", "PREFECT_UI", "MLFLOW_TRACKING"))}
+        env |= {"RECFLOW_HOME": str(root), "PYTHONPATH": str(REPO), "RECFLOW_PROGRESS": "0", "MLFLOW_TRACKING_URI": uri}
+        env["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "300"
+        done = subprocess.run(
+            [sys.executable, "-m", "recflow.cli.main", "run", "-c", "configs/smoke.yaml"], cwd=REPO, env=env, capture_output=True, text=True, timeout=800
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert "http://***@127.0.0.1" in done.stdout  # the summary names the server, not the credentials
+        assert secret not in done.stdout + done.stderr
+        holding = [str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
+        assert holding == []  # serving/runs/<id>.json, logs, .prefect/server.db (the summary artifact), results
+        assert list((root / "serving" / "runs").glob("*.json"))
+    finally:
+        server.stop()
