@@ -17,6 +17,8 @@ random order:
 * ``corrupt cache record``: a Prefect result record under ``<root>/.prefect/results`` overwritten
   with garbage, between cycles;
 * ``deleted stage folder``: one ``<root>/<stage>/<key>`` removed, between cycles;
+
+  (these three land on what the last completed cycle used, so the next cycle meets them);
 * ``second run``: ``recflow run`` on the same root started as the scheduled run starts; both
   must complete, one after the other (whichever takes the root lock second waits for it).
 
@@ -126,6 +128,7 @@ class Soak:
         self.worker: subprocess.Popen | None = None
         self.deployment_id = ""
         self.seen: set[str] = set()
+        self.last_used: set[Path] = set()  # the stage folders the last completed cycle used: where faults land
         self.references: dict[int, dict] = {}  # data seed -> the metrics of the first completed cycle on it
         self.seed = 0
         self.config = root.parent / "soak.yaml"
@@ -306,20 +309,27 @@ class Soak:
         return {c.info.run_name: {k: v for k, v in c.data.metrics.items() if k.startswith(("recall_at", "ndcg_at", "rmse"))} for c in children}
 
     # ---- faults ----
+    def targets(self) -> list[Path]:
+        """The stage folders the last completed cycle used (a fault there is met by the next cycle), else every one."""
+        present = set(self.stage_folders())
+        return sorted(present & self.last_used) or sorted(present)
+
     def between_cycles(self, fault: str) -> str:
         if fault == "truncated artifact":
-            files = [f for d in self.stage_folders() for f in d.rglob("*") if f.is_file() and f.name != "manifest.json" and f.stat().st_size > 1]
+            files = [f for d in self.targets() for f in d.rglob("*") if f.is_file() and f.name != "manifest.json" and f.stat().st_size > 1]
             target = self.rng.choice(files)
             with open(target, "r+b") as fh:
                 fh.truncate(target.stat().st_size // 2)
             return str(target.relative_to(self.root))
         if fault == "corrupt cache record":
             records = [f for f in (self.root / ".prefect" / "results").rglob("*") if f.is_file()]
+            keys = {d.name for d in self.targets()}
+            records = [f for f in records if f.name in keys] or records  # a stage folder is named by its cache key
             target = self.rng.choice(records)
             target.write_bytes(b'{"not": "a result record"' + bytes(self.rng.randrange(256) for _ in range(64)))
             return str(target.relative_to(self.root))
         if fault == "deleted stage folder":
-            target = self.rng.choice(self.stage_folders())
+            target = self.rng.choice(self.targets())
             shutil.rmtree(target)
             return str(target.relative_to(self.root))
         return ""
@@ -414,6 +424,7 @@ class Soak:
             damaged = self.damaged_folders()
             used = self.used_folders(run["id"]) if cycle.state == "COMPLETED" else set()
             cycle.damaged_folders = len([f for f in damaged if f in used])
+            self.last_used = used or self.last_used
             cycle.damaged_unused = len(damaged) - cycle.damaged_folders
             if cycle.state == "COMPLETED":
                 cycle.tasks = self.task_counts(run["id"])
