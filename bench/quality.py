@@ -21,12 +21,16 @@ Every result is appended to ``<root>/bench-quality.jsonl``, so a slow machine ca
 pieces (one preset, a few models, one seed at a time) against one ``--root``: studies resume and
 pipeline stages are cached there, and each call prints the table of everything recorded so far.
 The table: mean ± sample std over the seeds measured (the count is shown), the tuning wall time
-(all of a study's invocations summed) and the median fit time.
+(all of a study's invocations summed) and the median fit time. A row is one model under one
+setting: every run row records the model's merged parameters (``settings``, overlays included),
+and runs of one model under two settings (two overlays, a changed preset) are two rows, labelled
+with their settings id and the parameters in which they differ, never averaged together.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -122,16 +126,21 @@ def preset_seed(preset: str) -> int:
 
 def run_seeds(preset: str, overrides: list[str], overlays: list[Path], models: list[str] | None, seeds: list[int], root: Path) -> None:
     from flows.pipeline import run_pipeline
+    from recflow.experiments.config import load_config
 
     name = label(preset, overrides)
     configs = [str(preset_path(preset)), *map(str, overlays)]
     for seed in seeds:
         started = time.perf_counter()
-        result = run_pipeline(configs, [*overrides, f"split.seed={seed}", *_selection(configs, overrides, models)], root=root)
+        run_overrides = [*overrides, f"split.seed={seed}", *_selection(configs, overrides, models)]
+        cfg = load_config(configs, run_overrides)
+        result = run_pipeline(configs, run_overrides, root=root)
         wall = time.perf_counter() - started
         for model, metrics in result["metrics"].items():
             keep = {k: v for k, v in metrics.items() if k in ("recall_at_10", "ndcg_at_10", "rmse") and v is not None}
-            record(root, {"kind": "run", "preset": name, "model": model, "seed": seed, "fit_seconds": result["training"][model].get("fit_seconds"), **keep})
+            settings = cfg.model(model).model_dump(mode="json")  # what the row measured: the merged parameters, overlays included
+            row = {"kind": "run", "preset": name, "model": model, "seed": seed, "settings": settings, "settings_id": settings_id(settings)}
+            record(root, {**row, "fit_seconds": result["training"][model].get("fit_seconds"), **keep})
         print(f"{name} seed {seed}: pipeline {wall:.0f} s", flush=True)
 
 
@@ -153,12 +162,45 @@ def _selection(configs: list[str], overrides: list[str], models: list[str] | Non
 
 
 # -- 3. the table --------------------------------------------------------------------------------
+UNRECORDED = "unrecorded"  # rows from before settings were recorded
+
+
+def settings_id(settings: dict) -> str:
+    """A short digest of a model's merged parameters: rows with one id measured one setting."""
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def by_settings(runs: list[dict], model: str) -> dict[str, list[dict]]:
+    """A model's run rows grouped by their settings (never mixing two overlays in one row), the latest run per seed."""
+    groups: dict[str, dict[int, dict]] = {}
+    for r in runs:
+        if r["model"] == model:
+            groups.setdefault(r.get("settings_id", UNRECORDED), {})[r["seed"]] = r  # a seed measured twice: the latest counts
+    return {key: list(latest.values()) for key, latest in groups.items()}
+
+
+def settings_difference(groups: dict[str, list[dict]]) -> dict[str, str]:
+    """Per settings id, the parameters in which it differs from the model's other settings (``l2=500``)."""
+    known = {key: rows[-1].get("settings") or {} for key, rows in groups.items()}
+    names = sorted({k for s in known.values() for k in s if len({json.dumps(v.get(k)) for v in known.values()}) > 1})
+    return {key: ", ".join(f"{k}={json.dumps(s.get(k))}" for k in names) or ("settings not recorded" if key == UNRECORDED else "") for key, s in known.items()}
+
+
 def _stat(values: list[float]) -> str:
     if not values:
         return "-"
     if len(values) == 1:
         return f"{values[0]:.4f}"
     return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
+
+
+def _table_row(shown: str, mine: list[dict], tuned: list[dict]) -> None:
+    tuned = [r for r in tuned if r["study"] == tuned[-1]["study"]] if tuned else []  # the latest study's invocations
+    tuning = f"{sum(r['seconds'] for r in tuned):.0f} ({tuned[-1]['n_completed']})" if tuned else "-"
+    fits = [r["fit_seconds"] for r in mine if r.get("fit_seconds") is not None]
+    cells = [_stat([r[k] for r in mine if k in r]) for k in ("recall_at_10", "ndcg_at_10", "rmse")]
+    fit = f"{statistics.median(fits):.1f}" if fits else "-"
+    print(f"| {shown} | {len(mine)} | {' | '.join(cells)} | {tuning} | {fit} |")
 
 
 def table(rows: list[dict]) -> None:
@@ -170,18 +212,11 @@ def table(rows: list[dict]) -> None:
         print("| model | seeds | Recall@10 | NDCG@10 | RMSE | tuning s (trials) | fit s (median) |")
         print("|---|---:|---:|---:|---:|---:|---:|")
         for model in dict.fromkeys(r["model"] for r in runs + tunes):
-            latest = {}
-            for r in runs:  # a seed measured twice: the latest run counts
-                if r["model"] == model:
-                    latest[r["seed"]] = r
-            mine = list(latest.values())
-            tuned = [r for r in tunes if r["model"] == model]
-            tuned = [r for r in tuned if r["study"] == tuned[-1]["study"]] if tuned else []  # the latest study's invocations
-            tuning = f"{sum(r['seconds'] for r in tuned):.0f} ({tuned[-1]['n_completed']})" if tuned else "-"
-            fits = [r["fit_seconds"] for r in mine if r.get("fit_seconds") is not None]
-            cells = [_stat([r[k] for r in mine if k in r]) for k in ("recall_at_10", "ndcg_at_10", "rmse")]
-            fit = f"{statistics.median(fits):.1f}" if fits else "-"
-            print(f"| {model} | {len(mine)} | {' | '.join(cells)} | {tuning} | {fit} |")
+            groups = by_settings(runs, model) or {UNRECORDED: []}
+            differ = settings_difference(groups) if len(groups) > 1 else {}
+            for key, mine in groups.items():
+                shown = f"{model} [{key}: {differ[key]}]" if key in differ else model
+                _table_row(shown, mine, [r for r in tunes if r["model"] == model])
         if preset.startswith("ml-1m-recbole") and "+" not in preset:
             for name, (recall, ndcg, wall) in RANKING_ANCHORS.items():
                 print(f"| *{name}* | | {recall:.4f} | {ndcg:.4f} | - | - | {wall if wall is not None else '-'} (wall) |")

@@ -9,14 +9,22 @@ with an interval schedule (``prefect deploy`` from this repository, as ``make de
 the reference); after it, cycles alternate a fault and a clean cycle, the faults in a seeded
 random order:
 
-* ``kill -9``: the flow-run process (the root lock's holder) killed at a random moment of the run;
-  that cycle crashes and the next one must complete;
+* ``kill -9``: the flow-run process (the root lock's holder) killed at a random moment of the run
+  while a task of it is running (the cycle gets new data first, so every stage has work in
+  flight); that cycle crashes and the next one must complete, with no MLflow run left RUNNING and
+  no Prefect flow run left Running by the killed one;
 * ``truncated artifact``: a file of a stage folder cut to half its size, between cycles;
 * ``corrupt cache record``: a Prefect result record under ``<root>/.prefect/results`` overwritten
   with garbage, between cycles;
 * ``deleted stage folder``: one ``<root>/<stage>/<key>`` removed, between cycles;
+
+  (these three land on what the last completed cycle used, so the next cycle meets them);
 * ``second run``: ``recflow run`` on the same root started as the scheduled run starts; both
   must complete, one after the other (whichever takes the root lock second waits for it).
+
+The data is a MovieLens-format folder the soak rewrites (a new synthetic seed) before every
+``kill -9`` and ``second run`` cycle; the other faults damage what the previous cycle built, so
+their cycle keeps its data. Metrics are compared with the first completed cycle on the same data.
 
 After each cycle it checks: the cycle completed; its models' metrics (read back from MLflow)
 equal the clean cycle's; every stage folder the cycle used (its MLflow runs' ``recflow.stages`` tags
@@ -66,12 +74,14 @@ class Cycle:
     damaged_folders: int = 0  # among the folders the cycle used
     damaged_unused: int = 0  # elsewhere in the root: trusted by no run
     stale_lock: bool = False
+    zombies: int = 0  # MLflow runs or Prefect flow runs of earlier cycles still RUNNING after this one
+    seed: int = 0
     growth_bytes: int = 0
     note: str = ""
     extra: dict = field(default_factory=dict)
 
 
-def soak_yaml(interval: int) -> str:
+def soak_yaml(interval: int, config: str = "configs/smoke.yaml") -> str:
     return textwrap.dedent(f"""\
         name: recflow-soak
         prefect-version: 3.9.1
@@ -81,7 +91,7 @@ def soak_yaml(interval: int) -> str:
           - name: {DEPLOYMENT}
             entrypoint: flows/pipeline.py:pipeline
             parameters:
-              config_path: configs/smoke.yaml
+              config_path: {config}
               refresh: false
             schedules:
               - interval: {interval}
@@ -118,7 +128,28 @@ class Soak:
         self.worker: subprocess.Popen | None = None
         self.deployment_id = ""
         self.seen: set[str] = set()
-        self.reference: dict | None = None
+        self.last_used: set[Path] = set()  # the stage folders the last completed cycle used: where faults land
+        self.references: dict[int, dict] = {}  # data seed -> the metrics of the first completed cycle on it
+        self.seed = 0
+        self.config = root.parent / "soak.yaml"
+        self.write_data(0)
+
+    # ---- the data: a MovieLens-format folder behind a symlink the config names ----
+    def write_data(self, seed: int) -> None:
+        from recflow.data import write_synthetic
+
+        data = self.root.parent / "data"
+        target = data / f"seed-{seed}"
+        if not target.exists():
+            write_synthetic(target, n_users=200, n_items=150, n_ratings=6000, rank=4, format="ml-25m", seed=seed)
+        link = data / "current.tmp"
+        link.unlink(missing_ok=True)
+        link.symlink_to(target.name)
+        os.replace(link, data / "current")  # atomic: a run sees the old data or the new
+        self.seed = seed
+        smoke = (REPO / "configs" / "smoke.yaml").read_text()
+        rest = smoke.partition("split:")[2]
+        self.config.write_text(f"dataset:\n  name: soak\n  path: {data / 'current'}\n  download: false\nsplit:{rest}")
 
     # ---- Prefect API ----
     def api(self, path: str, body: dict | None = None, method: str = "POST"):
@@ -130,7 +161,7 @@ class Soak:
     def deploy(self) -> None:
         bin_dir = Path(sys.executable).parent
         spec = self.root.parent / "prefect-soak.yaml"
-        spec.write_text(soak_yaml(self.interval))
+        spec.write_text(soak_yaml(self.interval, str(self.config)))
         for command in (
             ["work-pool", "create", POOL, "--type", "process", "--overwrite"],  # as `make deploy` does
             ["work-pool", "set-concurrency-limit", POOL, "1"],
@@ -278,20 +309,27 @@ class Soak:
         return {c.info.run_name: {k: v for k, v in c.data.metrics.items() if k.startswith(("recall_at", "ndcg_at", "rmse"))} for c in children}
 
     # ---- faults ----
+    def targets(self) -> list[Path]:
+        """The stage folders the last completed cycle used (a fault there is met by the next cycle), else every one."""
+        present = set(self.stage_folders())
+        return sorted(present & self.last_used) or sorted(present)
+
     def between_cycles(self, fault: str) -> str:
         if fault == "truncated artifact":
-            files = [f for d in self.stage_folders() for f in d.rglob("*") if f.is_file() and f.name != "manifest.json" and f.stat().st_size > 1]
+            files = [f for d in self.targets() for f in d.rglob("*") if f.is_file() and f.name != "manifest.json" and f.stat().st_size > 1]
             target = self.rng.choice(files)
             with open(target, "r+b") as fh:
                 fh.truncate(target.stat().st_size // 2)
             return str(target.relative_to(self.root))
         if fault == "corrupt cache record":
             records = [f for f in (self.root / ".prefect" / "results").rglob("*") if f.is_file()]
+            keys = {d.name for d in self.targets()}
+            records = [f for f in records if f.name in keys] or records  # a stage folder is named by its cache key
             target = self.rng.choice(records)
             target.write_bytes(b'{"not": "a result record"' + bytes(self.rng.randrange(256) for _ in range(64)))
             return str(target.relative_to(self.root))
         if fault == "deleted stage folder":
-            target = self.rng.choice(self.stage_folders())
+            target = self.rng.choice(self.targets())
             shutil.rmtree(target)
             return str(target.relative_to(self.root))
         return ""
@@ -313,6 +351,7 @@ class Soak:
         if fault == "kill -9":
             delay = self.rng.uniform(0, 0.9 * expected_seconds)  # a moment while the run holds the root
             time.sleep(delay)
+            in_flight = self.running_task(timeout=120)  # ... and one of its tasks is running
             from recflow.runtime.rootlock import RootLock
 
             lock = RootLock(self.root)
@@ -323,20 +362,47 @@ class Soak:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 return f"{MISSED}: pid {pid} had already finished {delay:.1f} s in", None
-            return f"pid {pid} killed {delay:.1f} s after it took the root", None
+            return f"pid {pid} killed {delay:.1f} s after it took the root, during {in_flight or 'no task (between tasks)'}", None
         return "", None
+
+    def running_task(self, timeout: float) -> str:
+        """The name of a task run in state Running, waiting up to ``timeout`` for one."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            runs = self.api("/task_runs/filter", {"task_runs": {"state": {"type": {"any_": ["RUNNING"]}}}, "sort": "EXPECTED_START_TIME_DESC", "limit": 5})
+            if runs:
+                return runs[0]["name"]
+            time.sleep(0.05)
+        return ""
+
+    def zombies(self, before: float) -> int:
+        """MLflow runs still RUNNING and flow runs still Running that started before ``before`` (epoch seconds): a killed run's leftovers."""
+        from mlflow import MlflowClient
+
+        client = MlflowClient(self.env["MLFLOW_TRACKING_URI"])
+        experiments = [e.experiment_id for e in client.search_experiments()]
+        running = client.search_runs(experiments, "attributes.status = 'RUNNING'", max_results=1000)
+        count = sum(r.info.start_time / 1000 < before for r in running)
+        for run in self.flow_runs():
+            started = run.get("start_time")
+            if run["state_type"] == "RUNNING" and started and _epoch(started) < before:
+                count += 1
+        return count
 
     # ---- the loop ----
     def run(self, cycles: int) -> list[Cycle]:
         results: list[Cycle] = []
         expected = 10.0  # seconds the root is held by a clean cycle: measured on each clean cycle
         for number, fault in enumerate(fault_plan(cycles, self.rng), start=1):
-            cycle = Cycle(number, fault)
+            if fault in ("kill -9", "second run") and number > 1:
+                self.write_data(number)  # new data: every stage of this cycle has work in flight
+            cycle = Cycle(number, fault, seed=self.seed)
             before = self.size()
             if fault in ("truncated artifact", "corrupt cache record", "deleted stage folder"):
                 cycle.note = self.between_cycles(fault)
             run = self.next_run(timeout=self.interval * 3 + 300)
             started = time.monotonic()
+            started_at = time.time()
             second = None
             if fault in ("kill -9", "second run"):
                 cycle.note, second = self.during_cycle(fault, expected)
@@ -358,25 +424,32 @@ class Soak:
             damaged = self.damaged_folders()
             used = self.used_folders(run["id"]) if cycle.state == "COMPLETED" else set()
             cycle.damaged_folders = len([f for f in damaged if f in used])
+            self.last_used = used or self.last_used
             cycle.damaged_unused = len(damaged) - cycle.damaged_folders
             if cycle.state == "COMPLETED":
                 cycle.tasks = self.task_counts(run["id"])
                 metrics = self.metrics(run["id"])
-                if self.reference is None:
-                    self.reference = metrics
-                if fault is None:
-                    expected = held  # the latest clean cycle's: a kill lands within a run like the ones now happening
-                cycle.metrics_equal = bool(metrics) and metrics == self.reference
+                reference = self.references.setdefault(cycle.seed, metrics)
+                if number == 1:
+                    expected = held  # a run that builds everything: a kill lands while the run has work
+                cycle.metrics_equal = bool(metrics) and metrics == reference
+                cycle.zombies = self.zombies(started_at - 1)
             cycle.growth_bytes = self.size() - before
             results.append(cycle)
             print(
                 f"cycle {number:>2} {fault or 'clean':<22} {cycle.state:<9} {cycle.seconds:6.1f} s  tasks {cycle.tasks or '-':<18} "
                 f"metrics {'=' if cycle.metrics_equal else ('-' if cycle.metrics_equal is None else '!=')}  "
-                f"damaged used {cycle.damaged_folders} unused {cycle.damaged_unused}  stale lock {cycle.stale_lock}  "
+                f"damaged used {cycle.damaged_folders} unused {cycle.damaged_unused}  stale lock {cycle.stale_lock}  zombies {cycle.zombies}  "
                 f"+{cycle.growth_bytes / 1e6:.2f} MB  {cycle.note}",
                 flush=True,
             )
         return results
+
+
+def _epoch(stamp: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
 
 def fault_plan(cycles: int, rng: random.Random) -> list[str | None]:
@@ -395,6 +468,7 @@ def healthy(cycle: Cycle) -> bool:
         and bool(cycle.metrics_equal)
         and cycle.damaged_folders == 0
         and not cycle.stale_lock
+        and cycle.zombies == 0
         and cycle.extra.get("second_rc", 0) == 0
     )
 
@@ -423,7 +497,8 @@ def summarise(results: list[Cycle]) -> str:
         *([f"(kill -9 missed, the run had already ended: {missed}, not counted)"] if missed else []),
         "",
         (
-            f"stale locks after any cycle: {sum(c.stale_lock for c in results)}; damaged stage folders a cycle used: "
+            f"stale locks after any cycle: {sum(c.stale_lock for c in results)}; runs left RUNNING by a killed one: {sum(c.zombies for c in results)}; "
+            f"damaged stage folders a cycle used: "
             f"{sum(c.damaged_folders for c in results)}; damaged and used by no later run (left for recflow gc): "
             f"{results[-1].damaged_unused if results else 0}"
         ),

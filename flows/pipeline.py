@@ -27,9 +27,10 @@ from prefect.runtime import flow_run
 
 from recflow.experiments.config import RunConfig, load_config
 from recflow.experiments.summary import RunSummary
-from recflow.experiments.tracking import pipeline_run, pipeline_run_name
+from recflow.experiments.tracking import FLOW_RUN_TAG, pipeline_run, pipeline_run_name
 from recflow.runtime.outcomes import ModelOutcome, PipelineFailed, StageFailure
 from recflow.runtime.runlog import log_path, run_log
+from recflow.runtime.storage import redact_uri
 from recflow.runtime.store import artifacts_root
 from tasks.caching import prepare_results_storage, results_storage
 from tasks.evaluate import evaluate
@@ -55,7 +56,9 @@ def pipeline(config_path: str | list[str] | None = None, overrides: list[str] | 
 
 def run_stages(cfg: RunConfig, config_path: str | list[str] | None) -> dict[str, Any]:
     cfg = without_unrunnable_models(cfg)
-    with pipeline_run(cfg, parent_run_name(config_path)) as parent:  # MLflow's parent run spans the flow
+    own = {FLOW_RUN_TAG: flow_run.get_id()} if flow_run.get_id() else {}
+    with pipeline_run(cfg, parent_run_name(config_path), tags=own) as parent:  # MLflow's parent run spans the flow
+        crash_flow_runs([c["flow_run_id"] for c in parent.get("crashed", []) if c["flow_run_id"]])
         source = locate(cfg.dataset)
 
         data = ingest.submit(source, cfg.dataset.max_reject_fraction)
@@ -100,6 +103,7 @@ def run_stages(cfg: RunConfig, config_path: str | list[str] | None) -> dict[str,
             raise PipelineFailed(failed)
         get_run_logger().info("tasks: %d ran, %d cached", counts["ran"], counts["cached"])
         protocol = parts.result().meta["protocol"]
+        shown = {**tracking.result(), "tracking_uri": redact_uri(tracking.result()["tracking_uri"])}  # persisted and printed: no credentials
         return {
             "tasks": counts,
             "metrics": {name: m.evaluate.meta["metrics"] for name, m in models.items()},
@@ -107,9 +111,9 @@ def run_stages(cfg: RunConfig, config_path: str | list[str] | None) -> dict[str,
             "split": parts.result().meta,
             "protocol": protocol,
             "ingest": ingested,
-            "tracking": tracking.result(),
+            "tracking": shown,
             "serving": serving.result(),
-            "summary": RunSummary.from_outcomes(cfg, models, tracking.result(), counts, protocol, serving.result()),
+            "summary": RunSummary.from_outcomes(cfg, models, shown, counts, protocol, serving.result()),
             "export": tail["export"].result() if "export" in tail else None,
         }
 
@@ -155,6 +159,29 @@ def without_unrunnable_models(cfg: RunConfig) -> RunConfig:
     if not kept:
         raise PipelineFailed([StageFailure("train", "no model left to run: " + "; ".join(skipped.values()))])
     return cfg.model_copy(update={"models": kept})
+
+
+def crash_flow_runs(flow_run_ids: list[str]) -> None:
+    """Mark Crashed the flow runs of killed runs still shown Running (their process died with no word to Prefect).
+
+    Their MLflow runs were just ended FAILED (``end_crashed_runs``). A flow run in another Prefect
+    database than this run's is not found and left alone.
+    """
+    if not flow_run_ids:
+        return
+    from prefect.client.orchestration import get_client
+    from prefect.states import Crashed
+
+    logger = get_run_logger()
+    with get_client(sync_client=True) as client:
+        for flow_run_id in flow_run_ids:
+            try:
+                found = client.read_flow_run(flow_run_id)
+                if found.state is not None and not found.state.is_final():
+                    client.set_flow_run_state(flow_run_id, Crashed(message="its process died; marked by the next run on this root"), force=True)
+                    logger.warning("flow run %s (%s) was left %s by a killed run: marked Crashed", found.name, flow_run_id, found.state.name)
+            except Exception as exc:  # another Prefect database, or already gone
+                logger.info("flow run %s of a killed run not marked crashed: %s", flow_run_id, exc)
 
 
 def preset_name(config_path: str | list[str] | None) -> str:

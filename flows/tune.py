@@ -49,8 +49,8 @@ def tune(
 ) -> dict[str, Any]:
     """Search ``model``'s declared space until the study has ``trials`` completed trials or ``minutes`` have passed."""
     cfg = load_config(config_paths, overrides)
-    space = tuning.search_space(model)
     metric = metric or tuning.default_metric(model, cfg.evaluation.ks)
+    space = tuning.search_space(model, metric)  # only what the objective can see
     base = tuning.base_params(cfg, model)
     ks = sorted(set(cfg.evaluation.ks) | ({int(metric.rsplit("_at_", 1)[1])} if "_at_" in metric else set()))
     root = artifacts_root()
@@ -77,6 +77,8 @@ def tune(
         remaining = None if trials is None else max(trials - completed_before, 0)
         if completed_before:
             log.info("study %s resumes with %d completed trials", name, completed_before)
+        if blind := tuning.unsearched(model, metric):
+            log.warning("not searched, kept at the config's values: %s (they do not affect %s)", ", ".join(blind), metric)
 
         deadline = None if minutes is None else time.monotonic() + 60 * minutes
         run_id = tuning.start_parent_run(cfg, model, study, root)

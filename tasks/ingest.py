@@ -137,6 +137,6 @@ def ingest(source: RawSource, max_reject_fraction: float) -> Artifact:
             kept = artifacts_root() / "rejected" / current_key() / "rejects.parquet"
             kept.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(out / "rejects.parquet", kept)
-            raise TooManyRejectsError(f"{exc}\nrejected rows kept in {kept}") from None
+            raise TooManyRejectsError(exc.summary, kept) from None  # the scratch folder holding the first copy is gone
 
     return produce("ingest", build)

@@ -30,6 +30,7 @@ from recflow.evaluation.evaluate import half_width
 from recflow.experiments.config import RunConfig
 from recflow.experiments.summary import RunSummary
 from recflow.runtime.outcomes import ModelOutcome
+from recflow.runtime.storage import redact_uri
 from recflow.runtime.store import artifacts_root
 
 log = logging.getLogger("recflow.reporting")
@@ -47,7 +48,7 @@ def mlflow_ui_base(tracking_uri: str) -> str | None:
     if os.environ.get(MLFLOW_URL_ENV):
         return os.environ[MLFLOW_URL_ENV].rstrip("/")
     if tracking_uri.startswith(("http://", "https://")):
-        return tracking_uri.rstrip("/")
+        return redact_uri(tracking_uri).replace("***@", "").rstrip("/")  # links without credentials: the browser asks for them
     from recflow.runtime.servers import running_ui
 
     ui = running_ui(artifacts_root())
@@ -131,7 +132,7 @@ def summary_markdown(summary: RunSummary, run_name: str | None, mlflow_base: str
         if len(ok_runs) > 1:
             lines.append(f" · [compare the models in MLflow]({mlflow_compare_url(mlflow_base, exp_id, ok_runs)})")
     else:
-        lines.append(f"Browse: `mlflow ui --backend-store-uri {tracking['tracking_uri']}` (or `recflow ui`), run `{parent}`.")
+        lines.append(f"Browse: `mlflow ui --backend-store-uri {redact_uri(tracking['tracking_uri'])}` (or `recflow ui`), run `{parent}`.")
     return "\n".join(lines)
 
 

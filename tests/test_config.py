@@ -107,3 +107,20 @@ def test_a_growing_source_defaults_to_the_time_forward_split_and_movielens_keeps
         "protocol": "random"
     }
     assert RunConfig._growing_sources_split_time_forward({"dataset": {"name": "ml-1m"}}) == {"dataset": {"name": "ml-1m"}}
+
+
+# -- bounds and names checked at load (issue 26, point 11) ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("override", "problem"),
+    [
+        ("dataset.name=../../x", "dataset.name"),
+        ("evaluation.ks=[10,1000000]", "evaluation.ks.1"),
+        ("evaluation.bootstrap_samples=100000000", "evaluation.bootstrap_samples"),
+        ("models=[{name: two_tower, dim: 1000000}]", "dim"),
+    ],
+)
+def test_a_value_no_run_could_survive_is_a_config_error_at_load(override, problem):
+    with pytest.raises(ConfigError, match=problem.replace(".", r"\.")):
+        load_config("configs/smoke.yaml", [override])

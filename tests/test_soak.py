@@ -40,7 +40,8 @@ def test_a_kill_is_judged_by_the_next_cycle_other_faults_by_their_own():
             "| second run | 1 | 0 | 1 |",
             "| all | 4 | 2 | 2 |",
             "",
-            "stale locks after any cycle: 0; damaged stage folders a cycle used: 1; damaged and used by no later run (left for recflow gc): 0",
+            "stale locks after any cycle: 0; runs left RUNNING by a killed one: 0; damaged stage folders a cycle used: 1; "
+            "damaged and used by no later run (left for recflow gc): 0",
             "disk growth per unchanged cycle (0 tasks ran; root without the Prefect server's db/logs): 0.17 MB",
             "disk growth per cycle, all: 0.67, 0.12, 0.30, 0.05, 0.17, 0.18, 0.00 MB",
         ]

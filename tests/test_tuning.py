@@ -215,3 +215,25 @@ def test_failing_trials_are_recorded_as_failed_and_tuning_fails_when_none_comple
     assert [t.state.name for t in study.trials] == ["FAIL", "FAIL"]
     errors = [r.data.tags.get("recflow.tune.error", "") for r in mlflow_runs(recflow_home) if r.info.run_name.startswith("trial")]
     assert len(errors) == 2 and all("epochs must be >= 1" in e for e in errors)
+
+
+# -- what a study searches: only what its objective can see (issue 26) -----------------------------
+
+
+def test_a_rating_study_leaves_the_ranking_only_parameters_unsearched_and_a_ranking_study_the_rating_only_ones():
+    assert sorted(tuning.search_space("user_cf", "rmse")) == ["damping", "n_neighbors", "shrinkage"]
+    assert sorted(tuning.search_space("user_cf", "recall_at_10")) == ["popularity_penalty", "rank_alpha", "rank_neighbors", "rank_shrink", "rating_weight"]
+    assert tuning.unsearched("user_cf", "rmse") == ["popularity_penalty", "rank_alpha", "rank_neighbors", "rank_shrink", "rating_weight"]
+    assert sorted(tuning.search_space("bias", "ndcg_at_10")) == sorted(tuning.search_space("bias"))  # both objectives see both
+
+
+@pytest.mark.usefixtures("prefect_harness", "no_test_rows_read")
+def test_an_rmse_study_of_user_cf_draws_and_writes_no_ranking_parameter(recflow_home):
+    from recflow.cli.main import app
+
+    result = CliRunner().invoke(app, ["tune", "--config", "configs/smoke.yaml", "--model", "user_cf", "--trials", "2", "--metric", "rmse"])
+    assert result.exit_code == 0, result.output
+    overlay = Path(result.output.split("overlay: ")[1].split()[0])
+    assert sorted(yaml.safe_load(overlay.read_text())["models"][0]) == ["damping", "n_neighbors", "name", "shrinkage"]
+    study = optuna.load_study(study_name=result.output.split("study ")[1].split(":")[0], storage=f"sqlite:///{recflow_home / 'tuning' / 'optuna.db'}")
+    assert {name for t in study.trials for name in t.params} == {"damping", "n_neighbors", "shrinkage"}

@@ -69,6 +69,8 @@ def run(
     log_file = log_path(root, "+".join(p.stem for p in config) or "default")
     # Ctrl-C ends the process within seconds even while a model trains in a worker thread (recflow.runtime.interrupt)
     with Interrupts(f"interrupted: run stopped, it holds no lock on {root} (finished stages stay cached)", cleanups=[_stop_prefects_own_servers]) as interrupts:
+        # a lost bucket lease ends the run at once (writes are fenced anyway: recflow.runtime.lease)
+        RootLock.lost_handlers.append(lambda reason: interrupts.abort(f"run stopped: {reason}", LEASE_LOST_EXIT_CODE))
         try:
             # the root's OS lock before any Prefect server starts (recflow.runtime.rootlock; the flow re-enters it);
             # TensorFlow's and MLflow's own lines go to the run's log file, not to the terminal (recflow.utils.quiet);
@@ -93,6 +95,9 @@ def run(
             raise typer.Exit(1) from None
     print_summary(result["summary"], result.get("export"))
     typer.echo(f"log (tracebacks, TensorFlow, MLflow): {log_file}")
+
+
+LEASE_LOST_EXIT_CODE = 3
 
 
 def _stop_prefects_own_servers() -> None:

@@ -23,7 +23,8 @@ class SynthConfig(Strict):
 
 
 class DatasetConfig(Strict):
-    name: str = "ml-latest-small"
+    # a name becomes folder, experiment and registered-model names: no path separators, no "..", checked at load
+    name: str = Field("ml-latest-small", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$", description="letters, digits, '.', '_', '-'")
     source: SourceConfig | None = Field(
         None, description="kind: movielens (a release; the default) | table (your Parquet / CSV log) | sql (a table or query); see docs/data.md"
     )

@@ -41,6 +41,7 @@ from .validate import (
     check_line_format,
     check_not_empty,
     check_ratings,
+    check_timestamps,
     convert_numeric,
     csv_header,
     fast_ratings,
@@ -151,7 +152,7 @@ def ingest_dataset(
         counts["users"] = S.write_table(users, out_dir / "users.parquet", S.USERS)
 
     ratings_f = files.pop("ratings")
-    ratings_parsed = _parse_ratings(ratings_f, rejects)
+    ratings_parsed = check_timestamps(_parse_ratings(ratings_f, rejects), rejects, notes, ratings_f.name)
     read[ratings_f.name] = ratings_parsed.n_read
     del ratings_f.data
     ratings = check_ratings(
@@ -228,7 +229,7 @@ def ingest_dataset(
     if notes:
         summary["notes"] = notes
     if rows_read and len(rejects) / rows_read > max_reject_fraction:
-        raise TooManyRejectsError(too_many_rejects_message(rejects, rows_read, max_reject_fraction, rejects_path, read))
+        raise TooManyRejectsError(too_many_rejects_message(rejects, rows_read, max_reject_fraction, rejects_path, read), rejects_path)
     return summary
 
 

@@ -33,6 +33,11 @@ def locate_dataset(name: str, explicit_path: Path | None, cache_dir: Path, downl
     candidates: list[tuple[str, Path]] = []
     if env:
         base = Path(env).expanduser()
+        if not base.is_dir() or not any(base.iterdir()):  # an unmounted volume: never train on another copy unannounced
+            state = "is empty" if base.is_dir() else "does not exist"
+            raise DatasetNotFoundError(
+                f"${DATA_DIR_ENV}={base} {state} (an unmounted volume?); refused rather than using another copy of {name!r}: mount it, or unset {DATA_DIR_ENV}"
+            )
         candidates += [(f"${DATA_DIR_ENV}", base / name), (f"${DATA_DIR_ENV}", base / f"{name}.zip")]
     else:
         tried.append(f"${DATA_DIR_ENV} (not set)")

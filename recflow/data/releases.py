@@ -16,6 +16,12 @@ ml-latest      ratings.csv      movies.csv, tags.csv, links.csv            0.5..
 ``ml-latest`` is the whole CSV family (ml-20m, ml-25m, ml-latest, ml-latest-small): they
 share one format. ``.dat`` and ml-100k files are read as UTF-8 when they are valid UTF-8,
 else as Latin-1 (ml-1m's and ml-100k's titles are Latin-1); CSV files must be UTF-8.
+
+A zip is untrusted input: it is never extracted, a member named with an absolute path or a
+``..`` part is refused (it is no file of a release), and a member is read in chunks that stop
+at ``MAX_MEMBER_BYTES`` (2 GiB; ML-32M's ratings.csv is 0.9 GB) or once it expands more than
+``MAX_EXPANSION`` (200) times its compressed size, whatever its header claims: a 5 MB zip
+that expands to gigabytes (a zip bomb) fails in a second instead of filling memory.
 """
 
 from __future__ import annotations
@@ -25,6 +31,9 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 CSV_FAMILY = "ml-latest"
+MAX_MEMBER_BYTES = 2 << 30
+MAX_EXPANSION = 200  # real MovieLens zips expand 3-6 times
+_CHUNK = 1 << 20
 
 
 class DatasetFormatError(ValueError):
@@ -146,6 +155,10 @@ class Source:
                 raise DatasetFormatError(f"{self.path}: expected a folder or a .zip archive of a MovieLens release")
             with zipfile.ZipFile(self.path) as zf:
                 names = [n for n in zf.namelist() if not n.endswith("/")]
+            for name in names:
+                parts = PurePosixPath(name.replace("\\", "/")).parts
+                if name.startswith(("/", "\\")) or ".." in parts or (parts and parts[0].endswith(":")):
+                    raise DatasetFormatError(f"{self.path}: member {name!r} has an absolute or '..' path; refused (a release's files lie inside the archive)")
             self._members = _index_members(names)
         else:
             self._members = _index_dir(self.path)
@@ -156,13 +169,38 @@ class Source:
 
     def read(self, key: str) -> bytes:
         if self.is_zip:
-            with zipfile.ZipFile(self.path) as zf:
-                return zf.read(key)
+            return self._read_member(key)
         return Path(key).read_bytes()
+
+    def _read_member(self, key: str, max_bytes: int | None = None, max_expansion: float | None = None) -> bytes:
+        """A member's bytes, streamed with the size and expansion limits of the module docstring."""
+        max_bytes = max_bytes or MAX_MEMBER_BYTES
+        max_expansion = max_expansion or MAX_EXPANSION
+        with zipfile.ZipFile(self.path) as zf:
+            info = zf.getinfo(key)
+            allowed = min(max_bytes, max(info.compress_size, 1) * max_expansion)
+            label = self.label(key)
+            if info.file_size > allowed:
+                raise DatasetFormatError(_too_large(label, info.file_size, info.compress_size, max_bytes, max_expansion))
+            chunks, size = [], 0
+            with zf.open(info) as member:
+                while chunk := member.read(_CHUNK):
+                    size += len(chunk)
+                    if size > allowed:
+                        raise DatasetFormatError(_too_large(label, size, info.compress_size, max_bytes, max_expansion, "at least "))
+                    chunks.append(chunk)
+        return b"".join(chunks)
 
     def label(self, key: str) -> str:
         """Where a file is, for messages: a path, or ``archive.zip:member``."""
         return f"{self.path}:{key}" if self.is_zip else str(key)
+
+
+def _too_large(label: str, size: int, packed: int, max_bytes: int, max_expansion: float, qualifier: str = "") -> str:
+    return (
+        f"{label}: expands to {qualifier}{size:,} bytes from {packed:,} compressed; refused "
+        f"(limits: {max_bytes:,} bytes a member, {max_expansion:g} times its compressed size): a damaged or hostile archive"
+    )
 
 
 def _index_members(names: list[str]) -> dict[str, str]:

@@ -39,11 +39,22 @@ _CHUNK_LINES = 1 << 21
 _DELIMS = {",": "comma", "\t": "tab", ";": "semicolon", "|": "pipe", "::": "'::'"}
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _INT_RE = r"^\s*-?\d{1,18}\s*$"
+_LONG_INT_RE = r"^\s*-?\d{19,}\s*$"
+MAX_TIMESTAMP = 4_102_444_800  # 2100-01-01 in seconds
+MS_TIMESTAMPS = (100_000_000_000, 100_000_000_000_000)  # 1973 .. 5138 in milliseconds, i.e. beyond 5138 in seconds
 _FLOAT_RE = r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d{1,3})?\s*$"
 
 
 class TooManyRejectsError(ValueError):
-    """More rows were rejected than ``max_reject_fraction`` allows; rejects.parquet says which."""
+    """More rows were rejected than ``max_reject_fraction`` allows; rejects.parquet says which.
+
+    ``summary`` is the counts alone, ``rejects_path`` where the rejects table is: a caller that
+    moves it (the ingest task keeps it out of its scratch folder) names the new place instead.
+    """
+
+    def __init__(self, summary: str, rejects_path: Path | str | None = None) -> None:
+        self.summary, self.rejects_path = summary, rejects_path
+        super().__init__(f"{summary}\nrejected rows in {rejects_path}" if rejects_path else summary)
 
 
 # ----------------------------------------------------------------------------- encoding
@@ -587,11 +598,19 @@ def convert_numeric(
     n = len(parsed)
     missing = np.zeros(n, bool)
     bad = np.zeros(n, bool)
+    fraction = np.zeros(n, bool)  # an integer field holding "1.0": not_an_integer
+    overflow = np.zeros(n, bool)  # an integer field of 19+ digits: integer_overflow
     out = dict(parsed.columns)
     for name in [*ints, *floats]:
         values, ok, empty = (to_float if name in floats else to_int)(parsed.columns[name])
         if name in floats:
             ok &= np.isfinite(values)
+        else:
+            col = _as_string(parsed.columns[name])
+            unparsed = ~ok & ~empty
+            if unparsed.any():
+                overflow |= unparsed & pc.match_substring_regex(col, _LONG_INT_RE).to_numpy(zero_copy_only=False)
+                fraction |= unparsed & pc.match_substring_regex(col, _FLOAT_RE).to_numpy(zero_copy_only=False)
         bad |= ~ok & ~empty
         if name in optional:
             out[name + "__valid"] = ok
@@ -600,8 +619,29 @@ def convert_numeric(
         out[name] = values
     parsed = parsed.with_columns(out)
     rejects.add_rows(parsed, missing, S.MISSING_FIELD)
-    rejects.add_rows(parsed, bad & ~missing, S.NON_NUMERIC)
+    rejects.add_rows(parsed, overflow & ~missing, S.INTEGER_OVERFLOW)
+    rejects.add_rows(parsed, fraction & ~overflow & ~missing, S.NOT_AN_INTEGER)
+    rejects.add_rows(parsed, bad & ~fraction & ~overflow & ~missing, S.NON_NUMERIC)
     return parsed.filter(~(missing | bad))
+
+
+def check_timestamps(parsed: Parsed, rejects: Rejects, notes: list[str], file: str) -> Parsed:
+    """Seconds since 1970, as every MovieLens release has them; a file written in milliseconds is detected.
+
+    When every timestamp of the file lies where milliseconds since 1973..5138 lie (and no second
+    count before 2100 does), the file is taken as milliseconds, divided by 1000 and a note says so.
+    Otherwise a timestamp before 1970 or after 2100 is a ``timestamp_out_of_range`` reject: never a
+    year 32,500 in the tables.
+    """
+    ts = parsed.columns.get("timestamp")
+    if ts is None or len(ts) == 0:
+        return parsed
+    if bool(np.all((ts >= MS_TIMESTAMPS[0]) & (ts < MS_TIMESTAMPS[1]))):
+        notes.append(f"{file}: timestamps are in milliseconds (all {len(ts):,} of them); divided by 1000")
+        return parsed.with_columns({**parsed.columns, "timestamp": ts // 1000})
+    bad = (ts < 0) | (ts > MAX_TIMESTAMP)
+    rejects.add_rows(parsed, bad, S.TIMESTAMP_OUT_OF_RANGE)
+    return parsed.filter(~bad) if bad.any() else parsed
 
 
 # ----------------------------------------------------------------------------- value checks
@@ -667,7 +707,12 @@ def check_ratings(
     known_items: np.ndarray,
     known_users: np.ndarray | None,
 ) -> Parsed:
-    """Range, grid, unknown ids, then duplicates among the rows still standing (first one kept)."""
+    """Range, grid, unknown ids, then duplicates among the rows still standing.
+
+    Of several ratings of one (user, item), the latest wins (largest timestamp; on a tie, the later
+    line): a growing log appends re-ratings, and the newest is what the user thinks now. The
+    earlier ones are ``duplicate_user_item`` rejects.
+    """
     r = parsed.columns["rating"]
     finite = np.isfinite(r)
     rejects.add_rows(parsed, ~finite, S.NON_NUMERIC)
@@ -686,9 +731,24 @@ def check_ratings(
         bad |= unknown_user
     if bad.any():
         parsed = parsed.filter(~bad)
-    dup = ~first_occurrence(parsed.columns["user_id"], parsed.columns["item_id"])
+    first = first_occurrence(parsed.columns["user_id"], parsed.columns["item_id"])
+    if first.all():
+        return parsed
+    dup = ~latest_occurrence(parsed.columns["user_id"], parsed.columns["item_id"], parsed.columns.get("timestamp"))
     rejects.add_rows(parsed, dup, S.DUPLICATE_USER_ITEM)
     return parsed.filter(~dup)
+
+
+def latest_occurrence(users: np.ndarray, items: np.ndarray, timestamps: np.ndarray | None) -> np.ndarray:
+    """True for the latest row of each (user, item): largest timestamp, then the later line."""
+    import pandas as pd
+
+    n = len(users)
+    frame = pd.DataFrame({"u": users, "i": items, "t": timestamps if timestamps is not None else np.zeros(n, np.int64), "line": np.arange(n)})
+    ordered = frame.sort_values(["t", "line"], kind="stable")
+    keep = np.zeros(n, bool)
+    keep[ordered.loc[~ordered.duplicated(["u", "i"], keep="last"), "line"].to_numpy()] = True
+    return keep
 
 
 def reject_duplicates(parsed: Parsed, rejects: Rejects, key: str, reason: str) -> Parsed:
@@ -708,7 +768,4 @@ def too_many_rejects_message(rejects: Rejects, rows_read: int, threshold: float,
     frac = n / rows_read if rows_read else 1.0
     files = ", ".join(f"{f}: {c} of {per_file_read.get(f, 0)} rows" for f, c in sorted(rejects.per_file.items()))
     reasons = ", ".join(f"{k}={v}" for k, v in rejects.counts().items())
-    return (
-        f"{n} of {rows_read} rows rejected ({frac:.4%}) exceeds max_reject_fraction={threshold} "
-        f"({threshold:.4%}); by file: {files}; reasons: {reasons}; see {path}"
-    )
+    return f"{n} of {rows_read} rows rejected ({frac:.4%}) exceeds max_reject_fraction={threshold} ({threshold:.4%}); by file: {files}; reasons: {reasons}"

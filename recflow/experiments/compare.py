@@ -134,6 +134,8 @@ def model_results(client: Any, experiment_id: str, last: int) -> list[ModelResul
     parents = client.search_runs([experiment_id], "tags.`recflow.kind` = 'pipeline'", max_results=last, order_by=["attributes.start_time DESC"])
     rows: list[ModelResult] = []
     for parent in parents:
+        if "recflow.crashed" in parent.data.tags:  # a killed run (ended FAILED by the next run): its rows would read as results
+            continue
         children = client.search_runs([experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'", max_results=1000)
         started = datetime.fromtimestamp(parent.info.start_time / 1000, tz=timezone.utc)
         for child in children:

@@ -172,7 +172,9 @@ def load_config(path: str | Path | list[str | Path] | tuple | None = None, overr
 
 def _read_yaml(path: str | Path) -> dict[str, Any]:
     try:
-        raw = yaml.safe_load(Path(path).read_text()) or {}
+        raw = yaml.safe_load(Path(path).read_text())
+        if raw is None:  # an empty (or all-comment) file: running the built-in defaults instead is a silent substitution
+            raise ConfigError(f"{path}: the config file is empty; refused (leave out --config to run the defaults on purpose)")
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None
     except yaml.YAMLError as exc:

@@ -39,6 +39,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from recflow.runtime.lineage import INPUTS_FILE
+from recflow.runtime.storage import redact_uri
 
 STAGES = ("ingest", "split", "features", "sampling", "train", "evaluate", "index", "catalogue")
 LOCK_FILE = ".recflow.lock"
@@ -162,10 +163,16 @@ def tracking_uris(root: Path) -> list[str]:
         uris.append(f"sqlite:///{root / 'mlflow.db'}")
     for path in sorted((root / "serving" / "runs").glob("*.json")):
         with contextlib.suppress(OSError, ValueError, KeyError):
-            uri = json.loads(path.read_text())["tracking_uri"]
+            uri = _with_credentials(json.loads(path.read_text())["tracking_uri"])
             if uri not in uris:
                 uris.append(uri)
     return uris
+
+
+def _with_credentials(recorded: str) -> str:
+    """A record's URI has its credentials redacted (``***@``): the environment's URI for that same store has them."""
+    env = os.environ.get("MLFLOW_TRACKING_URI") or ""
+    return env if env and "***@" in recorded and redact_uri(env) == recorded else recorded
 
 
 @dataclass
@@ -227,7 +234,10 @@ def kept_pipeline_runs(runs: list[RunInfo], keep_runs: int, champions: set[str])
     kept: set[str] = set()
     per_experiment: dict[str, list[RunInfo]] = {}
     for run in runs:
-        if run.pipeline and not run.deleted:
+        # a killed run's pipeline run (ended FAILED by the next run, or still RUNNING: gc holds the lock, so it is dead)
+        # refers to no stage folder of its own and takes no place among the kept runs: its artifacts are freed
+        crashed = "recflow.crashed" in run.tags or run.status == "RUNNING"
+        if run.pipeline and not run.deleted and not crashed:
             per_experiment.setdefault(run.experiment_id, []).append(run)
     for exp_runs in per_experiment.values():
         kept.update(r.run_id for r in sorted(exp_runs, key=lambda r: r.start, reverse=True)[:keep_runs])

@@ -69,17 +69,103 @@ def pipeline_run_name(preset: str, started: datetime, flow_run_name: str | None 
     return f"{name} ({flow_run_name})" if flow_run_name else name
 
 
-def start_pipeline_run(cfg: RunConfig, run_name: str, root: Path | None = None) -> dict[str, Any]:
-    """Create the parent run (RUNNING) and return where it is: tracking URI, experiment and run id."""
+CRASHED_TAG = "recflow.crashed"
+ROOT_TAG = "recflow.root"
+FLOW_RUN_TAG = "recflow.prefect_flow_run_id"
+
+
+def root_label(root: Path) -> str:
+    """How a pipeline run names its artifacts root in MLflow: the bucket URL for a mirrored root, else the path."""
+    remote = storage.remote_of(root)
+    return remote.url if remote else str(Path(root).resolve())
+
+
+def end_crashed_runs(client: Any, experiment_id: str, root: Path, own_store: bool) -> list[dict[str, str]]:
+    """End as FAILED the pipeline runs of ``root`` (and their model runs) still RUNNING: their process died.
+
+    Called by the next run while it holds the root's lock, so no live run of this root can be among
+    them. In a store shared by several roots (a tracking server) only runs tagged with this root
+    are touched; in the root's own ``mlflow.db`` untagged ones (logged before the tag) are too.
+    Each gets ``recflow.crashed`` saying so. Returns ``{"run_id", "flow_run_id"}`` per pipeline run
+    ended, so the flow can mark those Prefect flow runs crashed as well.
+    """
+    mine = root_label(root)
+    running = client.search_runs([experiment_id], "attributes.status = 'RUNNING'", max_results=1000)
+    parents = {
+        r.info.run_id: r
+        for r in running
+        if r.data.tags.get("recflow.kind") == "pipeline" and (r.data.tags.get(ROOT_TAG) == mine or (own_store and ROOT_TAG not in r.data.tags))
+    }
+    note = f"its process died; ended by the next run on this root at {datetime.now().astimezone():%Y-%m-%d %H:%M:%S %Z}"
+    for run in running:
+        if run.info.run_id in parents or run.data.tags.get("mlflow.parentRunId") in parents:
+            client.set_tag(run.info.run_id, CRASHED_TAG, note)
+            client.set_terminated(run.info.run_id, "FAILED")
+    return [{"run_id": run_id, "flow_run_id": run.data.tags.get(FLOW_RUN_TAG, "")} for run_id, run in parents.items()]
+
+
+def start_pipeline_run(cfg: RunConfig, run_name: str, root: Path | None = None, tags: dict[str, str] | None = None) -> dict[str, Any]:
+    """Create the parent run (RUNNING) and return where it is: tracking URI, experiment and run id.
+
+    First the runs a killed run of this root left RUNNING are ended (``end_crashed_runs``); they
+    are listed under ``crashed`` in the returned dict.
+    """
     import mlflow
 
+    from recflow.runtime.servers import check_mlflow_database
+
+    check_mlflow_database(tracking_uri(cfg, root))  # a damaged mlflow.db: named, with the remedy
+    refuse_a_lost_history(cfg, root or artifacts_root())
+    root = root or artifacts_root()
     experiment, uri = use_experiment(cfg, root)
-    run = mlflow.MlflowClient(uri).create_run(
+    client = mlflow.MlflowClient(uri)
+    crashed = end_crashed_runs(client, experiment.experiment_id, root, own_store=uri == f"sqlite:///{root / 'mlflow.db'}")
+    run = client.create_run(
         experiment.experiment_id,
         run_name=run_name,
-        tags={"dataset": cfg.dataset.name, "protocol": cfg.split.protocol, "recflow.kind": "pipeline"},
+        tags={"dataset": cfg.dataset.name, "protocol": cfg.split.protocol, "recflow.kind": "pipeline", ROOT_TAG: root_label(root), **(tags or {})},
     )
-    return {"tracking_uri": uri, "experiment": experiment.name, "experiment_id": experiment.experiment_id, "run_id": run.info.run_id}
+    return {"tracking_uri": uri, "experiment": experiment.name, "experiment_id": experiment.experiment_id, "run_id": run.info.run_id, "crashed": crashed}
+
+
+class TrackingStoreMismatch(RuntimeError):
+    """The MLflow store lacks every run the root's serving records name: an emptied or replaced database."""
+
+
+def refuse_a_lost_history(cfg: RunConfig, root: Path) -> None:
+    """Refuse to start a new history over an old one: records in ``<root>/serving/runs`` name runs of
+    this experiment in this store, and the store holds none of them (``mlflow.db`` emptied, deleted or
+    restored from another machine). Silently going on would make a "first champion" v1 while the
+    records still point at runs that no longer exist.
+    """
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from recflow.experiments.serving.records import runs_dir
+
+    uri, name = tracking_uri(cfg, root), experiment_name(cfg)
+    named = []
+    for path in sorted(runs_dir(root).glob("*.json")):
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if record.get("experiment") == name and record.get("tracking_uri") == storage.redact_uri(uri) and record.get("run_id"):
+            named.append(record["run_id"])
+    if not named:
+        return
+    client = mlflow.MlflowClient(uri)
+    for run_id in named[-20:]:
+        try:
+            client.get_run(run_id)
+            return  # the store knows at least one of them: the history is there
+        except MlflowException:
+            continue
+    raise TrackingStoreMismatch(
+        f"MLflow store {storage.redact_uri(uri)} holds none of the {len(named)} runs of experiment {name!r} that {runs_dir(root)} records "
+        "(an emptied or replaced mlflow.db?): refused, so no new history and champion start over the old one. "
+        f"Restore the database, or move {runs_dir(root).parent} aside to start a new history on purpose"
+    )
 
 
 def end_pipeline_run(parent: dict[str, Any], status: str) -> None:
@@ -90,9 +176,9 @@ def end_pipeline_run(parent: dict[str, Any], status: str) -> None:
 
 
 @contextmanager
-def pipeline_run(cfg: RunConfig, run_name: str, root: Path | None = None) -> Iterator[dict[str, Any]]:
+def pipeline_run(cfg: RunConfig, run_name: str, root: Path | None = None, tags: dict[str, str] | None = None) -> Iterator[dict[str, Any]]:
     """The parent run around a pipeline: FINISHED when the block ends, FAILED when it raises, KILLED on Ctrl-C."""
-    parent = start_pipeline_run(cfg, run_name, root)
+    parent = start_pipeline_run(cfg, run_name, root, tags)
     status = "FAILED"
     try:
         yield parent
@@ -211,6 +297,7 @@ def log_pipeline_run(
         children: dict[str, str] = {}
         table: dict[str, dict[str, float]] = {}
         for name, result in models.items():
+            storage.check_root_fence(root)  # a run that lost the bucket's lease logs nothing more there
             with mlflow.start_run(run_name=name, nested=True) as child:
                 children[name] = child.info.run_id
                 mlflow.set_tags({"model": name, "protocol": protocol, "dataset": cfg.dataset.name})
@@ -295,6 +382,7 @@ def log_model_files(trained: Artifact, root: Path | None = None) -> str:
     keras_flavor = trained.file(KERAS_FLAVOR_DIR, root)
     holder = earlier_model_run(client, run.info.experiment_id, trained.fingerprint, exclude=run.info.run_id)
     if holder is None:
+        storage.check_root_fence(root)
         mlflow.log_artifacts(str(trained.file("model", root)), "model")
         if keras_flavor.is_dir():  # load with mlflow.tensorflow.load_model("runs:/<id>/keras_model")
             mlflow.log_artifacts(str(keras_flavor), "keras_model")

@@ -33,7 +33,7 @@ from recflow.evaluation.specs import measured, metric_key
 from recflow.experiments.config import RunConfig
 from recflow.models import MODELS, Recommender
 from recflow.models.params import MODEL_PARAMS
-from recflow.models.search_space import Choice, Dimension, FloatRange, IntRange
+from recflow.models.search_space import BOTH, RANKING, RATINGS, Choice, Dimension, FloatRange, IntRange, searched
 from recflow.prep.interactions import Interactions, index_split
 from recflow.runtime.store import hash_parts
 
@@ -47,8 +47,11 @@ def storage_url(root: Path) -> str:
     return f"sqlite:///{folder / 'optuna.db'}"
 
 
-def search_space(model: str) -> dict[str, Dimension]:
-    """The model's declared space, checked against its parameters; an error if it declares none."""
+def search_space(model: str, metric: str | None = None) -> dict[str, Dimension]:
+    """The model's declared space, checked against its parameters; an error if it declares none.
+
+    With ``metric``: only the dimensions that objective can see (``recflow.models.search_space.searched``).
+    """
     if model not in MODELS:
         raise KeyError(f"unknown model {model!r}; known: {sorted(MODELS)}")
     cls = MODELS[model]
@@ -67,7 +70,18 @@ def search_space(model: str) -> dict[str, Dimension]:
             raise ValueError(f"{cls.__name__}.search_space[{name!r}]: a log range needs low > 0, got {dim.low}")
         if isinstance(dim, Choice) and not dim.options:
             raise ValueError(f"{cls.__name__}.search_space[{name!r}]: no options")
+        if dim.affects not in (RATINGS, RANKING, BOTH):
+            raise ValueError(f"{cls.__name__}.search_space[{name!r}]: affects {dim.affects!r}; expected {RATINGS!r}, {RANKING!r} or {BOTH!r}")
+    if metric is not None:
+        space, blind = searched(space, metric)
+        if not space:
+            raise ValueError(f"{cls.__name__}.search_space: none of {blind} affects {metric}, so there is nothing to tune on it")
     return space
+
+
+def unsearched(model: str, metric: str) -> list[str]:
+    """The declared dimensions a study on ``metric`` leaves at the config's values (the objective cannot see them)."""
+    return searched(search_space(model), metric)[1]
 
 
 def suggest(trial, space: dict[str, Dimension]) -> dict[str, Any]:
@@ -140,7 +154,7 @@ def trial_params(base: BaseModel, values: dict[str, Any]) -> BaseModel:
 def study_name(cfg: RunConfig, model: str, metric: str, valid_fraction: float) -> str:
     """``<dataset>/<model>/<protocol>-<digest>``: the digest covers everything the objective depends on."""
     base = base_params(cfg, model)
-    space = {name: repr(dim) for name, dim in search_space(model).items()}
+    space = {name: repr(dim) for name, dim in search_space(model, metric).items()}
     digest = hash_parts(
         cfg.dataset.model_dump(mode="json"),
         cfg.split.model_dump(mode="json"),

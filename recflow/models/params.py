@@ -16,6 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from recflow.models import MODELS
 
+#: upper bounds of a model's width parameters (embedding sizes, factors, SVD components)
+SIZE_LIMITS = {"dim": 4096, "factors": 4096, "n_components": 4096}
+
 
 class StrictParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -29,7 +32,10 @@ def params_model(cls: type) -> type[BaseModel]:
         if pname == "self" or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
             continue
         default = ... if param.default is param.empty else param.default
-        fields[pname] = (hints.get(pname, Any), default)
+        hint = hints.get(pname, Any)
+        if pname in SIZE_LIMITS and hint is int:  # a typo'd width is a config error, not an out-of-memory minutes in
+            hint = Annotated[int, Field(ge=1, le=SIZE_LIMITS[pname])]
+        fields[pname] = (hint, default)
     title = "".join(part.capitalize() for part in cls.name.split("_")) + "Params"
     return create_model(title, __base__=StrictParams, __doc__=(cls.__doc__ or "").strip().split("\n")[0], **fields)
 

@@ -76,7 +76,7 @@ import scipy.sparse as sp
 
 from recflow.models.base import Recommender
 from recflow.models.context import FitContext
-from recflow.models.search_space import Dimension, FloatRange, IntRange
+from recflow.models.search_space import RANKING, RATINGS, Dimension, FloatRange, IntRange
 from recflow.prep.interactions import Interactions
 
 INDEX_FILE = "users.hnsw"
@@ -93,14 +93,14 @@ class UserCFRecommender(Recommender):
     # the rating side (n_neighbors, shrinkage, damping) matters to RMSE, the rank_* side and
     # rating_weight to a ranking metric; ``ranking`` is not searched ("binary" ranks better)
     search_space: ClassVar[dict[str, Dimension]] = {
-        "n_neighbors": IntRange(50, 400, log=True),
-        "shrinkage": FloatRange(0.0, 50.0),
-        "damping": FloatRange(0.0, 5.0),
-        "rank_neighbors": IntRange(10, 400, log=True),
-        "rank_shrink": FloatRange(0.0, 50.0),
-        "rank_alpha": FloatRange(0.5, 4.0),
-        "rating_weight": FloatRange(0.0, 0.5),
-        "popularity_penalty": FloatRange(0.0, 0.5),
+        "n_neighbors": IntRange(50, 400, log=True, affects=RATINGS),
+        "shrinkage": FloatRange(0.0, 50.0, affects=RATINGS),
+        "damping": FloatRange(0.0, 5.0, affects=RATINGS),
+        "rank_neighbors": IntRange(10, 400, log=True, affects=RANKING),
+        "rank_shrink": FloatRange(0.0, 50.0, affects=RANKING),
+        "rank_alpha": FloatRange(0.5, 4.0, affects=RANKING),
+        "rating_weight": FloatRange(0.0, 0.5, affects=RANKING),
+        "popularity_penalty": FloatRange(0.0, 0.5, affects=RANKING),
     }
 
     def __init__(

@@ -58,6 +58,11 @@ class Interrupts:
         deadline.start()
         raise KeyboardInterrupt
 
+    def abort(self, message: str, code: int) -> None:
+        """End the run now from any thread with ``message`` and exit ``code`` (a lost lease: nothing more may be written)."""
+        self.message, self.code = message, code
+        self.exit()
+
     def exit(self) -> None:
         """Run the cleanups, print the message, end the process now (never returns)."""
         if not self._exiting.acquire(blocking=False):  # another thread is already exiting

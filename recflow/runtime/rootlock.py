@@ -42,6 +42,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import ClassVar
 
+from recflow.runtime import storage
 from recflow.runtime.lease import BucketLease
 from recflow.runtime.storage import remote_of
 
@@ -78,6 +79,8 @@ class RootLock:
     _held: ClassVar[dict[Path, list[int]]] = {}
     _leases: ClassVar[dict[Path, BucketLease]] = {}  # the bucket's lease, for a root mirroring one
     _guard: ClassVar[threading.Lock] = threading.Lock()
+    #: called with the reason when a held bucket lease is lost (``recflow run`` stops the run); writes are fenced regardless
+    lost_handlers: ClassVar[list[Callable[[str], None]]] = []
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
@@ -98,7 +101,7 @@ class RootLock:
             return None
 
     def _lease(self) -> BucketLease:
-        return BucketLease(self.remote, _holder_info())
+        return BucketLease(self.remote, _holder_info(), on_lost=_lease_lost)
 
     def is_held(self) -> bool:
         """Whether some process holds the lock now (probes with a non-blocking lock of our own)."""
@@ -140,6 +143,7 @@ class RootLock:
                     os.close(fd)
                     return False
                 self._leases[self.path] = lease
+                storage.fence(self.remote, lease.check)  # every write to the bucket checks the lease first
             self._write_holder(fd)
             self._held[self.path] = [fd, 1]
             return True
@@ -168,6 +172,7 @@ class RootLock:
                 return
             del self._held[self.path]
             if (lease := self._leases.pop(self.path, None)) is not None:
+                storage.unfence(self.remote)
                 lease.release()
             with contextlib.suppress(OSError):
                 os.ftruncate(entry[0], 0)  # a reader between now and the next holder sees "unknown", not us
@@ -195,6 +200,11 @@ def _holder_info() -> dict[str, object]:
         "since": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])[:200] if sys.argv and sys.argv[0] else "",
     }
+
+
+def _lease_lost(reason: str) -> None:
+    for handler in list(RootLock.lost_handlers):
+        handler(reason)
 
 
 def _to_stderr(message: str) -> None:

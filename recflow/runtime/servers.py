@@ -59,6 +59,55 @@ def port_in_use(port: int, host: str = LOOPBACK) -> bool:
         return s.connect_ex((host, port)) == 0
 
 
+class DamagedDatabase(ServerError):
+    """A sqlite file recflow needs is not a readable database; the message names it and the remedy."""
+
+
+PREFECT_DB_REMEDY = (
+    "move it aside (`mv {path} {path}.damaged`) and run again: Prefect creates a new one "
+    "(the UI's run history starts over; stage caches and MLflow are untouched)"
+)
+MLFLOW_DB_REMEDY = (
+    "restore it from a backup, or move it aside (`mv {path} {path}.damaged`) together with "
+    "{root}/serving to start a new MLflow history (earlier runs, metrics and the champion are then gone from MLflow)"
+)
+
+
+def check_sqlite(path: Path, what: str, remedy: str) -> None:
+    """Raise ``DamagedDatabase`` when ``path`` exists but is no sound sqlite database (read-only probe, ``quick_check``).
+
+    A damaged file otherwise fails every night far from its cause: Prefect's server never answers
+    (the run blames its start-up timeout) and MLflow raises ``DatabaseError: malformed`` naming no file.
+    """
+    import sqlite3
+
+    path = Path(path)
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    try:
+        with contextlib.closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)) as db:
+            found = db.execute("PRAGMA quick_check(1)").fetchone()
+    except sqlite3.DatabaseError as exc:
+        if "locked" in str(exc).lower():  # in use by a live process: not damage
+            return
+        found = (str(exc),)
+    if found and found[0] != "ok":
+        problem = " ".join(str(found[0]).replace("*** in database main ***", "").split())
+        raise DamagedDatabase(f"{what} {path} is damaged (sqlite: {problem}): {remedy.format(path=path, root=path.parent)}")
+
+
+def check_prefect_database(root: Path) -> None:
+    url = os.environ.get("PREFECT_SERVER_DATABASE_CONNECTION_URL") or prefect_database_url(root)
+    if url.startswith("sqlite"):
+        check_sqlite(Path(url.split(":///", 1)[1]), "the Prefect database", PREFECT_DB_REMEDY)
+
+
+def check_mlflow_database(uri: str) -> None:
+    """The MLflow store of a ``sqlite:///`` tracking URI, checked before a run writes to it."""
+    if uri.startswith("sqlite:///"):
+        check_sqlite(Path(uri.removeprefix("sqlite:///")), "the MLflow store", MLFLOW_DB_REMEDY)
+
+
 def mlflow_backend_uri(root: Path) -> str:
     """The store ``recflow run`` logs to: ``$MLFLOW_TRACKING_URI`` when it is a database, else ``sqlite:///<root>/mlflow.db``."""
     uri = os.environ.get("MLFLOW_TRACKING_URI", "")
@@ -246,6 +295,8 @@ class ProjectServers:
         }
 
     def __enter__(self) -> ProjectServers:
+        check_prefect_database(self.root)
+        check_mlflow_database(mlflow_backend_uri(self.root))
         self.root.mkdir(parents=True, exist_ok=True)
         try:
             for server in (self.prefect, self.mlflow):
@@ -397,6 +448,7 @@ class RunPrefectApi:
         else:
             self.kind = "embedded"
             self.root.mkdir(parents=True, exist_ok=True)
+            check_prefect_database(self.root)
             self.server = embedded_prefect_server(self.root)
             self.server.start()
             atexit.register(self.server.stop, 5.0)

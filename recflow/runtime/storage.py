@@ -49,6 +49,60 @@ class StorageError(ValueError):
     """An artifacts root URL that cannot be used as given."""
 
 
+class LeaseLost(RuntimeError):
+    """This run no longer holds the bucket's lease, so it must not write there (``recflow.runtime.lease``)."""
+
+
+# url -> the check a write to that root must pass first (the holder's lease: ``BucketLease.check``)
+_fences: dict[str, Any] = {}
+
+
+def fence(remote: RemoteRoot, check: Any) -> None:
+    """Every later write to ``remote`` (``publish``, ``check_fence``) first calls ``check``, which raises ``LeaseLost``."""
+    _fences[remote.url] = check
+
+
+def unfence(remote: RemoteRoot) -> None:
+    _fences.pop(remote.url, None)
+
+
+def check_fence(remote: RemoteRoot | None) -> None:
+    """Raise ``LeaseLost`` when this process may no longer write to ``remote`` (a no-op for a local root)."""
+    if remote is not None and (check := _fences.get(remote.url)) is not None:
+        check()
+
+
+def check_root_fence(root: str | os.PathLike | None) -> None:
+    """``check_fence`` for the remote root that ``root`` mirrors, if any: before writing MLflow artifacts, records."""
+    check_fence(remote_of(root))
+
+
+def bucket_error(remote: RemoteRoot, exc: BaseException) -> StorageError | None:
+    """A missing bucket or a refused access as an error naming the bucket and what to check; None for other errors."""
+    bucket = urlsplit(remote.url).netloc
+    if isinstance(exc, FileNotFoundError):
+        endpoint = os.environ.get("AWS_ENDPOINT_URL") or "AWS S3"
+        return StorageError(f"artifacts root {remote.url}: bucket {bucket!r} does not exist at {endpoint} (check RECFLOW_HOME and AWS_ENDPOINT_URL)")
+    if isinstance(exc, PermissionError):
+        return StorageError(f"artifacts root {remote.url}: access to bucket {bucket!r} is refused ({exc}); check the AWS_* credentials and the bucket policy")
+    return None
+
+
+def redact_uri(uri: str | None) -> str | None:
+    """``uri`` without the credentials of its user-info part (``http://user:pass@host`` -> ``http://***@host``).
+
+    Every place a URI is shown or written (the console, run records, Prefect artifacts, the flow's
+    result) goes through this; the URI itself, credentials included, is used only to connect.
+    """
+    if not uri or "@" not in uri:
+        return uri
+    parts = urlsplit(uri)
+    if not (parts.username or parts.password):
+        return uri
+    host = parts.netloc.rpartition("@")[2]
+    return parts._replace(netloc=f"***@{host}").geturl()
+
+
 def is_remote_url(location: str) -> bool:
     """An fsspec URL other than ``file://`` (``s3://``, ``gs://``, ``memory://`` ...)."""
     scheme = urlsplit(location).scheme
@@ -162,10 +216,13 @@ def publish(folder: Path, remote: RemoteRoot, relative: str) -> None:
     target = remote.path(relative)
     manifest_text = (folder / MANIFEST).read_text()
     files = sorted(_manifest_files(manifest_text) or {})
+    check_fence(remote)  # before each write: a run that lost the bucket's lease writes nothing more
     with contextlib.suppress(FileNotFoundError):
         fs.rm_file(f"{target}/{MANIFEST}")  # withdraw an older version before replacing its objects
-    if files:
-        fs.put([str(folder / name) for name in files], [f"{target}/{name}" for name in files])
+    for name in files:
+        check_fence(remote)
+        fs.put_file(str(folder / name), f"{target}/{name}")
+    check_fence(remote)
     fs.pipe_file(f"{target}/{MANIFEST}", manifest_text.encode())
 
 

@@ -20,6 +20,7 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -200,6 +201,7 @@ def building(stage: str, key: str, root: Path | None = None) -> Iterator[Path]:
     """
     final = stage_dir(stage, key, root)
     final.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_scratch(final)
     scratch = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=final.parent))
     try:
         yield scratch
@@ -212,6 +214,21 @@ def building(stage: str, key: str, root: Path | None = None) -> Iterator[Path]:
     finally:
         if scratch.exists():
             shutil.rmtree(scratch, ignore_errors=True)
+
+
+PROCESS_STARTED = time.time()
+
+
+def remove_stale_scratch(final: Path) -> None:
+    """Scratch folders of this stage and key left by a crashed run (``kill -9`` mid-task), older than this process.
+
+    The run holds the root's lock, so no other process writes them; a scratch folder younger than
+    this process may be another task's of this run (a retry), and is left alone.
+    """
+    for stale in final.parent.glob(f".{final.name}.*"):
+        with contextlib.suppress(OSError):
+            if stale.is_dir() and stale.stat().st_mtime < PROCESS_STARTED:
+                shutil.rmtree(stale, ignore_errors=True)
 
 
 def write_manifest(folder: Path) -> str:

@@ -233,7 +233,8 @@ def test_bundled_copy_when_no_env(tmp_path, no_env, no_download):
 
 
 def test_env_dir_without_the_dataset_falls_through(tmp_path, monkeypatch, no_download):
-    monkeypatch.setenv("RECFLOW_DATA_DIR", str(tmp_path / "empty-env"))
+    (tmp_path / "env" / "ml-1m").mkdir(parents=True)  # a mounted volume holding other datasets
+    monkeypatch.setenv("RECFLOW_DATA_DIR", str(tmp_path / "env"))
     assert locate_dataset("ml-latest-small", None, tmp_path / "cache") == locate_module.BUNDLED_DIR / "ml-latest-small"
 
 
@@ -269,6 +270,7 @@ def test_nothing_found_lists_what_was_tried(tmp_path, no_env, no_download):
 
 
 def test_unknown_name_lists_what_was_tried(tmp_path, monkeypatch, no_download):
+    (tmp_path / "env" / "ml-1m").mkdir(parents=True)
     monkeypatch.setenv("RECFLOW_DATA_DIR", str(tmp_path / "env"))
     with pytest.raises(DatasetNotFoundError) as err:
         locate_dataset("ml-huge", None, tmp_path / "cache")

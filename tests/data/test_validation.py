@@ -25,7 +25,10 @@ GOOD_CSV_RATINGS = [(1, 10, 4.0), (1, 20, 3.5), (2, 10, 0.5)]
     [
         ("1,abc,4.0,964982703", "non_numeric"),
         ("3,10,four,964982703", "non_numeric"),
-        ("3,10,4.0,9649827.5", "non_numeric"),  # timestamps are integers
+        ("3,10,4.0,9649827.5", "not_an_integer"),  # timestamps are integers
+        ("1.0,10,4.0,964982703", "not_an_integer"),
+        ("12345678901234567890,10,4.0,964982703", "integer_overflow"),
+        ("3,10,4.0,99999999999", "timestamp_out_of_range"),  # year 5138 in seconds, in a file of seconds
         ("3,10,nan,964982703", "non_numeric"),
         ("3,10,4.0", "missing_field"),
         ("3,,4.0,964982703", "missing_field"),
@@ -35,7 +38,6 @@ GOOD_CSV_RATINGS = [(1, 10, 4.0), (1, 20, 3.5), (2, 10, 0.5)]
         ("3,10,0.0,964982703", "rating_out_of_range"),
         ("3,10,4.25,964982703", "rating_off_grid"),
         ("3,99,4.0,964982703", "unknown_item"),
-        ("1,10,2.0,964982703", "duplicate_user_item"),  # repeats line 2's (1, 10): the later one goes
     ],
 )
 def test_csv_ratings_reject(make_release, out_dir, read, rejects_of, release_bytes, line, reason):
@@ -61,7 +63,6 @@ def test_csv_ratings_reject(make_release, out_dir, read, rejects_of, release_byt
         ("2::20::4.5::978300760", "rating_off_grid"),  # ml-1m ratings are whole stars
         ("2::99::4::978300760", "unknown_item"),
         ("9::10::4::978300760", "unknown_user"),  # ml-1m has users.dat
-        ("1::10::2::978300760", "duplicate_user_item"),
     ],
 )
 def test_dat_ratings_reject(make_release, out_dir, read, rejects_of, release_bytes, line, reason):
@@ -178,8 +179,8 @@ def test_crlf_raw_text_has_no_carriage_return(make_release, out_dir, rejects_of)
 def test_several_reasons_at_once(make_release, out_dir, rejects_of):
     ratings = (
         b"userId,movieId,rating,timestamp\n"
-        b"1,10,4.0,1\n"  # 2 ok
-        b"1,10,3.0,2\n"  # 3 duplicate of line 2
+        b"1,10,3.0,2\n"  # 2 re-rated at line 3: superseded
+        b"1,10,4.0,3\n"  # 3 the latest rating of (1, 10): kept
         b"1,abc,3.0,3\n"  # 4 non-numeric
         b"2,10,7.0,4\n"  # 5 out of range
         b"2,10,4.0,5\n"  # 6 ok: the out-of-range row did not claim (2, 10)
@@ -188,7 +189,7 @@ def test_several_reasons_at_once(make_release, out_dir, rejects_of):
     summary = ingest_dataset(make_release("ml-latest", replace={"ratings.csv": ratings}), out_dir, **ALL)
 
     assert [r[1:3] for r in rejects_of(out_dir)] == [
-        (3, "duplicate_user_item"), (4, "non_numeric"), (5, "rating_out_of_range"), (7, "unknown_item"),
+        (2, "duplicate_user_item"), (4, "non_numeric"), (5, "rating_out_of_range"), (7, "unknown_item"),
     ]  # fmt: skip
     assert summary["n_ratings"] == 2
     assert summary["rows_read"] == 6 + 2 + 2 + 2
@@ -310,3 +311,27 @@ def test_a_file_that_is_not_a_zip_fails(tmp_path, out_dir):
     src.write_bytes(b"not a zip")
     with pytest.raises(DatasetFormatError, match="expected a folder or a .zip"):
         ingest_dataset(src, out_dir)
+
+
+@pytest.mark.parametrize("fmt", ["ml-latest", "ml-1m"])
+def test_of_two_ratings_of_one_pair_the_latest_wins_whatever_the_line_order(make_release, out_dir, read, rejects_of, release_bytes, fmt):
+    """A growing log appends re-ratings; the newest is what the user thinks now (a tie: the later line)."""
+    name, newer, older = (
+        ("ratings.csv", "1,10,2.0,964982704", "1,10,5.0,964982702") if fmt == "ml-latest" else ("ratings.dat", "1::10::2::978300761", "1::10::5::978300759")
+    )
+    base = release_bytes[fmt][name]
+    ratings = _insert(_insert(base, newer, at=2 if fmt == "ml-latest" else 1), older, at=3 if fmt == "ml-latest" else 2)
+    ingest_dataset(make_release(fmt, replace={name: ratings}), out_dir, **ALL)
+    kept = {(r["user_id"], r["item_id"]): r["rating"] for r in read(out_dir, "ratings")}
+    assert kept[(1, 10)] == 2.0  # the newer rating, though an older one comes after it in the file
+    assert [(r[2], r[3]) for r in rejects_of(out_dir)] == [
+        ("duplicate_user_item", older),
+        ("duplicate_user_item", base.decode().splitlines()[1 if fmt == "ml-latest" else 0]),
+    ]
+
+
+def test_a_ratings_file_in_milliseconds_is_detected_and_converted(make_release, out_dir, read):
+    ratings = b"userId,movieId,rating,timestamp\n1,10,4.0,964982703000\n1,20,3.5,964981247123\n2,10,0.5,964982224999\n"
+    summary = ingest_dataset(make_release("ml-latest", replace={"ratings.csv": ratings}), out_dir, **ALL)
+    assert [r["timestamp"] for r in read(out_dir, "ratings")] == [964982703, 964981247, 964982224]
+    assert "ratings.csv: timestamps are in milliseconds (all 3 of them); divided by 1000" in summary["notes"]

@@ -92,3 +92,114 @@ def test_a_run_killed_on_another_machine_frees_the_bucket_after_its_ttl(s3, clea
     finally:
         holder.kill()
         holder.wait()
+
+
+# ----------------------------------------------------------------------------- faults: a wrong bucket, a lost lease (issue 26)
+
+
+def test_a_root_in_a_bucket_that_does_not_exist_fails_at_once_naming_the_bucket(s3, tmp_path):
+    env = {**os.environ, "RECFLOW_HOME": "s3://no-such-bucket-26/x", "RECFLOW_CACHE_DIR": str(tmp_path), "PYTHONPATH": str(REPO)}
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "recflow.cli.main", "run"], env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert time.monotonic() - started < 30
+    assert done.returncode != 0
+    assert "bucket 'no-such-bucket-26' does not exist" in done.stderr
+    assert "waiting" not in done.stderr
+
+
+def test_a_refused_bucket_is_named_in_the_error(s3, clean_lease, monkeypatch):
+    def forbidden(*args, **kwargs):
+        raise PermissionError("Forbidden")
+
+    monkeypatch.setattr(s3.fs, "pipe_file", forbidden)
+    with pytest.raises(Exception, match="access to bucket 'recflow-test' is refused"):
+        lease(s3).try_acquire()
+
+
+def test_a_holder_whose_lease_object_the_store_lost_stops_writing_and_says_so(s3, clean_lease, tmp_path):
+    from recflow.runtime import storage
+
+    lost: list[str] = []
+    holder = BucketLease(s3, {"pid": 1, "host": "test", "since": "x"}, ttl=TTL, on_lost=lost.append)
+    assert holder.try_acquire()
+    storage.fence(s3, holder.check)
+    try:
+        folder = tmp_path / "stage"
+        folder.mkdir()
+        (folder / "a.txt").write_text("a")
+        (folder / "manifest.json").write_text(json.dumps({"files": {"a.txt": "x"}}))
+        storage.publish(folder, s3, "fenced/one")  # while held: written
+        s3.fs.rm_file(s3.path(LEASE_OBJECT))  # the store loses the object (a restart, a wipe)
+        deadline = time.monotonic() + 3 * TTL
+        while not lost and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert lost and "the store lost the lease object" in lost[0]
+        with pytest.raises(storage.LeaseLost, match="the store lost the lease object"):
+            storage.publish(folder, s3, "fenced/two")
+        assert not s3.fs.exists(s3.path("fenced/two"))
+    finally:
+        storage.unfence(s3)
+        holder.release()
+
+
+FROZEN_WRITER = textwrap.dedent(
+    """
+    import json, sys, time
+    from pathlib import Path
+    from recflow.runtime import storage
+    from recflow.runtime.rootlock import RootLock
+    from recflow.runtime.store import artifacts_root
+    lock = RootLock(artifacts_root())
+    assert lock.try_acquire()
+    folder = Path(sys.argv[1])
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "manifest.json").write_text(json.dumps({"files": {}}))
+    remote = storage.configured_remote()
+    print("held", flush=True)
+    n = 0
+    while True:
+        try:
+            storage.publish(folder, remote, f"writes/{n:05d}")
+        except storage.LeaseLost as exc:
+            print("refused:", exc, flush=True)
+            break
+        n += 1
+        time.sleep(0.05)
+    """
+)
+
+
+def test_a_holder_frozen_past_its_ttl_writes_nothing_once_another_run_holds_the_lease(s3, clean_lease, tmp_path):
+    """SIGSTOP a writing holder for 3 TTLs, let another run take the lease, SIGCONT: no object of the frozen run is written after the takeover."""
+    env = {**os.environ, "RECFLOW_CACHE_DIR": str(tmp_path / "frozen"), "RECFLOW_LEASE_SECONDS": str(TTL), "PYTHONPATH": str(REPO)}
+    command = [sys.executable, "-c", FROZEN_WRITER, str(tmp_path / "folder")]
+    writer = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    try:
+        assert writer.stdout.readline().strip() == "held"
+        time.sleep(0.5)
+        os.kill(writer.pid, signal.SIGSTOP)
+        time.sleep(3 * TTL)
+        successor = lease(s3, 2)
+        assert successor.try_acquire()  # the frozen holder's lease lapsed
+        taken_over = len(s3.fs.ls(s3.path("writes"), refresh=True))
+        os.kill(writer.pid, signal.SIGCONT)
+        out, err = writer.communicate(timeout=60)
+        assert "refused:" in out
+        assert len(s3.fs.ls(s3.path("writes"), refresh=True)) == taken_over  # fenced: not one write after the takeover
+        successor.release()
+    finally:
+        writer.kill()
+        writer.wait()
+        s3.fs.rm(s3.path("writes"), recursive=True)
+
+
+def test_a_lease_taken_over_names_another_run_as_the_reason(s3, clean_lease):
+    lost: list[str] = []
+    holder = BucketLease(s3, {"pid": 1, "host": "test", "since": "x"}, ttl=TTL, on_lost=lost.append)
+    assert holder.try_acquire()
+    s3.fs.pipe_file(s3.path(LEASE_OBJECT), json.dumps({"pid": 77, "host": "elsewhere", "since": "x", "expires": time.time() + 60}).encode())
+    deadline = time.monotonic() + 3 * TTL
+    while not lost and time.monotonic() < deadline:
+        time.sleep(0.05)
+    holder.release()
+    assert lost and "another run holds the lease" in lost[0] and "pid 77 on elsewhere" in lost[0]

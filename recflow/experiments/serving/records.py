@@ -18,6 +18,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from recflow.runtime.storage import redact_uri
+
 ALIAS = "champion"
 SERVING_DIR = "serving"
 
@@ -101,7 +103,7 @@ def run_record(cfg: Any, tracking: dict[str, Any], models: dict[str, Any], catal
         "registered_model": registered_model_name(cfg.dataset.name),
         "run_id": tracking["run_id"],
         "experiment": tracking["experiment"],
-        "tracking_uri": tracking["tracking_uri"],
+        "tracking_uri": redact_uri(tracking["tracking_uri"]),  # never a credential in a record
         "catalogue": str(catalogue.relative_to(root)),
         "metric": metric,
         "greater_is_better": greater,
