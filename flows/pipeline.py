@@ -6,7 +6,8 @@
 An ensemble (``rank_fusion``) is a model like the others whose train step waits for its members'
 train steps and reuses their fits.
 
-Every step is a task. Up to ``index`` they are cached (see ``tasks/caching.py``; ``locate`` is
+Every step is a task, submitted by ``tasks/dag.py`` once its inputs have finished (so each is a
+node of its own in the Prefect graph; one whose input failed is marked NotRun). Up to ``index`` they are cached (see ``tasks/caching.py``; ``locate`` is
 uncached, retried when a download fails); models train and evaluate concurrently and fail
 independently. The tail (``tasks/publish.py``) is uncached and reads typed ``ModelOutcome``s:
 a model keeps its metrics when only its index failed. The MLflow parent run spans the whole
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, tags
-from prefect.futures import PrefectFuture, wait
+from prefect.futures import PrefectFuture
 from prefect.runtime import flow_run
 
 from recflow.experiments.tracking import pipeline_run, pipeline_run_name
@@ -31,6 +32,7 @@ from recflow.runtime.outcomes import ModelOutcome, PipelineFailed, StageFailure
 from recflow.runtime.runlog import log_path, run_log
 from recflow.runtime.store import artifacts_root
 from tasks.caching import prepare_results_storage, results_storage
+from tasks.dag import NOT_RUN, Dag, Node
 from tasks.evaluate import evaluate
 from tasks.features import features
 from tasks.index import has_embeddings, index
@@ -53,35 +55,39 @@ def pipeline(config_path: str | list[str] | None = None, overrides: list[str] | 
 
 def run_stages(cfg: RunConfig, config_path: str | list[str] | None) -> dict[str, Any]:
     with pipeline_run(cfg, parent_run_name(config_path)) as parent:  # MLflow's parent run spans the flow
-        source = locate(cfg.dataset)
+        source = located(cfg)
 
-        data = ingest.submit(source, cfg.dataset.max_reject_fraction)
-        parts = split.submit(data, cfg.split)
-        feats = features.submit(data, parts, cfg.features)
+        dag = Dag()
+        data = dag.add(f"ingest[{cfg.dataset.name}]", ingest, source, cfg.dataset.max_reject_fraction)
+        parts = dag.add(f"split[{cfg.split.protocol}]", split, data, cfg.split)
+        feats = dag.add("features", features, data, parts, cfg.features)
         plan = sampling_plan(cfg)
-        samples = sampling.submit(parts, plan) if plan is not None else None
-        trained = {m.name: train.submit(data, parts, feats, samples if needs_samples(m) else None, m) for m in cfg.models if not members_of(m)}
-        ensembles = {m.name: train.submit(data, parts, feats, None, m, {n: trained[n] for n in members_of(m)}) for m in cfg.models if members_of(m)}
+        samples = dag.add("sampling", sampling, parts, plan) if plan is not None else None
+        trained = {
+            m.name: dag.add(f"train[{m.name}]", train, data, parts, feats, samples if needs_samples(m) else None, m) for m in cfg.models if not members_of(m)
+        }
+        ensembles = {
+            m.name: dag.add(f"train[{m.name}]", train, data, parts, feats, None, m, {n: trained[n] for n in members_of(m)}) for m in cfg.models if members_of(m)
+        }
         trained = {m.name: {**trained, **ensembles}[m.name] for m in cfg.models}  # the config's order
-        scored = {name: evaluate.submit(model, parts, cfg.evaluation) for name, model in trained.items()}
-        indexed = {name: index.submit(model, parts, data, cfg.index) for name, model in trained.items() if has_embeddings(name)}
+        scored = {name: dag.add(f"evaluate[{name}]", evaluate, model, parts, cfg.evaluation) for name, model in trained.items()}
+        indexed = {name: dag.add(f"index[{name}]", index, model, parts, data, cfg.index) for name, model in trained.items() if has_embeddings(name)}
+        dag.run()
 
         shared = {"ingest": data, "split": parts, "features": feats, **({"sampling": samples} if samples else {})}
-        futures: list[PrefectFuture] = [*shared.values(), *trained.values(), *scored.values(), *indexed.values()]
-        wait(futures)
-        counts = count_states(futures)
+        counts = count_states([*shared.values(), *trained.values(), *scored.values(), *indexed.values()])
         stopped = failures({stage: (None, f) for stage, f in shared.items()})
         if stopped:  # nothing downstream ran
             raise PipelineFailed(stopped)
         models = {name: model_outcome(name, trained[name], scored[name], indexed.get(name)) for name in trained}
         models |= {m.name: unfused(models[m.name], [models[n] for n in members_of(m)]) for m in cfg.models if members_of(m)}
 
-        tracking = track.submit(cfg, parent, source.path, data, parts, feats, models, counts)
-        reported = report.submit(cfg, models, tracking, counts, parts)
-        catalogued = catalogue.submit(cfg, tracking, models, parts, data)
-        serving = champion.submit(cfg, catalogued)
+        tracking = dag.add("track[mlflow]", track, cfg, parent, source.path, data, parts, feats, models, counts)
+        reported = dag.add("report", report, cfg, models, tracking, counts, parts)
+        catalogued = dag.add("catalogue", catalogue, cfg, tracking, models, parts, data)
+        serving = dag.add("champion", champion, cfg, catalogued)
         tail = {"track": tracking, "report": reported, "catalogue": catalogued, "champion": serving}
-        wait(list(tail.values()))
+        dag.run()
 
         failed = [f for m in models.values() for f in m.failures] + failures({stage: (None, f) for stage, f in tail.items()})
         if failed:
@@ -97,6 +103,15 @@ def run_stages(cfg: RunConfig, config_path: str | list[str] | None) -> dict[str,
         }
 
 
+def located(cfg: RunConfig) -> Any:
+    """The dataset's source, or ``PipelineFailed`` naming ``locate[<dataset>]`` with the places tried and the fix, line by line."""
+    try:
+        return locate(cfg.dataset)
+    except Exception as exc:
+        first, *rest = str(exc).splitlines() or [""]
+        raise PipelineFailed([StageFailure(f"locate[{cfg.dataset.name}]", f"{type(exc).__name__}: {first}", details=tuple(r.strip() for r in rest))]) from None
+
+
 def preset_name(config_path: str | list[str] | None) -> str:
     """A config file's stem, or a base and its overlays' stems joined by '+'."""
     paths = [config_path] if isinstance(config_path, str) else list(config_path or [])
@@ -109,13 +124,14 @@ def parent_run_name(config_path: str | list[str] | None) -> str:
     return pipeline_run_name(preset_name(config_path), datetime.now(timezone.utc), flow_run.get_name() if flow_run.get_id() else None)
 
 
-def count_states(futures: list[PrefectFuture]) -> dict[str, int]:
+def count_states(futures: list[PrefectFuture | Node]) -> dict[str, int]:
+    """Tasks that ran and that were cache hits (a task not run because an input failed is neither)."""
     names = [f.state.name for f in futures]
     cached = sum(n == "Cached" for n in names)
-    return {"ran": len(names) - cached, "cached": cached}
+    return {"ran": len(names) - cached - names.count(NOT_RUN), "cached": cached}
 
 
-def failure_message(future: PrefectFuture) -> str:
+def failure_message(future: PrefectFuture | Node) -> str:
     """``<Exception>: <message>`` of a failed task run (its state's message if the exception is not there)."""
     exc = future.state.result(raise_on_failure=False)
     if isinstance(exc, BaseException):
@@ -123,7 +139,7 @@ def failure_message(future: PrefectFuture) -> str:
     return str(future.state.message or future.state.name)
 
 
-def failures(futures: dict[str, tuple[str | None, PrefectFuture]]) -> list[StageFailure]:
+def failures(futures: dict[str, tuple[str | None, PrefectFuture | Node]]) -> list[StageFailure]:
     """The tasks that failed or crashed (not those that never ran because an upstream one failed)."""
     return [
         StageFailure(stage, failure_message(future), model)
@@ -132,7 +148,7 @@ def failures(futures: dict[str, tuple[str | None, PrefectFuture]]) -> list[Stage
     ]
 
 
-def model_outcome(name: str, trained: PrefectFuture, scored: PrefectFuture, indexed: PrefectFuture | None = None) -> ModelOutcome:
+def model_outcome(name: str, trained: PrefectFuture | Node, scored: PrefectFuture | Node, indexed: PrefectFuture | Node | None = None) -> ModelOutcome:
     """What each of the model's stages produced, and which failed: an index failure keeps the metrics."""
     stages = {"train": trained, "evaluate": scored, **({"index": indexed} if indexed is not None else {})}
     done = {stage: f.result() for stage, f in stages.items() if f.state.is_completed()}

@@ -55,10 +55,11 @@ def run(
         typer.secho(str(exc), fg="red", err=True)
         raise typer.Exit(2) from None
 
-    from recflow.utils import progress, quiet
     from recflow.runtime.store import artifacts_root
+    from recflow.utils import progress, quiet
 
     root = artifacts_root()
+    _fail_fast_without_data(cfg, root)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # offline: no telemetry calls
     from recflow.runtime.interrupt import Interrupts
     from recflow.runtime.rootlock import RootLock
@@ -93,6 +94,23 @@ def run(
             raise typer.Exit(1) from None
     print_summary(cfg, result)
     typer.echo(f"log (tracebacks, TensorFlow, MLflow): {log_file}")
+
+
+def _fail_fast_without_data(cfg, root: Path) -> None:
+    """Exit 1 in seconds, before any server starts, when the dataset is nowhere on disk and cannot be downloaded
+    (offline): the places tried and the fix, not minutes of a run that looks hung."""
+    if cfg.dataset.synth is not None:
+        return
+    from recflow.data.locate import DatasetNotFoundError, check_available
+
+    try:
+        check_available(cfg.dataset.name, cfg.dataset.path, root / "downloads", download=cfg.dataset.download)
+    except DatasetNotFoundError as exc:
+        first, *rest = str(exc).splitlines()
+        typer.secho(f"locate[{cfg.dataset.name}] failed: {first}", fg="red", err=True)
+        for line in rest:
+            typer.secho(f"  {line.strip()}", fg="red", err=True)
+        raise typer.Exit(1) from None
 
 
 def _stop_prefects_own_servers() -> None:
