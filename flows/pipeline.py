@@ -6,7 +6,8 @@
 An ensemble (``rank_fusion``) is a model like the others whose train step waits for its members'
 train steps and reuses their fits.
 
-Every step is a task. Up to ``index`` they are cached (see ``tasks/caching.py``; ``locate`` is
+Every step is a task, submitted by ``tasks/dag.py`` once its inputs have finished (so each is a
+node of its own in the Prefect graph; one whose input failed is marked NotRun). Up to ``index`` they are cached (see ``tasks/caching.py``; ``locate`` is
 uncached, retried when a download fails); models train and evaluate concurrently and fail
 independently. The tail (``tasks/publish.py``) is uncached and reads typed ``ModelOutcome``s:
 a model keeps its metrics when only its index failed. The MLflow parent run spans the whole
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, tags
-from prefect.futures import PrefectFuture, wait
+from prefect.futures import PrefectFuture
 from prefect.runtime import flow_run
 
 from recflow.experiments.config import RunConfig, load_config
@@ -33,6 +34,7 @@ from recflow.runtime.runlog import log_path, run_log
 from recflow.runtime.storage import redact_uri
 from recflow.runtime.store import artifacts_root
 from tasks.caching import prepare_results_storage, results_storage
+from tasks.dag import NOT_RUN, Dag, Node
 from tasks.evaluate import evaluate
 from tasks.export import export
 from tasks.features import features
@@ -42,7 +44,7 @@ from tasks.operations import exclusive_root, refreshed_caches
 from tasks.publish import catalogue, champion, report, track
 from tasks.sampling import needs_samples, sampling, sampling_plan
 from tasks.split import split
-from tasks.train import members_of, record_fits, train, warm_starts
+from tasks.train import members_of, record_fits, train, wants_warm_starts, warm_starts
 
 
 # result_storage is resolved at import for deployments; run_pipeline() rebinds it to a chosen root.
@@ -59,29 +61,33 @@ def run_stages(cfg: RunConfig, config_path: str | list[str] | None) -> dict[str,
     own = {FLOW_RUN_TAG: flow_run.get_id()} if flow_run.get_id() else {}
     with pipeline_run(cfg, parent_run_name(config_path), tags=own) as parent:  # MLflow's parent run spans the flow
         crash_flow_runs([c["flow_run_id"] for c in parent.get("crashed", []) if c["flow_run_id"]])
-        source = locate(cfg.dataset)
+        source = located(cfg)
 
-        data = ingest.submit(source, cfg.dataset.max_reject_fraction)
-        parts = split.submit(data, cfg.split)
-        feats = features.submit(data, parts, cfg.features)
+        dag = Dag()
+        data = dag.add(f"ingest[{cfg.dataset.name}]", ingest, source, cfg.dataset.max_reject_fraction)
+        parts = dag.add(f"split[{cfg.split.protocol}]", split, data, cfg.split)
+        feats = dag.add("features", features, data, parts, cfg.features)
         plan = sampling_plan(cfg)
-        samples = sampling.submit(parts, plan) if plan is not None else None
+        samples = dag.add("sampling", sampling, parts, plan) if plan is not None else None
+        if wants_warm_starts(cfg):
+            dag.run()  # each model's earlier fit is found from tonight's split
         starts = warm_starts(cfg, parts)
         trained = {
-            m.name: train.submit(data, parts, feats, samples if needs_samples(m) else None, m, None, *starts.get(m.name, (None, None)))
+            m.name: dag.add(f"train[{m.name}]", train, data, parts, feats, samples if needs_samples(m) else None, m, None, *starts.get(m.name, (None, None)))
             for m in cfg.models
             if not members_of(m)
         }
-        ensembles = {m.name: train.submit(data, parts, feats, None, m, {n: trained[n] for n in members_of(m)}) for m in cfg.models if members_of(m)}
+        ensembles = {
+            m.name: dag.add(f"train[{m.name}]", train, data, parts, feats, None, m, {n: trained[n] for n in members_of(m)}) for m in cfg.models if members_of(m)
+        }
         trained = {m.name: {**trained, **ensembles}[m.name] for m in cfg.models}  # the config's order
-        scored = {name: evaluate.submit(model, parts, cfg.evaluation) for name, model in trained.items()}
-        indexed = {name: index.submit(model, parts, data, cfg.index) for name, model in trained.items() if has_embeddings(name)}
+        scored = {name: dag.add(f"evaluate[{name}]", evaluate, model, parts, cfg.evaluation) for name, model in trained.items()}
+        indexed = {name: dag.add(f"index[{name}]", index, model, parts, data, cfg.index) for name, model in trained.items() if has_embeddings(name)}
+        dag.run()
 
         shared = {"ingest": data, "split": parts, "features": feats, **({"sampling": samples} if samples else {})}
-        futures: list[PrefectFuture] = [*shared.values(), *trained.values(), *scored.values(), *indexed.values()]
-        wait(futures)
         record_fits(cfg, parts, trained, starts)
-        counts = count_states(futures)
+        counts = count_states([*shared.values(), *trained.values(), *scored.values(), *indexed.values()])
         stopped = failures({stage: (None, f) for stage, f in shared.items()})
         if stopped:  # nothing downstream ran
             raise PipelineFailed(stopped)
@@ -89,14 +95,14 @@ def run_stages(cfg: RunConfig, config_path: str | list[str] | None) -> dict[str,
         models = {name: model_outcome(name, trained[name], scored[name], indexed.get(name)) for name in trained}
         models |= {m.name: unfused(models[m.name], [models[n] for n in members_of(m)]) for m in cfg.models if members_of(m)}
 
-        tracking = track.submit(cfg, parent, source.path, data, parts, feats, models, counts)
-        reported = report.submit(cfg, models, tracking, counts, parts)
-        catalogued = catalogue.submit(cfg, tracking, models, parts, data)
-        serving = champion.submit(cfg, catalogued)
+        tracking = dag.add("track[mlflow]", track, cfg, parent, source.path, data, parts, feats, models, counts)
+        reported = dag.add("report", report, cfg, models, tracking, counts, parts)
+        catalogued = dag.add("catalogue", catalogue, cfg, tracking, models, parts, data)
+        serving = dag.add("champion", champion, cfg, catalogued)
         tail = {"track": tracking, "report": reported, "catalogue": catalogued, "champion": serving}
         if cfg.export.enabled:
-            tail["export"] = export.submit(cfg.export, cfg.dataset.name, serving)
-        wait(list(tail.values()))
+            tail["export"] = dag.add("export", export, cfg.export, cfg.dataset.name, serving)
+        dag.run()
 
         failed = [f for m in models.values() for f in m.failures] + failures({stage: (None, f) for stage, f in tail.items()})
         if failed:
@@ -184,6 +190,15 @@ def crash_flow_runs(flow_run_ids: list[str]) -> None:
                 logger.info("flow run %s of a killed run not marked crashed: %s", flow_run_id, exc)
 
 
+def located(cfg: RunConfig) -> Any:
+    """The dataset's source, or ``PipelineFailed`` naming ``locate[<dataset>]`` with the places tried and the fix, line by line."""
+    try:
+        return locate(cfg.dataset)
+    except Exception as exc:
+        first, *rest = str(exc).splitlines() or [""]
+        raise PipelineFailed([StageFailure(f"locate[{cfg.dataset.name}]", f"{type(exc).__name__}: {first}", details=tuple(r.strip() for r in rest))]) from None
+
+
 def preset_name(config_path: str | list[str] | None) -> str:
     """A config file's stem, or a base and its overlays' stems joined by '+'."""
     paths = [config_path] if isinstance(config_path, str) else list(config_path or [])
@@ -196,13 +211,14 @@ def parent_run_name(config_path: str | list[str] | None) -> str:
     return pipeline_run_name(preset_name(config_path), datetime.now(timezone.utc), flow_run.get_name() if flow_run.get_id() else None)
 
 
-def count_states(futures: list[PrefectFuture]) -> dict[str, int]:
+def count_states(futures: list[PrefectFuture | Node]) -> dict[str, int]:
+    """Tasks that ran and that were cache hits (a task not run because an input failed is neither)."""
     names = [f.state.name for f in futures]
     cached = sum(n == "Cached" for n in names)
-    return {"ran": len(names) - cached, "cached": cached}
+    return {"ran": len(names) - cached - names.count(NOT_RUN), "cached": cached}
 
 
-def failure_message(future: PrefectFuture) -> str:
+def failure_message(future: PrefectFuture | Node) -> str:
     """``<Exception>: <message>`` of a failed task run (its state's message if the exception is not there)."""
     exc = future.state.result(raise_on_failure=False)
     if isinstance(exc, BaseException):
@@ -210,7 +226,7 @@ def failure_message(future: PrefectFuture) -> str:
     return str(future.state.message or future.state.name)
 
 
-def failures(futures: dict[str, tuple[str | None, PrefectFuture]]) -> list[StageFailure]:
+def failures(futures: dict[str, tuple[str | None, PrefectFuture | Node]]) -> list[StageFailure]:
     """The tasks that failed or crashed (not those that never ran because an upstream one failed)."""
     return [
         StageFailure(stage, failure_message(future), model)
@@ -219,7 +235,7 @@ def failures(futures: dict[str, tuple[str | None, PrefectFuture]]) -> list[Stage
     ]
 
 
-def model_outcome(name: str, trained: PrefectFuture, scored: PrefectFuture, indexed: PrefectFuture | None = None) -> ModelOutcome:
+def model_outcome(name: str, trained: PrefectFuture | Node, scored: PrefectFuture | Node, indexed: PrefectFuture | Node | None = None) -> ModelOutcome:
     """What each of the model's stages produced, and which failed: an index failure keeps the metrics."""
     stages = {"train": trained, "evaluate": scored, **({"index": indexed} if indexed is not None else {})}
     done = {stage: f.result() for stage, f in stages.items() if f.state.is_completed()}

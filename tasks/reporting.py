@@ -246,15 +246,19 @@ class EpochProgress:
         self.model, self.epochs = model, int(epochs)
         self.bar: StageProgress | None = None
         self.epoch = 0
+        # the console's bar and the heartbeat's ``mf: epochs 3/20``; the artifact above says more (the losses)
+        self.loop = recflow.utils.progress.Loop(f"{model}: epochs", self.epochs, heard=False)
 
     def __call__(self, epoch: int, values: dict) -> None:
         if self.bar is None:
             self.bar = StageProgress(f"train[{self.model}]: epochs", self.epochs, interval=0.0)
         self.epoch = epoch
+        self.loop.advance(epoch)
         shown = ", ".join(f"{k}={v:.4g}" for k, v in values.items() if isinstance(v, (int, float)))
         self.bar(epoch, f"epoch {epoch}/{self.epochs} {shown}")
 
     def close(self) -> None:
+        self.loop.close()
         if self.bar is not None and self.epoch < self.epochs:
             self.bar.finish(f"stopped after epoch {self.epoch}/{self.epochs}")
 

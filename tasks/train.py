@@ -107,12 +107,17 @@ def warm_start_of(model: Artifact, split: Artifact, train: Interactions) -> Warm
     return WarmStart.between(load_model(model.file("model")), distinct(frame["user_id"].to_numpy()), distinct(frame["item_id"].to_numpy()), train)
 
 
+def wants_warm_starts(cfg: RunConfig) -> bool:
+    """Warm starts apply: a time-forward split, the config allows them, and not a refresh (the weekly cold rebuild)."""
+    return bool(cfg.warm_start) and not refreshing() and cfg.split.protocol == "time_forward"
+
+
 def warm_starts(cfg: RunConfig, split_future: PrefectFuture) -> dict[str, tuple[Artifact, Artifact]]:
     """The earlier fit each model continues from (``recflow.runtime.warmstarts``): only on a time-forward
-    split, for a model whose class and parameters allow it, never in a refresh (the weekly cold rebuild)."""
-    if not cfg.warm_start or refreshing() or cfg.split.protocol != "time_forward":
+    split, for a model whose class and parameters allow it, never in a refresh (the weekly cold rebuild).
+    ``split_future`` has settled (the flow ran the DAG's head first)."""
+    if not wants_warm_starts(cfg):
         return {}
-    split_future.wait()
     if not split_future.state.is_completed():  # the flow reports the split's failure
         return {}
     split_artifact = split_future.result()

@@ -68,3 +68,48 @@ def test_the_heartbeat_prints_a_line_per_interval_naming_the_loops_in_progress()
 def test_no_heartbeat_when_progress_is_switched_off(monkeypatch):
     monkeypatch.setenv("RECFLOW_PROGRESS", "0")
     assert not progress.heartbeat_wanted()
+
+
+def test_a_loop_driven_by_callbacks_is_named_in_the_heartbeat_until_it_closes():
+    with progress.loop("mf: epochs", 20) as epochs:
+        epochs.advance(3)
+        assert progress.status_line(42).endswith("working: mf: epochs 3/20")
+    assert progress.status_line(42) == "[   42s] working"
+
+
+def test_on_a_terminal_each_loop_draws_a_bar_with_its_name_and_count_under_a_working_row():
+    """Operated on a pseudo-terminal, as a user's shell is: the bar rows rich draws, read back from the pty."""
+    import os
+    import pty
+    import re
+    import subprocess
+    import sys
+
+    script = (
+        "import time\n"
+        "from recflow.utils import progress\n"
+        "with progress.heartbeat():\n"
+        "    for i in progress.track(range(4), desc='mf: epochs'):\n"
+        "        time.sleep(0.4)\n"
+        "    print('after the loop', flush=True)\n"
+    )
+    main, child = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if k != "RECFLOW_PROGRESS"} | {"TERM": "xterm-256color", "COLUMNS": "100"}
+    proc = subprocess.Popen([sys.executable, "-c", script], stdin=child, stdout=child, stderr=child, env=env)
+    os.close(child)
+    chunks = []
+    while True:
+        try:
+            data = os.read(main, 65536)
+        except OSError:  # the child closed its end
+            break
+        if not data:
+            break
+        chunks.append(data)
+    proc.wait(timeout=60)
+    os.close(main)
+    screen = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", b"".join(chunks).decode(errors="replace"))
+    assert proc.returncode == 0, screen
+    assert "recflow: working" in screen
+    assert re.search(r"mf: epochs .*━.* [123]/4", screen)  # a bar and its count, while the loop ran
+    assert "after the loop" in screen

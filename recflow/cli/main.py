@@ -48,7 +48,7 @@ def run(
     if not config and Path("configs/default.yaml").exists():
         config = [Path("configs/default.yaml")]
     try:
-        load_config(config, set_)  # a config error exits 2 here, before any server starts
+        cfg = load_config(config, set_)
         if dask not in (None, "local") and "://" not in dask:
             raise ConfigError(f"--dask {dask!r}: expected a scheduler address such as tcp://host:8786, or no value for a LocalCluster")
     except ConfigError as exc:
@@ -59,6 +59,7 @@ def run(
     from recflow.utils import progress, quiet
 
     root = artifacts_root()
+    _fail_fast_without_data(cfg, root)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # offline: no telemetry calls
     from recflow.runtime.interrupt import Interrupts
     from recflow.runtime.rootlock import RootLock
@@ -98,6 +99,24 @@ def run(
 
 
 LEASE_LOST_EXIT_CODE = 3
+
+
+def _fail_fast_without_data(cfg, root: Path) -> None:
+    """Exit 1 in seconds, before any server starts, when the dataset is nowhere on disk and cannot be downloaded
+    (offline): the places tried and the fix, not minutes of a run that looks hung."""
+    if cfg.dataset.synth is not None or (cfg.dataset.source is not None and cfg.dataset.source.kind != "movielens"):
+        return  # synthetic, or a table / SQL source: ingest names its own missing files
+    from recflow.data.locate import DatasetNotFoundError, check_available
+
+    try:
+        path = cfg.dataset.path or (cfg.dataset.source.path if cfg.dataset.source is not None else None)
+        check_available(cfg.dataset.name, path, root / "downloads", download=cfg.dataset.download)
+    except DatasetNotFoundError as exc:
+        first, *rest = str(exc).splitlines()
+        typer.secho(f"locate[{cfg.dataset.name}] failed: {first}", fg="red", err=True)
+        for line in rest:
+            typer.secho(f"  {line.strip()}", fg="red", err=True)
+        raise typer.Exit(1) from None
 
 
 def _stop_prefects_own_servers() -> None:

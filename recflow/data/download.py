@@ -9,9 +9,11 @@ has no fixed checksum and is only downloaded when the caller passes one.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import http.client
 import os
+import socket
 import tempfile
 import time
 import urllib.error
@@ -62,6 +64,21 @@ class DownloadError(OSError):
     """The release could not be fetched (after retries) or is unknown."""
 
 
+class OfflineError(DownloadError):
+    """No network: the host name did not resolve or no route exists. Final at once (retrying an
+    offline machine only makes a run look hung); the caller says where to put the files instead."""
+
+
+#: errno values that mean "no network here" rather than "the server is slow or down"
+OFFLINE_ERRNOS = {errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENETDOWN}
+
+
+def is_offline(exc: BaseException) -> bool:
+    """A failure that no retry within seconds will fix: DNS resolution failed, or no route to any network."""
+    reason = getattr(exc, "reason", exc)
+    return isinstance(reason, socket.gaierror) or (isinstance(reason, OSError) and reason.errno in OFFLINE_ERRNOS)
+
+
 class ChecksumMismatchError(ValueError):
     """Downloaded or cached bytes differ from the expected checksum; the file was deleted."""
 
@@ -80,7 +97,8 @@ def download_release(
     """``cache_dir/<name>.zip``, downloaded from ``<base_url><name>.zip`` unless already cached and valid.
 
     Network errors and HTTP 5xx are retried ``retries`` times (so ``retries + 1`` attempts)
-    after ``backoff * 2**attempt`` seconds; HTTP 4xx fails at once. A checksum mismatch
+    after ``backoff * 2**attempt`` seconds; HTTP 4xx fails at once, and so does having no network
+    (``OfflineError``: the name does not resolve, no route). A checksum mismatch
     deletes the file and raises ``ChecksumMismatchError``. ``expected_sha256`` /
     ``expected_md5`` override the built-in table (tests, mirrors, new releases).
     """
@@ -105,6 +123,8 @@ def download_release(
                 raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}") from None
             continue
         except (OSError, http.client.HTTPException) as exc:  # URLError, timeouts, resets, short reads
+            if is_offline(exc):
+                raise OfflineError(f"{url}: no network ({getattr(exc, 'reason', exc)})") from None
             last = exc
             continue
         problem = _matches(tmp, expected)

@@ -46,6 +46,7 @@ import numpy as np
 
 from recflow.evaluation.plots import new_figure, safe_plot
 from recflow.utils.numeric import normalise_rows as normalise
+from recflow.utils.progress import track
 
 KINDS = ("flat", "ivf_flat", "hnsw", "ivf_pq", "hnswlib")
 # one colour per kind in the recall-vs-QPS plot (matplotlib's tab10, which has more than len(KINDS))
@@ -465,7 +466,7 @@ def tune_space(vectors: np.ndarray, queries: np.ndarray, grid: TuningGrid) -> Sp
     results: dict[str, KindResult] = {}
     indexes: dict[str, VectorIndex] = {}
     with _faiss_lock:  # one tuning at a time: concurrent ones would time each other
-        for kind in grid.kinds:
+        for kind in track(grid.kinds, desc=f"index tuning ({n} vectors)"):
             index, result = tune_kind(kind, vectors, tune, held, grid)
             results[kind] = result
             if index is not None:

@@ -20,6 +20,8 @@ class StageFailure:
     stage: str
     message: str
     model: str | None = None
+    #: lines printed under ``line()`` as they are: where a user error says what was tried and the fix
+    details: tuple[str, ...] = ()
 
     @property
     def task(self) -> str:
@@ -73,7 +75,8 @@ class PipelineFailed(RuntimeError):
         self.log_file = log_file
 
     def lines(self) -> list[str]:
-        return [f.line() for f in self.failures] + ([f"tracebacks: {self.log_file}"] if self.log_file else [])
+        lines = [text for f in self.failures for text in (f.line(), *(f"  {d}" for d in f.details))]
+        return lines + ([f"tracebacks: {self.log_file}"] if self.log_file else [])
 
     def __str__(self) -> str:
         return "\n".join(self.lines())

@@ -278,3 +278,46 @@ def test_unknown_name_lists_what_was_tried(tmp_path, monkeypatch, no_download):
     assert str(tmp_path / "env" / "ml-huge") in message
     assert "not a known GroupLens release" in message
     assert no_download == []
+
+
+# ----------------------------------------------------------------------------- offline
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    """Every URL fails as on a machine without network: the host name does not resolve."""
+    import socket
+    import urllib.error
+
+    calls = []
+
+    def unresolvable(url, timeout=None):
+        calls.append(url)
+        raise urllib.error.URLError(socket.gaierror(-2, "Name or service not known"))
+
+    monkeypatch.setattr("urllib.request.urlopen", unresolvable)
+    return calls
+
+
+def test_no_network_fails_at_once_without_retries(tmp_path, offline):
+    from recflow.data.download import OfflineError
+
+    with pytest.raises(OfflineError, match="no network .*Name or service not known"):
+        download_release("ml-1m", tmp_path, backoff=60.0)  # a retry would sleep a minute
+    assert len(offline) == 1
+
+
+def test_offline_missing_dataset_lists_the_places_tried_and_the_fix(tmp_path, no_env, offline):
+    with pytest.raises(DatasetNotFoundError) as failed:
+        locate_dataset("ml-1m", None, tmp_path / "cache")
+    assert not isinstance(failed.value, DownloadError)  # final: the task's download retries do not apply
+    assert str(failed.value).splitlines() == [
+        "dataset 'ml-1m' not found; tried:",
+        "  $RECFLOW_DATA_DIR (not set)",
+        f"  bundled copy: {locate_module.BUNDLED_DIR / 'ml-1m'}",
+        f"  cache: {tmp_path / 'cache' / 'ml-1m'}",
+        f"  cache: {tmp_path / 'cache' / 'ml-1m.zip'}",
+        "  download: https://files.grouplens.org/datasets/movielens/ml-1m.zip: no network ([Errno -2] Name or service not known)",
+        "to fix: put the GroupLens release (ml-1m/ or ml-1m.zip) in a folder and export RECFLOW_DATA_DIR=<that folder>, "
+        f"or copy ml-1m.zip to {tmp_path / 'cache' / 'ml-1m.zip'}, or point the config at it (dataset.path, or --set dataset.path=<folder or zip>)",
+    ]

@@ -6,6 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from recflow.cli.main import app
+from tests.conftest import REPO
 
 runner = CliRunner()
 
@@ -138,3 +139,30 @@ def test_synth_writes_a_movielens_folder(tmp_path):
     result = runner.invoke(app, ["synth", str(tmp_path / "ds"), "--ratings", "500", "--users", "50", "--items", "40"])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "ds" / "ratings.csv").is_file()
+
+
+def test_offline_run_of_a_preset_without_its_data_fails_in_seconds_naming_the_places_and_the_fix(tmp_path):
+    """Operated as a new user meets it: ``recflow run`` on a machine without network (a network namespace with
+    only loopback), no ``$RECFLOW_DATA_DIR``; it exits before any server starts (the timeout bounds it)."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    if shutil.which("unshare") is None or subprocess.run(["unshare", "-rn", "true"], check=False).returncode != 0:
+        pytest.skip("no unprivileged network namespaces here")
+    env = {k: v for k, v in os.environ.items() if k != "RECFLOW_DATA_DIR"} | {"RECFLOW_HOME": str(tmp_path)}
+    proc = subprocess.run(
+        ["unshare", "-rn", sys.executable, "-m", "recflow.cli.main", "run", "--config", "configs/ml-1m-rmse.yaml"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=30,
+        check=False,
+    )
+    lines = proc.stderr.splitlines()
+    assert proc.returncode == 1, proc.stderr
+    assert lines[0] == "locate[ml-1m] failed: dataset 'ml-1m' not found; tried:"
+    assert lines[1:3] == ["  $RECFLOW_DATA_DIR (not set)", f"  bundled copy: {REPO / 'recflow/data/bundled/ml-1m'}"]
+    assert lines[-2].startswith("  download: https://files.grouplens.org/datasets/movielens/ml-1m.zip: no network (")
+    assert lines[-1].startswith("  to fix: put the GroupLens release (ml-1m/ or ml-1m.zip) in a folder and export RECFLOW_DATA_DIR=")
