@@ -19,7 +19,18 @@ from tasks.loading import load_parts
 PER_USER_FILE = "per_user.parquet"
 
 
-@stage("evaluate", code=(chosen_model(lambda inputs: trained_models(inputs["model"])),), task_run_name="evaluate[{model.meta[model]}]")
+def keyed_on_results(inputs: dict) -> dict:
+    """The config without its execution fields (``batch_users``): the metrics do not depend on them."""
+    config = inputs["config"]
+    return {**inputs, "config": config.model_dump(mode="json", exclude=set(config.execution_fields))}
+
+
+@stage(
+    "evaluate",
+    code=(chosen_model(lambda inputs: trained_models(inputs["model"])),),
+    keyed_on=keyed_on_results,
+    task_run_name="evaluate[{model.meta[model]}]",
+)
 def evaluate(model: Artifact, split: Artifact, config: EvaluationConfig) -> Artifact:
     def build(out: Path) -> dict:
         parts = load_parts(split)

@@ -25,7 +25,7 @@ from prefect.futures import PrefectFuture
 from recflow.evaluation.plots import loss_curve
 from recflow.experiments.config import ModelParams, RunConfig
 from recflow.experiments.tracking import KERAS_FLAVOR_DIR, save_keras_flavor
-from recflow.models import build_model, load_model
+from recflow.models import MODELS, build_model, load_model
 from recflow.models.warm import WarmStart
 from recflow.prep.interactions import Interactions
 from recflow.runtime import warmstarts
@@ -37,12 +37,27 @@ from tasks.operations import refreshing
 from tasks.reporting import epoch_progress
 
 
+def result_params(params: ModelParams) -> dict:
+    """The model's params without its declared execution parameters: what the fit's cache key holds."""
+    knobs = MODELS[params.name].execution_params
+    return {k: v for k, v in params.model_dump(mode="json").items() if k not in knobs}
+
+
+def keyed_on_results(inputs: dict) -> dict:
+    return {**inputs, "params": result_params(inputs["params"])}
+
+
 def members_of(params: ModelParams) -> tuple[str, ...]:
     """The models an ensemble combines (its ``member_names()``); () for a model that learns alone."""
     return build_model(params).member_names()
 
 
-@stage("train", code=(chosen_model(lambda inputs: [inputs["params"].name, *members_of(inputs["params"])]),), task_run_name="train[{params.name}]")
+@stage(
+    "train",
+    code=(chosen_model(lambda inputs: [inputs["params"].name, *members_of(inputs["params"])]),),
+    keyed_on=keyed_on_results,
+    task_run_name="train[{params.name}]",
+)
 def train(
     data: Artifact,
     split: Artifact,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, ClassVar
 
 from pydantic import Field
 
@@ -14,6 +14,9 @@ MAX_BOOTSTRAP_SAMPLES = 100_000  # resamples x users per metric
 
 
 class EvaluationConfig(Strict):
+    #: fields that change how the evaluation runs, not its metrics: out of the evaluate stage's cache key
+    execution_fields: ClassVar[frozenset[str]] = frozenset({"batch_users"})
+
     ks: list[Annotated[int, Field(ge=1, le=MAX_K)]] = Field([10, 20], min_length=1)
     mask_valid: bool = Field(True, description="exclude validation items from the test ranking (RecBole default)")
     relevance_threshold: float | None = Field(None, description="test ratings below this are not relevant")

@@ -103,6 +103,10 @@ class Recommender(ABC):
     def fit(self, train: Interactions, context: FitContext | None = None) -> Recommender:
         """Learn from ``train``; ``context`` offers side tables, validation data and samples."""
 
+    #: parameters that change how a fit runs, never what it computes (threads, logging): they stay out
+    #: of the fit's cache key, so ``verbose: true`` does not retrain a model
+    execution_params: ClassVar[frozenset[str]] = frozenset()
+
     def catalogue_scope(self) -> str | None:
         """A sentence for the run summary when these parameters make the model rank only part of the
         catalogue (its metrics are still over the full ranking, but it never recommends the rest);

@@ -157,12 +157,17 @@ def make_lazy_adam(tf, variables, lr: float, beta_1: float = 0.9, beta_2: float 
 class KerasRecommender(Recommender):
     """A recommender whose network is a Keras model in ``_model``, saved as ``model.keras`` beside the npz.
 
+    ``threads`` and ``verbose`` are execution parameters (``execution_params``: out of the cache key):
+    with op determinism on, the thread count changes speed, not results. ``jit_compile`` stays in the
+    key: XLA fuses operations and so changes floating-point results.
+
     Subclasses have the params ``epochs``, ``patience``, ``seed``, ``deterministic``, ``threads``,
     ``verbose`` (and ``early_stopping_k`` unless they predict ratings).
     """
 
     framework_flavour = "keras"
     trains_in_epochs = True
+    execution_params = frozenset({"threads", "verbose"})
 
     def framework_model(self):
         return self.keras_model
