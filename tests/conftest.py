@@ -20,10 +20,19 @@ os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
 
 
+#: every test under these folders carries the marker, so ``-m "not cluster and not storage"`` leaves them out (``make test-fast``)
+FOLDER_MARKERS = {"cluster": "cluster", "storage": "storage", "ui": "ui"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects
 def pytest_collection_modifyitems(config, items):
-    """Under pytest-xdist (``make test`` runs ``-n auto --dist loadgroup``), each module runs on one
-    worker, so its module-scoped fixtures (a Dask cluster, a scheduled server) start once, and every
-    ``ui`` test runs on one worker, as they share the session's live servers and browser."""
+    """Markers by folder; and under pytest-xdist (``make test`` runs ``-n auto --dist loadgroup``), each
+    module runs on one worker, so its module-scoped fixtures (a Dask cluster, a scheduled server) start
+    once, and every ``ui`` test runs on one worker, as they share the session's live servers and browser."""
+    for item in items:
+        folder = item.path.relative_to(REPO / "tests").parts[0]
+        if folder in FOLDER_MARKERS:
+            item.add_marker(FOLDER_MARKERS[folder])
     if not config.pluginmanager.hasplugin("xdist"):
         return
     for item in items:
