@@ -246,8 +246,10 @@ class Retriever:
         if path is None:
             raise NotServable(f"{self.recommend_model}: no saved model in this bundle to score with")
         from recflow.models import load_model
+        from recflow.models.base import memory_mapped
 
-        return load_model(path)
+        with memory_mapped():  # a query reads the pages it scores with (EASE: the user's rows of B), not every array
+            return load_model(path)
 
     # -- recommend -------------------------------------------------------------------------
     def recommend(self, user_id: int, k: int = 10, fallback: str | None = None, exclude_seen: bool = True) -> Answer:
