@@ -7,7 +7,7 @@ finds one user's rows by reading one file (``pyarrow.dataset`` with a filter on 
 The ranking is ``Retriever.recommend_many``'s, i.e. what ``recflow recommend`` and ``recflow api``
 answer for the same user (items the user rated anywhere in the split left out). Users without
 training ratings are not exported (they have no ranking; a service answers them with the
-popularity fallback).
+popularity fallback), nor is a user who rated every item (nothing is left to recommend).
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ def write_top_k(retriever: Retriever, out: Path, k: int = 100, partitions: int =
     k = min(int(k), cat.n_items)
     buckets: dict[int, list[pa.Table]] = {}
     rows = 0
+    exported = 0
     for start in range(0, len(warm), BATCH_USERS):
         users = warm[start : start + BATCH_USERS]
         items, scores = retriever.recommend_many(users, k)
@@ -43,6 +44,7 @@ def write_top_k(retriever: Retriever, out: Path, k: int = 100, partitions: int =
         ranks = np.broadcast_to(np.arange(1, k + 1, dtype=np.int16), items.shape)[ok]
         table = pa.table({"user_id": user_ids, "rank": ranks, "item_id": cat.item_ids[items[ok]], "score": scores[ok].astype(np.float32)})
         rows += len(table)
+        exported += int(np.count_nonzero(ok[:, 0]))
         bucket = user_ids % partitions
         for b in np.unique(bucket).tolist():
             buckets.setdefault(b, []).append(table.filter(pa.array(bucket == b)))
@@ -58,6 +60,7 @@ def write_top_k(retriever: Retriever, out: Path, k: int = 100, partitions: int =
         "k": k,
         "partitions": partitions,
         "users": int(len(warm)),
+        "users_with_rows": exported,  # a user who rated every item has nothing left to recommend
         "rows": int(rows),
         "path": EXPORT_DIR,
         "columns": ["user_id", "rank", "item_id", "score"],

@@ -246,8 +246,10 @@ class Retriever:
         if path is None:
             raise NotServable(f"{self.recommend_model}: no saved model in this bundle to score with")
         from recflow.models import load_model
+        from recflow.models.base import memory_mapped
 
-        return load_model(path)
+        with memory_mapped():  # a query reads the pages it scores with (EASE: the user's rows of B), not every array
+            return load_model(path)
 
     # -- recommend -------------------------------------------------------------------------
     def recommend(self, user_id: int, k: int = 10, fallback: str | None = None, exclude_seen: bool = True) -> Answer:
@@ -342,15 +344,28 @@ class Retriever:
         return scores
 
     def _recommend_by_index(self, user: int, seen: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Nearest items to the user's vector, over-fetched by the number of seen items, then filtered."""
+        """Nearest items to the user's vector, over-fetched to make room for the seen items, then filtered.
+
+        The first search over-fetches by at most ``4 k`` of the user's seen items (a heavy user's
+        thousands of ratings would make every query search thousands of neighbours), the second,
+        only when too few unseen items came back, by all of them; both counted from the array
+        lookup ``row_of``, never a pass over the catalogue, so a query costs the search alone.
+        """
         space = self._index.space(self._index.primary())
         u = np.asarray(self._user_factors[user], dtype=np.float32)
         norm = float(np.linalg.norm(u))
-        available = len(space.item_idx) - np.isin(space.item_idx, seen).sum() if len(seen) else len(space.item_idx)
-        want = min(k, int(available))
+        n = len(space.item_idx)
+        in_space = int(np.count_nonzero(space.row_of[seen] >= 0)) if len(seen) else 0
+        want = min(k, n - in_space)
         if norm > 0:
-            items, cos = space.nearest(u / norm, min(k + len(seen), len(space.item_idx)))
-            keep = ~np.isin(items, seen)
+            full = min(k + in_space, n)
+            fetch = min(k + min(in_space, 4 * k), n)
+            while True:
+                items, cos = space.nearest(u / norm, fetch)
+                keep = ~np.isin(items, seen) if len(seen) else np.ones(len(items), bool)
+                if keep.sum() >= want or fetch >= full:
+                    break
+                fetch = full
             items, cos = items[keep][:k], cos[keep][:k]
             if len(items) >= want:
                 return items, (cos * norm).astype(np.float32)

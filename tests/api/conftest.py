@@ -21,12 +21,22 @@ def tiny_root(tmp_path_factory) -> Path:
     return root
 
 
-@pytest.fixture
-def live(tiny_root):
-    """A server over the champion (v1, run A), polling every 50 ms; the champion is put back afterwards."""
-    promote(tiny_root, "run-a", 1, "ease")
-    service = Service(ChampionRecords(tiny_root), tiny_root, interval=0.05, depth=20)
+def _serving(root: Path):
+    promote(root, "run-a", 1, "ease")
+    service = Service(ChampionRecords(root), root, interval=0.05, depth=20)
     with LiveServer(service) as server, httpx.Client(base_url=server.url, timeout=10) as client:
         server.client = client
         yield server
-    promote(tiny_root, "run-a", 1, "ease")
+    promote(root, "run-a", 1, "ease")
+
+
+@pytest.fixture(scope="module")
+def live(tiny_root):
+    """A server over the champion (v1, run A), polling every 50 ms, shared by the tests that only query it."""
+    yield from _serving(tiny_root)
+
+
+@pytest.fixture
+def own_live(tiny_root):
+    """A server of the test's own, for tests that move the champion (put back to v1 afterwards)."""
+    yield from _serving(tiny_root)

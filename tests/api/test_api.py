@@ -229,7 +229,7 @@ def test_the_openapi_docs_list_every_route(live):
 
 
 # -- hot swap ---------------------------------------------------------------------------------------
-def test_a_promotion_swaps_versions_under_requests_without_a_failure_or_a_mixed_answer(live, tiny_root):
+def test_a_promotion_swaps_versions_under_requests_without_a_failure_or_a_mixed_answer(own_live, tiny_root):
     """Four threads query while the champion moves from v1 (EASE, run A) to v2 (item-kNN, run B): every
     answer succeeds and is exactly one version's answer; /metadata shows v2 afterwards."""
     users = USER_IDS[:8].tolist()
@@ -242,7 +242,7 @@ def test_a_promotion_swaps_versions_under_requests_without_a_failure_or_a_mixed_
     seen, failures, stop = [], [], threading.Event()
 
     def query():
-        with httpx.Client(base_url=live.url, timeout=10) as client:
+        with httpx.Client(base_url=own_live.url, timeout=10) as client:
             n = 0
             while not stop.is_set():
                 user = users[n % len(users)]
@@ -265,7 +265,7 @@ def test_a_promotion_swaps_versions_under_requests_without_a_failure_or_a_mixed_
         time.sleep(0.01)
     promote(tiny_root, "run-b", 2, "item_knn")
     deadline = time.monotonic() + 20
-    while live.client.get("/metadata").json()["version"] != 2:
+    while own_live.client.get("/metadata").json()["version"] != 2:
         assert time.monotonic() < deadline, "the server never swapped to v2"
         time.sleep(0.05)
     after = len(seen)
@@ -277,20 +277,20 @@ def test_a_promotion_swaps_versions_under_requests_without_a_failure_or_a_mixed_
         t.join()
     assert failures == []
     assert 1 in seen and seen[-1] == 2 and seen.index(2) > 0
-    meta = live.client.get("/metadata").json()
+    meta = own_live.client.get("/metadata").json()
     assert (meta["version"], meta["model"], meta["run_id"], meta["health"]["swaps"]) == (2, "item_knn", "run-b", 1)
 
 
-def test_a_version_that_cannot_load_leaves_the_old_one_serving_and_health_says_why(live, tiny_root):
+def test_a_version_that_cannot_load_leaves_the_old_one_serving_and_health_says_why(own_live, tiny_root):
     (tiny_root / "serving" / "runs" / "run-gone.json").write_text('{"run_id": "run-gone", "models": {}, "best": null, "metric": "recall_at_10"}')
     promote(tiny_root, "run-gone", 3, "ease")
     deadline = time.monotonic() + 20
-    while live.client.get("/health").json()["last_error"] is None:
+    while own_live.client.get("/health").json()["last_error"] is None:
         assert time.monotonic() < deadline
         time.sleep(0.05)
-    health = live.client.get("/health").json()
+    health = own_live.client.get("/health").json()
     assert health["status"] == "ready" and health["version"] == 1 and "run-gone has no model" in health["last_error"]
-    assert live.client.get("/recommend", params={"user_id": 10}).json()["version"] == 1
+    assert own_live.client.get("/recommend", params={"user_id": 10}).json()["version"] == 1
 
 
 # -- the command --------------------------------------------------------------------------------------

@@ -34,7 +34,7 @@ def test_the_export_holds_every_warm_users_ranking_partitioned_by_user_bucket(ho
         rows = table[table["user_id"] == user].sort_values("rank")
         assert rows["rank"].tolist() == list(range(1, 8))
         assert rows["item_id"].tolist() == expected.recommend(user, 7).item_ids.tolist()
-    assert (done.meta["users"], done.meta["rows"], done.meta["model"]) == (40, 280, "ease")
+    assert (done.meta["users"], done.meta["users_with_rows"], done.meta["rows"], done.meta["model"]) == (40, 40, 280, "ease")
 
 
 def test_the_same_files_and_settings_reuse_the_export_and_other_settings_write_another(home):

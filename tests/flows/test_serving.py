@@ -278,7 +278,8 @@ def test_the_run_exports_the_champions_top_k_per_user_as_the_cli_ranks(served):
     exported = result["export"]
     assert exported.stage == "export" and (exported.meta["k"], exported.meta["partitions"]) == (100, 16)
     frame = pads.dataset(home / exported.path / "top_k", partitioning="hive").to_table().to_pandas()
-    assert frame["user_id"].nunique() == exported.meta["users"] and len(frame) == exported.meta["rows"]
+    assert frame["user_id"].nunique() == exported.meta["users_with_rows"] and len(frame) == exported.meta["rows"]
+    assert frame.groupby("user_id").size().max() == 100
     shown = cli("recommend", "--user", "1", "-k", "5")
     rows = frame[frame["user_id"] == 1].sort_values("rank").head(5)
     assert rows["item_id"].tolist() == [r[0] for r in table(shown.output)]

@@ -196,3 +196,20 @@ def test_load_refuses_another_model(model, tmp_path):
 
     with pytest.raises(ValueError):
         Other.load(tmp_path / "m")
+
+
+def test_inside_memory_mapped_a_loaded_models_large_arrays_are_read_only_maps_that_score_alike(tmp_path, monkeypatch):
+    """``recflow recommend`` loads EASE this way: its items x items ``B`` is mapped, not read (the pages of
+    the user's rows are all a query touches); small arrays and loads outside the context are read as before."""
+    import recflow.models.base as base
+    from recflow.models.ease import EASERecommender
+
+    train = interactions([0, 0, 1, 1, 2, 2, 2], [0, 1, 1, 2, 0, 2, 3], 3, 4)
+    EASERecommender(l2=1.0).fit(train).save(tmp_path / "ease")
+    monkeypatch.setattr(base, "MMAP_MIN_BYTES", 64)  # B is 4 x 4 float32: 64 bytes
+    read = load_model(tmp_path / "ease")
+    with base.memory_mapped():
+        mapped = load_model(tmp_path / "ease")
+    assert isinstance(mapped.B_.base, np.memmap) or isinstance(mapped.B_, np.memmap)
+    assert not mapped.B_.flags.writeable and read.B_.flags.writeable
+    np.testing.assert_array_equal(mapped.score(np.arange(3)), read.score(np.arange(3)))
