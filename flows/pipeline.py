@@ -26,6 +26,7 @@ from prefect import flow, get_run_logger, tags
 from prefect.futures import PrefectFuture
 from prefect.runtime import flow_run
 
+from flows.head import pipeline_head
 from recflow.experiments.config import RunConfig, load_config
 from recflow.experiments.summary import RunSummary
 from recflow.experiments.tracking import FLOW_RUN_TAG, pipeline_run, pipeline_run_name
@@ -37,13 +38,10 @@ from tasks.caching import prepare_results_storage, results_storage
 from tasks.dag import NOT_RUN, Dag, Node
 from tasks.evaluate import evaluate
 from tasks.export import export
-from tasks.features import features
 from tasks.index import has_embeddings, index
-from tasks.ingest import ingest, locate
 from tasks.operations import exclusive_root, refreshed_caches
 from tasks.publish import catalogue, champion, report, track
-from tasks.sampling import needs_samples, sampling, sampling_plan
-from tasks.split import split
+from tasks.sampling import needs_samples
 from tasks.train import members_of, record_fits, train, wants_warm_starts, warm_starts
 
 
@@ -61,14 +59,9 @@ def run_stages(cfg: RunConfig, config_path: str | list[str] | None) -> dict[str,
     own = {FLOW_RUN_TAG: flow_run.get_id()} if flow_run.get_id() else {}
     with pipeline_run(cfg, parent_run_name(config_path), tags=own) as parent:  # MLflow's parent run spans the flow
         crash_flow_runs([c["flow_run_id"] for c in parent.get("crashed", []) if c["flow_run_id"]])
-        source = located(cfg)
-
         dag = Dag()
-        data = dag.add(f"ingest[{cfg.dataset.name}]", ingest, source, cfg.dataset.max_reject_fraction)
-        parts = dag.add(f"split[{cfg.split.protocol}]", split, data, cfg.split)
-        feats = dag.add("features", features, data, parts, cfg.features)
-        plan = sampling_plan(cfg)
-        samples = dag.add("sampling", sampling, parts, plan) if plan is not None else None
+        head = pipeline_head(cfg, dag.add)
+        source, data, parts, feats, samples = head.source, head.data, head.parts, head.feats, head.samples
         if wants_warm_starts(cfg):
             dag.run()  # each model's earlier fit is found from tonight's split
         starts = warm_starts(cfg, parts)
@@ -85,7 +78,7 @@ def run_stages(cfg: RunConfig, config_path: str | list[str] | None) -> dict[str,
         indexed = {name: dag.add(f"index[{name}]", index, model, parts, data, cfg.index) for name, model in trained.items() if has_embeddings(name)}
         dag.run()
 
-        shared = {"ingest": data, "split": parts, "features": feats, **({"sampling": samples} if samples else {})}
+        shared = head.stages
         record_fits(cfg, parts, trained, starts)
         counts = count_states([*shared.values(), *trained.values(), *scored.values(), *indexed.values()])
         stopped = failures({stage: (None, f) for stage, f in shared.items()})
@@ -188,15 +181,6 @@ def crash_flow_runs(flow_run_ids: list[str]) -> None:
                     logger.warning("flow run %s (%s) was left %s by a killed run: marked Crashed", found.name, flow_run_id, found.state.name)
             except Exception as exc:  # another Prefect database, or already gone
                 logger.info("flow run %s of a killed run not marked crashed: %s", flow_run_id, exc)
-
-
-def located(cfg: RunConfig) -> Any:
-    """The dataset's source, or ``PipelineFailed`` naming ``locate[<dataset>]`` with the places tried and the fix, line by line."""
-    try:
-        return locate(cfg.dataset)
-    except Exception as exc:
-        first, *rest = str(exc).splitlines() or [""]
-        raise PipelineFailed([StageFailure(f"locate[{cfg.dataset.name}]", f"{type(exc).__name__}: {first}", details=tuple(r.strip() for r in rest))]) from None
 
 
 def preset_name(config_path: str | list[str] | None) -> str:

@@ -3,8 +3,8 @@
     locate -> ingest -> split -> tuning_split (train + valid only) -> features -> sampling
            -> trial[model #n] ... (Optuna TPE asks, each trial is a task, Optuna is told) -> overlay
 
-The first stages are the pipeline's cached tasks, so a tuned dataset shares their cache with
-``recflow run``. ``tuning_split`` drops the test rows while reading; everything after it
+The first stages are the pipeline's own head (``flows.head.pipeline_head``), so a tuned dataset
+shares their cache with ``recflow run``. ``tuning_split`` drops the test rows while reading; everything after it
 (features, samples, every trial) sees train and valid only. A study lives in Optuna's RDB
 storage under the artifacts root: rerun the same command after a crash and it continues where it
 stopped (trials left running by the crash are marked failed; completed trials count toward the
@@ -21,16 +21,13 @@ from typing import Any
 import optuna
 from prefect import flow, get_run_logger, tags
 
+from flows.head import called, pipeline_head
 from recflow.experiments import tuning
 from recflow.experiments.config import load_config
 from recflow.runtime.store import artifacts_root
 from recflow.utils.progress import track
 from tasks.caching import prepare_results_storage, results_storage
-from tasks.features import features
-from tasks.ingest import ingest, locate
 from tasks.operations import exclusive_root
-from tasks.sampling import sampling, sampling_plan
-from tasks.split import split
 from tasks.tune import tune_trial, tuning_split
 
 
@@ -56,12 +53,13 @@ def tune(
     root = artifacts_root()
     log = get_run_logger()
     with exclusive_root(root), tags(f"dataset:{cfg.dataset.name}", f"tune:{model}"):
-        source = locate(cfg.dataset)
-        data = ingest(source, cfg.dataset.max_reject_fraction)
-        parts = tuning_split(split(data, cfg.split), valid_fraction, seed)
-        feats = features(data, parts, cfg.features)
-        plan = sampling_plan(cfg.model_copy(update={"models": [base]}))
-        samples = sampling(parts, plan) if plan is not None else None
+        head = pipeline_head(
+            cfg,
+            called,
+            narrow=lambda add, parts: add("tuning_split", tuning_split, parts, valid_fraction, seed),
+            sampled_for=cfg.model_copy(update={"models": [base]}),
+        )
+        data, parts, feats, samples = head.data, head.parts, head.feats, head.samples
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         storage = tuning.storage_url(root)
