@@ -1,8 +1,9 @@
 """Hybrid content + collaborative retrieval model (plain Keras 3), trained on user feedback.
 
 Code: the content table in ``recflow.models.hybrid_content``, the network in
-``recflow.models.hybrid_network``, title matching in ``recflow.retrieval.titles``, genre agreement in
-``recflow.prep.genres``; this module trains, scores and saves.
+``recflow.models.hybrid_network``, the in-batch softmax and log q in ``recflow.models.towers`` (shared
+with two_tower), title matching in ``recflow.retrieval.titles`` and genre agreement (its query items
+included) in ``recflow.prep.genres`` (shared with the serving side); this module trains, scores and saves.
 
 After the reference notebook's hybrid (TF-IDF -> SVD text, genre multi-hot and scaled numerics
 feed a content branch, an item-ID embedding is the CF branch, a fusion head joins them, an
@@ -105,7 +106,7 @@ from recflow.models.hybrid_network import build_network
 from recflow.models.keras_training import KerasRecommender, make_lazy_adam, shuffled_batches
 from recflow.models.search_space import Choice, Dimension, FloatRange
 from recflow.models.towers import in_batch_softmax, log_item_share
-from recflow.prep.genres import genre_overlap_at_k
+from recflow.prep.genres import genre_overlap_at_k, overlap_queries
 from recflow.prep.interactions import Interactions
 from recflow.retrieval.titles import TitleIndex
 from recflow.utils.numeric import normalise_rows
@@ -469,11 +470,7 @@ class HybridRecommender(KerasRecommender):
         return genre_overlap_at_k(self.item_vectors_[mode], self.genres_, int(k), items, self.valid_[mode])
 
     def _default_overlap_queries(self) -> np.ndarray:
-        cand = np.flatnonzero((self.item_counts_ > 0) & (self.genres_ > 0).any(axis=1)) if self.genres_.shape[1] else np.zeros(0, np.int64)
-        cap = self.genre_overlap_queries
-        if cap is not None and len(cand) > int(cap):
-            cand = np.sort(np.random.default_rng(int(self.seed)).choice(cand, int(cap), replace=False))
-        return cand
+        return overlap_queries(self.genres_, self.item_counts_ > 0, self.genre_overlap_queries, int(self.seed))
 
     def _all_genre_overlaps(self) -> dict[str, float]:
         k = int(self.genre_overlap_k)
