@@ -1,8 +1,9 @@
 """Hybrid content + collaborative retrieval model (plain Keras 3), trained on user feedback.
 
 Code: the content table in ``recflow.models.hybrid_content``, the network in
-``recflow.models.hybrid_network``, title matching in ``recflow.retrieval.titles``, genre agreement in
-``recflow.prep.genres``; this module trains, scores and saves.
+``recflow.models.hybrid_network``, the in-batch softmax and log q in ``recflow.models.towers`` (shared
+with two_tower), title matching in ``recflow.retrieval.titles`` and genre agreement (its query items
+included) in ``recflow.prep.genres`` (shared with the serving side); this module trains, scores and saves.
 
 After the reference notebook's hybrid (TF-IDF -> SVD text, genre multi-hot and scaled numerics
 feed a content branch, an item-ID embedding is the CF branch, a fusion head joins them, an
@@ -104,7 +105,8 @@ from recflow.models.hybrid_content import align_items, content_features
 from recflow.models.hybrid_network import build_network
 from recflow.models.keras_training import KerasRecommender, make_lazy_adam, shuffled_batches
 from recflow.models.search_space import Choice, Dimension, FloatRange
-from recflow.prep.genres import genre_overlap_at_k
+from recflow.models.towers import in_batch_softmax, log_item_share
+from recflow.prep.genres import genre_overlap_at_k, overlap_queries
 from recflow.prep.interactions import Interactions
 from recflow.retrieval.titles import TitleIndex
 from recflow.utils.numeric import normalise_rows
@@ -245,107 +247,65 @@ class HybridRecommender(KerasRecommender):
         self.positive_rule_ = "threshold" if not keep.all() else "all"
         return train.user_idx[keep].astype(np.int32), train.item_idx[keep].astype(np.int32)
 
-    # -- learning ---------------------------------------------------------------------------
-    def fit(self, train: Interactions, context: FitContext | None = None) -> HybridRecommender:
-        self._check_params()
-        context = context or FitContext()
-        n_users, n_items = train.n_users, train.n_items
-        dim, seed = int(self.dim), int(self.seed)
-        started = time.perf_counter()
-
-        # ---- side data (NumPy / scikit-learn)
-        content = self._content(train, context)
+    def _set_catalogue(self, train: Interactions, context: FitContext) -> None:
+        """Raw item ids, titles ("" where the items table has none) and train interactions per index item."""
         self.item_ids_ = np.asarray(train.item_ids)
-        titles = np.full(n_items, "", dtype=object)
+        titles = np.full(train.n_items, "", dtype=object)
         rows, idx = align_items(context.items, self.item_ids_)
         if rows is not None and "title" in rows.columns:
             titles[idx] = rows["title"].astype(str).to_numpy(dtype=object)
         self.titles_ = np.array(titles.tolist(), dtype=np.str_)
-        self.item_counts_ = np.bincount(train.item_idx, minlength=n_items).astype(np.int64)
+        self.item_counts_ = np.bincount(train.item_idx, minlength=train.n_items).astype(np.int64)
+
+    # -- learning ---------------------------------------------------------------------------
+    def fit(self, train: Interactions, context: FitContext | None = None) -> HybridRecommender:
+        """Side data (NumPy, scikit-learn), the network, the training step, the epoch loop, then the genre overlaps."""
+        self._check_params()
+        context = context or FitContext()
+        started = time.perf_counter()
+        content = self._content(train, context)
+        self._set_catalogue(train, context)
         has_cf = self.item_counts_ > 0
         pos_u, pos_i = self._positives(train)
         if len(pos_u) == 0:
             raise ValueError("no training examples (empty train)")
-        counts = np.bincount(pos_i, minlength=n_items).astype(np.float64)
-        log_q = np.log(np.maximum(counts, 1.0) / max(counts.sum(), 1.0)).astype(np.float32)
+        log_q = log_item_share(np.bincount(pos_i, minlength=train.n_items)).astype(np.float32)
 
-        # ---- network
         tf, keras = self._seeded_tf()
         hidden = [int(h) for h in self.hidden]
         fusion_hidden = hidden if self.fusion_hidden is None else [int(h) for h in self.fusion_hidden]
-        self._model, user_tower, content_branch, cf_branch, fusion = build_network(keras, n_users, n_items, dim, hidden, fusion_hidden, content, has_cf, seed)
-        variables = user_tower.trainable_variables + content_branch.trainable_variables + cf_branch.trainable_variables + fusion.trainable_variables
+        self._model, *parts = build_network(keras, train.n_users, train.n_items, int(self.dim), hidden, fusion_hidden, content, has_cf, int(self.seed))
+        train_step = self._train_step(tf, keras, parts, log_q)
+        run_epoch = self._epoch_runner(tf, train_step, pos_u, pos_i)
+        self._has_cf = has_cf
+        self._train_epochs(train, context, run_epoch, self._set_vectors)
+        self.genre_overlap_ = self._all_genre_overlaps()
+        self.fit_seconds_ = time.perf_counter() - started
+        return self
+
+    def _apply_gradients(self, tf, keras, variables):
+        """``apply(grads)`` of ``optimizer``: Keras's Adam, or lazy Adam (only the batch's embedding rows)."""
         if self.optimizer == "lazy_adam":
-            apply_gradients = make_lazy_adam(tf, variables, float(self.lr))
-        else:
-            optimizer = keras.optimizers.Adam(learning_rate=float(self.lr))
-            optimizer.build(variables)
+            return make_lazy_adam(tf, variables, float(self.lr))
+        optimizer = keras.optimizers.Adam(learning_rate=float(self.lr))
+        optimizer.build(variables)
 
-            def apply_gradients(grads):
-                optimizer.apply(grads, variables)
+        def apply_gradients(grads):
+            optimizer.apply(grads, variables)
 
-        # the ID tables are read row-wise (a gather on the variable itself), never whole: once a
-        # sparse update has touched a variable, TensorFlow copies all of it on every dense read,
-        # which the Keras Embedding layer's lookup is (the whole table each step at 25M's size)
-        user_emb = _tf_variable(tf, user_tower.get_layer("user_id_embedding").embeddings)
-        item_emb = _tf_variable(tf, cf_branch.get_layer("item_id_embedding").embeddings)
-        user_unit, cf_unit = user_tower.get_layer("user_unit"), cf_branch.get_layer("cf_unit")
-        inv_t = tf.constant(1.0 / float(self.temperature), tf.float32)
-        align_w = tf.constant(float(self.alignment_weight), tf.float32)
-        l2 = float(self.l2)
-        log_q_t = tf.constant(log_q)
-        use_logq = bool(self.logq_correction)
+        return apply_gradients
+
+    def _train_step(self, tf, keras, parts, log_q: np.ndarray):
+        """The step on a (user, item) batch: the cf_dropout mask, the (optionally XLA-compiled) loss and gradient, the update.
+
+        Returns (total, softmax, alignment) losses.
+        """
+        variables = [v for part in parts for v in part.trainable_variables]  # user tower, content, cf, fusion head
+        apply_gradients = self._apply_gradients(tf, keras, variables)
+        losses_and_gradients = self._losses_and_gradients(tf, parts, variables, log_q)
         drop_p = float(self.cf_dropout)
-        branch_w = float(self.branch_loss_weight)
-        step_seed = tf.Variable([seed, 0], dtype=tf.int64, trainable=False)
+        step_seed = tf.Variable([int(self.seed), 0], dtype=tf.int64, trainable=False)
         idx_spec = tf.TensorSpec([None], tf.int32)
-        shared = None if self.shared_negatives is None else int(self.shared_negatives)
-
-        def shared_softmax(ue, ie, i):
-            """The in-batch softmax with the batch's first ``shared`` positives as every row's negatives."""
-            negatives = i[:shared]
-            pos = tf.reduce_sum(ue * ie, axis=1) * inv_t
-            neg = tf.matmul(ue, ie[:shared], transpose_b=True) * inv_t
-            if use_logq:
-                pos = pos - tf.gather(log_q_t, i)
-                neg = neg - tf.gather(log_q_t, negatives)[None, :]
-            # a slot holding the row's own item (itself, or a duplicate) is not a negative
-            neg = tf.where(tf.equal(i[:, None], negatives[None, :]), tf.constant(-1e9, neg.dtype), neg)
-            return tf.reduce_mean(tf.reduce_logsumexp(tf.concat([pos[:, None], neg], axis=1), axis=1) - pos)
-
-        @tf.function(jit_compile=bool(self.jit_compile))
-        def losses_and_gradients(u, i, keep):
-            with tf.GradientTape() as tape:
-                ue = user_unit(tf.gather(user_emb, u))  # = user_tower(u)
-                ce = content_branch(i, training=True)
-                fe = cf_unit(tf.gather(item_emb, i))  # = cf_branch(i)
-                fe_in = fe
-                if keep is not None:
-                    fe_in = fe * tf.cast(keep, fe.dtype)[:, None]
-                he = fusion([ce, fe_in], training=True)
-                b = tf.shape(i)[0]
-                if shared is None:
-                    dup = tf.logical_and(tf.equal(i[:, None], i[None, :]), tf.logical_not(tf.eye(b, dtype=tf.bool)))
-                    correction = tf.gather(log_q_t, i)[None, :] if use_logq else 0.0
-
-                def softmax_loss(items):
-                    if shared is not None:
-                        return shared_softmax(ue, items, i)
-                    logits = tf.matmul(ue, items, transpose_b=True) * inv_t - correction
-                    logits = tf.where(dup, tf.constant(-1e9, logits.dtype), logits)
-                    return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.range(b), logits=logits))
-
-                sm = softmax_loss(he)
-                align = tf.reduce_mean(1.0 - tf.reduce_sum(ce * fe, axis=1))
-                total = sm + align_w * align
-                if branch_w:
-                    total += branch_w * 0.5 * (softmax_loss(ce) + softmax_loss(fe))
-                if l2:
-                    total += l2 * (
-                        tf.reduce_mean(tf.reduce_sum(tf.square(tf.gather(user_emb, u)), axis=1))
-                        + tf.reduce_mean(tf.reduce_sum(tf.square(tf.gather(item_emb, i)), axis=1))
-                    )
-            return (total, sm, align), tape.gradient(total, variables)
 
         @tf.function(input_signature=[idx_spec, idx_spec], reduce_retracing=True)
         def train_step(u, i):
@@ -357,7 +317,55 @@ class HybridRecommender(KerasRecommender):
             apply_gradients(grads)
             return losses
 
-        rng = np.random.default_rng(seed)
+        return train_step
+
+    def _losses_and_gradients(self, tf, parts, variables, log_q: np.ndarray):
+        """The objective of the module doc and its gradient, a ``tf.function`` (XLA with ``jit_compile``)."""
+        user_tower, content_branch, cf_branch, fusion = parts
+        # the ID tables are read row-wise (a gather on the variable itself), never whole: once a
+        # sparse update has touched a variable, TensorFlow copies all of it on every dense read,
+        # which the Keras Embedding layer's lookup is (the whole table each step at 25M's size)
+        user_emb = _tf_variable(tf, user_tower.get_layer("user_id_embedding").embeddings)
+        item_emb = _tf_variable(tf, cf_branch.get_layer("item_id_embedding").embeddings)
+        user_unit, cf_unit = user_tower.get_layer("user_unit"), cf_branch.get_layer("cf_unit")
+        inv_t = tf.constant(1.0 / float(self.temperature), tf.float32)
+        align_w = tf.constant(float(self.alignment_weight), tf.float32)
+        l2 = float(self.l2)
+        log_q_t = tf.constant(log_q) if self.logq_correction else None
+        branch_w = float(self.branch_loss_weight)
+        shared = None if self.shared_negatives is None else int(self.shared_negatives)
+
+        @tf.function(jit_compile=bool(self.jit_compile))
+        def losses_and_gradients(u, i, keep):
+            with tf.GradientTape() as tape:
+                ue = user_unit(tf.gather(user_emb, u))  # = user_tower(u)
+                ce = content_branch(i, training=True)
+                fe = cf_unit(tf.gather(item_emb, i))  # = cf_branch(i)
+                fe_in = fe
+                if keep is not None:
+                    fe_in = fe * tf.cast(keep, fe.dtype)[:, None]
+                he = fusion([ce, fe_in], training=True)
+
+                def softmax(items):
+                    return in_batch_softmax(tf, ue, items, i, inv_t, log_q_t, shared)
+
+                sm = softmax(he)
+                align = tf.reduce_mean(1.0 - tf.reduce_sum(ce * fe, axis=1))
+                total = sm + align_w * align
+                if branch_w:
+                    total += branch_w * 0.5 * (softmax(ce) + softmax(fe))
+                if l2:
+                    total += l2 * (
+                        tf.reduce_mean(tf.reduce_sum(tf.square(tf.gather(user_emb, u)), axis=1))
+                        + tf.reduce_mean(tf.reduce_sum(tf.square(tf.gather(item_emb, i)), axis=1))
+                    )
+            return (total, sm, align), tape.gradient(total, variables)
+
+        return losses_and_gradients
+
+    def _epoch_runner(self, tf, train_step, pos_u: np.ndarray, pos_i: np.ndarray):
+        """``run_epoch(epoch)`` for ``_train_epochs``: one seeded shuffled pass, the mean of each loss over its batches."""
+        rng = np.random.default_rng(int(self.seed))
 
         def run_epoch(epoch: int):
             t0 = time.perf_counter()
@@ -369,11 +377,7 @@ class HybridRecommender(KerasRecommender):
             total, sm, align = sums / max(n_batches, 1)
             return {"loss": float(total), "softmax_loss": float(sm), "alignment_loss": float(align)}, seconds
 
-        self._has_cf = has_cf
-        self._train_epochs(train, context, run_epoch, self._set_vectors)
-        self.genre_overlap_ = self._all_genre_overlaps()
-        self.fit_seconds_ = time.perf_counter() - started
-        return self
+        return run_epoch
 
     def _set_vectors(self, batch: int = 8192) -> None:
         """Precompute every user vector and the three item-vector sets from the network (NumPy)."""
@@ -466,11 +470,7 @@ class HybridRecommender(KerasRecommender):
         return genre_overlap_at_k(self.item_vectors_[mode], self.genres_, int(k), items, self.valid_[mode])
 
     def _default_overlap_queries(self) -> np.ndarray:
-        cand = np.flatnonzero((self.item_counts_ > 0) & (self.genres_ > 0).any(axis=1)) if self.genres_.shape[1] else np.zeros(0, np.int64)
-        cap = self.genre_overlap_queries
-        if cap is not None and len(cand) > int(cap):
-            cand = np.sort(np.random.default_rng(int(self.seed)).choice(cand, int(cap), replace=False))
-        return cand
+        return overlap_queries(self.genres_, self.item_counts_ > 0, self.genre_overlap_queries, int(self.seed))
 
     def _all_genre_overlaps(self) -> dict[str, float]:
         k = int(self.genre_overlap_k)

@@ -1,11 +1,12 @@
-"""The parts the tower models (two_tower, dssm, hybrid) share: feature tables and the Keras tower.
+"""The parts the tower models (two_tower, dssm, hybrid) share: feature tables, the Keras tower, the in-batch softmax.
 
 Kept out of any one model's module so a model imports what it builds with, not another model:
 ``numeric_feature_table`` turns a feature table into a standardised (n, d) array aligned with
 the dense index (raw scales never reach a network: the reference notebook fed a year near 1995
 and counts in the thousands raw, and its loss went NaN); ``tower`` is the ID embedding plus
-frozen features plus MLP that both two_tower and dssm use per side. TensorFlow is never
-imported here: ``keras`` is passed in by the model that already imported it.
+frozen features plus MLP that both two_tower and dssm use per side; ``in_batch_softmax`` is the
+sampled softmax loss that two_tower and hybrid train with. TensorFlow is never imported here:
+``keras`` (or ``tf``) is passed in by the model that already imported it.
 """
 
 from __future__ import annotations
@@ -147,3 +148,45 @@ def tower(
     if hist_layer is not None:
         hist_layer.set_weights([history.astype(np.float32)])
     return model
+
+
+# ----------------------------------------------------------------------------- losses
+
+
+def log_item_share(counts: np.ndarray) -> np.ndarray:
+    """``log q_i``: each item's share of the training positives (an item without any counts as one);
+    the log-Q correction of training and the popularity term of scoring both use it."""
+    counts = np.asarray(counts, np.float64)
+    return np.log(np.maximum(counts, 1.0) / max(counts.sum(), 1.0))
+
+
+def in_batch_softmax(tf, users, items, item_idx, inv_t, log_q=None, shared: int | None = None):
+    """Mean cross-entropy of each row's positive item against the batch's other positives (a graph op).
+
+    The sampled softmax of two_tower and hybrid (Yi et al. 2019; the two_tower module doc has the
+    design): row ``b`` scores ``users[b]`` against the batch's positive item vectors ``items`` at
+    ``<user, item> * inv_t``, its own positive is the label. ``log_q`` (a (n_items,) tensor of
+    ``log q_i``, or None: no correction) subtracts each item's log share of the examples from its
+    logit, so popular items are not punished for appearing as negatives more often. A slot holding
+    the row's own item other than the label (a duplicate within the batch) is masked out.
+    ``shared=M``: every row's negatives are the batch's first M positives only (a uniform sample:
+    batches are shuffled), plus its own positive, so the B x B logits become B x (M + 1); here the
+    label's own slot among the M is masked too, as its positive is already the first column.
+    """
+    if shared is not None:
+        negatives = item_idx[:shared]
+        pos = tf.reduce_sum(users * items, axis=1) * inv_t
+        neg = tf.matmul(users, items[:shared], transpose_b=True) * inv_t
+        if log_q is not None:
+            pos = pos - tf.gather(log_q, item_idx)
+            neg = neg - tf.gather(log_q, negatives)[None, :]
+        # a slot holding the row's own item (itself, or a duplicate) is not a negative
+        neg = tf.where(tf.equal(item_idx[:, None], negatives[None, :]), tf.constant(-1e9, neg.dtype), neg)
+        return tf.reduce_mean(tf.reduce_logsumexp(tf.concat([pos[:, None], neg], axis=1), axis=1) - pos)
+    logits = tf.matmul(users, items, transpose_b=True) * inv_t
+    if log_q is not None:
+        logits = logits - tf.gather(log_q, item_idx)[None, :]
+    b = tf.shape(item_idx)[0]
+    dup = tf.logical_and(tf.equal(item_idx[:, None], item_idx[None, :]), tf.logical_not(tf.eye(b, dtype=tf.bool)))
+    logits = tf.where(dup, tf.constant(-1e9, logits.dtype), logits)
+    return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.range(b), logits=logits))

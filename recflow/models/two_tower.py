@@ -96,6 +96,7 @@ reads only the npz: ``score``/``recommend`` need no TensorFlow; ``keras_model`` 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
@@ -108,7 +109,7 @@ from recflow.models.keras_training import (
     tower_outputs,
 )
 from recflow.models.search_space import Choice, Dimension, FloatRange
-from recflow.models.towers import history_table, numeric_feature_table, tower
+from recflow.models.towers import history_table, in_batch_softmax, log_item_share, numeric_feature_table, tower
 from recflow.prep.interactions import Interactions
 from recflow.prep.sample_files import load_matching
 from recflow.utils.numeric import distinct
@@ -147,11 +148,17 @@ def unseen_negatives(users: np.ndarray, seen_keys: np.ndarray, n_items: int, rng
     return neg
 
 
-def log_item_share(counts: np.ndarray) -> np.ndarray:
-    """``log q_i``: each item's share of the training positives (an item without any counts as one);
-    the log-Q correction of training and the popularity term of scoring both use it."""
-    counts = np.asarray(counts, np.float64)
-    return np.log(np.maximum(counts, 1.0) / max(counts.sum(), 1.0))
+@dataclass(frozen=True)
+class _Examples:
+    """What ``fit`` trains on: the positives (indices, timestamps), ``log q`` per item, BPR's inputs."""
+
+    users: np.ndarray  # int32 user index of each positive
+    items: np.ndarray  # int32 item index of each positive
+    timestamps: np.ndarray
+    log_q: np.ndarray  # (n_items,) float32 log share of the positives
+    triplets: object  # the sampling stage's (user_idx, pos_idx, neg_idx) frame, or None
+    seen_keys: np.ndarray  # sorted user * n_items + item of train (uniform BPR negatives avoid them)
+    n: int  # examples per epoch
 
 
 class TwoTowerRecommender(KerasRecommender):
@@ -253,32 +260,43 @@ class TwoTowerRecommender(KerasRecommender):
             raise ValueError("user_id=False needs history > 0 or use_features: the user tower would have no input")
 
     def fit(self, train: Interactions, context: FitContext | None = None) -> TwoTowerRecommender:
+        """Features, examples, towers, the training step, then the epoch loop (``_train_epochs``)."""
         self._check_params()
         tf, keras = self._seeded_tf()
         context = context or FitContext()
-        n_users, n_items = train.n_users, train.n_items
-        dim, seed = int(self.dim), int(self.seed)
+        self._set_feature_tables(train, context)
+        examples = self._examples(train, context)
+        # the user's training history (the positives only: fit never sees valid or test)
+        history = None
+        if int(self.history):
+            history = history_table(examples.users, examples.items, examples.timestamps, train.n_users, int(self.history))
+        user_tower, item_tower = self._build_towers(keras, train.n_users, train.n_items, history)
+        step = self._train_step(tf, user_tower, item_tower, examples.log_q, dense_history=history is not None)
+        run_epoch = self._epoch_runner(tf, step, examples, train.n_items)
+        self._train_epochs(train, context, run_epoch, self._set_embeddings, examples.n)
+        return self
 
-        # ---- features
+    def _set_feature_tables(self, train: Interactions, context: FitContext) -> None:
+        """The standardised numeric feature tables of both sides (empty without ``use_features``)."""
         clip = float(self.feature_clip)
         uf = context.user_features if self.use_features else None
         itf = context.item_features if self.use_features else None
         self.user_feature_table_, self.user_feature_columns_, self.user_feature_mean_, self.user_feature_std_ = numeric_feature_table(
-            uf, "user_id", train.user_index, n_users, clip
+            uf, "user_id", train.user_index, train.n_users, clip
         )
         self.item_feature_table_, self.item_feature_columns_, self.item_feature_mean_, self.item_feature_std_ = numeric_feature_table(
-            itf, "item_id", train.item_index, n_items, clip
+            itf, "item_id", train.item_index, train.n_items, clip
         )
 
-        # ---- examples
+    def _examples(self, train: Interactions, context: FitContext) -> _Examples:
+        """The training positives, their item shares, BPR's triplets when the sampling stage's fit this train part."""
         keep = np.ones(len(train), bool)
         if self.positive_threshold is not None:
             keep = train.ratings >= float(self.positive_threshold)
         pos_u = train.user_idx[keep].astype(np.int32)
         pos_i = train.item_idx[keep].astype(np.int32)
-        counts = np.bincount(pos_i, minlength=n_items).astype(np.float64)
+        counts = np.bincount(pos_i, minlength=train.n_items).astype(np.float64)
         self.item_frequency_ = counts
-        log_q = log_item_share(counts).astype(np.float32)
         triplets = None
         if self.loss == "bpr":
             samples = context.samples
@@ -286,86 +304,39 @@ class TwoTowerRecommender(KerasRecommender):
             if triplets is not None and len(triplets) == 0:
                 triplets = None
         seen = train.seen.tocoo()
-        seen_keys = distinct(seen.row.astype(np.int64) * n_items + seen.col.astype(np.int64))
-        rng = np.random.default_rng(seed)
-        if triplets is not None:
-            n_examples = len(triplets)
-        else:
-            n_examples = len(pos_u)
-        self.n_examples_ = int(n_examples)
-        if n_examples == 0:
+        seen_keys = distinct(seen.row.astype(np.int64) * train.n_items + seen.col.astype(np.int64))
+        n = len(triplets) if triplets is not None else len(pos_u)
+        self.n_examples_ = int(n)
+        if n == 0:
             raise ValueError("no training examples (empty train, or no rating >= positive_threshold)")
+        return _Examples(pos_u, pos_i, train.timestamps[keep], log_item_share(counts).astype(np.float32), triplets, seen_keys, n)
 
-        # ---- the user's training history (the positives only: fit never sees valid or test)
-        history = None
-        if int(self.history):
-            history = history_table(pos_u, pos_i, train.timestamps[keep], n_users, int(self.history))
-
-        # ---- model
+    def _build_towers(self, keras, n_users: int, n_items: int, history: np.ndarray | None):
+        """(user tower, item tower), joined in ``_model`` (what is saved as ``model.keras``)."""
+        dim, seed = int(self.dim), int(self.seed)
         hidden = [int(h) for h in self.hidden]
         user_tower = tower(
             keras, "user", n_users, dim, hidden, self.user_feature_table_, seed, history=history, n_history_items=n_items, id_embedding=bool(self.user_id)
         )
         item_tower = tower(keras, "item", n_items, dim, hidden, self.item_feature_table_, seed + 1000)
         self._model = _two_tower_model(keras, user_tower, item_tower)
-        user_emb_var = user_tower.get_layer("user_id_embedding").embeddings if self.user_id else None
-        item_emb_var = item_tower.get_layer("item_id_embedding").embeddings
+        return user_tower, item_tower
+
+    def _train_step(self, tf, user_tower, item_tower, log_q: np.ndarray, dense_history: bool):
+        """The compiled step of ``loss``: (user, item) batches for the softmax, (user, pos, neg) for BPR; returns the loss."""
         variables = user_tower.trainable_variables + item_tower.trainable_variables
         # the history embedding's gradient touches B x L rows a step, most of the (small) table:
         # a dense update is cheaper than deduplicating that many sparse rows (lazy Adam)
-        dense_grad = [history is not None and v is user_tower.get_layer("user_history_embedding").embeddings for v in variables]
+        dense_grad = [dense_history and v is user_tower.get_layer("user_history_embedding").embeddings for v in variables]
         apply_gradients = make_lazy_adam(tf, variables, float(self.lr))
         inv_t = tf.constant(1.0 / float(self.temperature), tf.float32)
-        l2 = tf.constant(float(self.l2), tf.float32)
-        log_q_t = tf.constant(log_q)
-        use_logq = bool(self.logq_correction)
-        softmax = self.loss == "softmax"
-
-        def reg(u, i, n=None):
-            if not float(self.l2):
-                return 0.0
-            terms = ([tf.gather(user_emb_var, u)] if user_emb_var is not None else []) + [tf.gather(item_emb_var, i)]
-            if n is not None:
-                terms.append(tf.gather(item_emb_var, n))
-            return l2 * tf.add_n([tf.reduce_mean(tf.reduce_sum(tf.square(t), axis=1)) for t in terms])
-
+        reg = self._l2_penalty(tf, user_tower, item_tower)
+        softmax_loss = self._softmax_loss(tf, item_tower, len(log_q), log_q, inv_t)
         idx_spec = tf.TensorSpec([None], tf.int32)
 
-        shared = None if self.shared_negatives is None else int(self.shared_negatives)
-
-        def in_batch_softmax(ue, ie, i):
-            """Mean cross-entropy of each row's positive against the batch's other positives."""
-            logits = tf.matmul(ue, ie, transpose_b=True) * inv_t
-            if use_logq:
-                logits = logits - tf.gather(log_q_t, i)[None, :]
-            b = tf.shape(i)[0]
-            dup = tf.logical_and(tf.equal(i[:, None], i[None, :]), tf.logical_not(tf.eye(b, dtype=tf.bool)))
-            logits = tf.where(dup, tf.constant(-1e9, logits.dtype), logits)
-            return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.range(b), logits=logits))
-
-        def shared_softmax(ue, ie, i):
-            """As ``in_batch_softmax`` with the first ``shared`` positives as every row's negatives."""
-            negatives = i[:shared]
-            pos = tf.reduce_sum(ue * ie, axis=1) * inv_t
-            neg = tf.matmul(ue, ie[:shared], transpose_b=True) * inv_t
-            if use_logq:
-                pos = pos - tf.gather(log_q_t, i)
-                neg = neg - tf.gather(log_q_t, negatives)[None, :]
-            # a slot holding the row's own item (itself, or a duplicate) is not a negative
-            neg = tf.where(tf.equal(i[:, None], negatives[None, :]), tf.constant(-1e9, neg.dtype), neg)
-            return tf.reduce_mean(tf.reduce_logsumexp(tf.concat([pos[:, None], neg], axis=1), axis=1) - pos)
-
-        all_items = tf.range(n_items, dtype=tf.int32)
-
-        def full_softmax(ue, ie, i):
-            """Mean cross-entropy of each row's positive against every item of the catalogue."""
-            logits = tf.matmul(ue, item_tower(all_items, training=True), transpose_b=True) * inv_t
-            return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=i, logits=logits))
-
-        if self.negatives == "all":
-            softmax_loss = full_softmax
-        else:
-            softmax_loss = in_batch_softmax if shared is None else shared_softmax
+        def descend(tape, total):
+            grads = tape.gradient(total, variables)
+            apply_gradients([tf.convert_to_tensor(g) if d else g for g, d in zip(grads, dense_grad)])
 
         @tf.function(input_signature=[idx_spec, idx_spec], reduce_retracing=True, jit_compile=bool(self.jit_compile))
         def softmax_step(u, i):
@@ -374,8 +345,7 @@ class TwoTowerRecommender(KerasRecommender):
                 ie = item_tower(i, training=True)
                 loss = softmax_loss(ue, ie, i)
                 total = loss + reg(u, i)
-            grads = tape.gradient(total, variables)
-            apply_gradients([tf.convert_to_tensor(g) if d else g for g, d in zip(grads, dense_grad)])
+            descend(tape, total)
             return loss
 
         @tf.function(input_signature=[idx_spec, idx_spec, idx_spec], reduce_retracing=True, jit_compile=bool(self.jit_compile))
@@ -387,19 +357,54 @@ class TwoTowerRecommender(KerasRecommender):
                 diff = tf.reduce_sum(ue * (ie - ne), axis=1) * inv_t
                 loss = tf.reduce_mean(tf.nn.softplus(-diff))  # = -log sigmoid(diff), stable
                 total = loss + reg(u, i, n)
-            grads = tape.gradient(total, variables)
-            apply_gradients([tf.convert_to_tensor(g) if d else g for g, d in zip(grads, dense_grad)])
+            descend(tape, total)
             return loss
 
-        step = softmax_step if softmax else bpr_step
+        return softmax_step if self.loss == "softmax" else bpr_step
+
+    def _l2_penalty(self, tf, user_tower, item_tower):
+        """``reg(u, i, n=None)``: ``l2`` times the mean squared norm of the batch's ID embedding rows (0.0 when ``l2`` is 0)."""
+        user_emb_var = user_tower.get_layer("user_id_embedding").embeddings if self.user_id else None
+        item_emb_var = item_tower.get_layer("item_id_embedding").embeddings
+        l2 = tf.constant(float(self.l2), tf.float32)
+
+        def reg(u, i, n=None):
+            if not float(self.l2):
+                return 0.0
+            terms = ([tf.gather(user_emb_var, u)] if user_emb_var is not None else []) + [tf.gather(item_emb_var, i)]
+            if n is not None:
+                terms.append(tf.gather(item_emb_var, n))
+            return l2 * tf.add_n([tf.reduce_mean(tf.reduce_sum(tf.square(t), axis=1)) for t in terms])
+
+        return reg
+
+    def _softmax_loss(self, tf, item_tower, n_items: int, log_q: np.ndarray, inv_t):
+        """``loss(user vectors, item vectors, item indices)`` of ``negatives``: the in-batch sample, or the whole catalogue."""
+        if self.negatives == "all":
+            all_items = tf.range(n_items, dtype=tf.int32)
+
+            def full_softmax(ue, ie, i):
+                """Mean cross-entropy of each row's positive against every item of the catalogue."""
+                logits = tf.matmul(ue, item_tower(all_items, training=True), transpose_b=True) * inv_t
+                return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=i, logits=logits))
+
+            return full_softmax
+        log_q_t = tf.constant(log_q) if self.logq_correction else None
+        shared = None if self.shared_negatives is None else int(self.shared_negatives)
+        return lambda ue, ie, i: in_batch_softmax(tf, ue, ie, i, inv_t, log_q_t, shared)
+
+    def _epoch_runner(self, tf, step, examples: _Examples, n_items: int):
+        """``run_epoch(epoch)`` for ``_train_epochs``: one shuffled pass (BPR: fresh negatives unless triplets are read)."""
+        rng = np.random.default_rng(int(self.seed))
+        pos_u, pos_i, triplets = examples.users, examples.items, examples.triplets
 
         def run_epoch(epoch: int):
-            if softmax:
+            if self.loss == "softmax":
                 arrays = (pos_u, pos_i)
             elif triplets is not None:
                 arrays = tuple(triplets[c].to_numpy(np.int32) for c in ("user_idx", "pos_idx", "neg_idx"))
             else:
-                neg = unseen_negatives(pos_u, seen_keys, n_items, rng).astype(np.int32)
+                neg = unseen_negatives(pos_u, examples.seen_keys, n_items, rng).astype(np.int32)
                 arrays = (pos_u, pos_i, neg)
             ds = shuffled_batches(tf, arrays, int(self.batch_size), rng)
             t0 = time.perf_counter()
@@ -408,8 +413,7 @@ class TwoTowerRecommender(KerasRecommender):
             losses = [float(step(*batch)) for batch in ds]
             return {"loss": float(np.mean(losses)) if losses else float("nan")}, time.perf_counter() - t0
 
-        self._train_epochs(train, context, run_epoch, self._set_embeddings, n_examples)
-        return self
+        return run_epoch
 
     def _set_embeddings(self) -> None:
         user_tower, item_tower = self._towers()

@@ -107,6 +107,20 @@ def genre_matrix(item_ids: np.ndarray, items: pd.DataFrame | None) -> tuple[np.n
     return matrix, np.array([genres.names[k][0] for k in genres.keys], dtype=np.str_)
 
 
+def overlap_queries(genres: np.ndarray, eligible: np.ndarray, cap: int | None = None, seed: int = 0) -> np.ndarray:
+    """The query items of a genre-overlap measurement: the ``eligible`` items with >= 1 genre.
+
+    More than ``cap`` (None: no cap): a seeded uniform sample of ``cap`` of them, sorted, so a
+    measurement costs the same on any catalogue and repeats exactly. The index stage passes the
+    items with a vector, the hybrid model the items with train interactions (one query set for
+    its three modes, so they compare).
+    """
+    cand = np.flatnonzero(np.asarray(eligible, bool) & (np.asarray(genres) > 0).any(axis=1))
+    if cap is not None and len(cand) > int(cap):
+        cand = np.sort(np.random.default_rng(int(seed)).choice(cand, int(cap), replace=False))
+    return cand
+
+
 def genre_overlap_at_k(
     vectors: np.ndarray, genres: np.ndarray, k: int = 10, queries: np.ndarray | None = None, valid: np.ndarray | None = None
 ) -> dict[str, float]:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from recflow.prep.genres import genre_overlap_at_k
+from recflow.prep.genres import genre_overlap_at_k, overlap_queries
 from recflow.retrieval.index import KindResult, TuningGrid, recall_qps_plot, tune_space
 from recflow.retrieval.search import (
     ITEMS_FILE,
@@ -170,9 +170,7 @@ def build_serving_indexes(
 def _genre_agreement(vectors: np.ndarray, genres: np.ndarray, k: int, n_queries: int) -> dict[str, float]:
     """``genre_overlap_at_k`` / ``genre_jaccard_at_k`` of a space, on a seeded sample of items with a vector."""
     valid = np.linalg.norm(vectors, axis=1) > 0
-    queries = np.flatnonzero(valid & (np.asarray(genres) > 0).any(axis=1))
-    if len(queries) > n_queries:
-        queries = np.sort(np.random.default_rng(0).choice(queries, n_queries, replace=False))
+    queries = overlap_queries(genres, valid, n_queries, seed=0)
     result = genre_overlap_at_k(vectors, genres, k, queries=queries, valid=valid)
     return {name: value for name, value in result.items() if name.startswith("genre_")}
 
