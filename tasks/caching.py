@@ -17,13 +17,23 @@ storage), and a stale one is deleted through that storage.
 
 The same key names the task's output folder (``<root>/<stage>/<key>``), so the cache record and
 the artifacts it points at can never disagree about which inputs made them.
+
+The code part is computed from module *names* and the sources the lineage reads for them, never
+from the live function object: the task's module and qualified name are fixed when ``stage``
+decorates it and travel as strings in the policy. A function that reached a Dask worker pickled
+by value (cloudpickle 3.1.3 does that to every task) has no source to read, and its file path is
+the sender's; the module name, and that module's source as installed *there*, is all a key may
+rely on. So a worker that installed recflow from a wheel into another venv at another path
+computes the keys of a checkout's run byte for byte (``tests/cluster/test_wheel_worker.py``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.util
 import inspect
+import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,26 +54,34 @@ LINEAGE = Lineage.installed()  # the project's module sources; tests point it at
 def _source_digest(objs: Iterable[Any], inputs: dict[str, Any], task_module: str | None = None) -> str:
     """Lineage of the task's module plus the modules ``code`` names; a callable in ``code`` picks them from the inputs.
 
-    An entry of ``code`` is a module, a module name, or a callable returning a list of either.
-    Modules outside the project (a test's own module) contribute their source as before.
+    An entry of ``code`` is a module, a module name, or a callable returning a list of either;
+    only names are kept. Modules outside the project (a test's own module) contribute their source
+    as found by name (``outside_source``).
     """
     roots: list[str] = [task_module] if task_module else []
-    foreign: list[Any] = []
     for obj in objs:
         for item in [obj] if isinstance(obj, (ModuleType, str)) else obj(inputs):
             roots.append(item if isinstance(item, str) else item.__name__)
-            if not isinstance(item, str):
-                foreign.append(item)
     sources = LINEAGE.sources()
     h = hashlib.sha256(LINEAGE.digest([r for r in roots if r in sources]).encode())
-    for obj in foreign:
-        if obj.__name__ in sources:
-            continue
-        try:
-            h.update(inspect.getsource(obj).encode())
-        except (OSError, TypeError):
-            h.update(repr(obj).encode())
+    for name in sorted({r for r in roots if r not in sources}):
+        h.update(name.encode() + b"\x00" + outside_source(name).encode() + b"\x00")
     return h.hexdigest()
+
+
+def outside_source(module: str) -> str:
+    """The source of a module outside the project packages, found by its name; "" where none can be read.
+
+    A module nobody can import by that name here (``__main__``, a test module a worker got by value)
+    contributes only its name: its tasks then keep equal keys only where they run in one process.
+    """
+    with contextlib.suppress(ImportError, ValueError, OSError, TypeError):
+        spec = importlib.util.find_spec(module)
+        if spec is not None and spec.origin and spec.origin.endswith(".py"):
+            return Path(spec.origin).read_text(encoding="utf-8")
+        with contextlib.suppress(KeyError):
+            return inspect.getsource(sys.modules[module])
+    return ""
 
 
 def chosen_model(names_of: Callable[[dict[str, Any]], str | list[str]]) -> Callable[[dict[str, Any]], list[str]]:
@@ -106,9 +124,14 @@ class VerifiedStageCache(CachePolicy):
     stage: str = ""
     code: tuple = field(default_factory=tuple)
     keyed_on: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    module: str = ""  # the task function's module and qualified name, as names (see the module docstring)
+    function: str = ""
+
+    def key_for(self, inputs: dict[str, Any]) -> str:
+        return stage_key_for(self.stage, self.module, self.function, self.code, self.keyed_on(inputs) if self.keyed_on else inputs)
 
     def compute_key(self, task_ctx: TaskRunContext, inputs: dict[str, Any], flow_parameters: dict[str, Any], **kwargs: Any) -> str:
-        key = stage_key_for(self.stage, task_ctx.task.fn, self.code, self.keyed_on(inputs) if self.keyed_on else inputs)
+        key = self.key_for(inputs)
         self._drop_if_damaged(task_ctx, key)
         return key
 
@@ -140,8 +163,9 @@ def delete_record(results: Any, path: str) -> None:
         Path(path).unlink(missing_ok=True)
 
 
-def stage_key_for(stage: str, fn: Callable, code: tuple, inputs: dict[str, Any]) -> str:
-    return hash_parts(stage, _source_digest(code, inputs, fn.__module__), inspect.getsource(fn), inputs)[:20]
+def stage_key_for(stage: str, module: str, function: str, code: tuple, inputs: dict[str, Any]) -> str:
+    """The cache key (and output folder name) of a task of ``module`` named ``function`` on ``inputs``: names in, never a function object."""
+    return hash_parts(stage, module, function, _source_digest(code, inputs, module), inputs)[:20]
 
 
 def current_key() -> str:
@@ -149,8 +173,7 @@ def current_key() -> str:
     ctx = TaskRunContext.get()
     if ctx is None:
         raise RuntimeError("current_key() called outside a Prefect task run")
-    policy = ctx.task.cache_policy
-    return stage_key_for(policy.stage, ctx.task.fn, policy.code, policy.keyed_on(ctx.parameters) if policy.keyed_on else ctx.parameters)
+    return ctx.task.cache_policy.key_for(ctx.parameters)
 
 
 def stage(name: str, *, code: tuple[Any, ...] = (), retries: int = 0, keyed_on: Callable[[dict[str, Any]], dict[str, Any]] | None = None, **task_kwargs: Any):
@@ -164,7 +187,7 @@ def stage(name: str, *, code: tuple[Any, ...] = (), retries: int = 0, keyed_on: 
         return task(
             fn,
             name=name,
-            cache_policy=VerifiedStageCache(stage=name, code=code, keyed_on=keyed_on),
+            cache_policy=VerifiedStageCache(stage=name, code=code, keyed_on=keyed_on, module=fn.__module__, function=fn.__qualname__),
             persist_result=True,
             retries=retries,
             **task_kwargs,

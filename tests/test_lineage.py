@@ -12,7 +12,6 @@ from recflow.models import MODELS
 from recflow.runtime.lineage import Lineage, ModuleSource, closure, imported_names
 from recflow.runtime.store import Artifact
 from tasks import caching
-from tasks.caching import stage_key_for
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -106,9 +105,9 @@ def model_keys() -> dict[str, dict[str, str]]:
         params = MODEL_PARAMS[name](**EXAMPLE_PARAMS.get(name, {}))
         model = artifact("train", model=name, **({"members": list(params.members)} if name in EXAMPLE_PARAMS else {}))
         keys[name] = {
-            "train": stage_key_for("train", train.fn, train.cache_policy.code, {"data": artifact("ingest"), "params": params}),
-            "evaluate": stage_key_for("evaluate", evaluate.fn, evaluate.cache_policy.code, {"model": model, "config": {}}),
-            "index": stage_key_for("index", index.fn, index.cache_policy.code, {"model": model, "config": {}}),
+            "train": train.cache_policy.key_for({"data": artifact("ingest"), "params": params}),
+            "evaluate": evaluate.cache_policy.key_for({"model": model, "config": {}}),
+            "index": index.cache_policy.key_for({"model": model, "config": {}}),
         }
     return keys
 
@@ -173,3 +172,53 @@ def test_editing_what_genres_calls_reruns_the_index_tasks(project_copy):
 
 def test_editing_nothing_changes_no_key(project_copy):
     assert model_keys() == model_keys()
+
+
+# ----------------------------------------------------------------------------- keys from names, wherever the code lies
+
+
+def test_a_task_key_never_reads_the_function_object(monkeypatch):
+    """cloudpickle 3.1.3 sends task functions by value: on a worker they have no source. The key must not care."""
+    import inspect
+
+    before = model_keys()
+
+    def no_source(obj):
+        raise OSError("could not get source code")
+
+    monkeypatch.setattr(inspect, "getsource", no_source)
+    assert model_keys() == before
+
+
+def test_a_task_that_travelled_through_cloudpickle_keeps_its_key():
+    import cloudpickle
+
+    from tasks.train import train
+
+    inputs = {"data": artifact("ingest"), "params": MODEL_PARAMS["popular"]()}
+    travelled = cloudpickle.loads(cloudpickle.dumps(train))
+    assert travelled.cache_policy.key_for(inputs) == train.cache_policy.key_for(inputs)
+
+
+def test_a_copy_of_the_project_at_another_path_gives_the_same_keys(tmp_path, monkeypatch):
+    """What a wheel installed elsewhere holds: the same module names and sources, under another folder."""
+    before = model_keys()
+    copy = tmp_path / "elsewhere"
+    for package in ("recflow", "tasks", "flows"):
+        shutil.copytree(REPO / package, copy / package, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(caching, "LINEAGE", Lineage.from_root(copy))
+    assert model_keys() == before
+
+
+def test_another_flows_folder_on_the_path_is_not_the_projects(tmp_path, monkeypatch):
+    """``flows`` is a namespace package: any ``flows/`` folder on ``sys.path`` (pytest's ``tests/flows``) joins it."""
+    import importlib
+    import sys
+
+    from recflow.runtime.lineage import package_dirs
+
+    (tmp_path / "flows").mkdir()
+    (tmp_path / "flows" / "test_something.py").write_text("")
+    monkeypatch.setattr(sys, "path", [str(tmp_path), *sys.path])
+    importlib.invalidate_caches()
+    assert package_dirs() == {"recflow": REPO / "recflow", "tasks": REPO / "tasks", "flows": REPO / "flows"}

@@ -119,13 +119,20 @@ def digest(names: Iterable[str], sources: Mapping[str, ModuleSource]) -> str:
 
 
 def package_dirs(packages: Iterable[str] = PROJECT_PACKAGES) -> dict[str, Path]:
-    """Where each project package's files are, found without importing them."""
-    out: dict[str, Path] = {}
+    """Where each project package's files are, found without importing them.
+
+    ``flows`` is a namespace package, and so is any folder of that name elsewhere on ``sys.path``
+    (pytest puts ``tests/`` there, whose ``tests/flows`` then joins it): of several locations, the
+    one beside the first regular project package (``recflow/``'s folder: a checkout or a
+    ``site-packages``) is the project's.
+    """
+    found: dict[str, list[Path]] = {}
     for name in packages:
         spec = importlib.util.find_spec(name)
         if spec is not None and spec.submodule_search_locations:
-            out[name] = Path(next(iter(spec.submodule_search_locations)))
-    return out
+            found[name] = [Path(p) for p in spec.submodule_search_locations]
+    anchor = next((locations[0].parent for locations in found.values() if len(locations) == 1), None)
+    return {name: next((p for p in locations if p.parent == anchor), locations[0]) for name, locations in found.items()}
 
 
 @dataclass
@@ -203,3 +210,9 @@ class Lineage:
             with self._lock:
                 self._digests[key] = cached
         return cached
+
+
+@functools.cache
+def installed() -> Lineage:
+    """The process's one ``Lineage`` of the installed project packages (a checkout, or a wheel's copy in site-packages)."""
+    return Lineage.installed()

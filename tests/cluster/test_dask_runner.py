@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -20,6 +19,7 @@ import pytest
 from typer.testing import CliRunner
 
 from recflow.runtime.servers import free_port
+from tests.cluster import processes as processes_
 
 REPO = Path(__file__).resolve().parents[2]
 SMOKE = "configs/smoke.yaml"
@@ -39,25 +39,15 @@ def scheduler(tmp_path_factory):
     commands = [[dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"]] + [
         [dask, "worker", address, "--host", "127.0.0.1", "--nworkers", "1", "--nthreads", "1", "--no-dashboard", "--name", f"w{i}"] for i in range(2)
     ]
-    processes = []
+    processes = processes_.start(commands, logs, env)
     try:
-        for i, command in enumerate(commands):
-            with open(logs / f"{i}.log", "wb") as log:
-                processes.append(subprocess.Popen(command, env=env, cwd=logs, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
         from distributed import Client
 
         with Client(address, timeout=60) as client:
             client.wait_for_workers(2, timeout=120)
         yield address
     finally:
-        for process in reversed(processes):
-            os.killpg(process.pid, signal.SIGTERM)
-        for process in processes:
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(5)
+        processes_.stop(processes)
 
 
 def home(tmp_path_factory, name: str, monkeypatch) -> Path:

@@ -2,13 +2,14 @@
 
 Id maps, titles, training counts and every rated (user, item) pair
 (``recflow.retrieval.build.build_catalogue``), content-addressed under ``<root>/catalogue/<key>``.
-The key hashes the builder's source with the split's and the ingest's fingerprints, so a rerun on
-unchanged data reuses the folder and a changed builder builds a new one.
+The key hashes the builder module's code lineage (by module name, as every stage key does:
+``recflow.runtime.lineage``) with the split's and the ingest's fingerprints, so a rerun on
+unchanged data reuses the folder, a changed builder builds a new one, and a machine that installed
+recflow elsewhere (a wheel) finds the same folder.
 """
 
 from __future__ import annotations
 
-import inspect
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,10 +21,11 @@ if TYPE_CHECKING:
 def ensure_catalogue(split: Artifact, data: Artifact, root: Path | None = None) -> Path:
     """The serving catalogue of a split, built once per (split, ingest, code) and verified like a stage."""
     from recflow.retrieval.build import build_catalogue
+    from recflow.runtime import lineage
     from recflow.runtime.store import artifacts_root, building, hash_parts, stage_dir, verify_stage_dir
 
     root = root or artifacts_root()
-    key = hash_parts("catalogue", inspect.getsource(build_catalogue), split.fingerprint, data.fingerprint)[:20]
+    key = hash_parts("catalogue", lineage.installed().digest([build_catalogue.__module__]), split.fingerprint, data.fingerprint)[:20]
     folder = stage_dir("catalogue", key, root)
     if verify_stage_dir(folder) is None:
         with building("catalogue", key, root) as scratch:
