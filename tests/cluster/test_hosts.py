@@ -174,10 +174,6 @@ def test_a_team_deployment_on_six_hosts_runs_survives_a_dead_worker_caches_and_s
     )
     pg = PostgresServer()
     try:
-        wheel = build_wheel(tmp_path / "wheel")
-        pythons = {w: worker_venv(tmp_path / w / "opt" / f"recflow-{w}", wheel) for w in ("w1", "w2")}  # two paths, neither the checkout
-        mark("wheel and venvs")
-
         hosts = {name: network.add(name) for name in ("storage", "scheduler", "w1", "w2", "client", "fresh")}
         storage, scheduler = hosts["storage"], hosts["scheduler"]
         homes = {name: tmp_path / name for name in hosts}
@@ -198,7 +194,11 @@ def test_a_team_deployment_on_six_hosts_runs_survives_a_dead_worker_caches_and_s
         ui = [PY, "-m", "recflow.cli.main", "ui", "--host", scheduler, "--prefect-port", "4200", "--mlflow-port", "5000"]
         ui += ["--prefect-database", pg.url("asyncpg", "prefect"), "--mlflow-database", pg.url("psycopg", "mlflow")]
         network.popen("scheduler", ui, logs / "ui.log", env["scheduler"], REPO)
-        # workers: each from its venv, at its own path, one task at a time
+        mark("services started")
+        # workers (built while the services start): each from its venv, at its own path, one task at a time
+        wheel = build_wheel(tmp_path / "wheel")
+        pythons = {w: worker_venv(tmp_path / w / "opt" / f"recflow-{w}", wheel) for w in ("w1", "w2")}  # two paths, neither the checkout
+        mark("wheel and venvs")
         for w, python in pythons.items():
             command = [str(python), "-m", "distributed.cli.dask_worker", address, "--host", hosts[w], "--nworkers", "1", "--nthreads", "1", "--no-dashboard"]
             network.popen(w, [*command, "--name", w], logs / f"{w}.log", env[w], homes[w])
@@ -207,7 +207,7 @@ def test_a_team_deployment_on_six_hosts_runs_survives_a_dead_worker_caches_and_s
         made = network.run("client", [PY, "-c", MAKE_BUCKET], env["client"], homes["client"], 60)
         assert made.returncode == 0, made.stderr
         urls = [f"http://{scheduler}:4200/api/health", f"http://{scheduler}:5000/health"]
-        up = network.run("client", [PY, "-c", WAIT, "240", address, "2", *urls], env["client"], homes["client"], 260)
+        up = network.run("client", [PY, "-c", WAIT, "420", address, "2", *urls], env["client"], homes["client"], 440)
         assert up.returncode == 0, up.stderr + "".join(p.read_text()[-3000:] for p in sorted(logs.glob("*.log")))
         mark("services up")
 
@@ -254,7 +254,7 @@ def test_a_team_deployment_on_six_hosts_runs_survives_a_dead_worker_caches_and_s
 
         answer = network.run("fresh", [PY, "-m", "recflow.cli.main", "recommend", "--user", "1", "-k", "5"], {**env["fresh"], **team}, REPO, 200)
         mark("recommend")
-        if answer.returncode != 0 and "no champion yet under" in answer.stderr and "mirrors" in answer.stderr:
+        if answer.returncode != 0 and "no champion yet under" in answer.stdout + answer.stderr:
             # the champion records stay in the client's mirror until serving/ is shared under the root (issue 25, point 2)
             pytest.xfail("a fresh host finds no champion: serving records are not yet shared under the s3 root")
         assert answer.returncode == 0, answer.stdout + answer.stderr
