@@ -128,6 +128,9 @@ class PostgresServer:
                 self._own_dir = True
         self.dir = folder
         self._run(self._tool("initdb"), "-D", str(self.data_dir), "-U", USER, "--auth=trust", "--encoding=UTF8", "--locale=C", "--no-sync")
+        if host not in ("127.0.0.1", "localhost", "::1"):  # initdb's pg_hba.conf admits loopback only: also the host's own subnets
+            with open(self.data_dir / "pg_hba.conf", "a") as hba:
+                hba.write("host all all samenet trust\n")
         options = f"-h {host} -p {self.port} -k {folder} -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
         self._run(self._tool("pg_ctl"), "-D", str(self.data_dir), "-l", str(self.log_path), "-o", options, "-w", "-t", str(START_TIMEOUT), "start")
         return self

@@ -20,6 +20,7 @@ from recflow.runtime.servers import (
     ServerError,
     embedded_startup_timeout,
     mlflow_backend_uri,
+    prefect_database_url,
     running_ui,
     ui_prefect_api,
 )
@@ -53,6 +54,16 @@ def test_mlflow_serves_the_store_recflow_run_logs_to(tmp_path, monkeypatch):
     assert mlflow_backend_uri(tmp_path) == f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://elsewhere:5000")
     assert mlflow_backend_uri(tmp_path) == f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+
+def test_prefects_database_is_its_own_variable_then_the_older_name_then_sqlite_in_the_root(tmp_path, monkeypatch):
+    monkeypatch.delenv("PREFECT_SERVER_DATABASE_CONNECTION_URL", raising=False)
+    monkeypatch.delenv("PREFECT_API_DATABASE_CONNECTION_URL", raising=False)
+    assert prefect_database_url(tmp_path) == f"sqlite+aiosqlite:///{tmp_path / '.prefect' / 'server.db'}"
+    monkeypatch.setenv("PREFECT_API_DATABASE_CONNECTION_URL", "postgresql+asyncpg://db/old")
+    assert prefect_database_url(tmp_path) == "postgresql+asyncpg://db/old"
+    monkeypatch.setenv("PREFECT_SERVER_DATABASE_CONNECTION_URL", "postgresql+asyncpg://db/new")
+    assert prefect_database_url(tmp_path) == "postgresql+asyncpg://db/new"
 
 
 # ----------------------------------------------------------------------------- the Prefect API of one `recflow run`
