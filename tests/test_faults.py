@@ -250,3 +250,38 @@ def test_a_run_log_on_a_full_disk_says_so_once_and_stops(small_disk, capfd):
     err = capfd.readouterr().err
     assert err.count("cannot be written") == 1
     assert "Logging error" not in err
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1200)
+def test_a_run_killed_mid_training_is_ended_failed_in_mlflow_and_crashed_in_prefect_by_the_next_run(tmp_path):
+    root = tmp_path / "artifacts"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_API", "PREFECT_UI", "MLFLOW_TRACKING"))}
+    env |= {"RECFLOW_HOME": str(root), "PYTHONPATH": str(REPO), "RECFLOW_PROGRESS": "0", "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "300"}
+    command = [sys.executable, "-m", "recflow.cli.main", "run", "-c", "configs/smoke.yaml"]
+    killed = subprocess.Popen(
+        [*command, "--set", "models.bias.epochs=100000000"], cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + 600
+        running: list[tuple[str, str]] = []
+        while not running and time.monotonic() < deadline:  # the parent run exists: the flow is under way
+            time.sleep(1)
+            with contextlib.suppress(sqlite3.Error):
+                with contextlib.closing(sqlite3.connect(root / "mlflow.db")) as db:
+                    found = "SELECT r.run_uuid, t.value FROM runs r JOIN tags t ON t.run_uuid = r.run_uuid WHERE r.status = 'RUNNING' AND t.key = ?"
+                    running = db.execute(found, ("recflow.prefect_flow_run_id",)).fetchall()
+        assert running, "the run never started its MLflow parent run"
+        time.sleep(5)  # training
+        os.killpg(killed.pid, 9)
+    finally:
+        killed.wait()
+    parent, flow_run_id = running[0]
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    client = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+    assert client.get_run(parent).info.status == "FAILED"
+    assert CRASHED_TAG in client.get_run(parent).data.tags
+    with contextlib.closing(sqlite3.connect(root / ".prefect" / "server.db")) as db:
+        (state,) = db.execute("SELECT state_type FROM flow_run WHERE id = ? OR id = ?", (flow_run_id, flow_run_id.replace("-", ""))).fetchone()
+    assert state == "CRASHED"
