@@ -3,6 +3,7 @@ databases named with their remedy, credentials never shown, killed runs ended on
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -195,3 +196,92 @@ def test_a_credentialed_tracking_uri_appears_in_no_output_record_or_artifact(tmp
         assert list((root / "serving" / "runs").glob("*.json"))
     finally:
         server.stop()
+
+
+# ----------------------------------------------------------------------------- a full disk (a real one: a small tmpfs)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 2 MB tmpfs mounted for the test (root only), unmounted after it."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)], capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    yield disk
+    subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def test_a_model_copy_that_fills_the_disk_fails_clearly_and_leaves_no_partial_copy(tmp_path, small_disk, monkeypatch):
+    import mlflow
+
+    from recflow.experiments.tracking import ModelFilesNotLogged, log_model_files
+    from recflow.runtime.store import Artifact
+
+    root = tmp_path / "root"
+    (root / "train" / "k" / "model").mkdir(parents=True)
+    (root / "train" / "k" / "model" / "weights.bin").write_bytes(os.urandom(3 << 20))  # 3 MB onto a 2 MB disk
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = mlflow.create_experiment("full-disk", artifact_location=(small_disk / "mlruns").as_uri())
+    trained = Artifact(stage="train", key="k", fingerprint="f" * 64, path="train/k")
+    with mlflow.start_run(experiment_id=experiment) as run:
+        started = time.monotonic()
+        with pytest.raises(ModelFilesNotLogged, match=r"MLflow could not store train/k's model files in .*No space left on device"):
+            log_model_files(trained, root)
+        assert time.monotonic() - started < 60  # fails, never hangs
+    assert not (small_disk / "mlruns" / run.info.run_id / "artifacts" / "model").exists()
+
+
+def test_a_run_log_on_a_full_disk_says_so_once_and_stops(small_disk, capfd):
+    import logging
+
+    from recflow.runtime.runlog import run_log
+
+    (small_disk / "ballast").write_bytes(b"")
+    with run_log(small_disk / "logs" / "run.log"):
+        with open(small_disk / "ballast", "ab") as fh, contextlib.suppress(OSError):
+            while True:
+                fh.write(b"\0" * 65536)
+                fh.flush()
+        for i in range(2000):
+            logging.getLogger("recflow.test").warning("line %d %s", i, "x" * 200)
+    err = capfd.readouterr().err
+    assert err.count("cannot be written") == 1
+    assert "Logging error" not in err
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1200)
+def test_a_run_killed_mid_training_is_ended_failed_in_mlflow_and_crashed_in_prefect_by_the_next_run(tmp_path):
+    root = tmp_path / "artifacts"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_API", "PREFECT_UI", "MLFLOW_TRACKING"))}
+    env |= {"RECFLOW_HOME": str(root), "PYTHONPATH": str(REPO), "RECFLOW_PROGRESS": "0", "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "300"}
+    command = [sys.executable, "-m", "recflow.cli.main", "run", "-c", "configs/smoke.yaml"]
+    killed = subprocess.Popen(
+        [*command, "--set", "models.bias.epochs=100000000"], cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + 600
+        running: list[tuple[str, str]] = []
+        while not running and time.monotonic() < deadline:  # the parent run exists: the flow is under way
+            time.sleep(1)
+            with contextlib.suppress(sqlite3.Error):
+                with contextlib.closing(sqlite3.connect(root / "mlflow.db")) as db:
+                    found = "SELECT r.run_uuid, t.value FROM runs r JOIN tags t ON t.run_uuid = r.run_uuid WHERE r.status = 'RUNNING' AND t.key = ?"
+                    running = db.execute(found, ("recflow.prefect_flow_run_id",)).fetchall()
+        assert running, "the run never started its MLflow parent run"
+        time.sleep(5)  # training
+        os.killpg(killed.pid, 9)
+    finally:
+        killed.wait()
+    parent, flow_run_id = running[0]
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    client = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+    assert client.get_run(parent).info.status == "FAILED"
+    assert CRASHED_TAG in client.get_run(parent).data.tags
+    with contextlib.closing(sqlite3.connect(root / ".prefect" / "server.db")) as db:
+        (state,) = db.execute("SELECT state_type FROM flow_run WHERE id = ? OR id = ?", (flow_run_id, flow_run_id.replace("-", ""))).fetchone()
+    assert state == "CRASHED"

@@ -383,9 +383,13 @@ def log_model_files(trained: Artifact, root: Path | None = None) -> str:
     holder = earlier_model_run(client, run.info.experiment_id, trained.fingerprint, exclude=run.info.run_id)
     if holder is None:
         storage.check_root_fence(root)
-        mlflow.log_artifacts(str(trained.file("model", root)), "model")
-        if keras_flavor.is_dir():  # load with mlflow.tensorflow.load_model("runs:/<id>/keras_model")
-            mlflow.log_artifacts(str(keras_flavor), "keras_model")
+        try:
+            mlflow.log_artifacts(str(trained.file("model", root)), "model")
+            if keras_flavor.is_dir():  # load with mlflow.tensorflow.load_model("runs:/<id>/keras_model")
+                mlflow.log_artifacts(str(keras_flavor), "keras_model")
+        except OSError as exc:  # a full disk: no partial copy stays behind to pile up with every attempt
+            remove_partial_copies(run.info.artifact_uri, ("model", "keras_model"))
+            raise ModelFilesNotLogged(f"MLflow could not store {trained.path}'s model files in {storage.redact_uri(run.info.artifact_uri)}: {exc}") from exc
         mlflow.set_tag(MODEL_FILES_TAG, "logged")
         holder = run
     tags = {TRAIN_FINGERPRINT_TAG: trained.fingerprint, MODEL_RUN_TAG: holder.info.run_id, "recflow.model_uri": f"{holder.info.artifact_uri}/model"}
@@ -393,6 +397,23 @@ def log_model_files(trained: Artifact, root: Path | None = None) -> str:
         tags["recflow.keras_model_uri"] = f"{holder.info.artifact_uri}/keras_model"
     mlflow.set_tags(tags)
     return holder.info.run_id
+
+
+class ModelFilesNotLogged(OSError):
+    """A model's files could not be copied into its MLflow run (a full disk, a refused store); the partial copy is removed."""
+
+
+def remove_partial_copies(artifact_uri: str, folders: tuple[str, ...]) -> None:
+    """Delete what a failed ``log_artifacts`` left in a local artifact store (a remote one is left to the store)."""
+    import shutil
+    from urllib.parse import unquote, urlparse
+
+    parsed = urlparse(artifact_uri)
+    if parsed.scheme not in ("", "file"):
+        return
+    base = Path(unquote(parsed.path))
+    for folder in folders:
+        shutil.rmtree(base / folder, ignore_errors=True)
 
 
 def earlier_model_run(client: Any, experiment_id: str, fingerprint: str, exclude: str | None = None) -> Any | None:

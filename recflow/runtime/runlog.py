@@ -10,6 +10,7 @@ are untouched.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import re
@@ -41,11 +42,34 @@ def _without_traceback(emit):
     return emit_line
 
 
+class RunLogHandler(logging.FileHandler):
+    """The run's log file; a write that fails (a full disk) stops it once, with one line on stderr.
+
+    logging's default ``handleError`` prints a ``--- Logging error ---`` block per record, and
+    every failing record can log again: on a full disk that was hundreds of blocks and a
+    ``RecursionError`` while the run itself hung. One line, then the file is left alone.
+    """
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 (logging's name)
+        if getattr(self, "_failed", False):
+            return
+        self._failed = True
+        import sys
+
+        error = sys.exc_info()[1]
+        with contextlib.suppress(Exception):
+            sys.stderr.write(f"recflow: the run's log file {self.baseFilename} cannot be written ({error}); logging to it stopped\n")
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not getattr(self, "_failed", False):
+            super().emit(record)
+
+
 @contextmanager
 def run_log(path: Path, level: int = logging.INFO) -> Iterator[Path]:
     """Everything logged inside the block goes in full to ``path``; consoles show no tracebacks."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(path, encoding="utf-8")
+    handler = RunLogHandler(path, encoding="utf-8")
     handler.setLevel(level)
     handler.setFormatter(logging.Formatter(FORMAT))
     root = logging.getLogger()
@@ -59,7 +83,8 @@ def run_log(path: Path, level: int = logging.INFO) -> Iterator[Path]:
         yield path
     finally:
         root.removeHandler(handler)
-        handler.close()
+        with contextlib.suppress(OSError):  # its last buffered lines on a full disk: already said
+            handler.close()
         for console in consoles:  # back to what it was (the class's method, or an enclosing run_log's)
             if before[id(console)] is None:
                 console.__dict__.pop("emit", None)
