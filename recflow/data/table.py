@@ -404,6 +404,12 @@ class PieceCache:
         except (OSError, KeyError, ValueError, pa.ArrowInvalid):
             return None  # a damaged piece is read again from its part
 
+    def keep_only(self, keys: set[str]) -> None:
+        """Drop the pieces of partitions that are gone or changed (the cache holds one piece per current part)."""
+        for path in self.folder.glob("*.parquet") if self.folder.exists() else ():
+            if path.name.split(".", 1)[0] not in keys:
+                path.unlink(missing_ok=True)
+
     def save(self, key: str, piece: Piece) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         meta = {"label": piece.label, "n_read": piece.n_read, "kinds": piece.kinds, "n_rejects": piece.rejects.num_rows}
@@ -488,6 +494,7 @@ def ingest_table(
     if notes:
         summary["notes"] = [*notes, *summary.get("notes", [])]
     _write_json(state_file, {"parts": current})
+    cache.keep_only(set(keys.values()))
     _check_budget(summary, out_dir, max_reject_fraction)
     return summary
 

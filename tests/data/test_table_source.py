@@ -286,3 +286,11 @@ def test_a_new_partition_with_earlier_events_is_combined_in_full_and_gives_the_s
     assert (second["partitions"]["read"], second["partitions"]["combine"]) == (1, "full")
     assert pd.read_parquet(tmp_path / "n2" / "user_ids.parquet")["raw"].tolist() == ["bob", "alice", "carol"]
     assert ratings["timestamp"].tolist() == [1000, 2000, 3000, 3000, 5000]
+
+
+def test_the_piece_cache_holds_one_piece_per_current_partition(tmp_path):
+    _write_days(tmp_path / "days", EVENTS)
+    _ingest(_spec(tmp_path / "days"), tmp_path, "n1")
+    EVENTS.iloc[:1].assign(stars=[2.0]).to_parquet(tmp_path / "days" / "day=0" / "part-0.parquet", index=False)
+    _ingest(_spec(tmp_path / "days"), tmp_path, "n2")
+    assert len(list((tmp_path / "cache" / "pieces").glob("*.rejects.parquet"))) == 3
