@@ -72,7 +72,10 @@ def test_row_order_and_partitioning_do_not_change_the_tables(tmp_path):
     _write_days(tmp_path / "days", EVENTS.iloc[::-1])
     _, one = _ingest(_spec(tmp_path / "one.csv"), tmp_path, "a")
     _, days = _ingest(_spec(tmp_path / "days"), tmp_path, "b")
+    summary, globbed = _ingest(_spec(f"{tmp_path}/days/day=*/*.parquet"), tmp_path, "c")
     pd.testing.assert_frame_equal(one, days)
+    pd.testing.assert_frame_equal(one, globbed)
+    assert sorted(summary["rows_read_by_file"]) == ["day=0/part-0.parquet", "day=1/part-0.parquet", "day=2/part-0.parquet"]
     for name in ("ratings", "items", "user_ids", "item_ids"):
         assert pq.read_table(tmp_path / "a" / f"{name}.parquet").equals(pq.read_table(tmp_path / "b" / f"{name}.parquet")), name
 
@@ -206,6 +209,8 @@ def test_a_table_source_is_configured_in_one_form_and_unknown_keys_are_errors():
     columns = {"user": "u", "item": "i", "timestamp": "t"}
     cfg = DatasetConfig.model_validate({"name": "ev", "source": {"kind": "table", "path": "s3://b/ev/", "columns": columns}})
     assert cfg.implicit
+    release = DatasetConfig.model_validate({"name": "ml-1m", "source": {"kind": "movielens", "path": "/data/ml-1m.zip"}})
+    assert (str(release.release_path), release.implicit) == ("/data/ml-1m.zip", False)
     with pytest.raises(ValidationError, match="colour"):
         DatasetConfig.model_validate({"source": {"kind": "table", "path": "x", "colour": 1, "columns": {"user": "u", "item": "i", "timestamp": "t"}}})
     with pytest.raises(ValidationError, match="exactly one of table or query"):
