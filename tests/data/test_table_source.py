@@ -299,3 +299,20 @@ def test_the_piece_cache_holds_one_piece_per_current_partition(tmp_path):
     EVENTS.iloc[:1].assign(stars=[2.0]).to_parquet(tmp_path / "days" / "day=0" / "part-0.parquet", index=False)
     _ingest(_spec(tmp_path / "days"), tmp_path, "n2")
     assert len(list((tmp_path / "cache" / "pieces").glob("*.rejects.parquet"))) == 3
+
+
+def test_appending_nights_with_an_items_table_gives_the_tables_of_one_ingest_of_them_all(tmp_path):
+    days = [d.assign(movie=d["movie"].str[1:].astype(int)) for d in _night_log(tmp_path, 3)]
+    pd.DataFrame({"movie": list(range(6)), "name": [f"Film {k} (199{k})" for k in range(6)]}).to_parquet(tmp_path / "items.parquet")  # no item 6
+    spec = _spec(tmp_path / "log", items={"path": str(tmp_path / "items.parquet"), "columns": {"item": "movie", "title": "name"}})
+    for d, day in enumerate(days):
+        (tmp_path / "log" / f"day={d}").mkdir(parents=True)
+        day.to_csv(tmp_path / "log" / f"day={d}" / "part-0.csv", index=False)
+        (tmp_path / f"night-{d}").mkdir()
+        summary = ingest_table(spec, tmp_path / f"night-{d}", tmp_path / "cache", max_reject_fraction=1)
+        assert summary["partitions"]["combine"] == ("append" if d else "full")
+    (tmp_path / "cold").mkdir()
+    ingest_table(spec, tmp_path / "cold", tmp_path / "cold-cache", max_reject_fraction=1)
+    for name in ("ratings", "items", "rejects", "user_ids"):
+        assert pq.read_table(tmp_path / "night-2" / f"{name}.parquet").equals(pq.read_table(tmp_path / "cold" / f"{name}.parquet")), name
+    assert summary["reject_reasons"]["unknown_item"] >= 1
