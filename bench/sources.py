@@ -31,7 +31,7 @@ def write_day(folder: Path, day: int, n: int, n_users: int, n_items: int, seed: 
     rng = np.random.default_rng(seed)
     start = int(dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc).timestamp()) + day * DAY
     users = rng.integers(0, n_users, n)
-    items = np.minimum(rng.zipf(1.3, n), n_items) - 1
+    items = (rng.random(n) ** 2 * n_items).astype(np.int64)  # a popular head, few repeated (user, item) pairs
     users, items = _unique_pairs(users, items, n_items)
     table = pa.table(
         {

@@ -12,7 +12,6 @@ import sqlalchemy as sa
 from recflow.data.sources import SqlSource, TableSource
 from recflow.data.sql import snapshot
 from recflow.data.table import ingest_table
-from tests.pg import postgres_server  # noqa: F401  (the session's PostgreSQL server)
 
 UTC = dt.timezone.utc
 ROWS = [  # viewer, video, stars, at
@@ -28,7 +27,7 @@ COLUMNS = {"user": "viewer", "item": "video", "timestamp": "at", "rating": "star
 
 
 @pytest.fixture
-def events_db(postgres_server):  # noqa: F811
+def events_db(postgres_server):  # the session's PostgreSQL server (tests/pg.py, through tests/conftest.py)
     url = postgres_server.create_database("sql_source")
     engine = sa.create_engine(url)
     with engine.begin() as conn:

@@ -72,7 +72,10 @@ def test_row_order_and_partitioning_do_not_change_the_tables(tmp_path):
     _write_days(tmp_path / "days", EVENTS.iloc[::-1])
     _, one = _ingest(_spec(tmp_path / "one.csv"), tmp_path, "a")
     _, days = _ingest(_spec(tmp_path / "days"), tmp_path, "b")
+    summary, globbed = _ingest(_spec(f"{tmp_path}/days/day=*/*.parquet"), tmp_path, "c")
     pd.testing.assert_frame_equal(one, days)
+    pd.testing.assert_frame_equal(one, globbed)
+    assert sorted(summary["rows_read_by_file"]) == ["day=0/part-0.parquet", "day=1/part-0.parquet", "day=2/part-0.parquet"]
     for name in ("ratings", "items", "user_ids", "item_ids"):
         assert pq.read_table(tmp_path / "a" / f"{name}.parquet").equals(pq.read_table(tmp_path / "b" / f"{name}.parquet")), name
 
@@ -206,6 +209,8 @@ def test_a_table_source_is_configured_in_one_form_and_unknown_keys_are_errors():
     columns = {"user": "u", "item": "i", "timestamp": "t"}
     cfg = DatasetConfig.model_validate({"name": "ev", "source": {"kind": "table", "path": "s3://b/ev/", "columns": columns}})
     assert cfg.implicit
+    release = DatasetConfig.model_validate({"name": "ml-1m", "source": {"kind": "movielens", "path": "/data/ml-1m.zip"}})
+    assert (str(release.release_path), release.implicit) == ("/data/ml-1m.zip", False)
     with pytest.raises(ValidationError, match="colour"):
         DatasetConfig.model_validate({"source": {"kind": "table", "path": "x", "colour": 1, "columns": {"user": "u", "item": "i", "timestamp": "t"}}})
     with pytest.raises(ValidationError, match="exactly one of table or query"):
@@ -286,3 +291,28 @@ def test_a_new_partition_with_earlier_events_is_combined_in_full_and_gives_the_s
     assert (second["partitions"]["read"], second["partitions"]["combine"]) == (1, "full")
     assert pd.read_parquet(tmp_path / "n2" / "user_ids.parquet")["raw"].tolist() == ["bob", "alice", "carol"]
     assert ratings["timestamp"].tolist() == [1000, 2000, 3000, 3000, 5000]
+
+
+def test_the_piece_cache_holds_one_piece_per_current_partition(tmp_path):
+    _write_days(tmp_path / "days", EVENTS)
+    _ingest(_spec(tmp_path / "days"), tmp_path, "n1")
+    EVENTS.iloc[:1].assign(stars=[2.0]).to_parquet(tmp_path / "days" / "day=0" / "part-0.parquet", index=False)
+    _ingest(_spec(tmp_path / "days"), tmp_path, "n2")
+    assert len(list((tmp_path / "cache" / "pieces").glob("*.rejects.parquet"))) == 3
+
+
+def test_appending_nights_with_an_items_table_gives_the_tables_of_one_ingest_of_them_all(tmp_path):
+    days = [d.assign(movie=d["movie"].str[1:].astype(int)) for d in _night_log(tmp_path, 3)]
+    pd.DataFrame({"movie": list(range(6)), "name": [f"Film {k} (199{k})" for k in range(6)]}).to_parquet(tmp_path / "items.parquet")  # no item 6
+    spec = _spec(tmp_path / "log", items={"path": str(tmp_path / "items.parquet"), "columns": {"item": "movie", "title": "name"}})
+    for d, day in enumerate(days):
+        (tmp_path / "log" / f"day={d}").mkdir(parents=True)
+        day.to_csv(tmp_path / "log" / f"day={d}" / "part-0.csv", index=False)
+        (tmp_path / f"night-{d}").mkdir()
+        summary = ingest_table(spec, tmp_path / f"night-{d}", tmp_path / "cache", max_reject_fraction=1)
+        assert summary["partitions"]["combine"] == ("append" if d else "full")
+    (tmp_path / "cold").mkdir()
+    ingest_table(spec, tmp_path / "cold", tmp_path / "cold-cache", max_reject_fraction=1)
+    for name in ("ratings", "items", "rejects", "user_ids"):
+        assert pq.read_table(tmp_path / "night-2" / f"{name}.parquet").equals(pq.read_table(tmp_path / "cold" / f"{name}.parquet")), name
+    assert summary["reject_reasons"]["unknown_item"] >= 1
