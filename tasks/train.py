@@ -74,15 +74,8 @@ def train(
         if members:
             context.members = {name: load_model(member.file("model")) for name, member in members.items()}
         model = build_model(params)
-        warm = {}
         if warm_from is not None and warm_split is not None:
             context.warm_start = warm_start_of(warm_from, warm_split, parts["train"])
-            warm = {
-                "warm_start_from": warm_from.path,
-                "warm_start": {"new_rows": context.warm_start.n_new_rows, "share_new": round(context.warm_start.share_new, 6)},
-            }
-        elif split.meta.get("time_forward") is not None:  # a growing log: say why this one fitted cold
-            warm = {"warm_start_refusal": model.warm_start_refusal() or "cold: no earlier fit to continue from (the first night, a refresh, or one collected)"}
         progress = epoch_progress(params.name, model.epoch_budget())
         context.on_epoch_end = context.on_epoch_end or progress
         started = time.perf_counter()
@@ -92,6 +85,19 @@ def train(
             if progress is not None:
                 progress.close()
         seconds = time.perf_counter() - started
+        warm = {}
+        if model.warm_started_:
+            warm = {
+                "warm_start_from": warm_from.path,
+                "warm_start": {"new_rows": context.warm_start.n_new_rows, "share_new": round(context.warm_start.share_new, 6)},
+            }
+        elif split.meta.get("time_forward") is not None:  # a growing log: say why this one fitted cold
+            declined = "declined the earlier fit (e.g. an item with history entered its top_items)" if context.warm_start else None
+            warm = {
+                "warm_start_refusal": model.warm_start_refusal()
+                or declined
+                or "cold: no earlier fit to continue from (the first night, a refresh, or one collected)"
+            }
         model.save(out / "model")
         if model.framework_flavour == "keras":
             save_keras_flavor(model.framework_model(), out / KERAS_FLAVOR_DIR)

@@ -89,6 +89,8 @@ class Recommender(ABC):
     trains_in_epochs: ClassVar[bool] = False
     #: whether ``fit`` continues from ``context.warm_start`` (an earlier fit of this class) when given one
     warm_starts: ClassVar[bool] = False
+    #: after ``fit``: whether it continued from ``context.warm_start`` (False for a cold fit, or a warm start the model had to decline)
+    warm_started_: bool = False
     #: a warm fit's fewest epochs (``recflow.models.warm.warm_epochs``), where it trains in epochs
     warm_min_epochs: ClassVar[int] = 1
     #: whether ``score_history`` scores any list of items (a user outside the training data), the model being a function of the history
@@ -259,6 +261,7 @@ class Recommender(ABC):
 
     def _warm(self, context: FitContext | None):
         """The ``WarmStart`` this fit continues from, or None (a cold fit); checks it holds this class."""
+        self.warm_started_ = False
         warm = context.warm_start if context is not None else None
         if warm is None or self.warm_start_refusal() is not None:
             return None
@@ -266,6 +269,7 @@ class Recommender(ABC):
             raise TypeError(f"{self.name} cannot warm-start from a {type(warm.model).__name__}")
         if warm.model.get_params() != self.get_params():
             raise ValueError(f"{self.name} can warm-start only from a fit with the same parameters: {warm.model.get_params()} != {self.get_params()}")
+        self.warm_started_ = True
         return warm
 
     def epoch_budget(self) -> int | None:

@@ -19,19 +19,22 @@ and every other item scores ``-inf`` (never recommended). That is how the ML-25M
 (its summary states the subset); ``top_items=None`` (the default) is the whole catalogue.
 
 Ranking only (``predicts_ratings`` is False). ``history_`` is empty (no epochs).
-Persistence: ``B``, the Gram matrix ``X^T X`` (``G_``, without the ridge; kept for warm starts,
-whole catalogue only) and the binarised train matrix go to ``arrays.npz``.
+Persistence: ``B``, the Gram matrix ``X^T X`` over ``items_`` (``G_``, without the ridge; kept for
+warm starts) and the binarised train matrix go to ``arrays.npz``.
 
 Warm start (``warm_starts``): an append changes the Gram matrix exactly and cheaply. ``G`` is a
 sum over users of ``x_u x_u^T``, so with yesterday's ``G`` moved to tonight's item indices (new
 items: zero rows and columns), only the users whose row changed are redone:
 ``G = G_old - X_old[t]^T X_old[t] + X[t]^T X[t]`` over those users ``t``. Integer counts in
 float32, so the result equals a cold ``X^T X`` bit for bit; the inversion then runs as in a cold
-fit (it is the cubic part: a warm EASE saves the product, not the solve). A ``top_items`` subset
-can change its items from night to night, so such a fit is always cold (``warm_start_refusal``).
+fit (it is the cubic part: a warm EASE saves the product, not the solve). With ``top_items`` the
+kept subset can move: items that leave it are simply dropped (exact), and items that enter it are
+exact only when they are brand new (no history outside the old subset's Gram matrix); when an
+item with history enters, the fit is cold and ``warm_started_`` says so.
+
 ``folds_in_history``: ``score`` is ``X_u B``, so any list of items scores as a new ``X_u`` row (items
 outside ``items_`` and, with ``implicit_threshold``, a history has no ratings: every item counts).
-Persistence: ``B`` and the binarised train matrix go to ``arrays.npz``.
+Persistence: ``B``, the Gram matrix ``G_`` (for warm starts) and the binarised train matrix go to ``arrays.npz``.
 """
 
 from __future__ import annotations
@@ -73,10 +76,12 @@ class EASERecommender(Recommender):
         warm = self._warm(context)
         self.items_, self.X_ = self._kept_items(train)
         W = self._weighted(self.X_)
-        if warm is not None:
+        kept_map = self._kept_map(warm) if warm is not None else None
+        self.warm_started_ = kept_map is not None
+        if kept_map is not None:
             old = warm.model
-            old_X = remap_matrix(old.X_, warm.user_map, warm.item_map, self.X_.shape)
-            G = _grown_gram(old.G_, warm.item_map, self.X_.shape[1])
+            old_X = remap_matrix(old.X_, warm.user_map, kept_map, self.X_.shape)
+            G = _grown_gram(old.G_, kept_map, self.X_.shape[1])
             touched = np.flatnonzero(np.diff((self.X_ != old_X).tocsr().indptr) > 0)
             if len(touched):
                 old_W = self._weighted(old_X)[touched]
@@ -85,8 +90,8 @@ class EASERecommender(Recommender):
                 G += (new_W.T @ new_W).toarray().astype(np.float32)
         else:
             G = _gram(W)
-        self.G_ = G if self.top_items is None else None
-        work = np.array(G, dtype=np.float32, order="F", copy=self.G_ is not None)
+        self.G_ = G
+        work = np.array(G, dtype=np.float32, order="F", copy=True)
         work[np.diag_indices(len(work))] += np.asarray(self._ridge(np.diag(G).astype(np.float64)), np.float32)
         self.B_ = _weights_from_gram(work)
         self.history_: list[dict] = []
@@ -106,9 +111,20 @@ class EASERecommender(Recommender):
         return float(self.l2)
 
     def warm_start_refusal(self) -> str | None:
-        if self.top_items is not None:
-            return f"{self.name} with top_items fits cold: its item subset can change from one fit to the next"
         return None
+
+    def _kept_map(self, warm) -> np.ndarray | None:
+        """For each kept item tonight, its column in the earlier fit's ``items_`` (-1: not there), or None
+        when the exact update is impossible (an item with history entered the kept subset, or no Gram matrix)."""
+        old = warm.model
+        if getattr(old, "G_", None) is None:
+            return None
+        position = np.full(old.n_items, -1, dtype=np.int64)
+        position[old.items_] = np.arange(len(old.items_))
+        earlier = warm.item_map[self.items_]
+        kept_map = np.where(earlier >= 0, position[np.clip(earlier, 0, None)], -1)
+        entered_with_history = (kept_map < 0) & (earlier >= 0)
+        return None if entered_with_history.any() else kept_map
 
     def _kept_items(self, train: Interactions) -> tuple[np.ndarray, sp.csr_matrix]:
         """The items the dense matrix covers (all, or the ``top_items`` most popular) and the binary X over them."""
@@ -193,7 +209,7 @@ def _gram(X: sp.csr_matrix) -> np.ndarray:
 def _grown_gram(G: np.ndarray | None, item_map: np.ndarray, n_items: int) -> np.ndarray:
     """An earlier Gram matrix on tonight's item indices; new items get zero rows and columns."""
     if G is None:
-        raise ValueError("the earlier fit kept no Gram matrix (a top_items fit, or one saved before warm starts): fit cold")
+        raise ValueError("the earlier fit kept no Gram matrix: fit cold")
     out = np.zeros((n_items, n_items), dtype=np.float32, order="F")
     known = np.flatnonzero(item_map >= 0)
     out[np.ix_(known, known)] = G[np.ix_(item_map[known], item_map[known])]

@@ -51,7 +51,7 @@ def warm_source(root: Path, dataset: str, params: dict[str, Any], split: Artifac
     for entry in entries:
         if entry["split"]["fingerprint"] == split.fingerprint:
             start = entry.get("from")
-            return None if start is None else (Artifact(**start["model"]), Artifact(**start["split"]))
+            return None if start is None else _intact(root, Artifact(**start["model"]), Artifact(**start["split"]))
     earlier = [
         e
         for e in entries
@@ -63,10 +63,12 @@ def warm_source(root: Path, dataset: str, params: dict[str, Any], split: Artifac
     if not earlier:
         return None
     latest = max(earlier, key=lambda e: e["split"]["meta"]["time_forward"]["cutoff"])
-    model, its_split = Artifact(**latest["model"]), Artifact(**latest["split"])
-    if not model.is_intact(root) or not its_split.is_intact(root):  # collected by gc, or damaged: start cold
-        return None
-    return model, its_split
+    return _intact(root, Artifact(**latest["model"]), Artifact(**latest["split"]))
+
+
+def _intact(root: Path, model: Artifact, split: Artifact) -> tuple[Artifact, Artifact] | None:
+    """The pair, or None (a cold fit) when either folder was collected by gc or is damaged."""
+    return (model, split) if model.is_intact(root) and split.is_intact(root) else None
 
 
 def record_fit(root: Path, dataset: str, params: dict[str, Any], split: Artifact, model: Artifact, start: tuple[Artifact, Artifact] | None) -> None:

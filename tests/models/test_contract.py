@@ -264,6 +264,7 @@ def test_a_warm_fit_on_old_plus_new_is_as_good_as_a_cold_fit_within_its_ci(warm_
     warm_fit = fresh(warm_name).fit(NEW, FitContext(warm_start=warm))
     cold_fit = fresh(warm_name).fit(NEW, FitContext())
     assert (warm_fit.n_users, warm_fit.n_items) == (60, 25)  # the id maps grew
+    assert warm_fit.warm_started_ and not cold_fit.warm_started_
     got, cold = _recall_with_ci(warm_fit), _recall_with_ci(cold_fit)
     assert got["recall_at_10"] >= cold["recall_at_10_ci_low"], (got["recall_at_10"], cold)
 

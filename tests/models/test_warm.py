@@ -52,6 +52,21 @@ def test_a_warm_fit_trains_the_share_of_new_rows_of_its_epochs_within_its_floor_
     assert warm_epochs(2, 0.0, 3) == 2
 
 
-def test_ease_with_top_items_refuses_to_warm_start_and_says_why():
-    assert "top_items" in EASERecommender(top_items=2).warm_start_refusal()
-    assert EASERecommender().warm_start_refusal() is None
+def _warm_and_cold(params: dict, new):
+    earlier = EASERecommender(**params).fit(OLD)
+    warm = EASERecommender(**params).fit(new, FitContext(warm_start=WarmStart.between(earlier, OLD.user_ids, OLD.item_ids, new)))
+    return warm, EASERecommender(**params).fit(new)
+
+
+def test_a_top_items_ease_warm_starts_exactly_while_its_subset_keeps_the_same_items():
+    warm, cold = _warm_and_cold({"l2": 1.0, "top_items": 2}, NEW)  # items 100 and 200 lead both nights
+    assert warm.warm_started_ and warm.items_.tolist() == cold.items_.tolist() == [0, 2]
+    np.testing.assert_array_equal(warm.G_, cold.G_)
+    np.testing.assert_array_equal(warm.B_, cold.B_)
+
+
+def test_a_top_items_ease_fits_cold_when_an_item_with_history_enters_its_subset():
+    new = _parts([(10, 100), (10, 200), (20, 200), (20, 300), (30, 100), (10, 300), (5, 150), (5, 100), (30, 300)])  # 300 now ties 100
+    warm, cold = _warm_and_cold({"l2": 1.0, "top_items": 2}, new)
+    assert not warm.warm_started_ and warm.items_.tolist() == [0, 3]
+    np.testing.assert_array_equal(warm.B_, cold.B_)
