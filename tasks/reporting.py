@@ -27,7 +27,7 @@ from prefect.context import TaskRunContext
 
 import recflow.utils.progress
 from recflow.evaluation.evaluate import POPULATION, half_width, is_metric_key, item_scope_lines, population_lines
-from recflow.experiments.tracking import metric_sort_key
+from recflow.experiments.tracking import SHARED_VIEW_KEY, metric_sort_key
 from recflow.runtime.config import RunConfig
 from recflow.runtime.outcomes import ModelOutcome
 from recflow.runtime.store import artifacts_root
@@ -60,7 +60,8 @@ TRAINING_VIEW = "workflowType=machine_learning"
 
 
 def mlflow_experiment_url(base: str, experiment_id: str) -> str:
-    return f"{base}/#/experiments/{experiment_id}?{TRAINING_VIEW}"
+    """The runs table in the training view, with its metric columns (``recflow.experiments.tracking.runs_table_view``)."""
+    return f"{base}/#/experiments/{experiment_id}/runs?{TRAINING_VIEW}&viewStateShareKey={SHARED_VIEW_KEY}"
 
 
 def mlflow_run_url(base: str, experiment_id: str, run_id: str) -> str:

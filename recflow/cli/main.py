@@ -158,14 +158,30 @@ def print_summary(cfg, result: dict) -> None:
     for line in about:
         console.print(line, style="yellow" if line.startswith("warning") else None, highlight=False)
     t = result["tracking"]
-    console.print(f"MLflow: run {t['run_id']} in experiment '{t['experiment']}' at {t['tracking_uri']}")
-    if t["tracking_uri"].startswith("sqlite:"):
-        console.print(f"  browse: mlflow ui --backend-store-uri {t['tracking_uri']}")
+    console.print(f"MLflow: run {t['run_id']} in experiment '{t['experiment']}' at {t['tracking_uri']}", soft_wrap=True, highlight=False)
+    if browse := browse_line(t):
+        console.print(browse, soft_wrap=True, highlight=False)  # one line to copy, whatever the width
     from recflow.experiments.serving.champion import summary_lines
 
     for line in summary_lines(result.get("serving") or {}):
         console.print(line, highlight=False)
     print(f"tasks: {result['tasks']['ran']} ran, {result['tasks']['cached']} cached")
+
+
+def browse_line(tracking: dict) -> str | None:
+    """Where to look at the run: the experiment's runs table on ``recflow ui``'s MLflow server (or the tracking
+    server) when one runs, else how to start one."""
+    from recflow.runtime.servers import running_ui
+    from recflow.runtime.store import artifacts_root
+    from tasks.reporting import mlflow_experiment_url
+
+    ui = running_ui(artifacts_root())
+    base = ui["mlflow_url"] if ui and ui.get("mlflow_url") else tracking["tracking_uri"] if tracking["tracking_uri"].startswith("http") else None
+    if base:
+        return f"  browse: {mlflow_experiment_url(base, tracking['experiment_id'])}"
+    if tracking["tracking_uri"].startswith("sqlite:"):
+        return f"  browse: recflow ui (or mlflow ui --backend-store-uri {tracking['tracking_uri']})"
+    return None
 
 
 @app.command()

@@ -29,7 +29,7 @@ def params_model(cls: type) -> type[BaseModel]:
         if pname == "self" or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
             continue
         default = ... if param.default is param.empty else param.default
-        fields[pname] = (hints.get(pname, Any), default)
+        fields[pname] = (hints.get(pname, Any), Field(default, **getattr(cls, "param_bounds", {}).get(pname, {})))
     title = "".join(part.capitalize() for part in cls.name.split("_")) + "Params"
     return create_model(title, __base__=StrictParams, __doc__=(cls.__doc__ or "").strip().split("\n")[0], **fields)
 

@@ -140,8 +140,9 @@ def mlflow_server(root: Path, port: int) -> Server:
     url = f"http://{LOOPBACK}:{port}"
     (root / "mlruns").mkdir(parents=True, exist_ok=True)
     command = [
-        _bin("mlflow"),
-        "server",
+        sys.executable,
+        "-m",
+        "recflow.runtime.mlflow_ui",  # `mlflow server`, its home page opening experiments in the training view
         "--host",
         LOOPBACK,
         "--port",
