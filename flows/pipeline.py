@@ -171,6 +171,11 @@ def failure_lines(exc: BaseException) -> list[str]:
     return [f"pipeline failed: {type(exc).__name__}: {exc}"]
 
 
+def flow_run_tags(config_path: str | list[str] | None, overrides: list[str] | None) -> list[str]:
+    """The flow run's tags: ``dataset:<name>`` and ``preset:<stem>`` (a base and its overlays joined by '+')."""
+    return [f"dataset:{load_config(config_path, overrides).dataset.name}", f"preset:{preset_name(config_path)}"]
+
+
 def runner_options(config_path: str | list[str] | None, overrides: list[str] | None, root: Path, dask: str | None) -> dict[str, Any]:
     """``with_options`` for the task runner the config (or ``--dask``) asks for; none for the default thread pool."""
     runner = load_config(config_path, overrides).runner
@@ -205,7 +210,8 @@ def run_pipeline(
         prepare_results_storage(storage)
         try:
             runner = runner_options(config_path, overrides, root, dask)
-            return pipeline.with_options(result_storage=storage, **runner)(config_path=config_path, overrides=overrides, refresh=refresh)
+            with tags(*flow_run_tags(config_path, overrides)):  # the Runs list filters by them
+                return pipeline.with_options(result_storage=storage, **runner)(config_path=config_path, overrides=overrides, refresh=refresh)
         except PipelineFailed as exc:
             raise PipelineFailed(exc.failures, str(log_file)) from None
         except Exception as exc:

@@ -177,7 +177,7 @@ def browse_line(tracking: dict) -> str | None:
 
     ui = running_ui(artifacts_root())
     base = ui["mlflow_url"] if ui and ui.get("mlflow_url") else tracking["tracking_uri"] if tracking["tracking_uri"].startswith("http") else None
-    if base:
+    if base and tracking.get("experiment_id"):
         return f"  browse: {mlflow_experiment_url(base, tracking['experiment_id'])}"
     if tracking["tracking_uri"].startswith("sqlite:"):
         return f"  browse: recflow ui (or mlflow ui --backend-store-uri {tracking['tracking_uri']})"
@@ -213,7 +213,17 @@ from recflow.cli.ops import compare, serve, ui  # noqa: E402  (typer only; the c
 
 app.command()(compare)
 app.command()(ui)
-app.command()(serve)
+app.command("schedules")(serve)
+
+
+@app.command("serve", hidden=True, deprecated=True)
+def serve_alias(
+    deployment: list[str] = typer.Option([], "--deployment", "-d", help="serve only these deployments of prefect.yaml (default: all)"),
+) -> None:
+    """Deprecated name of `recflow schedules` (it serves schedules, not recommendations: see `recflow recommend`)."""
+    typer.secho("`recflow serve` is now `recflow schedules` (it runs prefect.yaml's schedules)", fg="yellow", err=True)
+    serve(deployment)
+
 
 from recflow.experiments.gc import gc_command  # noqa: E402  (stdlib and typer only; MLflow loads inside the command)
 

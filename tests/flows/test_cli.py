@@ -161,3 +161,22 @@ def test_offline_run_of_a_preset_without_its_data_fails_in_seconds_naming_the_pl
     assert lines[1:3] == ["  $RECFLOW_DATA_DIR (not set)", f"  bundled copy: {REPO / 'recflow/data/bundled/ml-1m'}"]
     assert lines[-2].startswith("  download: https://files.grouplens.org/datasets/movielens/ml-1m.zip: no network (")
     assert lines[-1].startswith("  to fix: put the GroupLens release (ml-1m/ or ml-1m.zip) in a folder and export RECFLOW_DATA_DIR=")
+
+
+def test_schedules_is_the_command_and_serve_a_deprecated_alias_off_the_help():
+    listed = runner.invoke(app, ["--help"]).output
+    assert "schedules" in listed and "│ serve " not in listed
+    assert "deprecated" in runner.invoke(app, ["serve", "--help"]).output.lower()
+
+
+def test_the_summary_points_at_recflow_uis_mlflow_on_one_line_when_it_runs(tmp_path, monkeypatch, capsys):
+    import json
+    import os
+
+    from recflow.cli.main import browse_line
+
+    monkeypatch.setenv("RECFLOW_HOME", str(tmp_path))
+    tracking = {"run_id": "r1", "experiment": "recflow/x", "experiment_id": "7", "tracking_uri": f"sqlite:///{tmp_path}/mlflow.db"}
+    assert browse_line(tracking) == f"  browse: recflow ui (or mlflow ui --backend-store-uri sqlite:///{tmp_path}/mlflow.db)"
+    (tmp_path / ".ui.json").write_text(json.dumps({"mlflow_url": "http://127.0.0.1:5000", "pid": os.getpid()}))
+    assert browse_line(tracking) == "  browse: http://127.0.0.1:5000/#/experiments/7/runs?workflowType=machine_learning&viewStateShareKey=recflow"
