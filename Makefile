@@ -42,7 +42,7 @@ deploy: $(STAMP)
 	$(BIN)/python -m flows.automations
 
 serve: $(STAMP)
-	$(BIN)/recflow serve
+	$(BIN)/recflow schedules
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.pipeline

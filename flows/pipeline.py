@@ -30,6 +30,7 @@ from flows.head import pipeline_head
 from recflow.experiments.config import RunConfig, load_config
 from recflow.experiments.summary import RunSummary
 from recflow.experiments.tracking import FLOW_RUN_TAG, pipeline_run, pipeline_run_name
+from recflow.runtime.dedupe import link_copies
 from recflow.runtime.outcomes import ModelOutcome, PipelineFailed, StageFailure
 from recflow.runtime.runlog import log_path, run_log
 from recflow.runtime.storage import redact_uri
@@ -242,6 +243,17 @@ def failure_lines(exc: BaseException) -> list[str]:
     return [f"pipeline failed: {type(exc).__name__}: {exc}"]
 
 
+def storage_is_local(root: Path) -> bool:
+    from recflow.runtime import storage
+
+    return storage.remote_of(root) is None
+
+
+def flow_run_tags(config_path: str | list[str] | None, overrides: list[str] | None) -> list[str]:
+    """The flow run's tags: ``dataset:<name>`` and ``preset:<stem>`` (a base and its overlays joined by '+')."""
+    return [f"dataset:{load_config(config_path, overrides).dataset.name}", f"preset:{preset_name(config_path)}"]
+
+
 def runner_options(config_path: str | list[str] | None, overrides: list[str] | None, root: Path, dask: str | None) -> dict[str, Any]:
     """``with_options`` for the task runner the config (or ``--dask``) asks for; none for the default thread pool."""
     runner = load_config(config_path, overrides).runner
@@ -276,7 +288,11 @@ def run_pipeline(
         prepare_results_storage(storage)
         try:
             runner = runner_options(config_path, overrides, root, dask)
-            return pipeline.with_options(result_storage=storage, **runner)(config_path=config_path, overrides=overrides, refresh=refresh)
+            with tags(*flow_run_tags(config_path, overrides)):  # the Runs list filters by them
+                result = pipeline.with_options(result_storage=storage, **runner)(config_path=config_path, overrides=overrides, refresh=refresh)
+            if storage_is_local(root):
+                link_copies(root)  # MLflow's copies of model, index and catalogue files: hard links, the bytes once
+            return result
         except PipelineFailed as exc:
             raise PipelineFailed(exc.failures, str(log_file)) from None
         except Exception as exc:

@@ -1,4 +1,4 @@
-"""``recflow serve``: prefect.yaml's deployments, schedules and limits, served from one process.
+"""``recflow schedules`` (formerly ``recflow serve``): prefect.yaml's deployments, schedules and limits, served from one process.
 
 For a single machine: no work pool and no worker, the runs execute in this process (one at a
 time). The deployments are built from prefect.yaml itself, so ``prefect deploy --all`` and

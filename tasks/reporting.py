@@ -29,6 +29,7 @@ import recflow.utils.progress
 from recflow.evaluation.evaluate import half_width
 from recflow.experiments.config import RunConfig
 from recflow.experiments.summary import RunSummary
+from recflow.experiments.tracking import SHARED_VIEW_KEY
 from recflow.runtime.outcomes import ModelOutcome
 from recflow.runtime.storage import redact_uri
 from recflow.runtime.store import artifacts_root
@@ -61,7 +62,8 @@ TRAINING_VIEW = "workflowType=machine_learning"
 
 
 def mlflow_experiment_url(base: str, experiment_id: str) -> str:
-    return f"{base}/#/experiments/{experiment_id}?{TRAINING_VIEW}"
+    """The runs table in the training view, with its metric columns (``recflow.experiments.tracking.runs_table_view``)."""
+    return f"{base}/#/experiments/{experiment_id}/runs?{TRAINING_VIEW}&viewStateShareKey={SHARED_VIEW_KEY}"
 
 
 def mlflow_run_url(base: str, experiment_id: str, run_id: str) -> str:

@@ -124,3 +124,28 @@ def test_a_growing_source_defaults_to_the_time_forward_split_and_movielens_keeps
 def test_a_value_no_run_could_survive_is_a_config_error_at_load(override, problem):
     with pytest.raises(ConfigError, match=problem.replace(".", r"\.")):
         load_config("configs/smoke.yaml", [override])
+
+
+def test_a_bad_set_value_is_blamed_on_that_set_not_on_the_file():
+    with pytest.raises(ConfigError) as failed:
+        load_config("configs/smoke.yaml", ["models.bias.reg_user=abc"])
+    assert str(failed.value).splitlines() == [
+        "--set models.bias.reg_user=abc: invalid config",
+        "  models.bias.reg_user=abc: Input should be a valid number, unable to parse string as a number",
+    ]
+
+
+def test_a_model_param_out_of_its_bounds_is_a_config_error_naming_the_key(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("models:\n  - name: bias\n    reg_user: -1\n")
+    with pytest.raises(ConfigError) as failed:
+        load_config(bad)
+    assert str(failed.value) == f"{bad}: invalid config\n  models.bias.reg_user: Input should be greater than or equal to 0"
+
+
+def test_a_wrong_config_path_lists_the_presets():
+    with pytest.raises(ConfigError) as failed:
+        load_config("configs/smok.yaml")
+    first, presets = str(failed.value).splitlines()
+    assert first == "config file not found: configs/smok.yaml"
+    assert "configs/smoke.yaml" in presets.removeprefix("presets: ").split(", ")

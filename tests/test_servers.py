@@ -176,3 +176,23 @@ def test_the_embedded_prefect_server_dies_with_a_run_killed_by_sigkill(tmp_path)
     finally:
         if run.poll() is None:
             run.kill()
+
+
+def test_recflow_tune_sends_its_study_to_the_prefect_server_recflow_ui_runs(tmp_path, answering_prefect):
+    """Operated through the command (a process of its own, Prefect not yet imported there); the study's flow is
+    replaced by one that reports the API it was given."""
+    (tmp_path / ".ui.json").write_text(json.dumps({"prefect_url": answering_prefect, "prefect_api_url": f"{answering_prefect}/api", "pid": os.getpid()}))
+    script = (
+        "import os, sys, types\n"
+        "fake = types.ModuleType('flows.tune')\n"
+        "def run_tune(*args, **kwargs):\n"
+        "    print('API', os.environ['PREFECT_API_URL']); sys.exit(0)\n"
+        "fake.run_tune = run_tune\n"
+        "import flows\n"
+        "sys.modules['flows.tune'] = fake\n"
+        "from recflow.cli.main import app\n"
+        "app(['tune', '--config', 'configs/smoke.yaml', '--model', 'bias', '--trials', '1'])\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")} | {"RECFLOW_HOME": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120, check=False)
+    assert done.stdout.strip().splitlines()[-1] == f"API {answering_prefect}/api", done.stdout + done.stderr

@@ -65,17 +65,17 @@ def test_table_rows_are_newest_run_first_with_the_ci_beside_the_metric(three_nig
 def test_the_plot_is_a_png_and_is_logged_as_a_trend_run(three_nights, tmp_path):
     result = trend(metric="recall_at_10")
     path = write_trend(result, tmp_path)
-    assert path == tmp_path / "trend_recall_at_10.png" and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert path == tmp_path / "trend_recflow-tiny_recall_at_10.png" and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     run = three_nights.get_run(log_trend(result, path))
     assert run.info.run_name == "trend recall_at_10" and run.data.tags["recflow.kind"] == "trend"
-    assert [a.path for a in three_nights.list_artifacts(run.info.run_id, "trend")] == ["trend/trend_recall_at_10.png"]
+    assert [a.path for a in three_nights.list_artifacts(run.info.run_id, "trend")] == ["trend/trend_recflow-tiny_recall_at_10.png"]
 
 
 def test_cli_prints_where_the_png_is_and_logs_only_when_asked(three_nights, tmp_path, monkeypatch):
     monkeypatch.setenv("RECFLOW_HOME", str(tmp_path / "home"))
     out = CliRunner().invoke(app, ["compare", "--trend", "--metric", "recall_at_10"])
     assert out.exit_code == 0, out.output
-    png = tmp_path / "home" / "trends" / "trend_recall_at_10.png"
+    png = tmp_path / "home" / "trends" / "trend_recflow-tiny_recall_at_10.png"
     assert f"trend plot: {png}" in out.output.replace("\n", "") and png.exists()
     assert "logged" not in out.output
     exp = three_nights.get_experiment_by_name("recflow/tiny").experiment_id

@@ -149,9 +149,9 @@ def print_summary(summary, export=None) -> None:
     for line in summary.about:
         console.print(line, style="yellow" if line.startswith("warning") else None, highlight=False)
     t = summary.tracking
-    console.print(f"MLflow: run {t['run_id']} in experiment '{t['experiment']}' at {t['tracking_uri']}")
-    if t["tracking_uri"].startswith("sqlite:"):
-        console.print(f"  browse: mlflow ui --backend-store-uri {t['tracking_uri']}")
+    console.print(f"MLflow: run {t['run_id']} in experiment '{t['experiment']}' at {t['tracking_uri']}", soft_wrap=True, highlight=False)
+    if browse := browse_line(t):
+        console.print(browse, soft_wrap=True, highlight=False)  # one line to copy, whatever the width
     from recflow.experiments.serving.champion import summary_lines
 
     for line in summary_lines(summary.serving):
@@ -212,6 +212,22 @@ def replay(
     typer.echo(f"log (tracebacks, TensorFlow, MLflow): {log_file}")
 
 
+def browse_line(tracking: dict) -> str | None:
+    """Where to look at the run: the experiment's runs table on ``recflow ui``'s MLflow server (or the tracking
+    server) when one runs, else how to start one."""
+    from recflow.runtime.servers import running_ui
+    from recflow.runtime.store import artifacts_root
+    from tasks.reporting import mlflow_experiment_url
+
+    ui = running_ui(artifacts_root())
+    base = ui["mlflow_url"] if ui and ui.get("mlflow_url") else tracking["tracking_uri"] if tracking["tracking_uri"].startswith("http") else None
+    if base and tracking.get("experiment_id"):
+        return f"  browse: {mlflow_experiment_url(base, tracking['experiment_id'])}"
+    if tracking["tracking_uri"].startswith("sqlite:"):
+        return f"  browse: recflow ui (or mlflow ui --backend-store-uri {tracking['tracking_uri']})"
+    return None
+
+
 @app.command()
 def synth(
     out: Path = typer.Argument(..., help="folder to write the dataset into"),
@@ -249,7 +265,18 @@ from recflow.cli.ops import compare, gc_command, serve, ui  # noqa: E402  (typer
 
 app.command()(compare)
 app.command()(ui)
-app.command()(serve)
+app.command("schedules")(serve)
+
+
+@app.command("serve", hidden=True, deprecated=True)
+def serve_alias(
+    deployment: list[str] = typer.Option([], "--deployment", "-d", help="serve only these deployments of prefect.yaml (default: all)"),
+) -> None:
+    """Deprecated name of `recflow schedules` (it serves schedules, not recommendations: see `recflow recommend`)."""
+    typer.secho("`recflow serve` is now `recflow schedules` (it runs prefect.yaml's schedules)", fg="yellow", err=True)
+    serve(deployment)
+
+
 app.command("gc")(gc_command)
 
 from recflow.cli.tune import tune  # noqa: E402  (typer only; the command imports the rest)

@@ -1,4 +1,4 @@
-"""Operations commands of ``recflow``: ``compare``, ``ui`` and ``serve`` (registered in ``recflow.cli.main``).
+"""Operations commands of ``recflow``: ``compare``, ``ui`` and ``schedules`` (registered in ``recflow.cli.main``).
 
 Only typer at import: MLflow, Prefect and matplotlib load inside the command that needs them.
 """
@@ -176,7 +176,7 @@ def ui(
     typer.echo(
         f"Prefect UI  {urls['prefect_url']}\n"
         f"MLflow UI   {urls['mlflow_url']}\n\n"
-        f"`recflow run` and `recflow serve` on {servers.root} use this Prefect server; elsewhere (make deploy, a worker):\n"
+        f"`recflow run` and `recflow schedules` on {servers.root} use this Prefect server; elsewhere (make deploy, a worker):\n"
         f"  export PREFECT_API_URL={urls['prefect_api_url']} MLFLOW_TRACKING_URI={urls['mlflow_url']}\n"
         f"  make deploy && prefect worker start --pool recflow-process\n"
         f"Logs: {servers.prefect.log_path.parent}   Ctrl-C stops both servers."
@@ -200,7 +200,7 @@ def _interrupt(signum: int, frame: object) -> None:
 def serve(
     deployment: list[str] = typer.Option([], "--deployment", "-d", help="serve only these deployments of prefect.yaml (default: all)"),
 ) -> None:
-    """Serve prefect.yaml's deployments and schedules from this one process (no work pool, no worker), as `<name>-served`."""
+    """Run prefect.yaml's schedules from this one process (its deployments served as `<name>-served`; no work pool, no worker)."""
     from recflow.runtime.servers import ui_prefect_api
     from recflow.runtime.store import artifacts_root, shared_root
 

@@ -41,21 +41,27 @@ def tune(
         raise typer.Exit(2)
 
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    from flows.tune import run_tune
+    from recflow.runtime.servers import run_prefect_api
+    from recflow.runtime.store import artifacts_root
 
     try:
-        result = run_tune(
-            [str(p) for p in config] or None,
-            set_,
-            model,
-            trials=trials,
-            minutes=minutes,
-            metric=metric,
-            seed=seed,
-            valid_fraction=valid_fraction,
-            out=str(out) if out else None,
-            parallel=parallel,
-        )
+        # as `recflow run`: $PREFECT_API_URL, else `recflow ui`'s server (the study shows in its dashboard), else an embedded one
+        with run_prefect_api(artifacts_root()) as prefect_api:
+            from flows.tune import run_tune
+
+            prefect_api.ready()
+            result = run_tune(
+                [str(p) for p in config] or None,
+                set_,
+                model,
+                trials=trials,
+                minutes=minutes,
+                metric=metric,
+                seed=seed,
+                valid_fraction=valid_fraction,
+                out=str(out) if out else None,
+                parallel=parallel,
+            )
     except Exception as exc:
         typer.secho(f"tuning failed: {type(exc).__name__}: {exc}", fg="red", err=True)
         raise typer.Exit(1) from None

@@ -167,7 +167,7 @@ def load_config(path: str | Path | list[str | Path] | tuple | None = None, overr
     try:
         return RunConfig.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(source, exc)) from None
+        raise ConfigError(format_validation_error(source, exc, overrides)) from None
 
 
 def _read_yaml(path: str | Path) -> dict[str, Any]:
@@ -176,7 +176,7 @@ def _read_yaml(path: str | Path) -> dict[str, Any]:
         if raw is None:  # an empty (or all-comment) file: running the built-in defaults instead is a silent substitution
             raise ConfigError(f"{path}: the config file is empty; refused (leave out --config to run the defaults on purpose)")
     except FileNotFoundError:
-        raise ConfigError(f"config file not found: {path}") from None
+        raise ConfigError(f"config file not found: {path}" + presets_hint(Path(path))) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(raw, dict):
@@ -215,16 +215,41 @@ def merge_configs(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, An
     return out
 
 
-def format_validation_error(source: str, exc: ValidationError) -> str:
-    lines = [f"{source}: invalid config"]
+PRESETS_DIR = Path(__file__).resolve().parents[2] / "configs"
+
+
+def presets_hint(path: Path) -> str:
+    """The presets a mistyped ``--config`` may have meant: the YAML files beside it, else the project's."""
+    folder = path.parent if path.parent.is_dir() and any(path.parent.glob("*.yaml")) else PRESETS_DIR
+    found = sorted(folder.glob("*.yaml"))
+    return ("\npresets: " + ", ".join(str(p if folder != PRESETS_DIR else p.relative_to(PRESETS_DIR.parent)) for p in found)) if found else ""
+
+
+def error_key(loc: tuple) -> str:
+    """A validation error's key as a user writes it: ``models.bias.reg_user``, not ``models.1.bias.reg_user``."""
+    parts = list(loc)
+    if len(parts) > 2 and parts[0] == "models" and isinstance(parts[1], int):
+        del parts[1]
+    return ".".join(str(p) for p in parts)
+
+
+def format_validation_error(source: str, exc: ValidationError, overrides: list[str] | None = None) -> str:
+    """One line per bad key, each blamed on where its value came from: the ``--set`` that gave it, else the file(s)."""
+    given = {item.split("=", 1)[0].strip(): item for item in overrides or [] if "=" in item}
+    lines, blamed = [], set()
     for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"])
+        loc = error_key(err["loc"])
         msg = str(err["ctx"]["error"]) if err["type"] == "value_error" and "error" in err.get("ctx", {}) else err["msg"]
-        if err["type"] == "extra_forbidden":
+        if loc in given:
+            blamed.add(f"--set {given[loc]}")
+            lines.append(f"  {given[loc]}: {msg}")
+        elif err["type"] == "extra_forbidden":
+            blamed.add(source)
             lines.append(f"  unknown key '{loc}'")
         else:
+            blamed.add(source)
             lines.append(f"  {loc}: {msg}" if loc else f"  {msg}")
-    return "\n".join(lines)
+    return "\n".join([f"{' + '.join(sorted(blamed))}: invalid config", *lines])
 
 
 def apply_override(raw: dict[str, Any], item: str) -> None:

@@ -326,6 +326,8 @@ def log_pipeline_run(
                 if result.failed:
                     mlflow.end_run(status="FAILED")
         mlflow.log_dict(table, "metrics_table.json")
+        mlflow.log_metrics(headline_metrics(cfg.serving.champion_metric, table))
+        mlflow.MlflowClient(uri).set_experiment_tag(experiment.experiment_id, SHARED_VIEW_TAG, json.dumps(runs_table_view(cfg, list(table))))
     if parent_run_id:  # leaving the block marked it FINISHED: it stays RUNNING until the pipeline ends
         mlflow.MlflowClient(uri).update_run(parent_run_id, status="RUNNING")
     return {
@@ -353,6 +355,26 @@ def log_night(split_meta: dict[str, Any], forward: dict[str, Any]) -> None:
     mlflow.set_tags({NIGHT_TAG: night, "recflow.period": forward["period"]})
     test = split_meta["parts"]["test"]
     mlflow.log_metrics({"n_new_interactions": float(test["rows"]), "n_cold_users": float(forward["cold_users"]), "n_cold_items": float(forward["cold_items"])})
+
+
+#: an MLflow "shared view" of the experiment's runs table, opened by ``?viewStateShareKey=recflow`` (the links recflow prints)
+SHARED_VIEW_KEY = "recflow"
+SHARED_VIEW_TAG = f"mlflow.sharedViewState.{SHARED_VIEW_KEY}"
+
+
+def runs_table_view(cfg: RunConfig, models: list[str]) -> dict[str, Any]:
+    """The runs table as a first look wants it: newest first, with metric columns (MLflow shows none by default):
+    the champion metric, NDCG and recall at each cutoff, RMSE, and on parent rows each model's headline."""
+    headline = cfg.serving.champion_metric
+    metrics = [headline, *(f"{m}_at_{k}" for k in cfg.evaluation.ks for m in ("recall", "ndcg")), "rmse", *(f"{headline}/{m}" for m in models)]
+    columns = ["tags.`model`", *dict.fromkeys(f"metrics.`{m}`" for m in metrics)]
+    return {"selectedColumns": columns, "orderByKey": "attributes.start_time", "orderByAsc": False}
+
+
+def headline_metrics(metric: str, table: dict[str, dict[str, float]]) -> dict[str, float]:
+    """The parent run's ``<metric>/<model>`` for each evaluated model (the champion metric): the runs table's parent
+    rows and the chart view compare models across pipeline runs without opening a nested run."""
+    return {f"{metric}/{name}": float(values[metric]) for name, values in table.items() if values.get(metric) is not None}
 
 
 TRAIN_FINGERPRINT_TAG = "recflow.train_fingerprint"

@@ -107,8 +107,9 @@ def trend_rows(result: Trend) -> list[dict[str, Any]]:
     return rows
 
 
-def trend_name(metric: str) -> str:
-    return f"trend_{metric}.png"
+def trend_name(metric: str, experiment: str) -> str:
+    """``trend_<experiment>_<metric>.png`` (``/`` as ``-``): one experiment's plot never overwrites another's."""
+    return f"trend_{experiment.replace('/', '-')}_{metric}.png"
 
 
 @safe_plot
@@ -165,4 +166,4 @@ def write_trend(result: Trend, folder: Path | None = None) -> Path | None:
     """The PNG under ``folder`` (default: a new temp folder that outlives the call, to be printed)."""
     folder = Path(folder) if folder else Path(tempfile.mkdtemp(prefix="recflow-trend-"))
     folder.mkdir(parents=True, exist_ok=True)
-    return trend_plot(result, folder / trend_name(result.metric))
+    return trend_plot(result, folder / trend_name(result.metric, result.experiment))

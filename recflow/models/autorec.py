@@ -71,6 +71,9 @@ class AutoRecRecommender(Recommender):
         "epochs": IntRange(10, 50),  # also the cosine schedule's length, so it is searched, not only early-stopped
     }
 
+    #: what the config accepts (checked when it loads, not when fit raises later)
+    param_bounds = {"hidden": {"ge": 1}, "epochs": {"ge": 1}, "batch_size": {"ge": 1}, "reg": {"ge": 0}, "learning_rate": {"gt": 0}}
+
     def __init__(
         self,
         hidden: int = 500,

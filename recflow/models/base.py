@@ -85,6 +85,9 @@ class Recommender(ABC):
     similarity: ClassVar[Literal["cosine"]] = "cosine"
     #: a framework model saved beside the npz that tracking logs in that flavour (``"keras"``), or None
     framework_flavour: ClassVar[str | None] = None
+    #: bounds of ``__init__`` params as pydantic ``Field`` keywords (``{"reg": {"ge": 0}}``): a config
+    #: out of them is an error when it loads, naming the key, not a training failure later
+    param_bounds: ClassVar[dict[str, dict[str, float]]] = {}
     #: whether ``fit`` trains for at most ``epochs`` epochs, calling ``context.on_epoch_end`` after each
     trains_in_epochs: ClassVar[bool] = False
     #: whether ``fit`` continues from ``context.warm_start`` (an earlier fit of this class) when given one

@@ -33,6 +33,9 @@ class BiasRecommender(Recommender):
     }
     predicts_ratings = True
 
+    #: what the config accepts (checked when it loads, not when fit raises later)
+    param_bounds = {"reg_user": {"ge": 0}, "reg_item": {"ge": 0}, "epochs": {"ge": 1}}
+
     def __init__(self, reg_user: float = 15.0, reg_item: float = 10.0, epochs: int = 10) -> None:
         self.reg_user = reg_user
         self.reg_item = reg_item

@@ -54,6 +54,9 @@ class BPRRecommender(Recommender):
         "epochs": IntRange(10, 80),
     }
 
+    #: what the config accepts (checked when it loads, not when fit raises later)
+    param_bounds = {"factors": {"ge": 1}, "epochs": {"ge": 1}, "batch_size": {"ge": 1}, "lr": {"gt": 0}, "reg": {"ge": 0}}
+
     def __init__(
         self,
         factors: int = 64,

@@ -60,6 +60,9 @@ class EASERecommender(Recommender):
     folds_in_history = True
     search_space: ClassVar[dict[str, Dimension]] = {"l2": FloatRange(10.0, 10_000.0, log=True)}
 
+    #: what the config accepts (checked when it loads, not when fit raises later)
+    param_bounds = {"l2": {"gt": 0}, "top_items": {"ge": 1}}
+
     def __init__(self, l2: float = 500.0, implicit_threshold: float | None = None, max_items: int = 30_000, top_items: int | None = None) -> None:
         self.l2 = l2
         self.implicit_threshold = implicit_threshold

@@ -41,6 +41,9 @@ class ItemKNNRecommender(Recommender):
         "shrink": FloatRange(0.0, 100.0),
     }
 
+    #: what the config accepts (checked when it loads, not when fit raises later)
+    param_bounds = {"k": {"ge": 1}, "shrink": {"ge": 0}}
+
     def __init__(self, k: int = 100, shrink: float = 0.0, implicit_threshold: float | None = None) -> None:
         self.k = k
         self.shrink = shrink

@@ -76,6 +76,9 @@ class BiasedMFRecommender(Recommender):
     user_space = True
     predicts_ratings = True
 
+    #: what the config accepts (checked when it loads, not when fit raises later)
+    param_bounds = {"factors": {"ge": 1}, "epochs": {"ge": 1}, "reg": {"gt": 0}, "reg_bias": {"ge": 0}}
+
     def __init__(
         self,
         factors: int = 32,

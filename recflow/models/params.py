@@ -35,7 +35,7 @@ def params_model(cls: type) -> type[BaseModel]:
         hint = hints.get(pname, Any)
         if pname in SIZE_LIMITS and hint is int:  # a typo'd width is a config error, not an out-of-memory minutes in
             hint = Annotated[int, Field(ge=1, le=SIZE_LIMITS[pname])]
-        fields[pname] = (hint, default)
+        fields[pname] = (hint, Field(default, **getattr(cls, "param_bounds", {}).get(pname, {})))
     title = "".join(part.capitalize() for part in cls.name.split("_")) + "Params"
     return create_model(title, __base__=StrictParams, __doc__=(cls.__doc__ or "").strip().split("\n")[0], **fields)
 

@@ -502,6 +502,14 @@ def choose_kind(results: dict[str, KindResult], n: int, grid: TuningGrid) -> tup
 # ----------------------------------------------------------------------------- plot
 
 
+def _shade(color: str, i: int, n: int) -> tuple[float, float, float]:
+    """The ``i``-th of ``n`` shades of ``color``: from the colour itself towards white (at most 60 % of the way)."""
+    from matplotlib.colors import to_rgb
+
+    mix = 0.6 * i / max(n - 1, 1)
+    return tuple(c + (1.0 - c) * mix for c in to_rgb(color))  # type: ignore[return-value]
+
+
 @safe_plot
 def recall_qps_plot(results: dict[str, KindResult], path: Path, title: str = "", target: float | None = None) -> Path | None:
     """Recall@k against queries/s for every setting tried (tuning queries), one line per kind and build.
@@ -525,7 +533,8 @@ def recall_qps_plot(results: dict[str, KindResult], path: Path, title: str = "",
             groups.setdefault(label, []).append(point)
         for i, (label, points) in enumerate(groups.items()):
             linestyle, marker = styles[i % len(styles)]
-            ax.plot([p["recall"] for p in points], [p["qps"] for p in points], color=color, linestyle=linestyle, marker=marker, markersize=3, label=label)
+            shade = _shade(color, i, len(groups))  # a kind's builds: its colour, darker to lighter, so seven ivf_pq lines differ
+            ax.plot([p["recall"] for p in points], [p["qps"] for p in points], color=shade, linestyle=linestyle, marker=marker, markersize=3, label=label)
     if target is not None:
         ax.axvline(target, color="grey", linestyle="--", linewidth=1)
     ax.set_xlabel("recall@k vs exact (tuning queries)")

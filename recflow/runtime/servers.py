@@ -229,8 +229,9 @@ def mlflow_server(root: Path, port: int, host: str = LOOPBACK, backend: str | No
     url = f"http://{host}:{port}"
     destination = mlflow_artifacts_destination(root)
     command = [
-        _bin("mlflow"),
-        "server",
+        sys.executable,
+        "-m",
+        "recflow.runtime.mlflow_ui",  # `mlflow server`, its home page opening experiments in the training view
         "--host",
         host,
         "--port",

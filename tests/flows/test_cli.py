@@ -35,7 +35,7 @@ def test_run_prints_metrics_and_task_counts_then_reruns_from_cache(recflow_home)
 @pytest.mark.slow
 @pytest.mark.usefixtures("prefect_harness")
 def test_a_failed_run_exits_1_with_a_line_per_failed_task_and_its_log_file_and_no_traceback(recflow_home):
-    """Operated as a user does (a process, its real stdout/stderr); bias's negative regularisation passes the
+    """Operated as a user does (a process, its real stdout/stderr); mf's negative initial spread passes the
     config but makes its fit raise, popular still trains and is tracked."""
     import os
     import subprocess
@@ -47,7 +47,7 @@ def test_a_failed_run_exits_1_with_a_line_per_failed_task_and_its_log_file_and_n
 
     env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}  # the session's test server, not a new one
     proc = subprocess.run(
-        [sys.executable, "-m", "recflow.cli.main", "run", "--config", "configs/smoke.yaml", "--set", "models.bias.reg_user=-1"],
+        [sys.executable, "-m", "recflow.cli.main", "run", "--config", "configs/smoke.yaml", "--set", "models.mf.init_std=-1"],
         capture_output=True,
         text=True,
         env=env,
@@ -56,7 +56,7 @@ def test_a_failed_run_exits_1_with_a_line_per_failed_task_and_its_log_file_and_n
     )
     output = proc.stdout + proc.stderr
     assert proc.returncode == 1, output
-    assert "train[bias] failed: ValueError: reg_user and reg_item must be >= 0\n" in proc.stderr
+    assert "train[mf] failed: ValueError: scale < 0\n" in proc.stderr
     log_line = next(line for line in proc.stderr.splitlines() if line.startswith("tracebacks: "))
     log_file = Path(log_line.removeprefix("tracebacks: "))
     assert log_file.parent == recflow_home / "logs"
@@ -67,7 +67,7 @@ def test_a_failed_run_exits_1_with_a_line_per_failed_task_and_its_log_file_and_n
     parent = client.search_runs([experiment.experiment_id], "tags.`recflow.kind` = 'pipeline'")[0]
     assert parent.info.status == "FAILED"
     children = {r.data.tags["model"]: r for r in client.search_runs([experiment.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")}
-    assert children["bias"].info.status == "FAILED"
+    assert children["mf"].info.status == "FAILED"
     assert "recall_at_10" in children["popular"].data.metrics
 
 
@@ -166,3 +166,22 @@ def test_offline_run_of_a_preset_without_its_data_fails_in_seconds_naming_the_pl
     assert lines[1:3] == ["  $RECFLOW_DATA_DIR (not set)", f"  bundled copy: {REPO / 'recflow/data/bundled/ml-1m'}"]
     assert lines[-2].startswith("  download: https://files.grouplens.org/datasets/movielens/ml-1m.zip: no network (")
     assert lines[-1].startswith("  to fix: put the GroupLens release (ml-1m/ or ml-1m.zip) in a folder and export RECFLOW_DATA_DIR=")
+
+
+def test_schedules_is_the_command_and_serve_a_deprecated_alias_off_the_help():
+    listed = runner.invoke(app, ["--help"]).output
+    assert "schedules" in listed and "│ serve " not in listed
+    assert "deprecated" in runner.invoke(app, ["serve", "--help"]).output.lower()
+
+
+def test_the_summary_points_at_recflow_uis_mlflow_on_one_line_when_it_runs(tmp_path, monkeypatch, capsys):
+    import json
+    import os
+
+    from recflow.cli.main import browse_line
+
+    monkeypatch.setenv("RECFLOW_HOME", str(tmp_path))
+    tracking = {"run_id": "r1", "experiment": "recflow/x", "experiment_id": "7", "tracking_uri": f"sqlite:///{tmp_path}/mlflow.db"}
+    assert browse_line(tracking) == f"  browse: recflow ui (or mlflow ui --backend-store-uri sqlite:///{tmp_path}/mlflow.db)"
+    (tmp_path / ".ui.json").write_text(json.dumps({"mlflow_url": "http://127.0.0.1:5000", "pid": os.getpid()}))
+    assert browse_line(tracking) == "  browse: http://127.0.0.1:5000/#/experiments/7/runs?workflowType=machine_learning&viewStateShareKey=recflow"

@@ -63,6 +63,11 @@ def test_every_task_is_a_node_of_its_own_in_the_run_graph(recflow_home):
     )
 
 
+def test_the_flow_run_is_tagged_with_its_dataset_and_preset(recflow_home):
+    run_pipeline(SMOKE, root=recflow_home)
+    assert sorted(latest_flow_run().tags) == ["dataset:synthetic-smoke", "preset:smoke"]
+
+
 def test_a_failed_train_marks_its_dependants_not_run_under_their_names_and_the_run_ends(recflow_home, monkeypatch):
     def broken(self, *args, **kwargs):
         raise RuntimeError("injected")

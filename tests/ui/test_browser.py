@@ -147,9 +147,9 @@ def test_mlflow_shows_the_trend_plot_logged_by_compare_trend(browser, live_serve
     assert run.info.run_name == "trend recall_at_10"
     browser.get(
         f"{live_servers.urls['mlflow_url']}/#/experiments/{experiment.experiment_id}/runs/{run.info.run_id}"
-        f"/artifacts/trend/trend_recall_at_10.png?{TRAINING_VIEW}"
+        f"/artifacts/trend/trend_recflow-synthetic-smoke_recall_at_10.png?{TRAINING_VIEW}"
     )
-    wait_for_text(browser, "trend recall_at_10", "trend_recall_at_10.png")
+    wait_for_text(browser, "trend recall_at_10", "trend_recflow-synthetic-smoke_recall_at_10.png")
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -243,3 +243,58 @@ def test_run_summary_links_prefect_to_mlflow(live_servers, smoke_run, api):
     summary = api("/artifacts/filter", {"artifacts": {"key": {"any_": ["recflow-synthetic-smoke-summary"]}}, "sort": "CREATED_DESC", "limit": 1})[0]
     bias = smoke_run["models"]["bias"]
     assert f"{live_servers.urls['mlflow_url']}/#/experiments/{bias.info.experiment_id}/runs/{bias.info.run_id}" in summary["data"]
+
+
+def test_prefect_run_graph_draws_every_task_as_its_own_node(browser, live_servers, smoke_run, screenshots, api):
+    """The graph API the UI draws from encapsulates no task in another; the page shows the graph."""
+    import urllib.request
+
+    flow_run = smoke_run["flow_run"]
+    with urllib.request.urlopen(f"{live_servers.urls['prefect_api_url']}/flow_runs/{flow_run['id']}/graph-v2", timeout=30) as response:
+        nodes = json.load(response)["nodes"]
+    assert {node["label"]: node["encapsulating"] for _, node in nodes if node["encapsulating"]} == {}
+    assert len(nodes) == len(smoke_run["task_runs"])
+    browser.get(f"{live_servers.urls['prefect_url']}/runs/flow-run/{flow_run['id']}")
+    wait_for_text(browser, flow_run["name"], "Completed")
+    browser.find_element("css selector", "canvas")  # the run graph
+    browser.save_screenshot(str(screenshots / "prefect-run-graph.png"))
+
+
+def test_mlflow_home_opens_a_recflow_experiment_in_the_training_view(browser, live_servers, smoke_run, screenshots):
+    """From MLflow's own home page, as a new user clicks: a browser that never chose a view lands on the runs table."""
+    experiment = smoke_run["experiment"]
+    browser.get(live_servers.urls["mlflow_url"] + "/")
+    browser.execute_script("window.localStorage.clear()")  # a first visit: no view chosen yet
+    browser.get(live_servers.urls["mlflow_url"] + "/")
+    wait_for_text(browser, experiment.name)
+    click_text(browser, experiment.name)
+    parent = smoke_run["models"]["bias"].data.tags["mlflow.parentRunId"]
+    from mlflow import MlflowClient
+
+    text = wait_for_text(browser, "Runs", MlflowClient(live_servers.urls["mlflow_url"]).get_run(parent).info.run_name)
+    assert "Token Usage" not in text and "/runs" in browser.current_url  # not the GenAI overview
+    browser.save_screenshot(str(screenshots / "mlflow-home-to-training-view.png"))
+
+
+def test_mlflow_runs_table_shows_the_metric_columns_and_each_models_headline_on_the_parent(browser, live_servers, smoke_run, screenshots):
+    from tasks.reporting import mlflow_experiment_url
+
+    browser.get(mlflow_experiment_url(live_servers.urls["mlflow_url"], smoke_run["experiment"].experiment_id))
+    wait_for_text(browser, "recall_at_10", "ndcg_at_10", "recall_at_10/bias", "recall_at_10/popular")
+    browser.save_screenshot(str(screenshots / "mlflow-runs-table-metric-columns.png"))
+
+
+def test_mlflow_chart_search_for_recall_at_10_finds_the_model_metric_first(browser, live_servers, smoke_run, screenshots):
+    from selenium.webdriver.common.by import By
+
+    from tasks.reporting import mlflow_experiment_url
+
+    browser.get(mlflow_experiment_url(live_servers.urls["mlflow_url"], smoke_run["experiment"].experiment_id) + "&compareRunsMode=CHART")
+    wait_for_text(browser, "Model metrics")
+    search = next(e for e in browser.find_elements(By.CSS_SELECTOR, "input") if "chart" in (e.get_attribute("placeholder") or "").lower())
+    search.send_keys("recall_at_10")
+    text = wait_for_text(browser, "recall_at_10")
+    titles = [line for line in text.splitlines() if "recall_at_10" in line and line != "recall_at_10" or line == "recall_at_10"]
+    assert titles and titles[0].startswith("recall_at_10"), titles
+    assert not any("index" in t for t in titles), titles  # no index metric matches a model metric's name
+    browser.save_screenshot(str(screenshots / "mlflow-chart-search-recall.png"))

@@ -1,6 +1,6 @@
 """prefect.yaml against a real ``prefect server``: ``make deploy`` registers both deployments with their schedules.
 
-``recflow serve`` builds its deployments from the same file (the same schedules, under names of its
+``recflow schedules`` builds its deployments from the same file (the same schedules, under names of its
 own), and serving then stopping leaves ``make deploy``'s deployments as they were.
 """
 
@@ -66,7 +66,7 @@ def test_serving_then_stopping_recflow_serve_leaves_the_deployed_deployments_run
     log = tmp_path / "serve.log"
     with open(log, "w") as out:
         serve = subprocess.Popen(
-            [str(Path(sys.executable).parent / "recflow"), "serve", "-d", "default"],
+            [str(Path(sys.executable).parent / "recflow"), "schedules", "-d", "default"],
             cwd=REPO,
             env=live_env,
             stdout=out,
@@ -86,7 +86,7 @@ def test_serving_then_stopping_recflow_serve_leaves_the_deployed_deployments_run
             serve.wait(240)  # Prefect's runner pauses its deployments through the API on the way out: slow on a loaded machine
         except subprocess.TimeoutExpired:
             serve.kill()
-            pytest.fail(f"recflow serve did not stop within 240 s of Ctrl-C; its output:\n{log.read_text()[-3000:]}")
+            pytest.fail(f"recflow schedules did not stop within 240 s of Ctrl-C; its output:\n{log.read_text()[-3000:]}")
     finally:
         if serve.poll() is None:
             serve.kill()

@@ -1,8 +1,10 @@
 """An index's results in its model's MLflow run: metrics, chosen kinds and search settings, tuning curves.
 
-The primary space's chosen index is logged unprefixed (``ann_recall_at_10``, ``index_qps`` ...),
-so MLflow's compare view lines models up on one name; every space and every kind tried go under
-``index/<space>/...``. Index stages are cached, MLflow runs are new every pipeline run: the tail
+The primary space's chosen index is logged as ``index_recall_k10``, ``index_qps`` ..., so MLflow's
+compare view lines models up on one name; every space and every kind tried go under
+``index/<space>/...``. No index metric contains a model metric's name (``recall_at_10``): a search
+for ``recall_at_10`` in MLflow's chart view finds the model's metric, not dozens of index charts.
+Index stages are cached, MLflow runs are new every pipeline run: the tail
 logs each index into this run's model run, whether it was built now or reused.
 """
 
@@ -22,11 +24,12 @@ INDEX_METRICS = ("qps", "p50_ms", "p99_ms", "build_seconds", "bytes")
 
 
 def index_metrics(summary: dict[str, Any]) -> dict[str, float]:
-    """MLflow metrics of an index summary: the primary space's chosen index unprefixed
-    (``ann_recall_at_10``, ``index_qps``, ``index_p50_ms`` ...), every space and kind under
-    ``index/<space>/<kind>/`` and every space's chosen index under ``index/<space>/``."""
+    """MLflow metrics of an index summary: the primary space's chosen index as ``index_recall_k10``,
+    ``index_qps``, ``index_p50_ms`` ..., every space and kind under ``index/<space>/<kind>/`` and every
+    space's chosen index under ``index/<space>/`` (``recall_k10``: recall against exact search)."""
     k = summary["k"]
-    recall = f"ann_recall_at_{k}"
+    measured = f"ann_recall_at_{k}"  # the summary's name
+    recall = f"recall_k{k}"
     out: dict[str, float] = {}
     similar = similar_space(summary)
     for name, space in summary["spaces"].items():
@@ -37,9 +40,9 @@ def index_metrics(summary: dict[str, Any]) -> dict[str, float]:
                 if name == similar:
                     out[g] = chosen[g]
         if name == summary["primary"]:
-            out[recall] = chosen[recall]
+            out[f"index_{recall}"] = chosen[measured]
             out.update({f"index_{m}": chosen[m] for m in INDEX_METRICS})
-        out[f"index/{name}/{recall}"] = chosen[recall]
+        out[f"index/{name}/{recall}"] = chosen[measured]
         out.update({f"index/{name}/{m}": chosen[m] for m in INDEX_METRICS})
         for kind, r in space["kinds"].items():
             if r.get("skipped"):
