@@ -62,11 +62,23 @@ def _source_digest(objs: Iterable[Any], inputs: dict[str, Any], task_module: str
     for obj in objs:
         for item in [obj] if isinstance(obj, (ModuleType, str)) else obj(inputs):
             roots.append(item if isinstance(item, str) else item.__name__)
+    roots += loaded_models(inputs)
+    roots = list(dict.fromkeys(roots))
     sources = LINEAGE.sources()
     h = hashlib.sha256(LINEAGE.digest([r for r in roots if r in sources]).encode())
     for name in sorted({r for r in roots if r not in sources}):
         h.update(name.encode() + b"\x00" + outside_source(name).encode() + b"\x00")
     return h.hexdigest()
+
+
+def loaded_models(inputs: dict[str, Any]) -> list[str]:
+    """The modules of every model a task could load from its inputs: each ``train`` descriptor among them
+    names its model (and an ensemble's members). In every key automatically, so a task that loads a
+    model never forgets that model's code (``chosen_model`` remains for a task that builds one from params)."""
+    from recflow.models import MODELS
+
+    names = [name for a in iter_artifacts(inputs) if a.stage == "train" and "model" in a.meta for name in trained_models(a)]
+    return [MODELS[name].__module__ for name in dict.fromkeys(names) if name in MODELS]
 
 
 def outside_source(module: str) -> str:
@@ -128,7 +140,7 @@ class VerifiedStageCache(CachePolicy):
     function: str = ""
 
     def key_for(self, inputs: dict[str, Any]) -> str:
-        return stage_key_for(self.stage, self.module, self.function, self.code, self.keyed_on(inputs) if self.keyed_on else inputs)
+        return stage_key_for(self.stage, self.module, self.function, self.code, inputs, self.keyed_on(inputs) if self.keyed_on else None)
 
     def compute_key(self, task_ctx: TaskRunContext, inputs: dict[str, Any], flow_parameters: dict[str, Any], **kwargs: Any) -> str:
         key = self.key_for(inputs)
@@ -163,9 +175,11 @@ def delete_record(results: Any, path: str) -> None:
         Path(path).unlink(missing_ok=True)
 
 
-def stage_key_for(stage: str, module: str, function: str, code: tuple, inputs: dict[str, Any]) -> str:
-    """The cache key (and output folder name) of a task of ``module`` named ``function`` on ``inputs``: names in, never a function object."""
-    return hash_parts(stage, module, function, _source_digest(code, inputs, module), inputs)[:20]
+def stage_key_for(stage: str, module: str, function: str, code: tuple, inputs: dict[str, Any], keyed: dict[str, Any] | None = None) -> str:
+    """The cache key (and output folder name) of a task of ``module`` named ``function`` on ``inputs``: names in, never a function object.
+
+    ``keyed``: what of the inputs the key holds (``stage(keyed_on=...)``); the code lineage is still read from ``inputs``."""
+    return hash_parts(stage, module, function, _source_digest(code, inputs, module), inputs if keyed is None else keyed)[:20]
 
 
 def current_key() -> str:

@@ -66,5 +66,5 @@ def export(config: ExportConfig, dataset: str, serving: dict[str, Any]) -> Artif
 def export_sources(sources: dict[str, Path | None], info: dict[str, Any], config: ExportConfig) -> Artifact:
     """``recflow export``: the same stage folder, outside a flow (the key the task would compute for these files)."""
     policy = export.cache_policy  # the task's own key, computed from its module and function names
-    key = stage_key_for("export", policy.module, policy.function, policy.code, _keyed(sources, info, config))
+    key = stage_key_for("export", policy.module, policy.function, policy.code, {}, _keyed(sources, info, config))
     return _write(sources, info, config, key=key)
