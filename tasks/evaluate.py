@@ -22,7 +22,8 @@ PER_USER_FILE = "per_user.parquet"
 def keyed_on_results(inputs: dict) -> dict:
     """The config without its execution fields (``batch_users``): the metrics do not depend on them."""
     config = inputs["config"]
-    return {**inputs, "config": config.model_dump(mode="json", exclude=set(config.execution_fields))}
+    values = config.model_dump(mode="json") if isinstance(config, EvaluationConfig) else dict(config or {})
+    return {**inputs, "config": {k: v for k, v in values.items() if k not in EvaluationConfig.execution_fields}}
 
 
 @stage(

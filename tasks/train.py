@@ -39,6 +39,8 @@ from tasks.reporting import epoch_progress
 
 def result_params(params: ModelParams) -> dict:
     """The model's params without its declared execution parameters: what the fit's cache key holds."""
+    if not hasattr(params, "model_dump"):  # already a plain mapping (a test's hand-made inputs)
+        return params
     knobs = MODELS[params.name].execution_params
     return {k: v for k, v in params.model_dump(mode="json").items() if k not in knobs}
 
