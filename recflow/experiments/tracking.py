@@ -35,7 +35,15 @@ TRAINING_KIND = "custom_model_development"
 def tracking_uri(cfg: RunConfig, root: Path | None = None) -> str:
     """Config, else ``$MLFLOW_TRACKING_URI``, else ``sqlite:///<artifacts>/mlflow.db``."""
     root = root or artifacts_root()
-    return cfg.tracking.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{root / 'mlflow.db'}"
+    uri = cfg.tracking.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{root / 'mlflow.db'}"
+    hide_credentialed_urls(uri)
+    return uri
+
+
+def hide_credentialed_urls(uri: str) -> None:
+    """MLflow prints ``View run ... at: <the URI, credentials included>`` at each run's end: not for a credentialed URI."""
+    if storage.redact_uri(uri) != uri:
+        os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
 
 
 def experiment_name(cfg: RunConfig) -> str:

@@ -13,6 +13,7 @@ from recflow.experiments.serving.catalogue import ensure_catalogue
 from recflow.experiments.serving.champion import register_champion
 from recflow.experiments.serving.index_logging import log_index
 from recflow.experiments.serving.records import run_record, runs_dir
+from recflow.experiments.tracking import hide_credentialed_urls
 
 if TYPE_CHECKING:
     from recflow.runtime.store import Artifact
@@ -30,6 +31,7 @@ def publish_run(
     from recflow.runtime.store import artifacts_root, write_json_atomic
 
     root = root or artifacts_root()
+    hide_credentialed_urls(tracking["tracking_uri"])
     mlflow.set_tracking_uri(tracking["tracking_uri"])
     catalogue = ensure_catalogue(split, data, root)
     for name, result in models.items():
