@@ -4,13 +4,17 @@
       for each of the last N partitions: append it -> run the pipeline (time_forward) -> a row of the table
 
 Every night is one ordinary ``run_pipeline`` call on the same artifacts root, with the preset and
-three changes: the dataset is the live log (``dataset.source: {kind: table}`` where the run config
-has sources, else a MovieLens ``ratings.csv`` snapshot of the log so far), the split is
+three changes: the dataset is the live log (``dataset.source: {kind: table}``, whose ingest reads
+only the new partition), the split is
 ``time_forward`` over ``period`` (so the night's own partition is its test part), and the dataset
 name is ``<name>-replay-<period>`` (its own MLflow experiment, registered model and warm-start
 records, apart from the preset's runs). Warm starts, the champion's paired test and the trend are
 the pipeline's own; the replay only appends, runs and reads the result. A night the pipeline
 cannot run (e.g. every test user is new) is a row saying why, and the next night still runs.
+
+The release's catalogue (titles, genres) is not carried over: ``dataset.source.items`` over
+``movies.csv`` fails in ``recflow.data.table._items_table`` (an integer id column converted with
+``to_numpy()`` zero-copy); so models that read genres see none in a replay.
 """
 
 from __future__ import annotations
@@ -25,8 +29,8 @@ from typing import Any
 import pandas as pd
 
 from recflow.data import ingest_dataset
-from recflow.data.eventlog import append_partition, write_event_log, write_snapshot
-from recflow.experiments.config import DatasetConfig, load_config
+from recflow.data.eventlog import append_partition, write_event_log
+from recflow.experiments.config import load_config
 from recflow.experiments.replay import NightRow, log_replay, night_row
 from recflow.runtime.outcomes import PipelineFailed
 from recflow.runtime.store import write_json_atomic
@@ -37,14 +41,9 @@ def replay_dataset_name(name: str, period: str) -> str:
     return f"{name}-replay-{period}"
 
 
-def has_table_source() -> bool:
-    """Whether the run config takes ``dataset.source`` (the ``table`` source) yet."""
-    return "source" in DatasetConfig.model_fields
-
-
-def prepare_log(config: list[str], overrides: list[str], period: str, root: Path) -> tuple[Path, list[str], Path]:
-    """The preset's release as an event log under ``<root>/replay/<name>/<period>/log``, made once per
-    release content; returns (log folder, partition names oldest first, release folder)."""
+def prepare_log(config: list[str], overrides: list[str], period: str, root: Path) -> tuple[Path, list[str]]:
+    """The preset's release as an event log under ``<root>/replay/<name>-replay-<period>/log``, made once per
+    release content; returns (log folder, partition names oldest first)."""
     cfg = load_config(config, overrides)
     source = locate_source(cfg.dataset, root)
     base = root / "replay" / replay_dataset_name(cfg.dataset.name, period)
@@ -59,23 +58,18 @@ def prepare_log(config: list[str], overrides: list[str], period: str, root: Path
         ingest_dataset(Path(source.path), tables, max_reject_fraction=cfg.dataset.max_reject_fraction)
         names = write_event_log(pd.read_parquet(tables / "ratings.parquet"), log, period)
         write_json_atomic(marker, stamp)
-    return log, names, Path(source.path)
+    return log, names
 
 
-def night_overrides(cfg_name: str, period: str, live: Path, release: Path, snapshot: Path) -> list[str]:
-    """What a night changes in the preset: the live log as the dataset, the time-forward split, the name."""
+def night_overrides(cfg_name: str, period: str, live: Path) -> list[str]:
+    """What a night changes in the preset: the live log as a ``table`` source, the time-forward split, the name.
+
+    No items table: the catalogue is the rated items (the release's ``movies.csv`` through the table
+    source's items mapping fails on integer ids today; see the module doc)."""
     name = replay_dataset_name(cfg_name, period)
     split = ["split.protocol=time_forward", f"split.period={period}", "split.valid_periods=0", "split.valid_fraction=0.0"]
-    if has_table_source():
-        columns = "{user: user, item: item, timestamp: timestamp, rating: rating}"
-        items = (
-            f", items: {{path: '{release / 'movies.csv'}', columns: {{item: movieId, title: title, genres: genres}}}}"
-            if (release / "movies.csv").is_file()
-            else ""
-        )
-        return [f"dataset.name={name}", f"dataset.source={{kind: table, path: '{live}', columns: {columns}{items}}}", "dataset.synth=null", *split]
-    write_snapshot(live, release, snapshot)
-    return [f"dataset.name={name}", f"dataset.path={snapshot}", "dataset.synth=null", *split]
+    columns = "{user: user, item: item, timestamp: timestamp, rating: rating}"
+    return [f"dataset.name={name}", f"dataset.source={{kind: table, path: '{live}', columns: {columns}}}", "dataset.synth=null", "dataset.path=null", *split]
 
 
 def replay(
@@ -96,7 +90,7 @@ def replay(
     cfg = load_config(config, overrides)
     if nights < 1:
         raise ValueError(f"--nights must be >= 1, got {nights}")
-    log, names, release = prepare_log(config, overrides, period, root)
+    log, names = prepare_log(config, overrides, period, root)
     if nights >= len(names):
         raise ValueError(f"the release has {len(names)} {period} partitions: at most {len(names) - 1} nights leave one to train on")
     base = log.parent
@@ -109,7 +103,7 @@ def replay(
     metric, better = cfg.serving.champion_metric, cfg.serving.greater_is_better
     for name in names[len(names) - nights :]:
         append_partition(log, live, name)
-        night = night_overrides(cfg.dataset.name, period, live, release, base / "snapshot")
+        night = night_overrides(cfg.dataset.name, period, live)
         started = time.perf_counter()
         try:
             result = run(list(config), [*overrides, *night], root=root)

@@ -7,10 +7,6 @@ seconds), ``rating``: the shape of the ``table`` source (``dataset.source: {kind
 columns}``). Only periods with interactions get a partition. Rows within a partition are in
 (timestamp, user, item) order, so the same ratings give byte-identical files whatever their
 order in the release (a partition's fingerprint changes only when its rows do).
-
-Until the ``table`` source is in the run config, a night can also be served as a MovieLens
-``ratings.csv`` snapshot of every partition so far (``write_snapshot``): the same rows through
-the release reader, re-read whole each night.
 """
 
 from __future__ import annotations
@@ -86,32 +82,3 @@ def append_partition(log: Path, live: Path, name: str) -> Path:
     shutil.rmtree(target, ignore_errors=True)
     scratch.rename(target)
     return target
-
-
-def read_log(live: Path) -> pd.DataFrame:
-    """Every partition of ``live`` as canonical ratings (``user_id, item_id, rating, timestamp``)."""
-    parts = sorted(p for p in live.glob("date=*") if p.is_dir())
-    if not parts:
-        return pd.DataFrame({c: pd.Series(dtype="int64") for c in COLUMNS.values()})
-    frame = pd.concat([pd.read_parquet(p / PART_FILE) for p in parts], ignore_index=True)
-    return frame.rename(columns=COLUMNS)
-
-
-def write_snapshot(live: Path, release: Path, out: Path) -> Path:
-    """The ``live`` log so far as a MovieLens ``ratings.csv`` release in ``out``, with ``release``'s catalogue files.
-
-    The stand-in for a ``table`` source: written to a scratch folder and moved into place.
-    """
-    frame = read_log(live)
-    scratch = out.with_name(out.name + ".writing")
-    shutil.rmtree(scratch, ignore_errors=True)
-    scratch.mkdir(parents=True)
-    pd.DataFrame({"userId": frame["user_id"], "movieId": frame["item_id"], "rating": frame["rating"], "timestamp": frame["timestamp"]}).to_csv(
-        scratch / "ratings.csv", index=False
-    )
-    for name in ("movies.csv", "links.csv"):  # not tags.csv: tags carry their own, later timestamps
-        if (release / name).is_file():
-            shutil.copyfile(release / name, scratch / name)
-    shutil.rmtree(out, ignore_errors=True)
-    scratch.rename(out)
-    return out
