@@ -187,3 +187,20 @@ def test_cli_logs_the_report_to_mlflow_only_when_asked(store):
     assert comparison_runs() == []
     assert "report logged to MLflow" in CliRunner().invoke(app, ["compare", "--log"]).output
     assert len(comparison_runs()) == 1
+
+
+def test_a_cached_rerun_lists_each_fit_once_in_its_newest_run(store):
+    first = pipeline_run(store, "night-1", {"bias": {"recall_at_10": 0.1}, "ease": {"recall_at_10": 0.2}})
+    second = pipeline_run(store, "night-2", {"bias": {"recall_at_10": 0.1}, "ease": {"recall_at_10": 0.2}})
+    for runs in (first, second):  # the same fits: what a cached rerun logs
+        for model, run_id in runs.items():
+            store.set_tag(run_id, "recflow.train_fingerprint", f"fit-{model}")
+    rows = compare(metric="recall_at_10").rows
+    assert [(r.model, r.pipeline_run_name) for r in rows] == [("ease", "night-2"), ("bias", "night-2")]
+
+
+def test_compare_bars_start_just_below_the_smallest_value_not_at_zero():
+    from recflow.experiments.compare import bar_origin
+
+    assert bar_origin([0.21, 0.22, 0.26]) == pytest.approx(0.21 - 0.05 / 5)
+    assert bar_origin([0.001, 0.5]) == 0.0  # never below zero for a non-negative metric

@@ -84,8 +84,8 @@ def fitted_table(result, console):
     """The comparison as a rich table no wider than ``console``: (table, names of hidden columns).
 
     Headers are abbreviated (R@10, vs champ); a dataset or protocol shared by every row moves to the
-    title; then, while the table is too wide, columns go in this order: run id, protocol, dataset,
-    the context metrics from the last, the pipeline run's time, the pipeline run. The rank, model,
+    title; then, while the table is too wide, columns go in this order: run id, the context metrics
+    from the last, the pipeline run's time, dataset, protocol, the pipeline run (what tells rows apart goes last). The rank, model,
     ranking metric and change against the champion always stay.
     """
     from rich import box
@@ -119,7 +119,8 @@ def fitted_table(result, console):
     if shared:
         title += f" ({', '.join(shared)})"
     context = [short_metric(m) for m in result.shown_metrics[1:]]
-    drop_order = ["run id", "protocol", "dataset", *reversed(context), "pipeline run time", "pipeline run"]
+    # what tells rows apart (their pipeline run, a protocol or dataset that varies) goes last
+    drop_order = ["run id", *reversed(context), "pipeline run time", "dataset", "protocol", "pipeline run"]
     unbounded = console.options.update_width(1 << 16)  # the table's natural width, not clamped to the console
 
     def build(cols):

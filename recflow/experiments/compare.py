@@ -20,6 +20,7 @@ from typing import Any
 
 from recflow.evaluation.plots import new_figure, safe_plot
 from recflow.evaluation.specs import greater_is_better
+from recflow.experiments.tracking import TRAIN_FINGERPRINT_TAG
 from recflow.runtime.store import artifacts_root
 
 CHAMPION_ALIAS = "champion"
@@ -130,9 +131,13 @@ def find_experiment(client: Any, name: str | None) -> Any:
 
 
 def model_results(client: Any, experiment_id: str, last: int) -> list[ModelResult]:
-    """The nested model runs of the ``last`` newest pipeline runs (failed models included, without metrics)."""
+    """The nested model runs of the ``last`` newest pipeline runs (failed models included, without metrics).
+
+    A fit is listed once, in its newest run: a cached rerun logs the same fit (the same train fingerprint,
+    the same metrics) again, which would list every model twice."""
     parents = client.search_runs([experiment_id], "tags.`recflow.kind` = 'pipeline'", max_results=last, order_by=["attributes.start_time DESC"])
     rows: list[ModelResult] = []
+    seen: set[tuple] = set()
     for parent in parents:
         if "recflow.crashed" in parent.data.tags:  # a killed run (ended FAILED by the next run): its rows would read as results
             continue
@@ -142,6 +147,10 @@ def model_results(client: Any, experiment_id: str, last: int) -> list[ModelResul
             tags = child.data.tags
             if "model" not in tags:
                 continue
+            fit = (tags["model"], tags.get("protocol"), tags.get("dataset"), tags.get(TRAIN_FINGERPRINT_TAG) or child.info.run_id)
+            if fit in seen:
+                continue
+            seen.add(fit)
             rows.append(
                 ModelResult(
                     run_id=child.info.run_id,
@@ -284,6 +293,17 @@ def chart_name(metric: str) -> str:
     return f"{metric}.png"
 
 
+def bar_origin(values: list[float]) -> float:
+    """Where the bars start: below the smallest value by a fifth of the spread (never below 0 for a
+    non-negative metric), so models 0.01 apart do not look equal on bars drawn from 0."""
+    if not values:
+        return 0.0
+    low, high = min(values), max(values)
+    spread = (high - low) or abs(low) * 0.1 or 1.0
+    origin = low - spread / 5
+    return max(origin, 0.0) if low >= 0 else origin
+
+
 @safe_plot
 def bar_chart(result: Comparison, metric: str, path: Path) -> Path | None:
     """Horizontal bars in ranking order (best on top); the champion's value as a dashed line.
@@ -293,7 +313,9 @@ def bar_chart(result: Comparison, metric: str, path: Path) -> Path | None:
     fig = new_figure((8, 0.45 * len(rows) + 1.4), dpi=110)
     ax = fig.add_subplot()
     colors = ["#d62728" if r.is_champion else "#1f77b4" for r in rows]
-    ax.barh(range(len(rows)), values, color=colors)
+    lines = [c.value for c in result.champions.values() if metric == result.metric and c.value is not None]
+    origin = bar_origin([*values, *lines])  # bars from just below the smallest value: the differences show
+    ax.barh(range(len(rows)), [v - origin for v in values], left=origin, color=colors)
     ax.set_yticks(range(len(rows)), [r.label for r in rows], fontsize=8)
     ax.invert_yaxis()
     for i, v in enumerate(values):
