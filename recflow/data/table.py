@@ -1114,7 +1114,7 @@ def _genre_list(value, sep: str) -> list[str]:
 def _items_table(interacted: np.ndarray, mapping: pa.Table | None, catalogue: Catalogue | None, cat_codes: np.ndarray | None) -> pa.Table:
     """items.parquet: the catalogue's rows under their canonical ids, else one row per interacted item titled by its raw id."""
     if catalogue is not None:
-        ids = cat_codes if mapping is not None else catalogue.ids.to_numpy()
+        ids = cat_codes if mapping is not None else catalogue.ids.to_numpy(zero_copy_only=False)
         raw_text = catalogue.ids.cast(pa.string()).to_pylist()
         titles = pa.array([t if t not in (None, "") else raw for t, raw in zip(catalogue.titles, raw_text)], pa.string())
         titles = pc.utf8_rtrim_whitespace(titles)
