@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 # test-fast: no slow, ui, cluster or storage tests (the unit tests of every layer)
-.PHONY: run test test-fast lint format bench install clean deploy serve
+.PHONY: run test test-fast lint format bench install clean deploy serve upgrade-check
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,11 @@ deploy: $(STAMP)
 
 serve: $(STAMP)
 	$(BIN)/recflow schedules
+
+# The newest releases pyproject.toml allows (no constraints.txt) in a temp venv: the fast tests and a
+# `recflow run --dask` smoke run against them (.ci/upgrade-check; needs PyPI). UPGRADE_VENV=dir keeps it.
+upgrade-check:
+	PYTHON=$(PYTHON) .ci/upgrade-check
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.pipeline

@@ -30,6 +30,7 @@ from flows.head import pipeline_head
 from recflow.experiments.config import RunConfig, load_config
 from recflow.experiments.summary import RunSummary
 from recflow.experiments.tracking import FLOW_RUN_TAG, pipeline_run, pipeline_run_name
+from recflow.runtime import storage as shared_storage
 from recflow.runtime.dedupe import link_copies
 from recflow.runtime.outcomes import ModelOutcome, PipelineFailed, StageFailure
 from recflow.runtime.runlog import log_path, run_log
@@ -297,3 +298,5 @@ def run_pipeline(
             raise PipelineFailed(exc.failures, str(log_file)) from None
         except Exception as exc:
             raise PipelineFailed([StageFailure("pipeline", f"{type(exc).__name__}: {exc}")], str(log_file)) from exc
+        finally:
+            shared_storage.publish_file(root, log_file)  # under an s3:// root: <URL>/logs/, for every machine

@@ -237,3 +237,12 @@ def test_an_rmse_study_of_user_cf_draws_and_writes_no_ranking_parameter(recflow_
     assert sorted(yaml.safe_load(overlay.read_text())["models"][0]) == ["damping", "n_neighbors", "name", "shrinkage"]
     study = optuna.load_study(study_name=result.output.split("study ")[1].split(":")[0], storage=f"sqlite:///{recflow_home / 'tuning' / 'optuna.db'}")
     assert {name for t in study.trials for name in t.params} == {"damping", "n_neighbors", "shrinkage"}
+
+
+def test_a_shared_tuning_database_replaces_the_roots_sqlite_file(tmp_path, monkeypatch):
+    """A sqlite file cannot be shared through a bucket: a team names a database server for its studies."""
+    from recflow.experiments import tuning
+
+    assert tuning.storage_url(tmp_path) == f"sqlite:///{tmp_path / 'tuning' / 'optuna.db'}"
+    monkeypatch.setenv("RECFLOW_TUNING_STORAGE", "postgresql://tuner@10.0.0.5/optuna")
+    assert tuning.storage_url(tmp_path) == "postgresql://tuner@10.0.0.5/optuna"

@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 import inspect
+import os
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +41,18 @@ from recflow.runtime.store import hash_parts
 #: metrics where lower is better; every other metric is maximised
 
 
+#: an RDB URL (postgresql://...) holding the studies instead of the root's sqlite file: what a team shares
+TUNING_STORAGE_VARIABLE = "RECFLOW_TUNING_STORAGE"
+
+
 def storage_url(root: Path) -> str:
-    """The Optuna RDB storage of every study under one artifacts root (created on first use)."""
+    """The Optuna RDB storage of every study: ``$RECFLOW_TUNING_STORAGE``, else a sqlite file under the root (created on first use).
+
+    A sqlite file cannot be shared through a bucket (Optuna writes it in place, trial by trial), so
+    machines that tune one study together, or resume each other's, name a database server.
+    """
+    if shared := os.environ.get(TUNING_STORAGE_VARIABLE):
+        return shared
     folder = Path(root) / "tuning"
     folder.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{folder / 'optuna.db'}"

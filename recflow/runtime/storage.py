@@ -17,9 +17,14 @@ artifacts root a local *mirror* folder, ``$RECFLOW_CACHE_DIR/mirrors/<sha256 of 
     (atomic rename; the loser of a race discards its copy).
 
 Prefect's result records and cache records go to ``<URL>/.prefect/results`` (an fsspec-backed
-``RemoteFileSystem``), MLflow's run artifacts to ``<URL>/mlruns``; machine-local state stays in
-the mirror: the MLflow tracking database (sqlite, unless ``MLFLOW_TRACKING_URI`` names a server),
-the Prefect server's database, run logs and the lock file.
+``RemoteFileSystem``), MLflow's run artifacts to ``<URL>/mlruns``. What another machine needs to
+serve and to read a run goes to the bucket too, as plain objects beside the stage folders
+(``SHARED_FOLDERS``: ``serving/`` run records and champion pointers, ``logs/`` run logs):
+``publish_file`` uploads one after it is written locally, ``fetch_folder`` brings a folder's
+objects into the mirror before it is read (a machine that never ran the pipeline starts from an
+empty mirror). Machine-local state stays in the mirror: the MLflow tracking database (sqlite,
+unless ``MLFLOW_TRACKING_URI`` names a server: a team's must), the Prefect server's database and
+the lock file.
 
 Credentials come only from the environment, as the AWS SDKs read them (``AWS_ACCESS_KEY_ID``,
 ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``, ``AWS_PROFILE``, ``AWS_DEFAULT_REGION``,
@@ -43,6 +48,8 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 MANIFEST = "manifest.json"  # recflow.runtime.store.MANIFEST (no import: store imports this module)
+#: folders of plain files under the root that every machine sharing a bucket reads (see the module docstring)
+SHARED_FOLDERS = ("serving", "logs")
 
 
 class StorageError(ValueError):
@@ -287,3 +294,59 @@ def mlflow_artifact_location(remote: RemoteRoot) -> str:
     if endpoint and urlsplit(remote.url).scheme in ("s3", "s3a") and not os.environ.get("MLFLOW_S3_ENDPOINT_URL"):
         os.environ["MLFLOW_S3_ENDPOINT_URL"] = endpoint
     return remote.url_of("mlruns")
+
+
+# ----------------------------------------------------------------------------- shared plain files
+
+
+def _mirrored(root: str | os.PathLike, path: str | os.PathLike) -> tuple[RemoteRoot, str] | None:
+    """(remote, path relative to the root) when ``path`` lies under the mirror of the configured remote root."""
+    remote = remote_of(root)
+    if remote is None:
+        return None
+    try:
+        return remote, Path(path).resolve().relative_to(remote.mirror).as_posix()
+    except ValueError:
+        return None
+
+
+def publish_file(root: str | os.PathLike, path: str | os.PathLike) -> None:
+    """Upload a file written under a mirrored root to the same place in the bucket; nothing for a local root."""
+    if found := _mirrored(root, path):
+        remote, relative = found
+        remote.fs.put_file(str(path), remote.path(relative))
+
+
+def fetch_folder(root: str | os.PathLike, relative: str) -> None:
+    """Bring ``<URL>/<relative>``'s objects into the mirror (the newer copy wins); nothing for a local root.
+
+    Each file is downloaded beside its target and renamed into place, so a reader on this machine
+    sees an old or a new JSON record, never half of one.
+    """
+    remote = remote_of(root)
+    if remote is None:
+        return
+    base = remote.path(relative)
+    try:
+        listing = remote.fs.find(base, detail=True, refresh=True)
+    except FileNotFoundError:
+        return
+    for key, info in listing.items():
+        local = remote.mirror / relative / key[len(base) + 1 :]
+        if local.is_file() and local.stat().st_size == info.get("size") and _remote_older(info, local):
+            continue
+        local.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{local.name}.", dir=local.parent)
+        os.close(fd)
+        try:
+            remote.fs.get_file(key, tmp)
+            os.replace(tmp, local)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+
+
+def _remote_older(info: dict[str, Any], local: Path) -> bool:
+    modified = info.get("LastModified") or info.get("mtime")
+    stamp = modified.timestamp() if hasattr(modified, "timestamp") else modified
+    return isinstance(stamp, (int, float)) and stamp <= local.stat().st_mtime

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from recflow.experiments.serving.bundle import bundle_fingerprint, log_pyfunc
-from recflow.experiments.serving.records import ALIAS, champions_dir, protocol_difference, runs_dir, sources_for
+from recflow.experiments.serving.records import ALIAS, champions_dir, protocol_difference, runs_dir, sources_for, write_shared
 
 #: resamples of the paired test: p is resolved to 1 / 10,001, far below any usual level
 PAIRED_RESAMPLES = 10_000
@@ -79,9 +79,8 @@ def current_champion(client: Any, name: str) -> Any | None:
 
 
 def _write_champion(root: Path, record: dict[str, Any], name: str, version: int, info: dict[str, Any]) -> None:
-    from recflow.runtime.store import write_json_atomic
-
-    write_json_atomic(
+    write_shared(
+        root,
         champions_dir(root) / f"{name}.json",
         {
             "registered_model": name,

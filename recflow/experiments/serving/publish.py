@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from recflow.experiments.serving.catalogue import ensure_catalogue
 from recflow.experiments.serving.champion import register_champion
 from recflow.experiments.serving.index_logging import log_index
-from recflow.experiments.serving.records import run_record, runs_dir
+from recflow.experiments.serving.records import run_record, runs_dir, write_shared
 from recflow.experiments.tracking import hide_credentialed_urls
 
 if TYPE_CHECKING:
@@ -28,7 +28,7 @@ def publish_run(
     """
     import mlflow
 
-    from recflow.runtime.store import artifacts_root, write_json_atomic
+    from recflow.runtime.store import artifacts_root
 
     root = root or artifacts_root()
     hide_credentialed_urls(tracking["tracking_uri"])
@@ -40,7 +40,7 @@ def publish_run(
             with mlflow.start_run(run_id=run_id):
                 log_index(result.index, root)
     record = run_record(cfg, tracking, models, catalogue, root)
-    write_json_atomic(runs_dir(root) / f"{record['run_id']}.json", record)
+    write_shared(root, runs_dir(root) / f"{record['run_id']}.json", record)
     out: dict[str, Any] = {"record": str(runs_dir(root) / f"{record['run_id']}.json"), "best": record["best"], "similar": record["similar"]}
     if register and cfg.serving.register_model and record["best"] is not None:
         out["champion"] = register_champion(record, root)

@@ -8,6 +8,8 @@ with it: two runs' metrics are comparable only under the same one.
 ``<root>/serving/champions/recflow-<dataset>.json`` points at the champion's record (written by
 ``recflow.experiments.serving.champion``). Plain JSON, so the CLI serves from them without MLflow
 (``recflow.experiments.serving.resolve``); ``sources_for`` turns a record into the files a ``Retriever`` reads.
+Under an ``s3://`` root both are published to the bucket as they are written (``write_shared``)
+and read back from it on a machine that never ran the pipeline, with the stage folders they name.
 """
 
 from __future__ import annotations
@@ -114,6 +116,15 @@ def run_record(cfg: Any, tracking: dict[str, Any], models: dict[str, Any], catal
         "models": entries,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def write_shared(root: Path, path: Path, record: dict[str, Any]) -> None:
+    """Write a record under the root; under an ``s3://`` root also to the bucket, where other machines read it (``resolve``)."""
+    from recflow.runtime import storage
+    from recflow.runtime.store import write_json_atomic
+
+    write_json_atomic(path, record)
+    storage.publish_file(root, path)
 
 
 def runs_dir(root: Path) -> Path:

@@ -2,6 +2,8 @@
 
 Never imports MLflow, so ``recflow recommend`` / ``similar`` start at once, and reads the very
 files the champion's pyfunc bundles (``recflow.experiments.serving.records`` says what a record holds).
+Under an ``s3://`` root the records and the stage folders they name are fetched into this
+machine's mirror first, so a machine that never ran the pipeline answers from the bucket alone.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from typing import Any
 
 from recflow.experiments.serving.records import (
     ALIAS,
+    SERVING_DIR,
     ServingNotFound,
     champions_dir,
     model_with_mode,
@@ -69,9 +72,11 @@ def resolve(
     ``mode`` (``similar --mode``) without ``model``: when the run's similar model has no item space
     of that name, the run's model that has one serves instead (``model_with_mode``).
     """
-    from recflow.runtime.store import artifacts_root
+    from recflow.runtime import storage
+    from recflow.runtime.store import artifacts_root, verify_stage_dir
 
     root = root or artifacts_root()
+    storage.fetch_folder(root, SERVING_DIR)  # under an s3:// root: the records other machines published
     if run is not None:
         record, run_model = find_run(root, run)
         model = model or run_model or (model_with_mode(record, root, mode) if mode else None)
@@ -84,6 +89,8 @@ def resolve(
         sources, info = sources_for(record, root, model)
         info["served_from"] = f"{champion['registered_model']}@{ALIAS} v{champion['version']}"
     for key, path in sources.items():
+        if path is not None and not path.exists() and len(parts := path.relative_to(root).parts) >= 2:
+            verify_stage_dir(root / parts[0] / parts[1])  # a mirror's missing stage folder comes from the bucket
         if path is not None and not path.exists():
             raise ServingNotFound(f"{path} ({key}) is missing: the artifacts were removed; rerun `recflow run`")
     return sources, info
