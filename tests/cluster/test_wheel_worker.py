@@ -71,7 +71,7 @@ def lineage_digests() -> dict[str, str]:
 
 def example_keys() -> dict[str, str]:
     """Keys of every cached stage for fixed inputs (models chosen through the registry included)."""
-    from recflow.runtime.config import MODEL_PARAMS
+    from recflow.experiments.config import MODEL_PARAMS
     from recflow.runtime.store import Artifact
     from tasks.evaluate import evaluate
     from tasks.features import features
