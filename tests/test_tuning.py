@@ -205,10 +205,15 @@ def test_tune_refuses_a_model_without_a_search_space():
 
 
 @pytest.mark.usefixtures("prefect_harness")
-def test_failing_trials_are_recorded_as_failed_and_tuning_fails_when_none_completes(recflow_home):
+def test_failing_trials_are_recorded_as_failed_and_tuning_fails_when_none_completes(recflow_home, monkeypatch):
     from recflow.cli.main import app
+    from recflow.models.bias import BiasRecommender
 
-    result = CliRunner().invoke(app, ["tune", "--config", "configs/smoke.yaml", "--set", "models.bias.epochs=0", "--model", "bias", "--trials", "2"])
+    def diverges(self, train, context=None):  # a fit that fails only when it runs (bad params are config errors at load)
+        raise ValueError("epochs must be >= 1 (diverged)")
+
+    monkeypatch.setattr(BiasRecommender, "fit", diverges)
+    result = CliRunner().invoke(app, ["tune", "--config", "configs/smoke.yaml", "--model", "bias", "--trials", "2"])
     assert result.exit_code == 1 and "no trial completed" in result.output
     (summary,) = optuna.get_all_study_summaries(f"sqlite:///{recflow_home / 'tuning' / 'optuna.db'}")
     study = optuna.load_study(study_name=summary.study_name, storage=f"sqlite:///{recflow_home / 'tuning' / 'optuna.db'}")
