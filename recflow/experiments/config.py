@@ -242,7 +242,7 @@ def format_validation_error(source: str, exc: ValidationError, overrides: list[s
         msg = str(err["ctx"]["error"]) if err["type"] == "value_error" and "error" in err.get("ctx", {}) else err["msg"]
         if loc in given:
             blamed.add(f"--set {given[loc]}")
-            lines.append(f"  {given[loc]}: {msg}")
+            lines.append(f"  {given[loc]}: unknown key '{loc}'" if err["type"] == "extra_forbidden" else f"  {given[loc]}: {msg}")
         elif err["type"] == "extra_forbidden":
             blamed.add(source)
             lines.append(f"  unknown key '{loc}'")

@@ -25,7 +25,7 @@ def test_an_unknown_runner_key_is_an_error_naming_it(tmp_path):
 
 
 def test_an_address_without_a_scheme_is_an_error():
-    with pytest.raises(ConfigError, match="runner.address: .*expected e.g. tcp://host:8786"):
+    with pytest.raises(ConfigError, match="runner.address=host:8786: .*expected e.g. tcp://host:8786"):
         load_config(None, ["runner.address=host:8786"])
 
 

@@ -59,6 +59,7 @@ def test_every_task_is_a_node_of_its_own_in_the_run_graph(recflow_home):
             "report",
             "catalogue",
             "champion",
+            "export[top-100]",
         ]
     )
 

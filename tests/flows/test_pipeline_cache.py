@@ -107,10 +107,16 @@ def test_a_member_that_retrains_retrains_its_ensemble_and_nothing_else(recflow_h
     assert result["tasks"] == {"ran": 4, "cached": N_TASKS + 2 - 4}
 
 
-def test_an_ensemble_whose_member_fails_is_reported_not_silently_missing(recflow_home):
-    models = "models=[{name: popular}, {name: item_knn, k: -5}, {name: rank_fusion, members: [popular, item_knn]}]"
+def test_an_ensemble_whose_member_fails_is_reported_not_silently_missing(recflow_home, monkeypatch):
+    from recflow.models.item_knn import ItemKNNRecommender
+
+    def fails(self, train, context=None):  # a member that fails while it trains (bad params are config errors at load)
+        raise ValueError("the member failed while fitting")
+
+    monkeypatch.setattr(ItemKNNRecommender, "fit", fails)
+    models = "models=[{name: popular}, {name: item_knn}, {name: rank_fusion, members: [popular, item_knn]}]"
     with pytest.raises(PipelineFailed) as failed:
         run_pipeline(SMOKE, [models], root=recflow_home)
     lines = failed.value.lines()
-    assert lines[0] == "train[item_knn] failed: ValueError: k must be >= 1, got -5"
+    assert lines[0] == "train[item_knn] failed: ValueError: the member failed while fitting"
     assert lines[1] == "train[rank_fusion] failed: not run: its members ['item_knn'] did not train, so there was nothing to fuse"
