@@ -40,9 +40,12 @@ def build_wheel(out: Path) -> Path:
 
 
 def installed_package_dirs() -> list[str]:
-    """The running interpreter's site-packages folders in its own order (a venv's before any it includes), never the checkout."""
+    """The running interpreter's site-packages folders in its own order (a venv's before any it includes), never the checkout.
+
+    A venv inside the checkout (``make``'s ``.venv``) is a site-packages folder like any other: only the
+    checkout's own package folders stay out (the editable install's finder is not a path)."""
     dirs = [p for p in sys.path if p.endswith(("site-packages", "dist-packages")) and os.path.isdir(p)]
-    return [d for d in dict.fromkeys(dirs) if not Path(d).resolve().is_relative_to(REPO)]
+    return [d for d in dict.fromkeys(dirs) if Path(d).resolve() != REPO]
 
 
 def wheel_venv(folder: Path) -> Path:
