@@ -48,6 +48,7 @@ PLOTTERS = {
 }
 
 
+@pytest.mark.slow  # operates a flow, a server or many threads: end-to-end
 def test_many_threads_drawing_plots_at_once_all_succeed(tmp_path, caplog):
     """Pyplot's state and matplotlib's mathtext parser (the log-scale ticks of the recall-vs-QPS plot)
     raced here: about one recall-vs-QPS plot in seven failed with 8 threads before plots were

@@ -116,6 +116,7 @@ def _run_env(root: Path, **extra: str) -> dict[str, str]:
     return {**env, "RECFLOW_HOME": str(root), "RECFLOW_PROGRESS": "0", **extra}
 
 
+@pytest.mark.slow  # operates a flow, a server or many threads: end-to-end
 @pytest.mark.timeout(300)
 def test_a_server_too_slow_to_start_fails_the_run_naming_the_setting_to_raise(tmp_path):
     done = subprocess.run(
@@ -155,6 +156,7 @@ def _alive(pid: int) -> bool:
     return " Z " not in state + " "  # a zombie has exited
 
 
+@pytest.mark.slow  # operates a flow, a server or many threads: end-to-end
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the kernel's parent-death signal is Linux's")
 @pytest.mark.timeout(300)
 def test_the_embedded_prefect_server_dies_with_a_run_killed_by_sigkill(tmp_path):

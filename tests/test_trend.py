@@ -85,6 +85,7 @@ def test_cli_prints_where_the_png_is_and_logs_only_when_asked(three_nights, tmp_
     assert len(three_nights.search_runs([exp], "tags.`recflow.kind` = 'trend'")) == 1
 
 
+@pytest.mark.slow  # operates a flow, a server or many threads: end-to-end
 def test_a_flow_run_publishes_the_trend_table_artifact(three_nights, prefect_harness):
     import json
 

@@ -165,6 +165,7 @@ def mlflow_runs(home: Path):
     return mlflow.search_runs(search_all_experiments=True, output_format="list")
 
 
+@pytest.mark.slow  # operates a flow, a server or many threads: end-to-end
 @pytest.mark.usefixtures("prefect_harness", "no_test_rows_read")
 def test_tune_runs_three_trials_on_validation_writes_an_overlay_that_run_takes_and_resumes(recflow_home):
     from recflow.cli.main import app
@@ -204,6 +205,7 @@ def test_tune_refuses_a_model_without_a_search_space():
     assert result.exit_code == 2 and "declares no search_space" in result.output
 
 
+@pytest.mark.slow  # operates a flow, a server or many threads: end-to-end
 @pytest.mark.usefixtures("prefect_harness")
 def test_failing_trials_are_recorded_as_failed_and_tuning_fails_when_none_completes(recflow_home, monkeypatch):
     from recflow.cli.main import app
@@ -232,6 +234,7 @@ def test_a_rating_study_leaves_the_ranking_only_parameters_unsearched_and_a_rank
     assert sorted(tuning.search_space("bias", "ndcg_at_10")) == sorted(tuning.search_space("bias"))  # both objectives see both
 
 
+@pytest.mark.slow  # operates a flow, a server or many threads: end-to-end
 @pytest.mark.usefixtures("prefect_harness", "no_test_rows_read")
 def test_an_rmse_study_of_user_cf_draws_and_writes_no_ranking_parameter(recflow_home):
     from recflow.cli.main import app
