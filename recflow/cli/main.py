@@ -10,7 +10,8 @@ from typing import Optional
 import typer
 from typer.core import TyperCommand
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="MovieLens ratings to tracked recommenders, as a cached Prefect DAG.")
+HELP = "Your interaction data (MovieLens, a Parquet / CSV log or a SQL table) to tracked, served recommenders, as a cached Prefect DAG."
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=HELP)
 
 
 class OptionalDaskAddress(TyperCommand):
