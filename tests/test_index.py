@@ -182,3 +182,35 @@ def test_the_index_section_of_the_config_is_strict_and_feeds_the_tuning_grid():
         load_config(None, ["index.kinds=[annoy]"])
     with pytest.raises(ConfigError, match="unknown key 'index.efsearch'"):
         load_config(None, ["index.efsearch=[8]"])
+
+
+@pytest.mark.parametrize("kind", VectorIndex.EXTENDABLE)
+def test_an_index_grown_by_new_items_answers_like_one_built_from_scratch(kind):
+    vectors = clusters(n=300)
+    build, search = EXACT_SETTINGS[kind]
+    grown = VectorIndex.build(kind, vectors[:250], **build).configure(**search)
+    record = grown.extend(vectors)
+    scratch = VectorIndex.build(kind, vectors, **build).configure(**search)
+    queries = clusters(n=20, seed=1)
+    assert record == {"continued": True, "added": 50, "updated": 0, "n": 300}
+    exact = VectorIndex.build("flat", vectors).search(queries, 10)[0]
+    assert grown.search(queries, 10)[0].tolist() == scratch.search(queries, 10)[0].tolist() == exact.tolist()
+
+
+@pytest.mark.parametrize("kind", VectorIndex.EXTENDABLE)
+def test_a_grown_index_replaces_the_old_rows_whose_vectors_moved(kind):
+    vectors = clusters(n=300)
+    build, search = EXACT_SETTINGS[kind]
+    grown = VectorIndex.build(kind, vectors[:250], **build).configure(**search)
+    moved = vectors.copy()
+    moved[:5] = clusters(n=5, seed=2)
+    record = grown.extend(moved)
+    rows, _ = grown.search(moved[:5], 1)
+    assert record == {"continued": True, "added": 50, "updated": 5, "n": 300}
+    assert rows[:, 0].tolist() == [0, 1, 2, 3, 4]
+
+
+def test_an_index_kind_that_cannot_take_new_rows_says_so():
+    index = VectorIndex.build("hnsw", clusters(n=50), M=16, ef_construction=100)
+    with pytest.raises(ValueError, match="hnsw index cannot take new rows in place"):
+        index.extend(clusters(n=60))

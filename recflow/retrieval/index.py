@@ -145,6 +145,70 @@ class VectorIndex:
             impl.add(x)
         return cls(IndexSpec(kind, dim, n, dict(build)), impl)
 
+    #: kinds whose built index takes new rows in place (hnswlib: ``resize_index`` + ``add_items``, an existing
+    #: label replaced; faiss flat and IVF-flat: ``add`` / ``remove_ids``); faiss's HNSW cannot drop a node and IVF-PQ's refine
+    #: store takes no ids, so those rebuild
+    EXTENDABLE = ("flat", "ivf_flat", "hnswlib")
+
+    def extend(self, vectors: np.ndarray, threads: int = 1, atol: float = 0.0) -> dict[str, Any]:
+        """Grow this index, built over the first ``spec.n`` rows, to every row of ``vectors`` (unit rows), in place.
+
+        A nightly index continues yesterday's instead of rebuilding: rows ``spec.n..`` are added (new items) and
+        old rows whose vector moved by more than ``atol`` (max abs difference; a warm fit moves some) are
+        replaced, so the index answers over exactly ``vectors``, as one built from scratch would up to the
+        kind's own recall. IVF cells keep yesterday's k-means centroids (new rows go to the nearest cell),
+        which is what lets the add be cheap; the weekly cold rebuild retrains them. Returns the record of what
+        was done (``added``, ``updated``, ``n``); raises ``ValueError`` for a kind that cannot continue
+        (``EXTENDABLE``) or another dimension, where the caller rebuilds.
+        """
+        kind, n_old = self.spec.kind, self.spec.n
+        x = np.ascontiguousarray(vectors, dtype=np.float32)
+        if kind not in self.EXTENDABLE:
+            raise ValueError(f"a {kind} index cannot take new rows in place; rebuild it")
+        if x.ndim != 2 or x.shape[1] != self.spec.dim or len(x) < n_old:
+            raise ValueError(f"cannot extend a {self.spec.dim}-dim index over {n_old} rows with vectors of shape {x.shape}")
+        old = self._vectors(n_old)
+        moved = np.flatnonzero(np.abs(old - x[:n_old]).max(axis=1) > atol) if n_old else np.zeros(0, np.int64)
+        fresh = np.arange(n_old, len(x))
+        if kind == "hnswlib":
+            if len(x) > self.impl.get_max_elements():
+                self.impl.resize_index(len(x))
+            rows = np.concatenate([moved, fresh])
+            if len(rows):
+                self.impl.add_items(x[rows], rows, num_threads=int(threads))  # an existing label's vector is replaced
+        else:
+            import faiss
+
+            with faiss_threads(threads):
+                if kind == "flat":  # ids are positions: replace moved rows by rewriting the flat store
+                    if len(moved):
+                        self.impl.reset()
+                        self.impl.add(x)
+                    else:
+                        self.impl.add(x[n_old:])
+                else:
+                    ivf = faiss.extract_index_ivf(self.impl)
+                    ivf.make_direct_map(False)
+                    if len(moved):
+                        self.impl.remove_ids(faiss.IDSelectorBatch(moved.astype(np.int64)))
+                    rows = np.concatenate([moved, fresh]).astype(np.int64)
+                    if len(rows):
+                        self.impl.add_with_ids(x[rows], rows)
+        self.spec.n = len(x)
+        return {"continued": True, "added": int(len(fresh)), "updated": int(len(moved)), "n": int(len(x))}
+
+    def _vectors(self, n: int) -> np.ndarray:
+        """The first ``n`` stored vectors (hnswlib ``get_items``; faiss ``reconstruct_n``, with a direct map for IVF)."""
+        if not n:
+            return np.zeros((0, self.spec.dim), np.float32)
+        if self.spec.kind == "hnswlib":
+            return np.asarray(self.impl.get_items(np.arange(n)), dtype=np.float32)
+        import faiss
+
+        if self.spec.kind != "flat":
+            faiss.extract_index_ivf(self.impl).make_direct_map(True)
+        return np.asarray(self.impl.reconstruct_n(0, n), dtype=np.float32)
+
     @staticmethod
     def _prepare_training(impl: Any, seed: int) -> None:
         """Seeded k-means; no polysemous code ordering (the factory's default, 10x the training time, used only by Hamming search)."""
