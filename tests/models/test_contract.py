@@ -317,12 +317,15 @@ def test_every_warm_model_either_shows_its_carried_rows_or_says_why_none_can():
     assert set(STILL) | set(MOVING) == set(WARM) and not set(STILL) & set(MOVING)
 
 
-#: the same check on layouts the defaults do not build: a history tower, no hidden layers, a top_items subset
+#: the same check on layouts the defaults do not build (slow: a TF fit pair each): a history tower, no hidden layers, a top_items subset
 CARRY_CASES = [pytest.param(name, {}, id=name) for name in sorted(STILL)] + [
-    pytest.param("two_tower", dict(history=4, user_id=False), id="two_tower-history"),
-    pytest.param("dssm", dict(hidden=[]), id="dssm-no-hidden"),
-    pytest.param("hybrid", dict(hidden=[]), id="hybrid-no-hidden"),
-    pytest.param("mult_vae", dict(hidden=[], top_items=18), id="mult_vae-top-items"),
+    pytest.param(name, layout, id=case, marks=pytest.mark.slow)
+    for name, layout, case in (
+        ("two_tower", dict(history=4, user_id=False), "two_tower-history"),
+        ("dssm", dict(hidden=[]), "dssm-no-hidden"),
+        ("hybrid", dict(hidden=[]), "hybrid-no-hidden"),
+        ("mult_vae", dict(hidden=[], top_items=18), "mult_vae-top-items"),
+    )
 ]
 
 
