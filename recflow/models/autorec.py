@@ -177,12 +177,14 @@ class AutoRecRecommender(Recommender):
 
     def _continue_from(self, context: FitContext | None, net: _Net) -> bool:
         """Start ``net`` (freshly drawn, as a cold fit's) from ``context.warm_start``'s parameters, grown by user id; whether it did."""
+        self.warm_declined_ = None
         warm = self._warm(context)
         if warm is None:
             return False
         old = warm.model
-        if getattr(old, "encoder_", None) is None:  # saved before the encoder was kept: nothing to continue from
+        if getattr(old, "encoder_", None) is None:
             self.warm_started_ = False
+            self.warm_declined_ = "the earlier fit was saved without its encoder (before autorec warm-started)"
             return False
         net.V = warm.grow_users(old.encoder_, net.V).astype(np.float32)
         net.W = warm.grow_users(old.decoder_, net.W).astype(np.float32)

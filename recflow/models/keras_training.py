@@ -179,8 +179,6 @@ class KerasRecommender(Recommender):
     execution_params = frozenset({"threads", "verbose"})
     #: a warm fit's fewest epochs: the first moves the new rows off their initial draw, the second refines the rest with them
     warm_min_epochs = 2
-    #: after ``fit``: why the earlier fit's weights could not be carried over (the fit ran cold), or None
-    warm_declined_: str | None = None
 
     def _continue_from(self, context: FitContext) -> int:
         """Carry ``context.warm_start``'s network into the freshly built ``_model``; the epochs this fit trains.
