@@ -28,7 +28,17 @@ its defaults; an unknown side contributes 0). Predictions are clipped to the tra
 range when ``clip``; ``score`` is the same value unclipped (the ranking score of every item).
 
 Fitted state kept for inference is the decoder and the item codes ``h_i`` (computed once from
-the training ratings after the fit), not the encoder: predictions need nothing else.
+the training ratings after the fit): predictions need nothing else. The encoder ``V, c`` is kept
+too (saved beside them; as large as the decoder), for warm starts.
+
+Warm start (``warm_starts``): the parameters are per *user* (the encoder's input rows ``V``, the
+decoder's output rows ``W``, the output bias ``b``), so they grow by user id: a known user's rows
+move to tonight's index, a new user keeps the cold initial draw (made first, so a seed still fixes
+everything; ``b`` at tonight's training mean), and ``c`` carries over. Items are the examples, not
+parameters: an item new tonight is simply another row to encode. ``warm_epochs`` epochs (at least
+``warm_min_epochs``, 2) over every item, with fresh Adam moments and the cosine schedule restarted
+over the warm epochs (a warm restart, as in SGDR). A fit saved without its encoder (before warm
+starts) cannot be continued: the fit is cold and ``warm_started_`` says so.
 
 ``history_``: per epoch ``train_rmse`` (over the epoch's minibatches, before each step) and
 ``valid_rmse`` when ``context.valid`` is given; then training stops after ``patience`` epochs
@@ -47,6 +57,7 @@ from recflow.models.base import Recommender
 from recflow.models.bias import BiasRecommender
 from recflow.models.context import FitContext
 from recflow.models.search_space import Dimension, FloatRange, IntRange
+from recflow.models.warm import warm_epochs
 from recflow.prep.interactions import Interactions
 
 _PAIR_CHUNK = 4096  # observed pairs per gathered (pairs x hidden) block: cache-sized blocks are fastest
@@ -62,6 +73,8 @@ class AutoRecRecommender(Recommender):
 
     name = "autorec"
     trains_in_epochs = True
+    warm_starts = True
+    warm_min_epochs = 2
     predicts_ratings = True
     # around the defaults (chosen on a validation part carved from ML-1M random 90/10's train)
     search_space: ClassVar[dict[str, Dimension]] = {
@@ -122,6 +135,8 @@ class AutoRecRecommender(Recommender):
 
         rng = np.random.default_rng(int(self.seed))
         net = _Net.init(rng, n_users, k, float(r.mean()) if len(r) else 0.0)
+        if self._continue_from(context, net):
+            n_epochs = warm_epochs(n_epochs, context.warm_start.share_new, self.warm_min_epochs)
         adam = _Adam(net, float(self.learning_rate))
         penalty = float(self.reg) * min(batch, n_items) / max(n_items, 1)
         self.history_: list[dict[str, float]] = []
@@ -148,23 +163,43 @@ class AutoRecRecommender(Recommender):
             if "valid_rmse" in entry:
                 if entry["valid_rmse"] < best_rmse:
                     best_rmse, since_best, self.best_epoch_ = entry["valid_rmse"], 0, epoch
-                    best = (self.item_codes_, self.decoder_, self.output_bias_)
+                    best = (self.item_codes_, self.decoder_, self.output_bias_, self.encoder_, self.encoder_bias_)
                 else:
                     since_best += 1
                     if since_best >= int(self.patience):
                         break
         if best is not None:
-            self.item_codes_, self.decoder_, self.output_bias_ = best
+            self.item_codes_, self.decoder_, self.output_bias_, self.encoder_, self.encoder_bias_ = best
         else:
             self._set_inference(net, items_by_row)
         self._remember_seen(train)
         return self
 
+    def _continue_from(self, context: FitContext | None, net: _Net) -> bool:
+        """Start ``net`` (freshly drawn, as a cold fit's) from ``context.warm_start``'s parameters, grown by user id; whether it did."""
+        self.warm_declined_ = None
+        warm = self._warm(context)
+        if warm is None:
+            return False
+        old = warm.model
+        if getattr(old, "encoder_", None) is None:
+            self.warm_started_ = False
+            self.warm_declined_ = "the earlier fit was saved without its encoder (before autorec warm-started)"
+            return False
+        net.V = warm.grow_users(old.encoder_, net.V).astype(np.float32)
+        net.W = warm.grow_users(old.decoder_, net.W).astype(np.float32)
+        net.b = warm.grow_users(old.output_bias_, net.b).astype(np.float32)
+        net.c = np.array(old.encoder_bias_, dtype=np.float32)
+        return True
+
     def _set_inference(self, net: _Net, items_by_row: sp.csr_matrix) -> None:
-        """Freeze the state predictions read: item codes from the training ratings, decoder copies."""
+        """Freeze the state predictions read (item codes from the training ratings, decoder copies) and
+        the encoder a warm start continues from."""
         self.item_codes_ = net.encode(items_by_row)
         self.decoder_ = net.W.copy()
         self.output_bias_ = net.b.copy()
+        self.encoder_ = net.V.copy()
+        self.encoder_bias_ = net.c.copy()
 
     # -- inference -----------------------------------------------------------------------
     def _predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
@@ -196,6 +231,8 @@ class AutoRecRecommender(Recommender):
             "item_codes": self.item_codes_,
             "decoder": self.decoder_,
             "output_bias": self.output_bias_,
+            "encoder": self.encoder_,
+            "encoder_bias": self.encoder_bias_,
             "user_known": self._user_known,
             "item_known": self._item_known,
             "fallback_global_mean": np.array(self._fallback.global_mean_),
@@ -210,6 +247,9 @@ class AutoRecRecommender(Recommender):
         self.item_codes_ = arrays["item_codes"].astype(np.float32)
         self.decoder_ = arrays["decoder"].astype(np.float32)
         self.output_bias_ = arrays["output_bias"].astype(np.float32)
+        has_encoder = "encoder" in arrays  # saved since warm starts
+        self.encoder_ = arrays["encoder"].astype(np.float32) if has_encoder else None
+        self.encoder_bias_ = arrays["encoder_bias"].astype(np.float32) if has_encoder else None
         self._user_known = arrays["user_known"].astype(bool)
         self._item_known = arrays["item_known"].astype(bool)
         self._fallback = BiasRecommender()

@@ -94,6 +94,8 @@ class Recommender(ABC):
     warm_starts: ClassVar[bool] = False
     #: after ``fit``: whether it continued from ``context.warm_start`` (False for a cold fit, or a warm start the model had to decline)
     warm_started_: bool = False
+    #: after ``fit``: why a warm start the model was given could not be continued (the fit ran cold), where the model says; else None
+    warm_declined_: str | None = None
     #: a warm fit's fewest epochs (``recflow.models.warm.warm_epochs``), where it trains in epochs
     warm_min_epochs: ClassVar[int] = 1
     #: whether ``score_history`` scores any list of items (a user outside the training data), the model being a function of the history

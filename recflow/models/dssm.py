@@ -23,6 +23,14 @@ epoch ends with the validation RMSE (``recflow.evaluation.evaluate.evaluate_rati
 ``history_``: per epoch ``epoch``, ``loss`` (train MSE on the normalised scale), ``valid_rmse``
 (NaN without valid), ``examples_per_second``, ``seconds``.
 
+Warm start (``warm_starts``, ``recflow.models.keras_warm``): the network is built as a cold fit
+builds it, then takes the earlier fit's weights: ID embedding rows by raw id (new users and items:
+the cold seeded draw), each tower's first dense layer by its input columns (a demographic category
+or genre new tonight keeps its cold rows), the hidden layers and the output affine as they were.
+The rating scale is tonight's train minimum and maximum. ``warm_epochs`` epochs (at least 2),
+fresh Adam moments, early stopping on the validation RMSE as in a cold fit. No history fold-in:
+the user tower reads a learnt per-user ID embedding (and demographics), not the user's items.
+
 As a ranker, ``score`` is the predicted rating of every item (a squashed dot product, so no
 ``dot_factors``). ``predict`` gives an unknown (-1) user or item the mean tower output. ``user_embeddings()`` /
 ``item_embeddings()`` are the tower outputs (not normalised). Determinism, threads and
@@ -45,8 +53,10 @@ from recflow.models.keras_training import (
     shuffled_batches,
     tower_outputs,
 )
+from recflow.models.keras_warm import Grow, concat_map, names_map, same
 from recflow.models.search_space import Choice, Dimension, FloatRange
 from recflow.models.towers import tower
+from recflow.models.warm import WarmStart
 from recflow.prep.interactions import Interactions
 
 DEMOGRAPHICS = ("gender", "age", "occupation")
@@ -100,6 +110,7 @@ class DSSMRecommender(KerasRecommender):
     predicts_ratings = True
     item_spaces = ("items",)
     user_space = True
+    warm_starts = True
 
     search_space: ClassVar[dict[str, Dimension]] = {
         "dim": Choice((16, 32, 64)),
@@ -167,6 +178,7 @@ class DSSMRecommender(KerasRecommender):
             bias_initializer=keras.initializers.Zeros(),
         )(dot)
         self._model = keras.Model([u_in, i_in], out, name="dssm")
+        epochs = self._continue_from(context)
         model = self._model
         variables = model.trainable_variables
         apply_gradients = make_lazy_adam(tf, variables, float(self.lr))
@@ -203,8 +215,22 @@ class DSSMRecommender(KerasRecommender):
             seconds = time.perf_counter() - t0
             return {"loss": total / max(n_batches, 1)}, seconds
 
-        self._train_epochs(train, context, run_epoch, self._set_embeddings, len(train))
+        self._train_epochs(train, context, run_epoch, self._set_embeddings, len(train), epochs)
         return self
+
+    def _grown(self, warm: WarmStart) -> dict:
+        """The ID embeddings by the id maps; each tower's first dense layer by its input columns,
+        [ID embedding | demographic categories / genres by name] (a category new tonight: its cold rows)."""
+        old, dim = warm.model, int(self.dim)
+        first = "dense_0" if self.hidden else "out"
+        users = names_map(old.user_categories_, self.user_categories_)
+        items = names_map(old.genres_, self.genres_)
+        return {
+            "user_id_embedding": Grow(warm.user_map),
+            "item_id_embedding": Grow(warm.item_map),
+            f"user_{first}": Grow(concat_map((same(dim), dim), (users, len(old.user_categories_)))),
+            f"item_{first}": Grow(concat_map((same(dim), dim), (items, len(old.genres_)))),
+        }
 
     def _set_embeddings(self) -> None:
         model = self.keras_model

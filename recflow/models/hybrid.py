@@ -70,6 +70,17 @@ Training
     ``alignment_loss`` (the unweighted mean 1 - cos), ``valid_recall_at_{k}`` (NaN without valid),
     ``seconds``; ``context.on_epoch_end(epoch, those minus epoch)`` is called each epoch.
 
+Warm start (``warm_starts``, ``recflow.models.keras_warm``)
+    The network is built as a cold fit builds it, then takes the earlier fit's weights: user and
+    item ID embedding rows by raw id (new ones: the cold seeded draw), the content branch's first
+    dense layer row by row by content column (genres and numerics by name; a column new tonight
+    keeps its cold rows), the hidden layers and the fusion head as they were. The content table,
+    the cold-item mask and log q are tonight's. The text columns are refitted each night
+    (TF-IDF and SVD over tonight's catalogue) and carried by position: with few new items the
+    components barely move, but an SVD may turn a component's sign or swap two of similar weight,
+    which the warm epochs then re-learn. ``warm_epochs`` epochs (at least 2), fresh optimizer
+    state, early stopping as in a cold fit.
+
 After fit (NumPy, float32, rows unit-norm or zero)
     ``item_embeddings(mode)`` for ``mode`` in content / cf / hybrid, ``user_embeddings()``,
     ``valid_[mode]`` (which items have a vector in that mode: cf needs train interactions,
@@ -87,7 +98,7 @@ stateless draw keyed by (seed, step); no global seeds; op determinism when ``det
 Persistence: ``model.keras`` (Keras native, the whole network with the content table as frozen
 weights) + ``params.json`` / ``arrays.npz``: seen matrix, the three item-vector sets and their
 validity masks, user vectors, raw item ids, titles (unicode array), genres (int8 multi-hot + names),
-train interaction counts per item, the genre-overlap values. ``load`` reads only the npz:
+train interaction counts per item, the genre-overlap values, the content columns' names (for warm starts). ``load`` reads only the npz:
 ``score``, ``recommend``, ``similar`` and ``genre_overlap_at_k`` need no TensorFlow;
 ``keras_model`` loads ``model.keras`` on first access. No pickle anywhere.
 """
@@ -104,8 +115,10 @@ from recflow.models.context import FitContext
 from recflow.models.hybrid_content import align_items, content_features
 from recflow.models.hybrid_network import build_network
 from recflow.models.keras_training import KerasRecommender, make_lazy_adam, shuffled_batches
+from recflow.models.keras_warm import Grow, names_map
 from recflow.models.search_space import Choice, Dimension, FloatRange
 from recflow.models.towers import in_batch_softmax, log_item_share
+from recflow.models.warm import WarmStart
 from recflow.prep.genres import genre_overlap_at_k, overlap_queries
 from recflow.prep.interactions import Interactions
 from recflow.retrieval.titles import TitleIndex
@@ -125,6 +138,7 @@ class HybridRecommender(KerasRecommender):
     #: ``similar`` modes: the fused space (primary, what ``score`` uses), the content and CF branches
     item_spaces = ("hybrid", "content", "cf")
     user_space = True
+    warm_starts = True
 
     search_space: ClassVar[dict[str, Dimension]] = {
         "temperature": FloatRange(0.03, 0.3, log=True),
@@ -235,6 +249,8 @@ class HybridRecommender(KerasRecommender):
         )
         self.genres_, self.genre_names_, self.numeric_columns_ = c.genres, c.genre_names, c.numeric_columns
         self.content_dims_, self.has_content_ = c.dims, c.has_content
+        names = [f"text_{k}" for k in range(c.dims["text"])] + [f"genre:{g}" for g in c.genre_names] + [f"numeric:{n}" for n in c.numeric_columns]
+        self.content_columns_ = names or ["none"]  # no side information: the one constant-zero column
         return c.table
 
     def _positives(self, train: Interactions) -> tuple[np.ndarray, np.ndarray]:
@@ -275,13 +291,23 @@ class HybridRecommender(KerasRecommender):
         hidden = [int(h) for h in self.hidden]
         fusion_hidden = hidden if self.fusion_hidden is None else [int(h) for h in self.fusion_hidden]
         self._model, *parts = build_network(keras, train.n_users, train.n_items, int(self.dim), hidden, fusion_hidden, content, has_cf, int(self.seed))
+        epochs = self._continue_from(context)
         train_step = self._train_step(tf, keras, parts, log_q)
         run_epoch = self._epoch_runner(tf, train_step, pos_u, pos_i)
         self._has_cf = has_cf
-        self._train_epochs(train, context, run_epoch, self._set_vectors)
+        self._train_epochs(train, context, run_epoch, self._set_vectors, epochs=epochs)
         self.genre_overlap_ = self._all_genre_overlaps()
         self.fit_seconds_ = time.perf_counter() - started
         return self
+
+    def _grown(self, warm: WarmStart) -> dict:
+        """The user and item ID embeddings by the id maps; the content branch's first dense layer by content
+        column name (a genre or numeric column new tonight keeps its cold rows; text components by position)."""
+        grown = {"user_id_embedding": Grow(warm.user_map), "item_id_embedding": Grow(warm.item_map)}
+        old_columns = getattr(warm.model, "content_columns_", None)
+        if old_columns is not None:  # a fit saved before the names were kept carries the layer only at the same shape
+            grown["content_dense_0" if self.hidden else "content_out"] = Grow(names_map(old_columns, self.content_columns_))
+        return grown
 
     def _apply_gradients(self, tf, keras, variables):
         """``apply(grads)`` of ``optimizer``: Keras's Adam, or lazy Adam (only the batch's embedding rows)."""
@@ -493,6 +519,7 @@ class HybridRecommender(KerasRecommender):
             "genre_names": np.asarray(self.genre_names_, dtype=np.str_),
             "item_counts": self.item_counts_,
             "has_content": self.has_content_,
+            "content_columns": np.asarray(self.content_columns_, dtype=np.str_),
             "genre_overlap_names": np.array(keys, dtype=np.str_),
             "genre_overlap_values": np.array([self.genre_overlap_[k] for k in keys], dtype=np.float64),
         }
@@ -509,6 +536,8 @@ class HybridRecommender(KerasRecommender):
         self.genre_names_ = arrays["genre_names"].astype(np.str_)
         self.item_counts_ = arrays["item_counts"].astype(np.int64)
         self.has_content_ = arrays["has_content"].astype(bool)
+        if "content_columns" in arrays:  # saved since warm starts
+            self.content_columns_ = [str(c) for c in arrays["content_columns"]]
         self._has_cf = self.item_counts_ > 0
         self.item_vectors_ = {m: arrays[f"vectors_{m}"].astype(np.float32) for m in MODES}
         self.valid_ = {m: arrays[f"valid_{m}"].astype(bool) for m in MODES}

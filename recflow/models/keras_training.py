@@ -1,4 +1,4 @@
-"""What the Keras models (two_tower, dssm, hybrid) share, so their training and persistence agree.
+"""What the Keras models (two_tower, dssm, hybrid, mult_vae) share, so their training, warm starts and persistence agree.
 
 TensorFlow is imported inside functions only: importing the models (the CLI does) must stay cheap,
 and a loaded model scores from its npz without TensorFlow.
@@ -6,6 +6,7 @@ and a loaded model scores from its npz without TensorFlow.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Callable
@@ -17,10 +18,14 @@ import numpy as np
 from recflow.evaluation.evaluate import evaluate_ranking, evaluate_ratings
 from recflow.models.base import Recommender
 from recflow.models.context import FitContext
+from recflow.models.keras_warm import CannotCarry, carry_weights
+from recflow.models.warm import WarmStart, warm_epochs
 from recflow.prep.interactions import Interactions
 from recflow.utils.quiet import stderr_to_log
 
 MODEL_FILE = "model.keras"
+
+log = logging.getLogger(__name__)
 
 _TF_READY = False
 
@@ -163,11 +168,42 @@ class KerasRecommender(Recommender):
 
     Subclasses have the params ``epochs``, ``patience``, ``seed``, ``deterministic``, ``threads``,
     ``verbose`` (and ``early_stopping_k`` unless they predict ratings).
+
+    Warm starts (``recflow.models.keras_warm``): a subclass that declares ``warm_starts`` builds its
+    network as a cold fit would, calls ``_continue_from(context)`` (the earlier fit's weights carried
+    over, grown by the id maps its ``_grown(warm)`` names) and trains the epochs that returns.
     """
 
     framework_flavour = "keras"
     trains_in_epochs = True
     execution_params = frozenset({"threads", "verbose"})
+    #: a warm fit's fewest epochs: the first moves the new rows off their initial draw, the second refines the rest with them
+    warm_min_epochs = 2
+
+    def _continue_from(self, context: FitContext) -> int:
+        """Carry ``context.warm_start``'s network into the freshly built ``_model``; the epochs this fit trains.
+
+        Without a warm start, ``epochs``. With one, ``warm_epochs`` (the share of new training rows,
+        at least ``warm_min_epochs``); a network that does not fit (``CannotCarry``) is left cold,
+        with full ``epochs``, ``warm_started_`` False and the reason in ``warm_declined_`` (and the log).
+        """
+        self.warm_declined_ = None
+        warm = self._warm(context)
+        if warm is None:
+            return int(self.epochs)
+        try:
+            carry_weights(self._model, warm.model.keras_model, self._grown(warm))
+        except CannotCarry as err:
+            self.warm_started_ = False
+            self.warm_declined_ = str(err)
+            log.warning("%s fits cold: the earlier fit's network cannot be carried over (%s)", self.name, err)
+            return int(self.epochs)
+        return warm_epochs(int(self.epochs), warm.share_new, self.warm_min_epochs)
+
+    def _grown(self, warm: WarmStart) -> dict:
+        """``recflow.models.keras_warm.carry_weights``'s ``grown``: the weights indexed by users, items or
+        input columns, with their maps from the earlier fit (the ID embeddings by ``warm.user_map`` / ``item_map``)."""
+        raise NotImplementedError(f"{self.name} declares warm_starts but does not say which weights grow (_grown)")
 
     def framework_model(self):
         return self.keras_model
@@ -212,6 +248,7 @@ class KerasRecommender(Recommender):
         run_epoch: Callable[[int], tuple[dict[str, float], float]],
         refresh: Callable[[], None],
         n_examples: int | None = None,
+        epochs: int | None = None,
     ) -> None:
         """The epoch loop: ``history_``, progress, early stopping on ``context.valid``, best weights restored.
 
@@ -219,6 +256,7 @@ class KerasRecommender(Recommender):
         seconds (each model decides what it times); ``refresh()`` recomputes the NumPy vectors that
         scoring, and so validation, reads. Rating models stop on the validation RMSE, rankers on
         Recall@``early_stopping_k``. ``n_examples`` adds ``examples_per_second`` to the history.
+        ``epochs``: at most this many (a warm fit's, ``_continue_from``); None: the model's ``epochs``.
         """
         self._remember_seen(train)  # validation ranks and masks with it
         valid = context.valid if context.valid is not None and len(context.valid) else None
@@ -229,7 +267,7 @@ class KerasRecommender(Recommender):
             metric, sign = f"valid_recall_at_{k}", 1.0
         self.history_: list[dict[str, Any]] = []
         best, best_weights, best_epoch, bad = -np.inf, None, 0, 0
-        for epoch in range(1, int(self.epochs) + 1):
+        for epoch in range(1, int(self.epochs if epochs is None else epochs) + 1):
             losses, seconds = run_epoch(epoch)
             refresh()
             value = float("nan")

@@ -26,6 +26,15 @@ Early stopping and history: ``recflow.models.keras_training`` (Recall@``early_st
 ``context.valid`` per epoch, best epoch's weights restored); ``history_`` per epoch: ``loss``,
 ``nll``, ``kl``, ``beta`` and the validation metric.
 
+Warm start (``warm_starts``, ``recflow.models.keras_warm``): users are inputs, not parameters, so
+nothing grows with them; the network is built as a cold fit builds it, then takes the earlier fit's
+weights, the input layer's rows and the output layer's columns (and biases) by item id over the
+fitted items (an item new tonight, or new to the ``top_items`` subset, keeps its cold draw; one that
+left the subset is dropped), the other layers as they were. The KL weight goes on from the earlier
+fit's place on the annealing schedule (``updates_``, saved; a fit saved without it counts as
+annealed) rather than restarting at 0. ``warm_epochs`` epochs (at least 2), fresh Adam moments,
+early stopping as in a cold fit.
+
 Catalogue: ``top_items=None`` (the default) covers every item. At large catalogues the input and
 output layers are ``n_items`` wide and dominate the cost (one dense softmax over all items per
 user), so ``top_items=N`` fits the network on the N most popular training items only (``items_``;
@@ -52,7 +61,9 @@ import scipy.sparse as sp
 from recflow.models.base import spread_items
 from recflow.models.context import FitContext
 from recflow.models.keras_training import KerasRecommender
+from recflow.models.keras_warm import Grow
 from recflow.models.search_space import Dimension, FloatRange, IntRange
+from recflow.models.warm import WarmStart
 from recflow.prep.interactions import Interactions
 
 
@@ -68,6 +79,7 @@ class MultVAERecommender(KerasRecommender):
 
     name = "mult_vae"
     folds_in_history = True
+    warm_starts = True
     item_spaces = ("items",)
     search_space: ClassVar[dict[str, Dimension]] = {
         "dim": IntRange(64, 256, log=True),
@@ -146,6 +158,7 @@ class MultVAERecommender(KerasRecommender):
         seed, dim, n_items = int(self.seed), int(self.dim), len(self.items_)
         hidden = [int(h) for h in self.hidden]
         self._model = _network(keras, n_items, dim, hidden, seed)
+        epochs = self._continue_from(context)
         encoder, decoder = self._model.get_layer("encoder"), self._model.get_layer("decoder")
         variables = self._model.trainable_variables
         kernels = [v for v in variables if "kernel" in v.path]
@@ -175,7 +188,9 @@ class MultVAERecommender(KerasRecommender):
 
         rng = np.random.default_rng(seed)
         batch = int(self.batch_size)
-        updates = 0
+        # a warm fit goes on along the earlier fit's KL schedule (one saved before the count was kept: annealed)
+        start = 0 if not self.warm_started_ else _updates_of(context.warm_start.model, int(self.anneal_steps))
+        updates = start
 
         def run_epoch(epoch: int):
             nonlocal updates
@@ -192,8 +207,21 @@ class MultVAERecommender(KerasRecommender):
             nll, kl, beta = sums / len(order)
             return {"loss": float(nll + beta * kl), "nll": float(nll), "kl": float(kl), "beta": float(beta)}, time.perf_counter() - t0
 
-        self._train_epochs(train, context, run_epoch, self._read_weights, len(active))
+        self._train_epochs(train, context, run_epoch, self._read_weights, len(active), epochs)
+        self.updates_ = start + int(self.best_epoch_) * -(-len(active) // batch)  # the kept epoch's place on the schedule
         return self
+
+    def _grown(self, warm: WarmStart) -> dict:
+        """The layers whose rows (the input's, ``x -> hidden``) or columns (the output's) are the fitted
+        items ``items_``, by item id: a kept item new tonight (or new to the ``top_items`` subset) keeps
+        its cold draw; an item that left the subset is dropped."""
+        old = warm.model
+        position = np.full(old.n_items, -1, dtype=np.int64)
+        position[old.items_] = np.arange(len(old.items_))
+        earlier = warm.item_map[self.items_]
+        kept = np.where(earlier >= 0, position[np.clip(earlier, 0, None)], -1)
+        inputs = ["encoder_hidden_0"] if self.hidden else ["mu", "logvar"]
+        return {**{name: Grow(kept) for name in inputs}, "logits": {0: Grow(kept, axis=1), 1: Grow(kept)}}
 
     def _read_weights(self) -> None:
         """The NumPy copies of the dense layers that ``score`` runs on."""
@@ -259,7 +287,7 @@ class MultVAERecommender(KerasRecommender):
     # -- persistence -------------------------------------------------------------------------
     def _state(self) -> dict[str, np.ndarray]:
         x = self.X_.tocoo()
-        arrays = {"x_row": x.row, "x_col": x.col, "items": self.items_}
+        arrays = {"x_row": x.row, "x_col": x.col, "items": self.items_, "updates": np.array(self.updates_, dtype=np.int64)}
         arrays.update({f"encoder_{k}": w for k, w in enumerate(self.encoder_weights_)})
         arrays.update({f"decoder_{k}": w for k, w in enumerate(self.decoder_weights_)})
         return arrays
@@ -269,10 +297,17 @@ class MultVAERecommender(KerasRecommender):
         n_users, n_items = self._seen.shape
         self.items_ = np.asarray(arrays["items"], dtype=np.int64) if "items" in arrays else np.arange(n_items, dtype=np.int64)
         self.X_ = sp.csr_matrix((np.ones(len(row), np.float32), (row, col)), shape=(n_users, len(self.items_)))
+        self.updates_ = int(arrays["updates"]) if "updates" in arrays else None
         for part in ("encoder", "decoder"):
             n = sum(1 for k in arrays if k.startswith(f"{part}_"))
             setattr(self, f"{part}_weights_", [arrays[f"{part}_{k}"].astype(np.float32) for k in range(n)])
         self.history_ = []
+
+
+def _updates_of(model: MultVAERecommender, anneal_steps: int) -> int:
+    """Where an earlier fit left the KL schedule: its kept epoch's update count (saved), else the end of the annealing."""
+    updates = getattr(model, "updates_", None)
+    return int(anneal_steps) if updates is None else int(updates)
 
 
 def _network(keras, n_items: int, dim: int, hidden: list[int], seed: int):

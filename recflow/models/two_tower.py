@@ -72,6 +72,22 @@ epochs without improvement and the best epoch's weights are restored. ``history_
 per epoch: ``epoch``, ``loss``, ``valid_recall_at_{k}`` (NaN without valid), ``examples_per_second``
 (training examples over the epoch's training time, validation excluded), ``seconds``.
 
+Warm start (``warm_starts``; the mechanics, shared by every Keras model, in
+``recflow.models.keras_warm``): the towers are built as a cold fit builds them, then take the
+earlier fit's weights: ID embedding rows by raw id (new users and items keep the cold seeded
+draw), the history embedding by item id, each tower's first dense layer row by row by its input
+columns ([ID embedding | feature columns by name | history mean]: a feature column new tonight
+keeps its cold rows), every other weight as it was; the feature and history tables are tonight's.
+Then ``warm_epochs`` epochs (at least ``warm_min_epochs``, 2) over all training positives, with
+fresh Adam moments and early stopping as in a cold fit.
+
+No history fold-in (``folds_in_history`` is not declared): by default (``user_id=True``) the user
+tower reads a learnt per-user ID embedding, so a user outside the training data has no vector.
+Only ``user_id=False, use_features=False, history=L`` makes the tower a function of the items
+alone, and then of the L *most recent* ones (``history_table``), not of the set of items the
+contract's ``score_history`` takes; a capability declared on the class cannot depend on those
+parameters, and the defaults do not have it.
+
 Determinism: a fit's randomness is its own, so a refit repeats the run whatever else trains in
 the process (models train in threads of one process): the initialisers take seeds derived from
 ``seed`` and the shuffle and negative draws come from a NumPy Generator of ``seed``; no
@@ -108,8 +124,10 @@ from recflow.models.keras_training import (
     shuffled_batches,
     tower_outputs,
 )
+from recflow.models.keras_warm import Grow, concat_map, names_map, same
 from recflow.models.search_space import Choice, Dimension, FloatRange
 from recflow.models.towers import history_table, in_batch_softmax, log_item_share, numeric_feature_table, tower
+from recflow.models.warm import WarmStart
 from recflow.prep.interactions import Interactions
 from recflow.prep.sample_files import load_matching
 from recflow.utils.numeric import distinct
@@ -167,6 +185,7 @@ class TwoTowerRecommender(KerasRecommender):
     name = "two_tower"
     item_spaces = ("items",)
     user_space = True
+    warm_starts = True
 
     # embedding size stays at the preset's (RecBole's protocol fixes 64); epochs are a ceiling
     # (early stopping on the validation part), so each trial costs about one fit. logq_correction
@@ -271,10 +290,28 @@ class TwoTowerRecommender(KerasRecommender):
         if int(self.history):
             history = history_table(examples.users, examples.items, examples.timestamps, train.n_users, int(self.history))
         user_tower, item_tower = self._build_towers(keras, train.n_users, train.n_items, history)
+        epochs = self._continue_from(context)
         step = self._train_step(tf, user_tower, item_tower, examples.log_q, dense_history=history is not None)
         run_epoch = self._epoch_runner(tf, step, examples, train.n_items)
-        self._train_epochs(train, context, run_epoch, self._set_embeddings, examples.n)
+        self._train_epochs(train, context, run_epoch, self._set_embeddings, examples.n, epochs)
         return self
+
+    def _grown(self, warm: WarmStart) -> dict:
+        """The ID embeddings by the id maps, the history embedding by the item map (row 0 is the padding),
+        and each tower's first dense layer by its input columns: [ID embedding | features by name | history mean]."""
+        old, dim = warm.model, int(self.dim)
+        first = "dense_0" if self.hidden else "out"
+        user_in = [(same(dim), dim)] if self.user_id else []
+        user_in.append((names_map(old.user_feature_columns_, self.user_feature_columns_), len(old.user_feature_columns_)))
+        item_in = [(same(dim), dim), (names_map(old.item_feature_columns_, self.item_feature_columns_), len(old.item_feature_columns_))]
+        grown = {"item_id_embedding": Grow(warm.item_map), f"item_{first}": Grow(concat_map(*item_in))}
+        if self.user_id:
+            grown["user_id_embedding"] = Grow(warm.user_map)
+        if int(self.history):
+            user_in.append((same(dim), dim))
+            grown["user_history_embedding"] = Grow(np.r_[0, np.where(warm.item_map >= 0, warm.item_map + 1, -1)])
+        grown[f"user_{first}"] = Grow(concat_map(*user_in))
+        return grown
 
     def _set_feature_tables(self, train: Interactions, context: FitContext) -> None:
         """The standardised numeric feature tables of both sides (empty without ``use_features``)."""

@@ -67,16 +67,31 @@ class WarmStart:
 
     def grow(self, old: np.ndarray, mapping: np.ndarray, fresh: np.ndarray) -> np.ndarray:
         """Rows of ``old`` (earlier indices) moved to the new indices; ``fresh`` (one row per new index) where unknown."""
-        out = np.array(fresh, copy=True)
-        known = mapping >= 0
-        out[known] = old[mapping[known]]
-        return out
+        return grow_rows(old, mapping, fresh)
 
     def grow_users(self, old: np.ndarray, fresh: np.ndarray) -> np.ndarray:
         return self.grow(old, self.user_map, fresh)
 
     def grow_items(self, old: np.ndarray, fresh: np.ndarray) -> np.ndarray:
         return self.grow(old, self.item_map, fresh)
+
+
+def grow_rows(old: np.ndarray, mapping: np.ndarray, fresh: np.ndarray, axis: int = 0) -> np.ndarray:
+    """``fresh`` with its slices along ``axis`` taken from ``old`` where ``mapping`` (one entry per slice
+    of ``fresh``: the earlier position, ``-1`` for none) names one; the other axes must agree."""
+    old, fresh, mapping = np.asarray(old), np.asarray(fresh), np.asarray(mapping, dtype=np.int64)
+    if mapping.shape != (fresh.shape[axis],):
+        raise ValueError(f"the map has {len(mapping)} entries for {fresh.shape[axis]} rows along axis {axis}")
+    if np.delete(old.shape, axis).tolist() != np.delete(fresh.shape, axis).tolist():
+        raise ValueError(f"an earlier array of shape {old.shape} cannot grow into {fresh.shape} along axis {axis}")
+    if mapping.size and mapping.max() >= old.shape[axis]:
+        raise IndexError(f"the map names position {mapping.max()}, the earlier array has {old.shape[axis]} along axis {axis}")
+    out = np.array(fresh, copy=True)
+    known = np.flatnonzero(mapping >= 0)
+    where = [slice(None)] * out.ndim
+    where[axis] = known
+    out[tuple(where)] = np.take(old, mapping[known], axis=axis)
+    return out
 
 
 def ids_lookup(old_ids: np.ndarray, new_ids: np.ndarray) -> np.ndarray:

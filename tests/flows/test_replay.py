@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import mlflow
 import pytest
 
-from flows.replay import replay
 from recflow.experiments.replay import table_lines
+from tests.flows.replaying import replays
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
 
@@ -16,14 +15,7 @@ FAST = [MODELS, "evaluation.ks=[10]", "evaluation.bootstrap_samples=200", "servi
 
 @pytest.fixture(scope="module")
 def replayed(tmp_path_factory):
-    home = tmp_path_factory.mktemp("artifacts")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("RECFLOW_HOME", str(home))
-        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{home / 'mlflow.db'}")
-        first = replay(["configs/default.yaml"], 3, "month", root=home, overrides=FAST)
-        again = replay(["configs/default.yaml"], 2, "month", root=home, overrides=FAST)  # the last two nights again
-        client = mlflow.MlflowClient()
-        runs = client.search_runs(client.get_experiment_by_name("recflow/ml-latest-small-replay-month").experiment_id)
+    (first, again), runs = replays(tmp_path_factory, FAST, 3, 2)  # then the last two nights again
     return first, again, runs
 
 

@@ -105,3 +105,32 @@ def test_with_a_validation_part_it_stops_after_patience_worse_epochs_and_keeps_t
 def test_bad_hyperparameters_are_refused(bad):
     with pytest.raises(ValueError):
         AutoRecRecommender(**bad).fit(TRAIN)
+
+
+def test_a_warm_fit_continues_from_the_earlier_encoder_and_decoder_by_user_id():
+    from recflow.models.warm import WarmStart
+
+    still = {**SMALL, "learning_rate": 1e-9}  # hardly moves: it ends where it started
+    earlier = AutoRecRecommender(**still).fit(TRAIN)
+    # tonight user -1 is new and sorts first: every known user's index moves up by one
+    tonight = Interactions(
+        np.r_[TRAIN.user_idx + 1, 0].astype(np.int32), np.r_[TRAIN.item_idx, 0].astype(np.int32), np.r_[TRAIN.ratings, 3.0].astype(np.float32),
+        np.zeros(len(TRAIN) + 1, np.int64), np.r_[-1, np.arange(6)], np.arange(5),
+    )  # fmt: skip
+    warm = WarmStart.between(earlier, TRAIN.user_ids, TRAIN.item_ids, tonight)
+    assert warm.user_map.tolist() == [-1, 0, 1, 2, 3, 4, 5]
+    fit = AutoRecRecommender(**still).fit(tonight, FitContext(warm_start=warm))
+    assert fit.warm_started_
+    np.testing.assert_allclose(fit.encoder_[1:], earlier.encoder_, atol=1e-7)
+    np.testing.assert_allclose(fit.decoder_[1:], earlier.decoder_, atol=1e-7)
+    np.testing.assert_allclose(fit.output_bias_[1:], earlier.output_bias_, atol=1e-7)
+    assert len(fit.history_) == 2  # warm_min_epochs: a seventh of the rows is new, of 5 epochs
+
+
+def test_a_fit_saved_without_its_encoder_is_not_continued(tmp_path):
+    from recflow.models.warm import WarmStart
+
+    earlier = AutoRecRecommender(**SMALL).fit(TRAIN)
+    earlier.encoder_ = None  # as a fit saved before the encoder was kept
+    fit = AutoRecRecommender(**SMALL).fit(TRAIN, FitContext(warm_start=WarmStart.between(earlier, TRAIN.user_ids, TRAIN.item_ids, TRAIN)))
+    assert not fit.warm_started_ and "without its encoder" in fit.warm_declined_ and len(fit.history_) == SMALL["epochs"]

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from recflow.models.context import FitContext
 from recflow.models.ease import EASERecommender
 from recflow.models.edlae import EDLAERecommender
-from recflow.models.warm import WarmStart, warm_epochs
+from recflow.models.warm import WarmStart, grow_rows, warm_epochs
 from recflow.prep.interactions import index_split
 
 
@@ -70,3 +71,20 @@ def test_a_top_items_ease_fits_cold_when_an_item_with_history_enters_its_subset(
     warm, cold = _warm_and_cold({"l2": 1.0, "top_items": 2}, new)
     assert not warm.warm_started_ and warm.items_.tolist() == [0, 3]
     np.testing.assert_array_equal(warm.B_, cold.B_)
+
+
+def test_grow_rows_moves_slices_along_any_axis_and_keeps_fresh_ones_where_the_map_has_none():
+    old = np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
+    fresh = np.zeros((2, 4))
+    np.testing.assert_array_equal(grow_rows(old, np.array([2, -1, 0, 1]), fresh, axis=1), [[3, 0, 1, 2], [6, 0, 4, 5]])
+    np.testing.assert_array_equal(grow_rows(old, np.array([1, -1, 0]), np.full((3, 3), 9.0)), [[4, 5, 6], [9, 9, 9], [1, 2, 3]])
+
+
+def test_grow_rows_refuses_a_map_or_shape_that_does_not_fit():
+    old = np.zeros((2, 3))
+    with pytest.raises(ValueError, match="2 entries for 4 rows"):
+        grow_rows(old, np.array([0, 1]), np.zeros((4, 3)))
+    with pytest.raises(ValueError, match="cannot grow"):
+        grow_rows(old, np.array([0, 1]), np.zeros((2, 5)))
+    with pytest.raises(IndexError, match="position 2"):
+        grow_rows(old, np.array([2, 0]), np.zeros((2, 3)))
