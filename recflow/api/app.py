@@ -223,6 +223,11 @@ def plain_query(query: bytes, ints: tuple[bytes, ...], required: bytes, bools: t
     return got
 
 
+#: the plain forms the hot path answers (``plain_query``'s keywords)
+RECOMMEND_QUERY: dict[str, Any] = {"ints": (b"user_id", b"k"), "required": b"user_id", "bools": (b"exclude_seen",), "choices": {b"fallback": (b"popular",)}}
+SIMILAR_QUERY: dict[str, Any] = {"ints": (b"item_id", b"k"), "required": b"item_id"}
+
+
 class HotPath:
     """ASGI middleware: ``GET /recommend`` and ``GET /similar?item_id=`` in their plain form, answered before FastAPI's routing.
 
@@ -237,12 +242,12 @@ class HotPath:
         if scope["type"] == "http" and scope["method"] == "GET":
             path = scope["path"]
             if path == "/recommend":
-                q = plain_query(scope["query_string"], (b"user_id", b"k"), b"user_id", (b"exclude_seen",), {b"fallback": (b"popular",)})
+                q = plain_query(scope["query_string"], **RECOMMEND_QUERY)
                 if q is not None:
                     status, body = await recommend_answer(self.service, self.pool, q["user_id"], q.get("k", 10), q.get("exclude_seen", True), q.get("fallback"))
                     return await self._send(send, status, body)
             elif path == "/similar":
-                q = plain_query(scope["query_string"], (b"item_id", b"k"), b"item_id")
+                q = plain_query(scope["query_string"], **SIMILAR_QUERY)
                 if q is not None:
                     status, body = await similar_answer(self.service, self.pool, q.get("k", 10), q["item_id"], None, None)
                     return await self._send(send, status, body)
