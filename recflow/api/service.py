@@ -27,6 +27,18 @@ from recflow.api.versions import ServedVersion
 log = logging.getLogger("recflow.api")
 
 
+def prepare_process() -> None:
+    """What a serving process sets once, before it answers: faiss searches with one OpenMP thread.
+
+    A query is one vector: an OpenMP team buys it nothing, and its threads spin after each search
+    on the cores the event loop and the load share. Pinned (``recflow.retrieval.index.pin_faiss_threads``),
+    a search also takes no process-wide lock, so pool threads search side by side.
+    """
+    from recflow.retrieval.index import pin_faiss_threads
+
+    pin_faiss_threads(1)
+
+
 class Service:
     """Holds the served version; ``start`` loads the first one and polls the alias in a daemon thread."""
 

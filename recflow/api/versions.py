@@ -85,6 +85,7 @@ class ServedVersion:
         self.depth = 0
         self.fold_in = None
         self.via_label = ""
+        self.searches_inline = False
         entry = pointer.record["models"][self.model]
         self.entry = entry
         self.model_folder = root / entry["model"] if entry.get("model") else None
@@ -132,6 +133,7 @@ class ServedVersion:
             r._user_factors  # noqa: B018
             space = r._index.space(r._index.primary())
             self.via_label = f"{space.kind} index"
+            self.searches_inline = True  # one index search: cheaper than the thread hop (recflow.api.app)
         for mode in r.similar_modes():
             r._similar_index.space(mode)
         self.catalogue.popular  # noqa: B018

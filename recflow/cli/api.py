@@ -56,8 +56,9 @@ def serve(source, root, *, host: str, port: int, poll: float, depth: int, precom
     import uvicorn
 
     from recflow.api.app import create_app
-    from recflow.api.service import Service
+    from recflow.api.service import Service, prepare_process
 
+    prepare_process()
     service = Service(source, root, interval=poll, depth=depth, precompute=precompute)
     typer.echo(f"recflow api: serving {source.describe()} on http://{host}:{port} (docs: /docs)", err=True)
     uvicorn.run(create_app(service), host=host, port=port, log_level="warning", access_log=False, loop="uvloop", http="httptools")

@@ -56,6 +56,7 @@ HNSWLIB_FILE = "hnswlib.bin"
 STOP_RECALL = 0.999
 
 _faiss_lock = threading.RLock()
+_pinned_threads: int | None = None
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -63,9 +64,12 @@ _faiss_lock = threading.RLock()
 
 @contextlib.contextmanager
 def faiss_threads(n: int) -> Iterator[None]:
-    """faiss's OpenMP thread count for a block (process-wide, so held under a lock)."""
+    """faiss's OpenMP thread count for a block (process-wide, so held under a lock); no lock where ``pin_faiss_threads(n)`` set it."""
     import faiss
 
+    if _pinned_threads == max(int(n), 1):
+        yield
+        return
     with _faiss_lock:
         before = faiss.omp_get_max_threads()
         faiss.omp_set_num_threads(max(int(n), 1))
@@ -73,6 +77,18 @@ def faiss_threads(n: int) -> Iterator[None]:
             yield
         finally:
             faiss.omp_set_num_threads(before)
+
+
+def pin_faiss_threads(n: int) -> None:
+    """Set faiss's OpenMP thread count for the whole process (``recflow api``: 1, so a query never wakes
+    an OpenMP team that spins beside the event loop); ``faiss_threads(n)`` then neither locks nor resets
+    it, so queries in several threads search side by side instead of queueing on the lock."""
+    global _pinned_threads
+    import faiss
+
+    with _faiss_lock:
+        faiss.omp_set_num_threads(max(int(n), 1))
+        _pinned_threads = max(int(n), 1)
 
 
 def default_nlist(n: int) -> int:

@@ -15,6 +15,7 @@ items by cosine in one space.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -78,8 +79,9 @@ class Catalogue:
         users = pq.read_table(folder / USERS_FILE, columns=["user_id", "train_count"])
         self.user_ids = users["user_id"].to_numpy().astype(np.int64)
         self.user_train_count = users["train_count"].to_numpy().astype(np.int64)
-        self.seen_indptr = np.load(folder / SEEN_INDPTR, mmap_mode="r", allow_pickle=False)
-        self.seen_items = np.load(folder / SEEN_ITEMS, mmap_mode="r", allow_pickle=False)
+        # plain ndarray views of the memory maps: slicing an np.memmap runs Python code per query
+        self.seen_indptr = np.load(folder / SEEN_INDPTR, mmap_mode="r", allow_pickle=False).view(np.ndarray)
+        self.seen_items = np.load(folder / SEEN_ITEMS, mmap_mode="r", allow_pickle=False).view(np.ndarray)
         if len(self.seen_indptr) != len(self.user_ids) + 1:
             raise ValueError(f"{folder / SEEN_INDPTR}: {len(self.seen_indptr) - 1} users, {USERS_FILE} has {len(self.user_ids)}")
 
@@ -108,6 +110,7 @@ class Catalogue:
         return [int(i) for i in self.item_ids[np.sort(order)]]
 
     def seen(self, user: int) -> np.ndarray:
+        """The items the user rated anywhere in the split, ascending (``build_catalogue`` writes them sorted)."""
         return np.asarray(self.seen_items[self.seen_indptr[user] : self.seen_indptr[user + 1]], dtype=np.int64)
 
     @cached_property
@@ -120,6 +123,15 @@ class Catalogue:
         from recflow.retrieval.titles import TitleIndex
 
         return TitleIndex(self.titles, self.train_count)
+
+
+def in_sorted(values: np.ndarray, pool: np.ndarray) -> np.ndarray:
+    """Which ``values`` are in the ascending array ``pool`` (a user's seen items): one binary search each,
+    several times cheaper than ``np.isin`` (which sorts both) for a query's few dozen candidates."""
+    if not len(pool):
+        return np.zeros(len(values), bool)
+    pos = np.searchsorted(pool, values)
+    return pool[np.minimum(pos, len(pool) - 1)] == values
 
 
 @dataclass
@@ -235,7 +247,7 @@ class Retriever:
 
     @cached_property
     def _user_factors(self) -> np.ndarray:
-        U = np.load(self._index.folder / SCORER_DIR / "user_factors.npy", mmap_mode="r", allow_pickle=False)
+        U = np.load(self._index.folder / SCORER_DIR / "user_factors.npy", mmap_mode="r", allow_pickle=False).view(np.ndarray)
         if U.shape[0] != self.catalogue.n_users:
             raise ValueError(f"{self._index.folder / SCORER_DIR}: {U.shape[0]} user rows, the catalogue has {self.catalogue.n_users} users")
         return U
@@ -353,7 +365,7 @@ class Retriever:
         """
         space = self._index.space(self._index.primary())
         u = np.asarray(self._user_factors[user], dtype=np.float32)
-        norm = float(np.linalg.norm(u))
+        norm = math.sqrt(float(u @ u))
         n = len(space.item_idx)
         in_space = int(np.count_nonzero(space.row_of[seen] >= 0)) if len(seen) else 0
         want = min(k, n - in_space)
@@ -362,7 +374,7 @@ class Retriever:
             fetch = min(k + min(in_space, 4 * k), n)
             while True:
                 items, cos = space.nearest(u / norm, fetch)
-                keep = ~np.isin(items, seen) if len(seen) else np.ones(len(items), bool)
+                keep = ~in_sorted(items, seen)
                 if keep.sum() >= want or fetch >= full:
                     break
                 fetch = full

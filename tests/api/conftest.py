@@ -9,7 +9,7 @@ import pytest
 
 from recflow.api.service import Service
 from recflow.api.sources import ChampionRecords
-from tests.api.serving_root import LiveServer, build_run, promote
+from tests.api.serving_root import LiveServer, build_index_run, build_run, promote
 
 
 @pytest.fixture(scope="session")
@@ -17,6 +17,7 @@ def tiny_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("api-root")
     build_run(root, "run-a", "ease", ease_l2=10.0)
     build_run(root, "run-b", "item_knn", ease_l2=10.0)
+    build_index_run(root, "run-c")
     promote(root, "run-a", 1, "ease")
     return root
 

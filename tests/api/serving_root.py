@@ -4,7 +4,9 @@ Two pipeline runs, recorded as ``recflow run`` records them (``serving/runs/<id>
 champion file ``serving/champions/recflow-tiny.json``): run A's best model is EASE (v1), run B's
 is item-kNN (v2). Both hold popular, EASE, item-kNN and MF (the one with an index, so ``/similar``
 answers). The fixture serves v1; a test moves the champion to v2 by rewriting the champion file,
-exactly as ``register_champion`` does. 40 users x 30 items, seeded: seconds to build.
+exactly as ``register_champion`` does. Run C (``build_index_run``, never promoted) holds one model
+whose recommendations come from its index (``recommend_via = index``): what the 25M shape serves.
+40 users x 30 items, seeded: seconds to build.
 """
 
 from __future__ import annotations
@@ -66,8 +68,8 @@ def _record(root: Path, run_id: str, best: str, entries: dict, catalogue: Path) 
     }
 
 
-def build_run(root: Path, run_id: str, best: str, ease_l2: float) -> dict:
-    """Fit the four models on the tiny split, save them like the train and index stages, record the run."""
+def _split_and_catalogue(root: Path, run_id: str):
+    """The tiny split written as the split stage writes it, its catalogue folder, and its training part."""
     frame = tiny_frame()
     data = root / "split" / run_id
     data.mkdir(parents=True)
@@ -75,7 +77,12 @@ def build_run(root: Path, run_id: str, best: str, ease_l2: float) -> dict:
     pd.DataFrame({"item_id": ITEM_IDS, "title": TITLES}).to_parquet(data / "items.parquet")
     catalogue = root / "catalogue" / run_id
     build_catalogue(data / "split.parquet", data / "items.parquet", catalogue)
-    train = index_split(frame)["train"]
+    return catalogue, index_split(frame)["train"]
+
+
+def build_run(root: Path, run_id: str, best: str, ease_l2: float) -> dict:
+    """Fit the four models on the tiny split, save them like the train and index stages, record the run."""
+    catalogue, train = _split_and_catalogue(root, run_id)
     models = {
         "popular": PopularRecommender(),
         "ease": EASERecommender(l2=ease_l2),
@@ -105,6 +112,50 @@ def build_run(root: Path, run_id: str, best: str, ease_l2: float) -> dict:
             "genre_overlap": None,
         }
     record = _record(root, run_id, best, entries, catalogue)
+    write_json_atomic(runs_dir(root) / f"{run_id}.json", record)
+    return record
+
+
+class UnitVectors:
+    """A model whose score is ``U[u] . V[i]`` with unit item rows: its index folder serves ``recommend_via = index``."""
+
+    name = "vectors"
+
+    def __init__(self, n_users: int, n_items: int, dim: int = 6) -> None:
+        rng = np.random.default_rng(5)
+        self.n_users, self.n_items = n_users, n_items
+        V = rng.standard_normal((n_items, dim)).astype(np.float32)
+        self.V = V / np.linalg.norm(V, axis=1, keepdims=True)
+        self.U = rng.standard_normal((n_users, dim)).astype(np.float32)
+
+    def vector_spaces(self):
+        from recflow.models.base import VectorSpace
+
+        return [VectorSpace("items", "item"), VectorSpace("users", "user")]
+
+    def item_embeddings(self, space=None):
+        return self.V
+
+    def user_embeddings(self):
+        return self.U
+
+    def dot_factors(self):
+        return self.U, self.V, np.ones(self.n_items, bool)
+
+    def score(self, users):
+        return self.U[users] @ self.V.T
+
+
+def build_index_run(root: Path, run_id: str) -> dict:
+    """A run whose only model answers through its index (``recommend_via = index``), on the same tiny split."""
+    catalogue, train = _split_and_catalogue(root, run_id)
+    model = UnitVectors(len(train.user_ids), len(train.item_ids))
+    out = root / "index" / f"{run_id}-vectors"
+    summary = build_serving_indexes(model, train.item_ids, train.user_ids, TuningGrid(kinds=("flat",), n_queries=20, latency_queries=10), out)
+    write_json_atomic(out / "summary.json", summary)
+    assert summary["recommend_via"] == "index", summary["recommend_via"]
+    entry = {"run_id": f"{run_id}-vectors", "model": None, "index": str(out.relative_to(root)), "recommend_via": "index", "similar": True, "metrics": {}}
+    record = {**_record(root, run_id, "vectors", {"vectors": entry}, catalogue), "similar": "vectors"}
     write_json_atomic(runs_dir(root) / f"{run_id}.json", record)
     return record
 
