@@ -1,7 +1,7 @@
 """The recflow pipeline, read top to bottom:
 
     locate -> ingest -> split -> features -> sampling -> train[model] -> evaluate[model] -> index[model]
-      -> track[mlflow] -> report, catalogue -> champion -> export[top-k]
+      -> track[mlflow] -> catalogue -> champion -> report, export[top-k]
 
 An ensemble (``rank_fusion``) is a model like the others whose train step waits for its members'
 train steps and reuses their fits.
@@ -91,9 +91,10 @@ def run_stages(cfg: RunConfig, config_path: str | list[str] | None) -> dict[str,
         models |= {m.name: unfused(models[m.name], [models[n] for n in members_of(m)]) for m in cfg.models if members_of(m)}
 
         tracking = dag.add("track[mlflow]", track, cfg, parent, source.path, data, parts, feats, models, counts)
-        reported = dag.add("report", report, cfg, models, tracking, counts, parts)
         catalogued = dag.add("catalogue", catalogue, cfg, tracking, models, parts, data)
         serving = dag.add("champion", champion, cfg, catalogued)
+        # after the champion, so the report names it; it still runs (saying so) when catalogue or champion failed
+        reported = dag.add("report", report, cfg, models, tracking, counts, parts, serving).tolerating("serving")
         tail = {"track": tracking, "report": reported, "catalogue": catalogued, "champion": serving}
         if cfg.export.enabled:
             tail["export"] = dag.add("export", export, cfg.export, cfg.dataset.name, serving)

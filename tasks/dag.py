@@ -45,6 +45,13 @@ class Node:
     not_run: State | None = None
     not_run_id: Any = None
     settled: bool = False  # set by Dag.run once the task run reached a final state (or was marked NotRun)
+    tolerated: frozenset[str] = frozenset()  # parameters whose failed input passes None instead of marking this node NotRun
+
+    def tolerating(self, *parameters: str) -> Node:
+        """Run even when the inputs of these parameters failed or were not run, given None for them (a report
+        that must say what happened, whatever happened)."""
+        self.tolerated = frozenset(parameters)
+        return self
 
     def parameters(self) -> dict[str, list[Node]]:
         """The task's parameters that are other nodes' outputs (a node, or a dict of nodes), by parameter name."""
@@ -55,6 +62,11 @@ class Node:
     @property
     def inputs(self) -> list[Node]:
         return [n for nodes in self.parameters().values() for n in nodes]
+
+    @property
+    def required(self) -> list[Node]:
+        """The inputs that must complete for this node to run (all but the tolerated parameters')."""
+        return [n for name, nodes in self.parameters().items() if name not in self.tolerated for n in nodes]
 
     @property
     def state(self) -> State:
@@ -106,7 +118,7 @@ class Dag:
                 if not all(i.settled for i in node.inputs):
                     continue
                 waiting.remove(node)
-                lost = [i for i in node.inputs if not i.state.is_completed()]
+                lost = [i for i in node.required if not i.state.is_completed()]
                 if lost:
                     mark_not_run(node, lost)
                 else:
@@ -132,9 +144,10 @@ def _first_finished(futures: list[PrefectFuture]) -> PrefectFuture:
 
 
 def _resolved(value: Any) -> Any:
-    """Arguments with every Node replaced by its (finished) future: Prefect resolves it and draws the edge."""
+    """Arguments with every Node replaced by its (finished) future: Prefect resolves it and draws the edge;
+    a tolerated input that did not complete becomes None."""
     if isinstance(value, Node):
-        return value.future
+        return value.future if value.not_run is None and value.future.state.is_completed() else None
     if isinstance(value, tuple):
         return tuple(_resolved(v) for v in value)
     if isinstance(value, dict):

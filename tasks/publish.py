@@ -1,4 +1,4 @@
-"""The flow's tail as tasks: ``track[mlflow]`` -> ``report`` and ``catalogue`` -> ``champion``.
+"""The flow's tail as tasks: ``track[mlflow]`` -> ``catalogue`` -> ``champion`` -> ``report``.
 
 They run after every model's train / evaluate / index tasks have settled and read only
 ``ModelOutcome`` descriptors, so they show in the Prefect UI like every other step and fail or
@@ -66,9 +66,18 @@ def track(
 
 
 @task(name="report", task_run_name="report", **TAIL)
-def report(cfg: RunConfig, models: dict[str, ModelOutcome], tracking: dict[str, Any], task_counts: dict[str, int], split: Artifact) -> None:
-    """The Prefect run report (metrics table, summary with MLflow links); never fails the run."""
-    publish_run_report(cfg, models, tracking, task_counts, split.meta["protocol"])
+def report(
+    cfg: RunConfig,
+    models: dict[str, ModelOutcome],
+    tracking: dict[str, Any],
+    task_counts: dict[str, int],
+    split: Artifact,
+    serving: dict[str, Any] | None = None,
+) -> None:
+    """The Prefect run report (metrics table, summary with MLflow links, the champion this run left); never fails the run.
+
+    It runs after ``champion`` (``serving`` is its result, None when catalogue or champion failed)."""
+    publish_run_report(cfg, models, tracking, task_counts, split.meta["protocol"], serving)
 
 
 @task(name="catalogue", task_run_name="catalogue", **TAIL, **RETRIED)

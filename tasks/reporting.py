@@ -124,6 +124,7 @@ def summary_markdown(summary: RunSummary, run_name: str | None, mlflow_base: str
     failed = [row for row in summary.rows if row.status != "ok"]
     if failed:
         lines += ["", "**Failed models**", ""] + [f"- `{row.model}`: {row.error}" for row in failed]
+    lines += ["", *champion_lines(summary.serving)]
     lines.append("")
     if mlflow_base:
         ok_runs = [row.run_id for row in summary.rows if row.status == "ok" and row.run_id]
@@ -138,12 +139,32 @@ def summary_markdown(summary: RunSummary, run_name: str | None, mlflow_base: str
     return "\n".join(lines)
 
 
-def publish_run_report(cfg: RunConfig, models: dict[str, ModelOutcome], tracking: dict[str, Any], counts: dict[str, int], protocol: str) -> None:
+#: ``RunSummary.serving`` of a run whose catalogue or champion task did not complete
+CHAMPION_NOT_RUN = {"champion_task": "not completed"}
+
+
+def champion_lines(serving: dict[str, Any]) -> list[str]:
+    """What this run left serving, as the console says it (``champion: ... (this run's best: ease, ...)``); a line saying
+    why there is none: registration off, no model to rank, or the champion task not run."""
+    from recflow.experiments.serving.champion import summary_lines
+
+    if serving == CHAMPION_NOT_RUN:
+        return ["**champion: unchanged** (the catalogue or champion task did not complete; see the task runs)"]
+    lines = summary_lines(serving)
+    if not lines:
+        return ["**champion: none registered** (serving.register_model is off, or no model could be ranked)"]
+    first, *rest = lines
+    return [f"**{first}**", *[f"- {line.strip()}" for line in rest if not line.strip().startswith("try:")]]
+
+
+def publish_run_report(
+    cfg: RunConfig, models: dict[str, ModelOutcome], tracking: dict[str, Any], counts: dict[str, int], protocol: str, serving: dict[str, Any] | None = None
+) -> None:
     """Table + markdown artifacts for this flow run; the MLflow parent run gets the flow run's id and link."""
     from prefect.runtime import flow_run
 
     run_name = flow_run.get_name() if flow_run.get_id() else None
-    summary = RunSummary.from_outcomes(cfg, models, tracking, counts, protocol)
+    summary = RunSummary.from_outcomes(cfg, models, tracking, counts, protocol, CHAMPION_NOT_RUN if serving is None else serving)
     rows = metric_rows(summary)
     base = mlflow_ui_base(tracking["tracking_uri"])
     dataset_key = artifact_key("recflow", cfg.dataset.name)

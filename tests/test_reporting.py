@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import tasks.reporting
 from recflow.experiments.config import RunConfig
 from recflow.experiments.summary import RunSummary
@@ -117,3 +119,13 @@ def test_summary_warns_below_100_evaluated_users():
     text = summary_markdown(_summary({"ease": _outcome("ease", few)}, {"ease": "r1"}), None, None)
     assert ("> **warning: only 27 users evaluated (< 100): differences between models are within noise; compare the confidence intervals**") in text
     assert "mean over 27 users of 74 test users; not ranked: 0 without a relevant test item, 47 cold" in text
+
+
+def test_the_summary_says_which_model_became_champion_or_why_none_did():
+    champion = {"registered_model": "recflow-ml", "champion_version": 3, "model": "ease", "metric": "recall_at_10", "value": 0.21, "reason": "beats v2"}
+    with_champion = _summary({"ease": _outcome("ease", {"recall_at_10": 0.21})}, {"ease": "r1"})
+    text = summary_markdown(dataclasses.replace(with_champion, serving={"champion": champion}), None, None)
+    assert "**champion: recflow-ml v3 (this run's best: ease, recall_at_10 0.2100; beats v2)**" in text
+    assert "try:" not in text
+    assert "**champion: unchanged**" in summary_markdown(dataclasses.replace(with_champion, serving=tasks.reporting.CHAMPION_NOT_RUN), None, None)
+    assert "**champion: none registered**" in summary_markdown(with_champion, None, None)

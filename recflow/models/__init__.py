@@ -1,48 +1,73 @@
-"""Model registry: config params -> unfitted model, saved folder -> fitted model."""
+"""Model registry: config params -> unfitted model, saved folder -> fitted model.
+
+Entries are lazy: ``MODELS[name]`` imports that model's module only, so loading one saved model (``recflow
+recommend``'s champion) does not import every model (Keras towers, gensim, hnswlib, scipy.linalg) first.
+Iterating ``MODELS`` imports them all. Each entry's class must carry the registry's name (checked on access).
+"""
 
 from __future__ import annotations
 
+import importlib
 import json
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel
-
-from recflow.models.autorec import AutoRecRecommender
 from recflow.models.base import NotFittedError, NotSupported, Recommender, VectorSpace
-from recflow.models.bias import BiasRecommender
-from recflow.models.bpr import BPRRecommender
-from recflow.models.deepwalk import DeepWalkRecommender
-from recflow.models.dssm import DSSMRecommender
-from recflow.models.ease import EASERecommender
-from recflow.models.edlae import EDLAERecommender
-from recflow.models.hybrid import HybridRecommender
-from recflow.models.item2vec import Item2VecRecommender
-from recflow.models.item_knn import ItemKNNRecommender
-from recflow.models.mf import BiasedMFRecommender
-from recflow.models.mult_vae import MultVAERecommender
-from recflow.models.popular import PopularRecommender
-from recflow.models.rank_fusion import RankFusionRecommender
-from recflow.models.two_tower import TwoTowerRecommender
-from recflow.models.user_cf import UserCFRecommender
 
-MODELS: dict[str, type[Recommender]] = {
-    PopularRecommender.name: PopularRecommender,
-    BiasRecommender.name: BiasRecommender,
-    EASERecommender.name: EASERecommender,
-    Item2VecRecommender.name: Item2VecRecommender,
-    DeepWalkRecommender.name: DeepWalkRecommender,
-    BiasedMFRecommender.name: BiasedMFRecommender,
-    AutoRecRecommender.name: AutoRecRecommender,
-    UserCFRecommender.name: UserCFRecommender,
-    TwoTowerRecommender.name: TwoTowerRecommender,
-    DSSMRecommender.name: DSSMRecommender,
-    HybridRecommender.name: HybridRecommender,
-    BPRRecommender.name: BPRRecommender,
-    ItemKNNRecommender.name: ItemKNNRecommender,
-    EDLAERecommender.name: EDLAERecommender,
-    MultVAERecommender.name: MultVAERecommender,
-    RankFusionRecommender.name: RankFusionRecommender,
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+#: name -> (module under recflow.models, class); the config's order of preference for nothing: a plain registry
+ENTRIES: dict[str, tuple[str, str]] = {
+    "popular": ("popular", "PopularRecommender"),
+    "bias": ("bias", "BiasRecommender"),
+    "ease": ("ease", "EASERecommender"),
+    "item2vec": ("item2vec", "Item2VecRecommender"),
+    "deepwalk": ("deepwalk", "DeepWalkRecommender"),
+    "mf": ("mf", "BiasedMFRecommender"),
+    "autorec": ("autorec", "AutoRecRecommender"),
+    "user_cf": ("user_cf", "UserCFRecommender"),
+    "two_tower": ("two_tower", "TwoTowerRecommender"),
+    "dssm": ("dssm", "DSSMRecommender"),
+    "hybrid": ("hybrid", "HybridRecommender"),
+    "bpr": ("bpr", "BPRRecommender"),
+    "item_knn": ("item_knn", "ItemKNNRecommender"),
+    "edlae": ("edlae", "EDLAERecommender"),
+    "mult_vae": ("mult_vae", "MultVAERecommender"),
+    "rank_fusion": ("rank_fusion", "RankFusionRecommender"),
 }
+_CLASSES = {cls: (name, module) for name, (module, cls) in ENTRIES.items()}
+
+
+class Registry(Mapping[str, type[Recommender]]):
+    """A read-only mapping name -> model class that imports a class's module on first access."""
+
+    def __getitem__(self, name: str) -> type[Recommender]:
+        module, cls_name = ENTRIES[name]
+        cls = getattr(importlib.import_module(f"{__name__}.{module}"), cls_name)
+        if cls.name != name:
+            raise RuntimeError(f"recflow.models.{module}.{cls_name}.name is {cls.name!r}, registered as {name!r}")
+        return cls
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(ENTRIES)
+
+    def __len__(self) -> int:
+        return len(ENTRIES)
+
+    def __repr__(self) -> str:
+        return f"Registry({list(ENTRIES)})"
+
+
+MODELS: Mapping[str, type[Recommender]] = Registry()
+
+
+def __getattr__(attr: str) -> Any:
+    """``from recflow.models import BiasRecommender``: the class, imported on demand."""
+    if attr in _CLASSES:
+        return MODELS[_CLASSES[attr][0]]
+    raise AttributeError(f"module {__name__!r} has no attribute {attr!r}")
 
 
 def build_model(params: BaseModel) -> Recommender:

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import pandas as pd
-
 from recflow.prep.interactions import Interactions
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # annotations only: a model loaded to answer a query imports no pandas
+    import pandas as pd
+
     from recflow.models.base import Recommender
     from recflow.models.warm import WarmStart
 

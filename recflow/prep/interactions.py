@@ -9,12 +9,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 import scipy.sparse as sp
 
 from recflow.utils.numeric import distinct
+
+if TYPE_CHECKING:  # pandas is imported where a frame is made or read: loading a saved model for a query needs none (recflow recommend)
+    import pandas as pd
 
 
 @dataclass(frozen=True, eq=False)
@@ -59,6 +62,8 @@ class Interactions:
         return m
 
     def frame(self) -> pd.DataFrame:
+        import pandas as pd
+
         return pd.DataFrame(
             {
                 "user_id": self.user_ids[self.user_idx],
@@ -93,6 +98,8 @@ def index_split(split_frame: pd.DataFrame) -> dict[str, Interactions]:
     this, so it is linear in the rows (``_dense_index``; the part column compared by its category
     codes, not as 25M strings).
     """
+    import pandas as pd
+
     user_ids, u = _dense_index(split_frame["user_id"].to_numpy())
     item_ids, i = _dense_index(split_frame["item_id"].to_numpy())
     r = split_frame["rating"].to_numpy(np.float32)

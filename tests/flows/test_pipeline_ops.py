@@ -85,6 +85,14 @@ def test_summary_artifact_links_the_mlflow_runs(smoke_run):
     assert "compare-runs?runs=" in text
 
 
+def test_summary_artifact_names_the_model_this_run_made_champion(smoke_run):
+    result, _ = smoke_run
+    champion = result["serving"]["champion"]
+    text = _latest_artifact("recflow-synthetic-smoke-summary")
+    assert f"**champion: recflow-synthetic-smoke v{champion['champion_version']} (this run's best: {champion['model']}, " in text
+    assert champion["reason"] in text
+
+
 def test_task_runs_are_named_after_their_work_and_tagged_with_the_dataset(smoke_run):
     _, flow_run = smoke_run
     task_runs = _api("/task_runs/filter", {"flow_runs": {"id": {"any_": [str(flow_run.id)]}}, "sort": "EXPECTED_START_TIME_ASC", "limit": 100})

@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import mlflow
@@ -140,6 +142,31 @@ def test_the_registered_champion_answers_like_the_cli(served):
     assert shown.exit_code == 0, shown.output
     assert [r[0] for r in table(shown.output)] == packaged["item_id"].tolist()
     assert len(packaged) == 10 and set(packaged["query"]) == {"Synthetic Movie 12 (2009)"}
+
+
+RECOMMEND_IMPORTS = """
+import json, sys
+from recflow.cli.main import app
+from recflow.models import ENTRIES
+sys.argv, code = ["recflow", "recommend", "--user", "1", "-k", "3"], None
+try:
+    app()
+except SystemExit as exc:
+    code = exc.code
+heavy = sorted({m.split(".")[0] for m in sys.modules} & {"tensorflow", "keras", "prefect", "mlflow", "pandas", "gensim", "sklearn"})
+models = sorted(name for name, (module, _) in ENTRIES.items() if f"recflow.models.{module}" in sys.modules)
+print(json.dumps({"code": code, "heavy": heavy, "models": models}))
+"""
+
+
+def test_the_recommend_command_imports_only_the_champions_model_and_no_heavy_library(served):
+    """What keeps ``recflow recommend`` near a second: no TensorFlow, Prefect, MLflow or pandas, one model module (``bench/recommend.py`` times it)."""
+    home, result = served
+    env = {**os.environ, "RECFLOW_HOME": str(home), "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    done = subprocess.run([sys.executable, "-c", RECOMMEND_IMPORTS], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    got = json.loads(done.stdout.splitlines()[-1])
+    assert got == {"code": 0, "heavy": [], "models": [result["serving"]["champion"]["model"]]}
 
 
 def test_a_nonsense_title_exits_non_zero_listing_the_closest_titles(served):
