@@ -36,8 +36,9 @@ def has_embeddings(model_name: str) -> bool:
     return bool(MODELS[model_name].vector_spaces())
 
 
-def _record_file(root: Path, train_path: str, config: IndexConfig) -> Path:
-    digest = hashlib.sha256(canonical_json({"train": train_path, "config": config.model_dump(mode="json")}).encode()).hexdigest()[:24]
+def _record_file(root: Path, train_path: str, config: IndexConfig | dict[str, Any]) -> Path:
+    settings = config.model_dump(mode="json") if isinstance(config, IndexConfig) else config
+    digest = hashlib.sha256(canonical_json({"train": train_path, "config": settings}).encode()).hexdigest()[:24]
     return root / RECORDS / f"{digest}.json"
 
 
@@ -55,7 +56,7 @@ def continued_index(model: Artifact, config: IndexConfig, root: Path | None = No
 
 
 def _keyed(inputs: dict[str, Any]) -> dict[str, Any]:
-    previous = continued_index(inputs["model"], inputs["config"])
+    previous = continued_index(inputs["model"], inputs.get("config", {}))
     return {**inputs, "continues": previous.cache_token() if previous is not None else None}
 
 
