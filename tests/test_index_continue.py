@@ -34,7 +34,8 @@ def _last_night(tmp_path, kind: str):
 
 
 @pytest.mark.parametrize("kind", ["hnswlib", "flat"])
-def test_a_continued_index_keeps_last_nights_rows_adds_the_new_items_and_answers_like_exact_search(tmp_path, kind):
+def test_a_continued_index_keeps_last_nights_rows_adds_the_new_items_and_answers_like_exact_search(tmp_path, kind, monkeypatch):
+    monkeypatch.setattr("recflow.retrieval.build.MAX_MOVED_SHARE", 0.5)  # 1 of 5 moved: replaced in place
     previous = _last_night(tmp_path, kind)
     tonight = _vectors([0, 30, 45, 90, 120, 180])
     summary, why = continue_serving_indexes(
@@ -62,3 +63,11 @@ def test_an_indexed_item_gone_tonight_means_a_rebuild(tmp_path):
     previous = _last_night(tmp_path, "hnswlib")
     summary, why = continue_serving_indexes(DotModel(U, _vectors([0, 30, 60, 90])), np.array([100, 200, 300, 400]), USERS, previous, tmp_path / "n2")
     assert summary is None and why == "space 'items': an indexed item is gone from tonight's split"
+
+
+def test_an_hnswlib_index_whose_vectors_mostly_moved_is_rebuilt_not_continued(tmp_path):
+    previous = _last_night(tmp_path, "hnswlib")
+    summary, why = continue_serving_indexes(
+        DotModel(U, _vectors([5, 35, 65, 90, 120, 180])), np.array([100, 200, 300, 400, 500, 600]), USERS, previous, tmp_path / "n2"
+    )
+    assert summary is None and why == "space 'items': the fit moved 3 of 5 indexed vectors; rebuilding the hnswlib index is cheaper"
