@@ -45,6 +45,11 @@ if TYPE_CHECKING:
     from recflow.models.base import Recommender
 
 
+#: the share of an hnswlib index's rows a warm fit may move for the index to be continued: at 62,000 x 64,
+#: replacing every row took 84.6 s where a build from scratch took 9.2 s (adding 310 new rows: 0.48 s)
+MAX_MOVED_SHARE = 0.1
+
+
 @dataclass
 class Space:
     """One set of vectors to index: ``vectors`` (n, d) by dense index, extra ``queries`` to tune on."""
@@ -165,6 +170,87 @@ def build_serving_indexes(
             summary["spaces"][space.name]["metrics"].update(_genre_agreement(space.vectors, genres, grid.k, genre_queries))
     summary["recommend_via"] = _export_scorer(model, spaces, primary, out)
     return summary
+
+
+def continue_serving_indexes(
+    model: Recommender,
+    item_ids: np.ndarray,
+    user_ids: np.ndarray,
+    previous: Path,
+    out: Path,
+    genres: np.ndarray | None = None,
+    genre_queries: int = 2000,
+    label: str | None = None,
+) -> tuple[dict[str, Any] | None, str]:
+    """Continue last night's index folder ``previous`` (built over the fit ``model`` warm-started from) into ``out``.
+
+    Each space keeps its chosen kind and tuned parameters (no retuning): yesterday's rows stay the
+    first rows, in their order (their vectors replaced where the warm fit moved them), and rows with a
+    vector that yesterday's index lacks (new items, or old ones that just got a vector) are added after
+    them (``VectorIndex.extend``). Returns (summary, "") or (None, why) when it cannot continue (a kind
+    that takes no rows in place, a space or a dimension that changed, a row that lost its id or its
+    vector): the caller then builds and tunes from scratch. The summary keeps yesterday's tuning
+    metrics (they were measured on yesterday's rows) and states, per space, ``continued``: from where
+    (``label``, e.g. the folder relative to the artifacts root), rows added and updated.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from recflow.retrieval.index import VectorIndex
+
+    previous, out = Path(previous), Path(out)
+    try:
+        before = json.loads((previous / "summary.json").read_text())
+    except (OSError, ValueError):
+        return None, f"{previous}: no summary to continue from"
+    if model.n_items != len(item_ids) or model.n_users != len(user_ids):
+        return None, "the model and the split disagree on their ids"
+    spaces, primary = model_spaces(model)
+    if primary != before.get("primary") or sorted(s.name for s in spaces) != sorted(before["spaces"]):
+        return None, "the model's vector spaces changed"
+    summary = {**before, "spaces": {}}
+    for space in spaces:
+        info = before["spaces"][space.name]
+        if info["kind"] not in VectorIndex.EXTENDABLE:
+            return None, f"space {space.name!r}: a {info['kind']} index cannot take new rows in place"
+        old = previous / SPACES_DIR / space.name
+        old_ids = pq.read_table(old / ROWS_FILE, columns=["id"])["id"].to_numpy().astype(np.int64)
+        ids = np.asarray(item_ids if space.entity == "item" else user_ids).astype(np.int64)
+        at = np.searchsorted(ids, old_ids)  # ids are sorted distinct raw ids (the split's dense order)
+        if len(old_ids) and (at.max() >= len(ids) or not np.array_equal(ids[np.minimum(at, len(ids) - 1)], old_ids)):
+            return None, f"space {space.name!r}: an indexed {space.entity} is gone from tonight's split"
+        has = np.linalg.norm(space.vectors, axis=1) > 0
+        if not has[at].all():
+            return None, f"space {space.name!r}: an indexed {space.entity} has no vector tonight"
+        fresh = np.flatnonzero(has)
+        fresh = fresh[~np.isin(fresh, at)]
+        rows = np.concatenate([at, fresh]).astype(np.int64)
+        unit = normalise(space.vectors[rows])
+        if unit.shape[1] != info["dim"]:
+            return None, f"space {space.name!r}: its dimension changed ({info['dim']} -> {unit.shape[1]})"
+        if info["kind"] == "hnswlib" and len(at):  # replacing a node costs ~9x inserting it: past a share, a rebuild is cheaper
+            moved = int((np.abs(np.load(old / VECTORS_FILE) - unit[: len(at)]).max(axis=1) > 0).sum())
+            if moved > MAX_MOVED_SHARE * len(at):
+                return None, f"space {space.name!r}: the fit moved {moved} of {len(at)} indexed vectors; rebuilding the hnswlib index is cheaper"
+        index = VectorIndex.load(old, info["index"])
+        done = index.extend(unit, threads=2)
+        folder = out / SPACES_DIR / space.name
+        folder.mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.table({"row": np.arange(len(rows), dtype=np.int64), "index": rows, "id": ids[rows]}), folder / ROWS_FILE)
+        np.save(folder / VECTORS_FILE, unit, allow_pickle=False)
+        for file in ("tuning.json", "recall_qps.png"):  # yesterday's tuning, which this index keeps
+            if (old / file).exists():
+                (folder / file).write_bytes((old / file).read_bytes())
+        spec = index.save(folder).to_json()
+        entry = {**info, "n": len(rows), "index": spec, "kinds": {info["kind"]: {**info["kinds"].get(info["kind"], {}), "spec": spec}}}
+        entry["continued"] = {"from": label or str(previous), **done}
+        entry["reason"] = f"continued last night's {info['kind']} index (+{done['added']} rows, {done['updated']} replaced), tuned then: {info['reason']}"
+        if genres is not None and space.entity == "item":
+            entry["metrics"] = {**info["metrics"], **_genre_agreement(space.vectors, genres, summary["k"], genre_queries)}
+        summary["spaces"][space.name] = entry
+    summary["recommend_via"] = _export_scorer(model, spaces, primary, out)
+    summary["continued_from"] = label or str(previous)
+    return summary, ""
 
 
 def _genre_agreement(vectors: np.ndarray, genres: np.ndarray, k: int, n_queries: int) -> dict[str, float]:

@@ -316,3 +316,25 @@ def test_appending_nights_with_an_items_table_gives_the_tables_of_one_ingest_of_
     for name in ("ratings", "items", "rejects", "user_ids"):
         assert pq.read_table(tmp_path / "night-2" / f"{name}.parquet").equals(pq.read_table(tmp_path / "cold" / f"{name}.parquet")), name
     assert summary["reject_reasons"]["unknown_item"] >= 1
+
+
+def test_ratings_are_pieces_cut_by_row_number_so_nights_and_one_ingest_write_the_same_files(tmp_path, monkeypatch):
+    monkeypatch.setattr("recflow.data.table.RATINGS_PIECE_ROWS", 16)
+    days = _night_log(tmp_path, 4)
+    spec = _spec(tmp_path / "log", duplicates="first")
+    for d, day in enumerate(days):
+        (tmp_path / "log" / f"day={d}").mkdir(parents=True)
+        day.to_csv(tmp_path / "log" / f"day={d}" / "part-0.csv", index=False)
+        (tmp_path / f"night-{d}").mkdir()
+        summary = ingest_table(spec, tmp_path / f"night-{d}", tmp_path / "cache", max_reject_fraction=1)
+    (tmp_path / "cold").mkdir()
+    ingest_table(spec, tmp_path / "cold", tmp_path / "cold-cache", max_reject_fraction=1)
+    night, cold = tmp_path / "night-3" / "ratings.parquet", tmp_path / "cold" / "ratings.parquet"
+    names = sorted(p.name for p in cold.iterdir())
+    assert names == [f"part-{k:05d}.parquet" for k in range(-(-summary["n_ratings"] // 16))] == sorted(p.name for p in night.iterdir())
+    assert [(night / n).read_bytes() for n in names] == [(cold / n).read_bytes() for n in names]
+    assert [pq.read_metadata(cold / n).num_rows for n in names[:-1]] == [16] * (len(names) - 1)
+    assert os.stat(night / names[0]).st_ino == os.stat(tmp_path / "night-2" / "ratings.parquet" / names[0]).st_ino  # a full piece is linked, not written
+    ratings = pd.read_parquet(night)
+    assert len(ratings) == summary["n_ratings"] and list(ratings.columns) == ["user_id", "item_id", "rating", "timestamp"]
+    assert ratings.equals(ratings.sort_values(["timestamp", "user_id", "item_id"], kind="stable").reset_index(drop=True))

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import mlflow
 import pytest
 
 from flows.replay import replay
 
 
-def replays(tmp_path_factory, overrides: list[str], *nights: int) -> tuple[list, list]:
+def replays(tmp_path_factory, overrides: list[str], *nights: int) -> tuple[list, list, Path]:
     """The default preset's last ``n`` months replayed, for each ``n`` of ``nights`` in turn, into one new root:
-    (each replay's rows, every MLflow run of the replay's experiment)."""
+    (each replay's rows, every MLflow run of the replay's experiment, the root)."""
     home = tmp_path_factory.mktemp("artifacts")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("RECFLOW_HOME", str(home))
@@ -18,4 +20,4 @@ def replays(tmp_path_factory, overrides: list[str], *nights: int) -> tuple[list,
         results = [replay(["configs/default.yaml"], n, "month", root=home, overrides=overrides) for n in nights]
         client = mlflow.MlflowClient()
         runs = client.search_runs(client.get_experiment_by_name("recflow/ml-latest-small-replay-month").experiment_id)
-    return results, runs
+    return results, runs, home

@@ -22,7 +22,7 @@ WARM = ["autorec", "dssm", "hybrid", "mult_vae", "two_tower"]
 
 @pytest.fixture(scope="module")
 def replayed(tmp_path_factory):
-    (first, again), runs = replays(tmp_path_factory, SETTINGS, 2, 1)  # then the last night again
+    (first, again), runs, _ = replays(tmp_path_factory, SETTINGS, 2, 1)  # then the last night again
     return first, again, runs
 
 
