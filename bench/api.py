@@ -438,14 +438,18 @@ def main() -> None:
     parser.add_argument("--shape", choices=["25m"], default=None, help="the synthetic 25M-shape root, through the index")
     parser.add_argument("--shape-root", type=Path, default=Path("/tmp/recflow-bench-api-25m"))
     args = parser.parse_args()
-    print(f"machine: {os.cpu_count()} CPUs ({_cpu_name()}); load average {os.getloadavg()[0]:.2f} at start")
+    print(f"machine: {os.cpu_count()} CPUs ({_cpu_name()}); load average {_load_average()} at start")
     if args.shape:
         shape_bench(args.shape_root, args.requests)
     else:
         from recflow.runtime.store import artifacts_root
 
         champion_bench(artifacts_root(), args.dataset, args.requests, args.swap_to)
-    print(f"load average {os.getloadavg()[0]:.2f} at the end")
+    print(f"load average {_load_average()} at the end")
+
+
+def _load_average() -> str:
+    return " / ".join(f"{x:.2f}" for x in os.getloadavg()) + " (1 / 5 / 15 min)"
 
 
 def _cpu_name() -> str:

@@ -264,7 +264,7 @@ def create_app(service: Service) -> FastAPI:
     """The FastAPI app over ``service`` (started and stopped with the app's lifespan)."""
     from contextlib import asynccontextmanager
 
-    pool = WorkerPool()
+    pool = WorkerPool(WORKER_THREADS)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
