@@ -41,9 +41,24 @@ _CLASSES = {cls: (name, module) for name, (module, cls) in ENTRIES.items()}
 
 
 class Registry(Mapping[str, type[Recommender]]):
-    """A read-only mapping name -> model class that imports a class's module on first access."""
+    """A mapping name -> model class that imports a class's module on first access.
+
+    The built-in models are ``ENTRIES``; a model defined elsewhere (a team's own, a test's) joins with
+    ``register``, which refuses a name already taken, so a saved folder's name always means one class."""
+
+    def __init__(self) -> None:
+        self.registered: dict[str, type[Recommender]] = {}
+
+    def register(self, cls: type[Recommender]) -> type[Recommender]:
+        """Add ``cls`` under its ``name`` (usable as a class decorator)."""
+        if cls.name in ENTRIES or self.registered.get(cls.name, cls) is not cls:
+            raise ValueError(f"a model named {cls.name!r} is already registered")
+        self.registered[cls.name] = cls
+        return cls
 
     def __getitem__(self, name: str) -> type[Recommender]:
+        if name in self.registered:
+            return self.registered[name]
         module, cls_name = ENTRIES[name]
         cls = getattr(importlib.import_module(f"{__name__}.{module}"), cls_name)
         if cls.name != name:
@@ -51,16 +66,17 @@ class Registry(Mapping[str, type[Recommender]]):
         return cls
 
     def __iter__(self) -> Iterator[str]:
-        return iter(ENTRIES)
+        yield from ENTRIES
+        yield from self.registered
 
     def __len__(self) -> int:
-        return len(ENTRIES)
+        return len(ENTRIES) + len(self.registered)
 
     def __repr__(self) -> str:
-        return f"Registry({list(ENTRIES)})"
+        return f"Registry({list(self)})"
 
 
-MODELS: Mapping[str, type[Recommender]] = Registry()
+MODELS = Registry()
 
 
 def __getattr__(attr: str) -> Any:

@@ -184,7 +184,7 @@ def test_save_load_round_trip(model, tmp_path, monkeypatch):
     # the registry's load_model dispatches on the saved name
     from recflow import models
 
-    monkeypatch.setitem(models.MODELS, "fixed", Fixed)
+    monkeypatch.setitem(models.MODELS.registered, "fixed", Fixed)
     assert isinstance(load_model(tmp_path / "m"), Fixed)
 
 
@@ -213,3 +213,13 @@ def test_inside_memory_mapped_a_loaded_models_large_arrays_are_read_only_maps_th
     assert isinstance(mapped.B_.base, np.memmap) or isinstance(mapped.B_, np.memmap)
     assert not mapped.B_.flags.writeable and read.B_.flags.writeable
     np.testing.assert_array_equal(mapped.score(np.arange(3)), read.score(np.arange(3)))
+
+
+def test_the_registry_refuses_a_second_class_under_a_taken_name():
+    from recflow import models
+
+    class Impostor(Fixed):
+        name = "ease"
+
+    with pytest.raises(ValueError, match="'ease' is already registered"):
+        models.MODELS.register(Impostor)
