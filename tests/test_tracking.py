@@ -133,3 +133,28 @@ def test_a_model_whose_index_failed_keeps_its_metrics_and_its_run_says_why(tmp_p
     assert (bias.info.status, bias.data.metrics["recall_at_10"], bias.data.tags["error"]) == ("FAILED", 0.25, "index: MemoryError: faiss")
     assert client.get_run(tracking["model_runs"]["popular"]).info.status == "FINISHED"
     assert tracking["run_id"] == parent["run_id"]
+
+
+def test_mlflows_compare_page_plots_algorithm_and_family_coloured_by_the_champion_metric(tmp_path):
+    """MLflow's parallel-coordinates default, as its UI computes it: the first three params (plain string order) whose
+    values differ between the compared runs, and the first metric (same order) every run has."""
+    from recflow.experiments.tracking import log_pipeline_run
+    from recflow.runtime.outcomes import ModelOutcome
+
+    cfg = _cfg(tmp_path)
+    data = _artifact(tmp_path, "ingest", {"n_ratings": 6, "n_users": 2, "n_items": 3})
+    split = _artifact(tmp_path, "split", {"protocol": "user_random"})
+    trained = _artifact(tmp_path, "train", {"fit_seconds": 1.5, "train_examples_per_second": 4.0}, files=["model/weights"])
+    scored = _artifact(tmp_path, "evaluate", {"metrics": {"coverage_at_10": 0.5, "recall_at_10": 0.25, "n_eval_users": 2}})
+    models = {name: ModelOutcome(name, trained, scored) for name in ("popular", "bias")}
+    tracking = log_pipeline_run(
+        cfg, dataset_path=str(tmp_path), data=data, split=split, features=None, models=models, task_counts={"ran": 1, "cached": 0}, root=tmp_path
+    )
+    client = mlflow.MlflowClient(cfg.tracking.tracking_uri)
+    runs = [client.get_run(tracking["model_runs"][name]).data for name in ("popular", "bias")]
+    keys = sorted(set(runs[0].params) | set(runs[1].params))
+    differing = [k for k in keys if runs[0].params.get(k) != runs[1].params.get(k)]
+    assert differing[:2] == ["algorithm", "family"] and differing[2].startswith("model.")
+    assert (runs[1].params["algorithm"], runs[1].params["family"]) == ("bias", "baselines")
+    assert sorted(set(runs[0].metrics) & set(runs[1].metrics))[0] == "champion_metric/recall_at_10"
+    assert runs[1].metrics["champion_metric/recall_at_10"] == 0.25

@@ -247,7 +247,20 @@ def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def model_run_params(params: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in flatten(params).items() if k != "name"}
+    """A model run's params: ``algorithm`` and ``family`` (what it is), then its hyperparameters as ``model.<key>``.
+
+    MLflow's compare page draws its parallel-coordinates plot on the first three params (by plain string order)
+    whose values differ between the runs compared. Unprefixed, those were whatever one model alone has (``M``,
+    ``alignment_weight``); now they are the algorithm, its family and one setting (the index's or a hyperparameter)."""
+    from recflow.models import MODELS
+
+    hyper = {f"model.{k}": v for k, v in flatten(params).items() if k != "name"}
+    return {"algorithm": params["name"], "family": MODELS.family(params["name"]), **hyper}
+
+
+#: a model run logs the experiment's champion metric again under this prefix (``champion_metric/recall_at_10``): it
+#: sorts before every other metric, so MLflow's compare page colours its plot by it and its chart view lists it first
+CHAMPION_METRIC_PREFIX = "champion_metric/"
 
 
 def log_pipeline_run(
@@ -317,6 +330,8 @@ def log_pipeline_run(
                     continue
                 trained, scored = result.train, result.evaluate
                 metrics = {k: float(v) for k, v in scored.meta["metrics"].items()}
+                if (headline := metrics.get(cfg.serving.champion_metric)) is not None:
+                    metrics[CHAMPION_METRIC_PREFIX + cfg.serving.champion_metric] = headline
                 metrics["fit_seconds"] = float(trained.meta["fit_seconds"])
                 metrics["train_examples_per_second"] = float(trained.meta["train_examples_per_second"])
                 if "epoch_examples_per_second" in trained.meta:

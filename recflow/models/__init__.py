@@ -18,26 +18,27 @@ from recflow.models.base import NotFittedError, NotSupported, Recommender, Vecto
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
-#: name -> (module under recflow.models, class); the config's order of preference for nothing: a plain registry
-ENTRIES: dict[str, tuple[str, str]] = {
-    "popular": ("popular", "PopularRecommender"),
-    "bias": ("bias", "BiasRecommender"),
-    "ease": ("ease", "EASERecommender"),
-    "item2vec": ("item2vec", "Item2VecRecommender"),
-    "deepwalk": ("deepwalk", "DeepWalkRecommender"),
-    "mf": ("mf", "BiasedMFRecommender"),
-    "autorec": ("autorec", "AutoRecRecommender"),
-    "user_cf": ("user_cf", "UserCFRecommender"),
-    "two_tower": ("two_tower", "TwoTowerRecommender"),
-    "dssm": ("dssm", "DSSMRecommender"),
-    "hybrid": ("hybrid", "HybridRecommender"),
-    "bpr": ("bpr", "BPRRecommender"),
-    "item_knn": ("item_knn", "ItemKNNRecommender"),
-    "edlae": ("edlae", "EDLAERecommender"),
-    "mult_vae": ("mult_vae", "MultVAERecommender"),
-    "rank_fusion": ("rank_fusion", "RankFusionRecommender"),
+#: name -> (module under recflow.models, class, family); the family is what kind of model it is, for people
+#: comparing runs (MLflow's compare page draws it as an axis) without importing the class
+ENTRIES: dict[str, tuple[str, str, str]] = {
+    "popular": ("popular", "PopularRecommender", "popularity"),
+    "bias": ("bias", "BiasRecommender", "baselines"),
+    "ease": ("ease", "EASERecommender", "linear autoencoder"),
+    "item2vec": ("item2vec", "Item2VecRecommender", "item embedding"),
+    "deepwalk": ("deepwalk", "DeepWalkRecommender", "item embedding"),
+    "mf": ("mf", "BiasedMFRecommender", "matrix factorisation"),
+    "autorec": ("autorec", "AutoRecRecommender", "autoencoder"),
+    "user_cf": ("user_cf", "UserCFRecommender", "neighbourhood"),
+    "two_tower": ("two_tower", "TwoTowerRecommender", "two-tower network"),
+    "dssm": ("dssm", "DSSMRecommender", "two-tower network"),
+    "hybrid": ("hybrid", "HybridRecommender", "two-tower network"),
+    "bpr": ("bpr", "BPRRecommender", "matrix factorisation"),
+    "item_knn": ("item_knn", "ItemKNNRecommender", "neighbourhood"),
+    "edlae": ("edlae", "EDLAERecommender", "linear autoencoder"),
+    "mult_vae": ("mult_vae", "MultVAERecommender", "autoencoder"),
+    "rank_fusion": ("rank_fusion", "RankFusionRecommender", "ensemble"),
 }
-_CLASSES = {cls: (name, module) for name, (module, cls) in ENTRIES.items()}
+_CLASSES = {cls: (name, module) for name, (module, cls, _) in ENTRIES.items()}
 
 
 class Registry(Mapping[str, type[Recommender]]):
@@ -59,11 +60,18 @@ class Registry(Mapping[str, type[Recommender]]):
     def __getitem__(self, name: str) -> type[Recommender]:
         if name in self.registered:
             return self.registered[name]
-        module, cls_name = ENTRIES[name]
+        module, cls_name, _ = ENTRIES[name]
         cls = getattr(importlib.import_module(f"{__name__}.{module}"), cls_name)
         if cls.name != name:
             raise RuntimeError(f"recflow.models.{module}.{cls_name}.name is {cls.name!r}, registered as {name!r}")
         return cls
+
+    def family(self, name: str) -> str:
+        """What kind of model ``name`` is ("linear autoencoder", "matrix factorisation" ...), without importing it;
+        a registered class's ``family`` attribute, else "custom"."""
+        if name in self.registered:
+            return str(getattr(self.registered[name], "family", "custom"))
+        return ENTRIES[name][2]
 
     def __iter__(self) -> Iterator[str]:
         yield from ENTRIES

@@ -42,7 +42,6 @@ from __future__ import annotations
 from typing import ClassVar
 
 import numpy as np
-import scipy.linalg as sl
 import scipy.sparse as sp
 
 from recflow.models.base import Recommender, spread_items
@@ -234,6 +233,8 @@ def _weights_from_gram(G: np.ndarray) -> np.ndarray:
     n = G.shape[0]
     if n == 0:
         return np.zeros((0, 0), np.float32)
+    import scipy.linalg as sl  # here, not at import: loading a fitted EASE to recommend needs no LAPACK (~0.1 s)
+
     potrf, potri = sl.lapack.get_lapack_funcs(("potrf", "potri"), (G,))
     c, info = potrf(G, lower=False, overwrite_a=True, clean=False)
     if info != 0:

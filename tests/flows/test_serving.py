@@ -86,7 +86,8 @@ def test_index_metrics_plot_and_choice_are_on_the_model_run(served):
             assert metrics[f"index/items/{kind}/recall_k10"] >= 0.99
         assert "index/items/ivf_pq/recall_k10" not in metrics  # skipped: too few vectors to train
         # a chart search for the model metric finds it, not the index's: no index metric contains its name
-        assert sorted(k for k in metrics if "recall_at_10" in k) == ["recall_at_10", "recall_at_10_ci_high", "recall_at_10_ci_low"]
+        named = sorted(k for k in metrics if "recall_at_10" in k)
+        assert named == ["champion_metric/recall_at_10", "recall_at_10", "recall_at_10_ci_high", "recall_at_10_ci_low"]
         assert run.data.params["index.kind"] == "flat"
         assert re.match(r"exact: 1[45]\d vectors < index.exact_below=20000", run.data.tags["index.items.reason"])
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "index/items")}
@@ -154,7 +155,7 @@ try:
 except SystemExit as exc:
     code = exc.code
 heavy = sorted({m.split(".")[0] for m in sys.modules} & {"tensorflow", "keras", "prefect", "mlflow", "pandas", "gensim", "sklearn"})
-models = sorted(name for name, (module, _) in ENTRIES.items() if f"recflow.models.{module}" in sys.modules)
+models = sorted(name for name, (module, _, _) in ENTRIES.items() if f"recflow.models.{module}" in sys.modules)
 print(json.dumps({"code": code, "heavy": heavy, "models": models}))
 """
 

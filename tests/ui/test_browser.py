@@ -224,6 +224,22 @@ def test_mlflow_compare_page_shows_both_models_metrics(browser, live_servers, sm
     assert "rmse" in rmse and mlflow_shown(models["bias"].data.metrics["rmse"]) in rmse  # popular only ranks: NaN
 
 
+def test_mlflow_compare_pages_default_plot_is_on_the_algorithm_and_family_coloured_by_the_champion_metric(browser, live_servers, smoke_run, screenshots):
+    """The parallel-coordinates plot MLflow draws before anyone picks its axes."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from tasks.reporting import mlflow_compare_url
+
+    models = smoke_run["models"]
+    browser.get(mlflow_compare_url(live_servers.urls["mlflow_url"], smoke_run["experiment"].experiment_id, [r.info.run_id for r in models.values()]))
+    wait_for_text(browser, f"Comparing {len(models)} Runs")
+    titles = "return [...document.querySelectorAll('.parcoords .axis-title')].map(e => e.textContent)"
+    WebDriverWait(browser, WAIT_S, poll_frequency=0.5).until(lambda b: len(b.execute_script(titles)) >= 3)
+    axes = browser.execute_script(titles)
+    assert axes[:2] == ["algorithm", "family"] and axes[-1] == "champion_metric/recall_at_10", axes
+    browser.save_screenshot(str(screenshots / "mlflow-compare-parallel-coordinates.png"))
+
+
 def test_mlflow_opens_the_experiment_in_its_model_training_view(browser, live_servers, smoke_run, screenshots):
     from mlflow import MlflowClient
 
