@@ -8,6 +8,7 @@ screenshot named after what it shows.
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -197,13 +198,17 @@ def mlflow_metric_row(browser, metric: str) -> list[str]:
     for _ in range(40):
         top = browser.execute_script(_VISIBLE_ROW_TOP, metric)
         if top is not None:
-            # the names grid follows the values grid one wheel event late: a 1px nudge brings it level
-            ActionChains(browser).scroll_from_origin(ScrollOrigin.from_element(grid), 0, 1).perform()
-            time.sleep(0.5)
-            cells = browser.execute_script(_ROW_CELLS, top)
-            ys = [y for _, y in cells]
-            assert max(ys) - min(ys) <= 2, f"row {metric!r} is not level on screen: {cells}"
-            return [text for text, _ in cells]
+            # the names grid follows the values grid a wheel event late, and at the very bottom the values grid
+            # (with its horizontal scrollbar) scrolls 15px further than the names grid: back off a little, then
+            # 1px nudges until the row is level on screen
+            for dy in (-30, 1, -1, 1, -1, 1):
+                ActionChains(browser).scroll_from_origin(ScrollOrigin.from_element(grid), 0, dy).perform()
+                time.sleep(0.4)
+                cells = browser.execute_script(_ROW_CELLS, top)
+                ys = [y for _, y in cells]
+                if max(ys) - min(ys) <= 2:
+                    return [text for text, _ in cells]
+            raise AssertionError(f"row {metric!r} is not level on screen: {cells}")
         ActionChains(browser).scroll_from_origin(ScrollOrigin.from_element(grid), 0, 90).perform()
         time.sleep(0.2)
     raise AssertionError(f"{browser.current_url}: no row {metric!r} in the metrics table")
@@ -237,6 +242,8 @@ def test_mlflow_compare_pages_default_plot_is_on_the_algorithm_and_family_colour
     WebDriverWait(browser, WAIT_S, poll_frequency=0.5).until(lambda b: len(b.execute_script(titles)) >= 3)
     axes = browser.execute_script(titles)
     assert axes[:2] == ["algorithm", "family"] and axes[-1] == "champion_metric/recall_at_10", axes
+    browser.execute_script("document.querySelector('.parcoords').scrollIntoView({block: 'center'})")
+    time.sleep(0.5)
     browser.save_screenshot(str(screenshots / "mlflow-compare-parallel-coordinates.png"))
 
 
