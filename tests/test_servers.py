@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -18,9 +19,11 @@ import pytest
 from recflow.runtime.servers import (
     ProjectServers,
     ServerError,
+    compact_prefect_database,
     embedded_startup_timeout,
     mlflow_backend_uri,
     prefect_database_url,
+    prefect_sqlite_path,
     running_ui,
     ui_prefect_api,
 )
@@ -198,3 +201,51 @@ def test_recflow_tune_sends_its_study_to_the_prefect_server_recflow_ui_runs(tmp_
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")} | {"RECFLOW_HOME": str(tmp_path)}
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120, check=False)
     assert done.stdout.strip().splitlines()[-1] == f"API {answering_prefect}/api", done.stdout + done.stderr
+
+
+def prefect_like_database(path: Path) -> sqlite3.Connection:
+    """Prefect's two event tables (the columns compaction reads) in WAL mode, with one event of an earlier run and one of this run."""
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA wal_autocheckpoint=0")  # a server killed before its checkpoint: the log holds everything
+    db.execute("CREATE TABLE events (id TEXT, occurred TEXT, payload TEXT)")
+    db.execute("CREATE TABLE event_resources (id TEXT, event_id TEXT, occurred TEXT)")
+    db.execute("CREATE TABLE task_run_state (id TEXT, timestamp TEXT)")
+    for event, occurred in (("old", "2026-12-07 23:09:14.215964"), ("new", "2026-12-07 23:20:15.000001")):
+        db.execute("INSERT INTO events VALUES (?, ?, ?)", (event, occurred, "x" * 50_000))
+        db.execute("INSERT INTO event_resources VALUES (?, ?, ?)", (f"{event}-r", event, occurred))
+        db.execute("INSERT INTO task_run_state VALUES (?, ?)", (event, occurred))
+    db.commit()
+    return db
+
+
+def test_compacting_the_prefect_database_keeps_this_runs_events_every_state_and_empties_the_log(tmp_path):
+    path = tmp_path / "server.db"
+    server = prefect_like_database(path)  # still open, as a killed server leaves it
+    assert Path(f"{path}-wal").stat().st_size > 100_000
+
+    deleted = compact_prefect_database(path, since="2026-12-07 23:20:15")
+
+    server.close()
+    db = sqlite3.connect(path)
+    assert deleted == {"events": 1, "event_resources": 1}
+    assert db.execute("SELECT id FROM events").fetchall() == [("new",)]
+    assert db.execute("SELECT event_id FROM event_resources").fetchall() == [("new",)]
+    assert db.execute("SELECT id FROM task_run_state ORDER BY id").fetchall() == [("new",), ("old",)]  # what the run pages read: all kept
+    assert not Path(f"{path}-wal").exists() or Path(f"{path}-wal").stat().st_size == 0
+
+
+def test_a_database_that_is_not_prefects_is_left_as_it_is(tmp_path):
+    path = tmp_path / "server.db"
+    sqlite3.connect(path).execute("CREATE TABLE other (x)").connection.commit()
+    assert compact_prefect_database(path, since="2026-12-07 23:20:15") == {"events": 0, "event_resources": 0}
+    assert compact_prefect_database(tmp_path / "absent.db", since="2026-12-07 23:20:15") == {"events": 0, "event_resources": 0}
+    assert not (tmp_path / "absent.db").exists()
+
+
+def test_only_a_sqlite_prefect_database_is_compacted(tmp_path, monkeypatch):
+    monkeypatch.delenv("PREFECT_API_DATABASE_CONNECTION_URL", raising=False)
+    monkeypatch.delenv("PREFECT_SERVER_DATABASE_CONNECTION_URL", raising=False)
+    assert prefect_sqlite_path(tmp_path) == tmp_path / ".prefect" / "server.db"
+    monkeypatch.setenv("PREFECT_SERVER_DATABASE_CONNECTION_URL", "postgresql+asyncpg://u:p@127.0.0.1/prefect")
+    assert prefect_sqlite_path(tmp_path) is None

@@ -33,6 +33,7 @@ import sys
 import time
 import urllib.request
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -403,6 +404,52 @@ def embedded_prefect_server(root: Path, port: int | None = None) -> Server:
     return Server("embedded prefect server", command, env, f"{url}/api/health", url, log_path, dies_with_parent=True)
 
 
+def prefect_sqlite_path(root: Path) -> Path | None:
+    """The file of the root's Prefect database when it is SQLite (``prefect_database_url``), else None (PostgreSQL)."""
+    url = prefect_database_url(root)
+    return Path(url.split(":///", 1)[1]) if url.startswith("sqlite") and ":///" in url else None
+
+
+def compact_prefect_database(path: Path, since: str) -> dict[str, int]:
+    """The events of earlier runs deleted, the write-ahead log folded in and emptied: before an embedded server starts and after it stopped.
+
+    Prefect records every state change twice: as a state row (what the run pages, the graph, the
+    timeline and the dashboard read: all kept) and as an event (the Events feed), each event with
+    its related resources and six indexes: about 1 MB of the 1.3 MB a fully cached rerun of the
+    default preset added to ``server.db``. Prefect's own server deletes events after a retention
+    period (7 days, ``PREFECT_SERVER_EVENTS_RETENTION_PERIOD``) in its ``db_vacuum`` service, which
+    an embedded server does not run; so the root keeps the events of the newest run (those that
+    occurred at or after ``since``, UTC ``YYYY-MM-DD HH:MM:SS``, Prefect's stored form); deleted before
+    the run writes its own, a rerun reuses the pages the previous run's events held instead of
+    growing the file. Only with no server of another process on the database (the root's lock is
+    held, ``recflow ui`` is not running: its server would be the run's). And SQLite
+    leaves ``server.db-wal`` at its largest size when the server process ends without closing its
+    connections (it is killed): ``wal_checkpoint(TRUNCATE)`` writes it into the database and empties it.
+
+    Never fails the run: a database that is busy (another server on it: the WAL stays), locked or
+    not Prefect's is left as it is. Returns the rows deleted (``events``, ``event_resources``).
+    """
+    import sqlite3
+
+    deleted = {"events": 0, "event_resources": 0}
+    if not path.exists():
+        return deleted
+    try:
+        db = sqlite3.connect(path, timeout=5)
+    except sqlite3.Error:
+        return deleted
+    try:
+        with db:
+            for table in ("event_resources", "events"):  # resources first, as Prefect's vacuum does (no cascade)
+                deleted[table] = db.execute(f"DELETE FROM {table} WHERE occurred < ?", (since,)).rowcount
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    except sqlite3.Error:
+        pass
+    finally:
+        db.close()
+    return deleted
+
+
 def answers(url: str, timeout: float = 2.0) -> bool:
     with contextlib.suppress(OSError, ValueError), urllib.request.urlopen(url, timeout=timeout) as response:
         return response.status == 200
@@ -438,6 +485,7 @@ class RunPrefectApi:
         self.root = root
         self.server: Server | None = None
         self.kind = "configured"
+        self.started = ""
         self._saved: dict[str, str | None] = {}
 
     def __enter__(self) -> RunPrefectApi:
@@ -451,11 +499,25 @@ class RunPrefectApi:
             self.root.mkdir(parents=True, exist_ok=True)
             check_prefect_database(self.root)
             self.server = embedded_prefect_server(self.root)
+            self.started = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+            self.compact()  # before this run's events: they reuse the pages the earlier runs' events held
             self.server.start()
-            atexit.register(self.server.stop, 5.0)
+            atexit.register(self.stop_embedded)
             env = {"PREFECT_API_URL": f"{self.server.url}/api"}
         self._export({**env, "RECFLOW_PREFECT_SERVER": self.kind})
         return self
+
+    def compact(self) -> None:
+        """``compact_prefect_database`` on the root's SQLite Prefect database: the events before this run go, the WAL is emptied."""
+        database = prefect_sqlite_path(self.root)
+        if database is not None:
+            compact_prefect_database(database, self.started)
+
+    def stop_embedded(self) -> None:
+        """Stop the embedded server, then empty the write-ahead log it left (this run's events stay)."""
+        if self.server is not None:
+            self.server.stop(5.0)
+            self.compact()
 
     def ready(self) -> None:
         if self.server is None:
