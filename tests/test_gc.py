@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -202,3 +203,13 @@ def test_cli_prints_what_it_would_free(made, monkeypatch):
     assert lines[0].startswith("would free 9 items")
     assert any(line.startswith("  stage folder: 3 (") for line in lines)
     assert made.root.joinpath(made.t0).is_dir()
+
+
+def test_freed_bytes_count_a_file_linked_from_a_kept_run_as_nothing(made):
+    """A run's artifact is often a hard link to a kept run's copy (``recflow.runtime.dedupe``): deleting that name frees no byte."""
+    old, kept = made.artifacts(made.old) / "model" / "file.txt", made.artifacts(made.new) / "model" / "file.txt"
+    kept.unlink()
+    os.link(old, kept)
+    items = {str(i.path.relative_to(made.root)): i.bytes for i in plan(made.root, keep_runs=1).items}
+    assert items[str(made.artifacts(made.old).relative_to(made.root))] == 0
+    assert items[made.t0] == 100 + len(json.dumps([f"ingest/{key(1)}", f"split/{key(2)}"]))  # data.bin and inputs.json, no other name

@@ -279,7 +279,28 @@ def plan(root: Path, keep_runs: int = 10) -> GcPlan:
     _plan_run_artifacts(out, runs, kept, needed)
     _plan_stage_folders(out, root, [r for r in runs if r.run_id in kept_all])
     _plan_scratch(out, root)
+    count_freed_bytes(out.items)
     return out
+
+
+def count_freed_bytes(items: list[Item]) -> None:
+    """Each item's bytes as deleting the whole plan frees them: a file's bytes once, and only when every hard link to
+    it is among what the plan deletes. A run's plot or model file is often a link to a kept run's or a stage file's
+    (``recflow.runtime.dedupe``): removing that name frees nothing, so it is not counted."""
+    inodes: dict[tuple[int, int], list[int]] = {}  # (dev, inode) -> [names in the plan, links, size, the first item naming it]
+    for i, item in enumerate(items):
+        files = [item.path] if not item.path.is_dir() else [p for p in item.path.rglob("*") if p.is_file() and not p.is_symlink()]
+        for file in files:
+            with contextlib.suppress(OSError):
+                st = file.lstat()
+                entry = inodes.setdefault((st.st_dev, st.st_ino), [0, st.st_nlink, st.st_size, i])
+                entry[0] += 1
+    sizes = [0] * len(items)
+    for names, links, size, i in inodes.values():
+        if names >= links:
+            sizes[i] += size
+    for item, size in zip(items, sizes, strict=True):
+        item.bytes = size
 
 
 def _plan_run_artifacts(out: GcPlan, runs: list[RunInfo], kept: set[str], needed: set[str]) -> None:
