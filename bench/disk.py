@@ -44,7 +44,7 @@ def by_part(root: Path) -> dict[str, int]:
     """Bytes per part of the root, each file counted in the first part naming it; ``other`` the stage folders and the rest."""
     seen: set[tuple[int, int]] = set()
     parts = {part: disk_bytes(root / part, seen) for part in PARTS}
-    parts["other"] = disk_bytes(root, seen)
+    parts["other"] = disk_bytes(root) - sum(parts.values())
     return parts
 
 
