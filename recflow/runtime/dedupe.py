@@ -14,8 +14,9 @@ plain file that MLflow's UI, ``recflow recommend`` and ``recflow gc`` read and d
 (deleting one name keeps the other). Neither stage files (never written after their manifest)
 nor logged MLflow artifacts are ever written in place, so a link cannot see them change.
 
-Only files whose size another file shares are hashed, and a group of names already linked to one
-file is hashed once, so a run costs one pass over the tree's names plus the new files' bytes.
+Only files whose size another file shares are hashed (above ``PEER_MAX_BYTES``, only those of a
+stage file's size), and a group of names already linked to one file is hashed once, so a run costs
+one pass over the tree's names plus the new files' bytes.
 Nothing is done across file systems, or on a root kept on object storage (its ``mlruns`` is a bucket).
 """
 
@@ -30,6 +31,9 @@ from recflow.runtime.store import MANIFEST, sha256_file
 
 #: the smallest file worth a link: every non-empty one (a small JSON still costs a 4 KB block a copy)
 MIN_BYTES = 1
+#: files this large are matched with stage files only (their sha256 is in the manifests), never hashed against one another:
+#: two models of one size (EASE's and EDLAE's matrices) whose stage folders gc removed would otherwise be read every run
+PEER_MAX_BYTES = 64 << 20
 STAGES = ("ingest", "split", "features", "sampling", "train", "evaluate", "index", "catalogue")
 
 
@@ -80,7 +84,7 @@ def link_copies(root: Path, under: str = "mlruns", min_bytes: int = MIN_BYTES) -
     stage_sizes = {size for size, _ in originals}
     done = Linked()
     for size, group in files_by_size(root / under, min_bytes).items():
-        if all(st.st_nlink > 1 for _, st in group) or (len(group) < 2 and size not in stage_sizes):
+        if all(st.st_nlink > 1 for _, st in group) or ((len(group) < 2 or size >= PEER_MAX_BYTES) and size not in stage_sizes):
             continue  # every name already shares its bytes, or nothing to share them with
         digests: dict[tuple[int, int], str] = {}  # the names of one file are hashed once
         for path, st in sorted(group, key=lambda item: -item[1].st_nlink):  # linked names first: they stay the originals

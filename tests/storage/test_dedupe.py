@@ -71,3 +71,15 @@ def test_disk_bytes_counts_a_linked_file_once_and_every_folder(tmp_path):
     seen: set = set()
     assert (disk_bytes(tmp_path / "a", seen), disk_bytes(tmp_path / "g", seen)) == (folders + 1000, 0)
     assert disk_bytes(tmp_path / "absent") == 0
+
+
+def test_large_files_are_linked_to_stage_files_only_never_hashed_against_each_other(tmp_path, monkeypatch):
+    """Two equal-sized models whose stage folders are gone would be read in full after every run; they are left alone."""
+    from recflow.runtime import dedupe
+
+    monkeypatch.setattr(dedupe, "PEER_MAX_BYTES", 1000)
+    for run in ("a", "b"):
+        (tmp_path / "mlruns" / run).mkdir(parents=True)
+        (tmp_path / "mlruns" / run / "arrays.npz").write_bytes(b"m" * 2000)
+
+    assert link_copies(tmp_path).files == 0
