@@ -337,11 +337,11 @@ def log_pipeline_run(
                 if "epoch_examples_per_second" in trained.meta:
                     metrics["epoch_examples_per_second"] = float(trained.meta["epoch_examples_per_second"])
                 mlflow.log_metrics(metrics)
-                log_history(trained.file("history.json", root))
                 curve = trained.file("loss_curve.png", root)
                 if curve.exists():
                     mlflow.log_artifact(str(curve), "plots")
-                log_model_files(trained, root)
+                if log_model_files(trained, root) == child.info.run_id:  # this run holds the fit: its per-epoch curves too
+                    log_history(trained.file("history.json", root))
                 if trained.meta.get("warm_start_from"):
                     mlflow.set_tag(WARM_START_TAG, trained.meta["warm_start_from"])
                 tag_stage_folders([trained, scored, result.index])
@@ -485,6 +485,11 @@ def tag_stage_folders(artifacts: list[Artifact | None]) -> None:
 
 def log_history(path: Path) -> None:
     """Per-epoch values as MLflow metrics with ``step`` = epoch (MLflow draws them as curves).
+
+    Logged in the run holding the fit's files (``log_model_files``), once per fit: a cached rerun's
+    model run did not train; it has the loss-curve plot and ``recflow.model_run_id`` naming the run
+    whose charts show the curves (they were ~250 of the ~1,200 metric rows a rerun of the default
+    preset wrote, the same values again).
 
     A NaN stands for "not measured" (a validation metric without a validation part) and is left
     out; a NaN loss never gets here: training raises on it.

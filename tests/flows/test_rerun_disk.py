@@ -45,20 +45,44 @@ def mlflow_files(root: Path) -> dict[Path, os.stat_result]:
     return {path: path.stat() for path in (root / "mlruns").rglob("*") if path.is_file()}
 
 
-def test_an_unchanged_rerun_adds_under_0_4_mb_and_no_second_copy_of_any_file(tmp_path):
-    home = tmp_path / "artifacts"
-    recflow_run(home)
-    before, earlier = disk_bytes(home), mlflow_files(home)
-    earlier_digests = {sha256_file(path) for path in earlier}
+class Rerun:
+    """The smoke preset run twice into one root, with what the root held between the runs."""
 
-    out = recflow_run(home)
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        recflow_run(home)
+        self.before, self.earlier = disk_bytes(home), mlflow_files(home)
+        self.earlier_digests = {sha256_file(path) for path in self.earlier}
+        self.out = recflow_run(home)
+        self.added = disk_bytes(home) - self.before
+        self.new = {path: st for path, st in mlflow_files(home).items() if path not in self.earlier}
 
-    added = disk_bytes(home) - before
-    assert "tasks: 0 ran" in out
-    assert added < BOUND, f"the rerun added {added:,} bytes"
-    copies = [path for path, st in mlflow_files(home).items() if path not in earlier and st.st_nlink == 1 and sha256_file(path) in earlier_digests]
-    assert copies == []  # each plot, table, summary the rerun logged again is the earlier run's bytes
-    logged = [path for path in mlflow_files(home) if path not in earlier and path.name == "recall_qps.png"]
-    assert len(logged) == 1  # the rerun's model run still shows its index plot
-    wal = home / ".prefect" / "server.db-wal"
+
+@pytest.fixture(scope="module")
+def rerun(tmp_path_factory) -> Rerun:
+    return Rerun(tmp_path_factory.mktemp("rerun") / "artifacts")
+
+
+def test_an_unchanged_rerun_executes_nothing_and_adds_under_0_4_mb(rerun):
+    assert "tasks: 0 ran" in rerun.out
+    assert rerun.added < BOUND, f"the rerun added {rerun.added:,} bytes"
+    wal = rerun.home / ".prefect" / "server.db-wal"
     assert not wal.exists() or wal.stat().st_size == 0
+
+
+def test_what_the_rerun_logs_again_is_the_earlier_runs_bytes_not_a_second_copy(rerun):
+    copies = [path for path, st in rerun.new.items() if st.st_nlink == 1 and sha256_file(path) in rerun.earlier_digests]
+    assert copies == []
+    assert len([path for path in rerun.new if path.name == "recall_qps.png"]) == 1  # the rerun's model run still shows its index plot
+
+
+def test_the_training_curves_stay_in_the_run_that_trained_and_the_rerun_names_it(rerun):
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{rerun.home / 'mlflow.db'}")
+    runs = client.search_runs(client.search_experiments()[0].experiment_id, "tags.model = 'bias'", order_by=["attributes.start_time ASC"])
+    trained, reused = runs
+    assert [m.step for m in client.get_metric_history(trained.info.run_id, "train_rmse")] == list(range(1, 11))  # ALS: 10 epochs
+    assert client.get_metric_history(reused.info.run_id, "train_rmse") == []
+    assert reused.data.tags["recflow.model_run_id"] == trained.info.run_id
+    assert reused.data.metrics["rmse"] == trained.data.metrics["rmse"]
