@@ -24,6 +24,12 @@ gains tonight's partition after yesterday's run, so its ingest reads one partiti
 reads them all. Then the table ingest alone is timed at library level: every partition into an
 empty cache, then one more partition into that cache (the <= 2 s target at 25M).
 
+Per stage: each run's task runs are read back from the embedded Prefect server's database
+(``bench.scale.task_runs``: end minus start of every task run inside the run's interval), so the
+table says where a night's seconds go (ingest, split, features, sampling, each train, evaluate,
+index, track[mlflow] ...). Models train concurrently in the thread pool, so on 2 cores a task's
+wall seconds include what ran beside it; the stage rows are not additive.
+
 The machine is shared: the load average at the start and end is printed with the table.
 """
 
@@ -162,14 +168,30 @@ def overlay(work: Path, name: str, log: Path, models: list[str], warm: bool, sha
 
 
 def timed_run(config: Path, root: Path) -> tuple[dict, float]:
-    """One ``run_pipeline`` into ``root``, timed (the Prefect API is up already: ``main`` starts one for the process)."""
+    """One ``run_pipeline`` into ``root``, timed (the Prefect API is up already: ``main`` starts one for the process).
+
+    The result gains ``window``: its start and end in epoch seconds (for ``stage_seconds`` once the server has stopped
+    and written every task run's final state)."""
     from flows.pipeline import run_pipeline
 
     os.environ["RECFLOW_HOME"] = str(root)
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{root / 'mlflow.db'}"
-    started = time.perf_counter()
+    started, since = time.perf_counter(), time.time()
     result = run_pipeline(str(config), root=root)
-    return result, time.perf_counter() - started
+    wall = time.perf_counter() - started
+    return {**result, "window": (since, time.time())}, wall
+
+
+def stage_seconds(prefect_home: Path, window: tuple[float, float]) -> dict[str, float]:
+    """Wall seconds of every task run that started in ``window``, by task run name (summed over repeats)."""
+    from bench.scale import task_runs
+
+    since, until = window
+    out: dict[str, float] = {}
+    for run in task_runs(prefect_home):
+        if since - 1 <= run["start"] <= until and run["end"] is not None:
+            out[run["name"]] = round(out.get(run["name"], 0.0) + run["end"] - run["start"], 3)
+    return out
 
 
 def model_rows(cold: dict, night: dict, models: list[str]) -> list[dict]:
@@ -192,6 +214,21 @@ def model_rows(cold: dict, night: dict, models: list[str]) -> list[dict]:
             }
         )
     return rows
+
+
+def stage_rows(cold: dict[str, float], night: dict[str, float]) -> list[dict]:
+    """One row per task run name, in the cold run's order of cost."""
+    names = sorted(set(cold) | set(night), key=lambda n: (-cold.get(n, 0.0), n))
+    return [{"stage": n, "cold_s": cold.get(n), "night_s": night.get(n)} for n in names]
+
+
+def print_stages(rows: list[dict]) -> None:
+    if not rows:
+        return
+    print(f"{'stage (task run)':<28} {'cold s':>8} {'night s':>8}")
+    for r in rows:
+        cells = [f"{r[k]:.2f}" if r[k] is not None else "-" for k in ("cold_s", "night_s")]
+        print(f"{r['stage']:<28} {cells[0]:>8} {cells[1]:>8}")
 
 
 def print_table(summary: dict) -> None:
@@ -218,6 +255,7 @@ def print_table(summary: dict) -> None:
         cells = [r["model"], f"{r['cold_fit_s'] or 0:.2f}", f"{r['night_fit_s'] or 0:.2f}", epochs, "yes" if r["warm"] else "no"]
         cells += [cold, night, delta, "yes" if r["within_ci"] else "NO"]
         print(" ".join(f"{c:{f}}" for c, (_, f) in zip(cells, heads)))
+    print_stages(summary.get("stages", []))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -271,6 +309,7 @@ def main(argv: list[str] | None = None) -> None:
             "night_tasks": night["tasks"],
             "cold_tasks": cold["tasks"],
             "models": model_rows(cold, night, models),
+            "stages": stage_rows(stage_seconds(work / "prefect", cold["window"]), stage_seconds(work / "prefect", night["window"])),
         }
         print_table(summary)
         if args.out:
