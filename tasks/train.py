@@ -8,8 +8,9 @@ A warm fit (``warm_from``: an earlier fit of the same model, ``warm_split``: the
 on; chosen by ``recflow.runtime.warmstarts``) continues from that fit: the earlier split's raw ids
 give the maps onto tonight's indices (``recflow.models.warm.WarmStart``). Both descriptors are
 inputs, so the earlier fit is in the cache key: replaying the same nights reproduces the same
-models. The summary states where it started (``warm_start_from``, the earlier train folder)
-and how much was new, or why the model fitted cold (``warm_start_refusal``).
+models. The summary states where it started (``warm_start_from``, the earlier train folder),
+how much was new and what the warm fit did (``warm_start``: the model's ``warm_fit_``, e.g. rows
+replayed, or EASE's ``resolved`` and why), or why the model fitted cold (``warm_start_refusal``).
 """
 
 from __future__ import annotations
@@ -91,7 +92,7 @@ def train(
         if model.warm_started_:
             warm = {
                 "warm_start_from": warm_from.path,
-                "warm_start": {"new_rows": context.warm_start.n_new_rows, "share_new": round(context.warm_start.share_new, 6)},
+                "warm_start": {"new_rows": context.warm_start.n_new_rows, "share_new": round(context.warm_start.share_new, 6), **(model.warm_fit_ or {})},
             }
         elif split.meta.get("time_forward") is not None:  # a growing log: say why this one fitted cold
             declined = "declined the earlier fit (e.g. an item with history entered its top_items)" if context.warm_start else None

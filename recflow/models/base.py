@@ -96,6 +96,8 @@ class Recommender(ABC):
     warm_started_: bool = False
     #: after ``fit``: why a warm start the model was given could not be continued (the fit ran cold), where the model says; else None
     warm_declined_: str | None = None
+    #: after a warm ``fit``: what it did, in the model's words (rows replayed, a closed form re-solved or not and why), for the train summary
+    warm_fit_: dict | None = None
     #: a warm fit's fewest epochs (``recflow.models.warm.warm_epochs``), where it trains in epochs
     warm_min_epochs: ClassVar[int] = 1
     #: whether ``score_history`` scores any list of items (a user outside the training data), the model being a function of the history
@@ -267,6 +269,7 @@ class Recommender(ABC):
     def _warm(self, context: FitContext | None):
         """The ``WarmStart`` this fit continues from, or None (a cold fit); checks it holds this class."""
         self.warm_started_ = False
+        self.warm_fit_ = None
         warm = context.warm_start if context is not None else None
         if warm is None or self.warm_start_refusal() is not None:
             return None

@@ -15,7 +15,10 @@ vectorised numpy in float32; one seeded generator draws the initial factors
 
 Warm start (``warm_starts``): both factor matrices start from the earlier fit's (new users and
 items: the cold initial draw, made first so a seed still fixes everything) and ``warm_epochs``
-epochs run over all training rows (at least ``warm_min_epochs``, 3), with fresh Adam moments.
+epochs run (at least ``warm_min_epochs``, 3), with fresh Adam moments. Each warm epoch runs over
+``WarmStart.replay_rows``: every row of each user with a new row tonight, plus a fresh seeded
+sample of ``warm_replay`` (default 1) other rows per such row, so a night costs what changed
+(``warm_replay=None``: every row, as before). ``warm_fit_`` states the rows per epoch.
 
 ``score(u) = p_u . Q^T`` (``dot_factors`` declares it); the user and item factors are the
 ``users`` and ``items`` vector spaces. Ranking only. ``history_``: per epoch the mean ``loss``.
@@ -31,7 +34,7 @@ import scipy.sparse as sp
 from recflow.models.base import Recommender
 from recflow.models.context import FitContext
 from recflow.models.search_space import Dimension, FloatRange, IntRange
-from recflow.models.warm import warm_epochs
+from recflow.models.warm import replay_sample, warm_epochs
 from recflow.prep.interactions import Interactions
 from recflow.utils.numeric import distinct
 
@@ -55,7 +58,7 @@ class BPRRecommender(Recommender):
     }
 
     #: what the config accepts (checked when it loads, not when fit raises later)
-    param_bounds = {"factors": {"ge": 1}, "epochs": {"ge": 1}, "batch_size": {"ge": 1}, "lr": {"gt": 0}, "reg": {"ge": 0}}
+    param_bounds = {"factors": {"ge": 1}, "epochs": {"ge": 1}, "batch_size": {"ge": 1}, "lr": {"gt": 0}, "reg": {"ge": 0}, "warm_replay": {"ge": 0}}
 
     def __init__(
         self,
@@ -67,6 +70,7 @@ class BPRRecommender(Recommender):
         init_std: float = 0.02,
         implicit_threshold: float | None = None,
         seed: int = 0,
+        warm_replay: float | None = 1.0,
     ) -> None:
         self.factors = factors
         self.lr = lr
@@ -76,6 +80,7 @@ class BPRRecommender(Recommender):
         self.init_std = init_std
         self.implicit_threshold = implicit_threshold
         self.seed = seed
+        self.warm_replay = warm_replay
 
     def fit(self, train: Interactions, context: FitContext | None = None) -> BPRRecommender:
         k, epochs, batch = int(self.factors), int(self.epochs), int(self.batch_size)
@@ -97,11 +102,13 @@ class BPRRecommender(Recommender):
             P = warm.grow_users(warm.model.user_factors_, P)
             Q = warm.grow_items(warm.model.item_factors_, Q)
             epochs = warm_epochs(epochs, warm.share_new, self.warm_min_epochs)
+            changed = warm.changed_users(train)[users]
         adam = (_LazyAdam(P, float(self.lr)), _LazyAdam(Q, float(self.lr)))
         reg = np.float32(self.reg)
         self.history_: list[dict[str, float]] = []
         for epoch in range(1, epochs + 1):
-            order = rng.permutation(len(users))
+            rows = np.arange(len(users)) if warm is None else replay_sample(changed, self.warm_replay, rng)
+            order = rows[rng.permutation(len(rows))]
             u_all, i_all = users[order], items[order]
             j_all = _unseen_items(u_all, n_items, seen_keys, rng)
             total = 0.0
@@ -123,6 +130,9 @@ class BPRRecommender(Recommender):
             if on_epoch_end is not None:
                 on_epoch_end(epoch, {"loss": entry["loss"]})
         self.user_factors_, self.item_factors_ = P, Q
+        if warm is not None:
+            n_changed = int(np.unique(users[changed]).size)
+            self.warm_fit_ = {"changed_users": n_changed, "rows_per_epoch": len(u_all), "of_rows": len(users), "warm_replay": self.warm_replay}
         self._remember_seen(train)
         return self
 

@@ -32,7 +32,8 @@ class DeepWalkRecommender(ItemVectorRecommender):
     them; ``recflow.prep.sample_files.load_matching``). Word2Vec's ``min_count`` is 1; ``sample=0`` (no
     down-sampling of frequent nodes) is the default because down-sampling the hubs cost about
     0.01 Recall@10 on ML-1M. Scoring (``in_out`` by default), ``similar_items``, determinism and
-    persistence: ``recflow.models.embeddings``.
+    persistence: ``recflow.models.embeddings``. A warm fit trains the walks through an item with a
+    new row tonight plus ``warm_replay`` others per such walk (there: the graph's changed part).
     """
 
     name = "deepwalk"
@@ -64,6 +65,7 @@ class DeepWalkRecommender(ItemVectorRecommender):
         max_neighbors: int | None = None,
         compute_loss: bool = False,
         scoring: str = "in_out",
+        warm_replay: float | None = 1.0,
     ) -> None:
         self.dim = dim
         self.walks_per_item = walks_per_item
@@ -79,6 +81,7 @@ class DeepWalkRecommender(ItemVectorRecommender):
         self.max_neighbors = max_neighbors
         self.compute_loss = compute_loss
         self.scoring = scoring
+        self.warm_replay = warm_replay
 
     #: Word2Vec's min_count: every node a walk visits gets a vector
     min_count = 1

@@ -26,11 +26,23 @@ Warm start (``warm_starts``): an append changes the Gram matrix exactly and chea
 sum over users of ``x_u x_u^T``, so with yesterday's ``G`` moved to tonight's item indices (new
 items: zero rows and columns), only the users whose row changed are redone:
 ``G = G_old - X_old[t]^T X_old[t] + X[t]^T X[t]`` over those users ``t``. Integer counts in
-float32, so the result equals a cold ``X^T X`` bit for bit; the inversion then runs as in a cold
-fit (it is the cubic part: a warm EASE saves the product, not the solve). With ``top_items`` the
-kept subset can move: items that leave it are simply dropped (exact), and items that enter it are
-exact only when they are brand new (no history outside the old subset's Gram matrix); when an
-item with history enters, the fit is cold and ``warm_started_`` says so.
+float32, so the result equals a cold ``X^T X`` bit for bit. The inversion is the cubic part, and a
+night moves ``G`` little, so it is re-solved only when ``G`` has moved by more than ``warm_resolve``
+(relative Frobenius norm, 2% by default) since the fit whose ``B`` it would keep: the model
+carries ``gram_drift_``, the sum of each night's ``|dG|_F`` since the last solve (by the triangle
+inequality an upper bound of ``|G - G_solved|_F``, so it re-solves no later than the exact test
+would), and re-solves when ``gram_drift_ / |G|_F`` exceeds ``warm_resolve``, when an earlier
+solved item left the kept subset, or when the earlier fit has no ``B``. Below the threshold it
+keeps yesterday's ``B`` (moved to tonight's indices) and folds in tonight's histories: the score
+is ``X B`` with tonight's ``X``, so every user, new ones included, is ranked from today's history;
+items new since the solve have no column of ``B`` and are not recommended until the next solve
+(``solved_`` marks the items ``B`` covers; ``warm_fit_`` states ``resolved``, why, and the
+relative change). ``warm_resolve=0`` re-solves every warm fit, which then equals a cold fit
+exactly (EASE; EDLAE to float32 rounding). The weekly cold rebuild bounds the drift whatever the
+threshold. With ``top_items`` the kept subset can move: items that leave it are simply dropped
+from ``G`` (exact), and items that enter it are exact only when they are brand new (no history
+outside the old subset's Gram matrix); when an item with history enters, the fit is cold and
+``warm_started_`` says so.
 
 ``folds_in_history``: ``score`` is ``X_u B``, so any list of items scores as a new ``X_u`` row (items
 outside ``items_`` and, with ``implicit_threshold``, a history has no ratings: every item counts).
@@ -60,13 +72,16 @@ class EASERecommender(Recommender):
     search_space: ClassVar[dict[str, Dimension]] = {"l2": FloatRange(10.0, 10_000.0, log=True)}
 
     #: what the config accepts (checked when it loads, not when fit raises later)
-    param_bounds = {"l2": {"gt": 0}, "top_items": {"ge": 1}}
+    param_bounds = {"l2": {"gt": 0}, "top_items": {"ge": 1}, "warm_resolve": {"ge": 0}}
 
-    def __init__(self, l2: float = 500.0, implicit_threshold: float | None = None, max_items: int = 30_000, top_items: int | None = None) -> None:
+    def __init__(
+        self, l2: float = 500.0, implicit_threshold: float | None = None, max_items: int = 30_000, top_items: int | None = None, warm_resolve: float = 0.02
+    ) -> None:
         self.l2 = l2
         self.implicit_threshold = implicit_threshold
         self.max_items = max_items
         self.top_items = top_items
+        self.warm_resolve = warm_resolve
 
     def catalogue_scope(self) -> str | None:
         if self.top_items is None:
@@ -80,6 +95,8 @@ class EASERecommender(Recommender):
         W = self._weighted(self.X_)
         kept_map = self._kept_map(warm) if warm is not None else None
         self.warm_started_ = kept_map is not None
+        self.warm_fit_ = None
+        drift = 0.0
         if kept_map is not None:
             old = warm.model
             old_X = remap_matrix(old.X_, warm.user_map, kept_map, self.X_.shape)
@@ -88,17 +105,53 @@ class EASERecommender(Recommender):
             if len(touched):
                 old_W = self._weighted(old_X)[touched]
                 new_W = W[touched]
-                G -= (old_W.T @ old_W).toarray().astype(np.float32)
-                G += (new_W.T @ new_W).toarray().astype(np.float32)
+                delta = (new_W.T @ new_W).toarray().astype(np.float32) - (old_W.T @ old_W).toarray().astype(np.float32)
+                G += delta
+                drift = float(np.linalg.norm(delta))
+            drift += float(getattr(old, "gram_drift_", 0.0))
         else:
             G = _gram(W)
         self.G_ = G
-        work = np.array(G, dtype=np.float32, order="F", copy=True)
-        work[np.diag_indices(len(work))] += np.asarray(self._ridge(np.diag(G).astype(np.float64)), np.float32)
-        self.B_ = _weights_from_gram(work)
+        kept = self._kept_weights(warm, kept_map, drift) if kept_map is not None else None
+        if kept is not None:
+            self.B_, self.solved_, self.gram_drift_ = kept
+        else:
+            work = np.array(G, dtype=np.float32, order="F", copy=True)
+            work[np.diag_indices(len(work))] += np.asarray(self._ridge(np.diag(G).astype(np.float64)), np.float32)
+            self.B_ = _weights_from_gram(work)
+            self.solved_ = np.ones(len(self.items_), bool)
+            self.gram_drift_ = 0.0
         self.history_: list[dict] = []
         self._remember_seen(train)
         return self
+
+    def _kept_weights(self, warm, kept_map: np.ndarray, drift: float) -> tuple[np.ndarray, np.ndarray, float] | None:
+        """Yesterday's ``B`` on tonight's kept items (with its ``solved_`` mask and the carried drift) when
+        ``G`` moved by at most ``warm_resolve`` since it was solved; else None (re-solve). Sets ``warm_fit_``."""
+        old = warm.model
+        norm = float(np.linalg.norm(self.G_))
+        change = drift / norm if norm else (0.0 if drift == 0 else float("inf"))
+        old_solved = np.asarray(getattr(old, "solved_", np.ones(len(old.items_), bool)), bool)
+        still = np.zeros(len(old.items_), bool)
+        still[kept_map[kept_map >= 0]] = True
+        why = None
+        if getattr(old, "B_", None) is None:
+            why = "the earlier fit has no B"
+        elif (old_solved & ~still).any():
+            why = "an item B was solved for left the kept items (top_items)"
+        elif change > float(self.warm_resolve):
+            why = f"G moved {change:.2%} since the last solve (relative Frobenius norm, summed over nights), above warm_resolve {float(self.warm_resolve):.2%}"
+        kept = f"G moved {change:.2%} since the last solve, within warm_resolve {float(self.warm_resolve):.2%}: B kept, tonight's X folded in"
+        self.warm_fit_ = {"resolved": why is not None, "why": why or kept, "gram_change": round(change, 6)}
+        if why is not None:
+            return None
+        known = np.flatnonzero(kept_map >= 0)
+        B = np.zeros((len(kept_map), len(kept_map)), np.float32)
+        B[np.ix_(known, known)] = np.asarray(old.B_)[np.ix_(kept_map[known], kept_map[known])]
+        solved = np.zeros(len(kept_map), bool)
+        solved[known] = old_solved[kept_map[known]]
+        self.warm_fit_["unsolved_items"] = int((~solved).sum())
+        return B, solved, drift
 
     def _check_params(self) -> None:
         if not float(self.l2) > 0:
@@ -171,6 +224,9 @@ class EASERecommender(Recommender):
         return np.asarray(X[:, cols] @ np.asarray(self.B_[cols]), dtype=np.float32)
 
     def _spread(self, sub: np.ndarray) -> np.ndarray:
+        solved = getattr(self, "solved_", None)
+        if solved is not None and not solved.all():  # items new since B was solved: never recommended until the next solve
+            return spread_items(sub[:, solved], self.items_[solved], self.n_items)
         return spread_items(sub, self.items_, self.n_items)
 
     def item_weights(self) -> np.ndarray:
@@ -182,8 +238,10 @@ class EASERecommender(Recommender):
     # -- persistence -------------------------------------------------------------------------
     def _state(self) -> dict[str, np.ndarray]:
         x = self.X_.tocoo()
-        gram = {} if getattr(self, "G_", None) is None else {"G": self.G_}
-        return {"B": self.B_, "x_row": x.row, "x_col": x.col, "items": self.items_, **gram}
+        gram = {} if getattr(self, "G_", None) is None else {"G": self.G_, "gram_drift": np.array(float(getattr(self, "gram_drift_", 0.0)))}
+        solved = getattr(self, "solved_", None)
+        solved = {} if solved is None or solved.all() else {"solved": solved}
+        return {"B": self.B_, "x_row": x.row, "x_col": x.col, "items": self.items_, **gram, **solved}
 
     def _restore(self, arrays: dict[str, np.ndarray]) -> None:
         self.B_ = np.ascontiguousarray(arrays["B"], dtype=np.float32)
@@ -192,6 +250,8 @@ class EASERecommender(Recommender):
         self.items_ = np.asarray(arrays["items"], dtype=np.int64) if "items" in arrays else np.arange(n_items, dtype=np.int64)
         self.X_ = sp.csr_matrix((np.ones(len(row), np.float32), (row, col)), shape=(n_users, len(self.items_)))
         self.G_ = np.asarray(arrays["G"], dtype=np.float32) if "G" in arrays else None
+        self.gram_drift_ = float(arrays["gram_drift"]) if "gram_drift" in arrays else 0.0
+        self.solved_ = np.asarray(arrays["solved"], bool) if "solved" in arrays else np.ones(len(self.items_), bool)
         self.history_ = []
 
 

@@ -58,10 +58,11 @@ class EDLAERecommender(EASERecommender):
         implicit_threshold: float | None = None,
         max_items: int = 30_000,
         top_items: int | None = None,
+        warm_resolve: float = 0.02,
     ) -> None:
         self.dropout = dropout
         self.user_exponent = user_exponent
-        super().__init__(l2=l2, implicit_threshold=implicit_threshold, max_items=max_items, top_items=top_items)
+        super().__init__(l2=l2, implicit_threshold=implicit_threshold, max_items=max_items, top_items=top_items, warm_resolve=warm_resolve)
 
     def _check_params(self) -> None:
         p = float(self.dropout)

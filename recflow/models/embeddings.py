@@ -27,10 +27,15 @@ across processes (its initial vectors and negative-sampling RNG are seeded from 
 depends on Python's hash seed). With ``workers > 1`` the threads interleave their updates
 differently run to run, so the vectors are not reproducible bit for bit.
 
-Warm start (``warm_starts``): the vocabulary is built from tonight's sentences, then every item
-the earlier fit had a vector for starts from its input and context vectors (new items: gensim's
-seeded draw), and ``warm_epochs`` epochs run (at least ``warm_min_epochs``, 2) over all
-sentences, with gensim's learning-rate schedule restarted.
+Warm start (``warm_starts``): the vocabulary is built from tonight's sentences (their item counts,
+``build_vocab_from_freq``: no pass of gensim over the text), then every item the earlier fit had a
+vector for starts from its input and context vectors (new items: gensim's seeded draw), and
+``warm_epochs`` epochs run (at least ``warm_min_epochs``, 2), with gensim's learning-rate schedule
+restarted, over the sentences that changed tonight (``_changed_sentences``: item2vec, the users
+with a new row; DeepWalk, the walks through an item with a new row) plus a seeded sample of
+``warm_replay`` (default 1) unchanged sentences per changed one (``recflow.models.warm.replay_sample``;
+``None``: every sentence, as before). Items in no trained sentence keep yesterday's vectors;
+user vectors are recomputed for everyone from tonight's history. ``warm_fit_`` states the counts.
 
 Persistence: ``save`` writes ``params.json`` + ``arrays.npz`` (seen matrix, ``has_vector`` mask,
 user vectors, context vectors) through ``Recommender.save`` and the input vectors as gensim
@@ -50,7 +55,7 @@ import scipy.sparse as sp
 
 from recflow.models.base import Recommender
 from recflow.models.context import FitContext
-from recflow.models.warm import warm_epochs
+from recflow.models.warm import replay_sample, warm_epochs
 from recflow.prep.interactions import Interactions
 from recflow.prep.sample_files import load_matching
 from recflow.utils.numeric import normalise_rows
@@ -64,7 +69,7 @@ class ItemVectorRecommender(Recommender):
 
     Subclasses set ``name`` and ``sample_output``, define ``__init__`` setting at least ``dim``,
     ``window``, ``min_count``, ``epochs``, ``negative``, ``sample``, ``min_rating``, ``seed``,
-    ``workers``, ``compute_loss`` and ``scoring``, and implement ``_sentences``.
+    ``workers``, ``compute_loss``, ``scoring`` and ``warm_replay``, and implement ``_sentences``.
     ``fit(train, context)`` trains and sets ``wv_`` (gensim ``KeyedVectors`` of the input
     vectors), ``item_vectors_`` / ``context_vectors_`` (n_items, dim), ``has_vector_``,
     ``user_vectors_`` and ``history_`` (per-epoch ``{"epoch", "loss"}`` when ``compute_loss``,
@@ -91,6 +96,7 @@ class ItemVectorRecommender(Recommender):
     workers: int
     compute_loss: bool
     scoring: str
+    warm_replay: float | None
 
     # -- what to train on ---------------------------------------------------------------
     @abstractmethod
@@ -103,13 +109,19 @@ class ItemVectorRecommender(Recommender):
         from gensim.models.callbacks import CallbackAny2Vec
 
         self._check_params()
+        warm = self._warm(context)
         tokens = np.array([str(i) for i in range(train.n_items)], dtype=object)
-        corpus = []
-        for s in self._sentences(train, context):
-            s = np.asarray(s)
-            s = s[s >= 0]
-            if len(s) >= 2:  # a lone token has no skip-gram context: it would keep its random init
-                corpus.append(tokens[s].tolist())
+        sentences = [s[s >= 0] for s in map(np.asarray, self._sentences(train, context))]
+        trained = np.array([len(s) >= 2 for s in sentences], bool)  # a lone token has no skip-gram context: it would keep its random init
+        if warm is not None:
+            counts = np.bincount(np.concatenate([s for s, t in zip(sentences, trained) if t] or [np.zeros(0, np.int64)]), minlength=train.n_items)
+            changed = self._changed_sentences(sentences, train, warm) & trained
+            picked = np.flatnonzero(trained)[replay_sample(changed[trained], self.warm_replay, np.random.default_rng(int(self.seed)))]
+            self.warm_fit_ = {"changed_sentences": int(changed.sum()), "sentences_trained": len(picked), "of_sentences": int(trained.sum())}
+            self.warm_fit_["warm_replay"] = self.warm_replay
+        else:
+            picked = np.flatnonzero(trained)
+        corpus = [tokens[sentences[k]].tolist() for k in picked]
 
         self.history_: list[dict[str, Any]] = []
         history = self.history_
@@ -131,7 +143,6 @@ class ItemVectorRecommender(Recommender):
                 if on_epoch_end is not None:
                     on_epoch_end(self.epoch, logs)
 
-        warm = self._warm(context)
         epochs = int(self.epochs) if warm is None else warm_epochs(int(self.epochs), warm.share_new, self.warm_min_epochs)
         w2v = Word2Vec(
             vector_size=int(self.dim),
@@ -144,7 +155,9 @@ class ItemVectorRecommender(Recommender):
             seed=int(self.seed),
             workers=int(self.workers),
         )
-        if corpus:
+        if warm is not None and counts.any():  # tonight's whole vocabulary, from its counts
+            w2v.build_vocab_from_freq({str(i): int(c) for i, c in enumerate(counts) if c}, corpus_count=len(corpus))
+        elif corpus:
             w2v.build_vocab(corpus)
         if warm is not None and len(w2v.wv):
             rows = np.array([int(k) for k in w2v.wv.index_to_key], dtype=np.int64)
@@ -154,13 +167,14 @@ class ItemVectorRecommender(Recommender):
             w2v.wv.vectors[known] = warm.model.item_vectors_[old[known]]
             w2v.syn1neg[known] = warm.model.context_vectors_[old[known]]
         if len(w2v.wv):
-            w2v.train(
-                corpus,
-                total_examples=w2v.corpus_count,
-                epochs=w2v.epochs,
-                compute_loss=compute_loss,
-                callbacks=[_Epochs()],
-            )
+            if corpus:  # a warm fit with nothing changed keeps the earlier vectors as they are
+                w2v.train(
+                    corpus,
+                    total_examples=len(corpus),
+                    epochs=w2v.epochs,
+                    compute_loss=compute_loss,
+                    callbacks=[_Epochs()],
+                )
             self.wv_ = w2v.wv
             out_vectors = np.asarray(w2v.syn1neg, dtype=np.float32)  # rows in wv_.index_to_key order
         else:  # nothing to learn from (no sentence of >= 2 tokens, or all below min_count)
@@ -173,6 +187,12 @@ class ItemVectorRecommender(Recommender):
         self.user_vectors_ = self._user_vectors(train)
         self._remember_seen(train)
         return self
+
+    def _changed_sentences(self, sentences: list[np.ndarray], train: Interactions, warm) -> np.ndarray:
+        """Per sentence: whether tonight's new rows changed it (by default: it holds an item with a new row)."""
+        touched = np.zeros(train.n_items, bool)
+        touched[train.item_idx[warm.new_row]] = True
+        return np.array([bool(touched[s].any()) for s in sentences], bool)
 
     def _check_params(self) -> None:
         if int(self.dim) < 1 or int(self.window) < 1 or int(self.epochs) < 1 or int(self.min_count) < 1:

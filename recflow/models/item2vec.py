@@ -16,6 +16,9 @@ from recflow.prep.sampling import liked_sequences
 class Item2VecRecommender(ItemVectorRecommender):
     """gensim Word2Vec (skip-gram, negative sampling) on ``liked_sequences(train, min_rating)``.
 
+    A warm fit trains the sentences of the users with a new row tonight plus ``warm_replay`` others per
+    such sentence (``recflow.models.embeddings``).
+
     One sentence per user: the items they rated ``>= min_rating``, in time order (ties by item
     index), tokens ``str(item_idx)``; a one-item sentence trains nothing and is skipped. Precomputed
     sentences are taken from ``context.samples/sequences.parquet`` when that file was made from
@@ -53,6 +56,7 @@ class Item2VecRecommender(ItemVectorRecommender):
         workers: int = 1,
         compute_loss: bool = False,
         scoring: str = "in_out",
+        warm_replay: float | None = 1.0,
     ) -> None:
         self.dim = dim
         self.window = window
@@ -65,12 +69,19 @@ class Item2VecRecommender(ItemVectorRecommender):
         self.workers = workers
         self.compute_loss = compute_loss
         self.scoring = scoring
+        self.warm_replay = warm_replay
 
     def fit(self, train: Interactions, context: FitContext | None = None) -> Item2VecRecommender:
         return super().fit(train, context)
 
     def sampling_needs(self) -> dict[str, dict]:
         return {"sequences": {"min_rating": self.min_rating}}
+
+    def _changed_sentences(self, sentences: list[np.ndarray], train: Interactions, warm) -> np.ndarray:
+        """A sentence is a user's liked items: it changed when the user has a new row tonight."""
+        if len(sentences) != train.n_users:  # not one per user (a precomputed file of another layout): by item
+            return super()._changed_sentences(sentences, train, warm)
+        return warm.changed_users(train)
 
     def _sentences(self, train: Interactions, context: FitContext | None) -> list[np.ndarray]:
         seqs = self._precomputed(train, context, {"min_rating": self.min_rating})

@@ -27,10 +27,17 @@ contributes zero; predictions are clipped to the training rating range when ``cl
 scores are not clipped). Deterministic for a given ``seed`` (the initial item factors are
 N(0, init_std^2); user factors are solved first, so they need no initial value).
 
-Warm start (``warm_starts``): the item factors and biases start from the earlier fit's (new items:
-the cold initial draw) and ``warm_epochs`` ALS epochs run (at least ``warm_min_epochs``, 2: the
-first solves every user against the old items, the second lets the items move for the new rows).
-User factors need no start: each epoch solves them exactly first.
+Warm start (``warm_starts``): every factor and bias starts from the earlier fit's (new items: the
+cold initial draw; new users: zero, solved first) and ``warm_epochs`` ALS epochs run (at least
+``warm_min_epochs``, 2: the first solves the changed users against the old items, the second
+lets the items move for them). A warm epoch is block-coordinate ALS over what changed: it solves
+exactly, from all their rows, the users with a new row tonight, then the items with a new row;
+every other user and item keeps its factors (each was the exact solution when last solved, and
+only the changed rows moved since). Its cost is the changed users' rows plus the changed items'
+rows, not two passes over every row; the weekly cold rebuild re-solves everyone. A warm fit
+keeps the earlier fit's ``mu`` (the kept biases were solved against it). ``warm_fit_``
+states how many users and items were solved. ``train_rmse`` of a warm epoch is over the solved
+items' rows.
 
 ``history_``: per epoch ``train_rmse`` (and ``valid_rmse`` when ``context.valid`` is given). With
 a validation part, training stops after ``patience`` epochs without a better validation RMSE and
@@ -129,10 +136,17 @@ class BiasedMFRecommender(Recommender):
         self.item_bias_ = np.zeros(train.n_items)
         epochs = int(self.epochs)
         warm = self._warm(context)
+        solve_users = solve_items = None  # every row (a cold fit)
         if warm is not None:
             self.item_factors_ = warm.grow_items(warm.model.item_factors_, self.item_factors_)
             self.item_bias_ = warm.grow_items(warm.model.item_bias_, self.item_bias_)
+            self.user_factors_ = warm.grow_users(warm.model.user_factors_, self.user_factors_)
+            self.user_bias_ = warm.grow_users(warm.model.user_bias_, self.user_bias_)
             epochs = warm_epochs(epochs, warm.share_new, self.warm_min_epochs)
+            mu = self.global_mean_ = float(warm.model.global_mean_)  # the offset every kept bias was solved against
+            solve_users = np.flatnonzero(warm.changed_users(train))
+            solve_items = np.unique(train.item_idx[warm.new_row]).astype(np.int64)
+            self.warm_fit_ = {"users_solved": len(solve_users), "of_users": train.n_users, "items_solved": len(solve_items), "of_items": train.n_items}
         if len(r):
             self.rating_range_ = (float(r.min()), float(r.max()))
         else:
@@ -144,9 +158,9 @@ class BiasedMFRecommender(Recommender):
         self._seen = None  # not fitted until the end
         with threadpool_limits(1, user_api="blas"):
             for epoch in range(1, epochs + 1):
-                self.user_factors_, self.user_bias_, _ = by_user.solve(self.item_factors_, self.item_bias_, mu, *lam)
-                self.item_factors_, self.item_bias_, sse = by_item.solve(self.user_factors_, self.user_bias_, mu, *lam)
-                entry = {"epoch": epoch, "train_rmse": float(np.sqrt(sse / len(r))) if len(r) else float("nan")}
+                self.user_factors_, self.user_bias_, _, _ = by_user.solve(self.item_factors_, self.item_bias_, mu, *lam, self._kept(solve_users, "user"))
+                self.item_factors_, self.item_bias_, sse, n = by_item.solve(self.user_factors_, self.user_bias_, mu, *lam, self._kept(solve_items, "item"))
+                entry = {"epoch": epoch, "train_rmse": float(np.sqrt(sse / n)) if n else float("nan")}
                 if valid is not None and len(valid):
                     entry["valid_rmse"] = rmse(valid.ratings, self._predict_known(valid.user_idx, valid.item_idx))
                 self.history_.append(entry)
@@ -164,6 +178,12 @@ class BiasedMFRecommender(Recommender):
             self.user_factors_, self.user_bias_, self.item_factors_, self.item_bias_ = best
         self._remember_seen(train)
         return self
+
+    def _kept(self, rows: np.ndarray | None, side: str) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """For a warm epoch: the rows to solve and the current factors and biases every other row keeps."""
+        if rows is None:
+            return None
+        return rows, getattr(self, f"{side}_factors_"), getattr(self, f"{side}_bias_")
 
     # -- inference -----------------------------------------------------------------------
     def _raw(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
@@ -252,11 +272,13 @@ class _Side:
         counts = np.diff(m.indptr).astype(np.int64)
         return cls(m.indptr.astype(np.int64), m.indices.astype(np.int64), m.data.astype(np.float64), counts, _chunks(counts, k + 1))
 
-    def solve(self, other_f, other_b, mu, reg, reg_bias, alpha):
+    def solve(self, other_f, other_b, mu, reg, reg_bias, alpha, only=None):
         """Exact ridge solution of every row's [factors, bias] with the other side fixed.
 
-        Also returns the sum of squared training residuals after the solve (the train RMSE's
-        numerator, for free: the design and targets are at hand).
+        ``only``: ``(rows, factors, biases)``: solve just those rows, every other row keeping its
+        given factors and bias (a warm epoch). Also returns the sum of squared training residuals
+        after the solve (the train RMSE's numerator, for free: the design and targets are at hand)
+        and the number of ratings it covers.
         """
         n_other, k = other_f.shape
         z = np.zeros((n_other + 1, k + 1), np.float32)  # the last row: padding
@@ -267,9 +289,13 @@ class _Side:
         lam[k] = reg_bias
         f = np.zeros((len(self.counts), k))
         b = np.zeros(len(self.counts))
+        chunks = self.chunks
+        if only is not None:
+            rows, f, b = only[0], np.array(only[1], dtype=np.float64), np.array(only[2], dtype=np.float64)
+            chunks = [rows[c] for c in _chunks(self.counts[rows], k + 1)]
         diag = np.arange(k + 1)
         sse = 0.0
-        for rows in self.chunks:
+        for rows in chunks:
             cnt = self.counts[rows]
             width = int(cnt.max())
             col = np.arange(width)
@@ -287,7 +313,7 @@ class _Side:
             sse += float(np.square(resid, dtype=np.float64).sum())
             f[rows] = x[:, :k, 0]
             b[rows] = x[:, k, 0]
-        return f, b, sse
+        return f, b, sse, int(sum(self.counts[rows].sum() for rows in chunks))
 
 
 def _chunks(counts: np.ndarray, width_k: int) -> list[np.ndarray]:

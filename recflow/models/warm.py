@@ -12,8 +12,12 @@ How many epochs a warm fit trains is one rule for every model that trains in epo
 (``warm_epochs``): its ``epochs`` scaled by the share of training rows the earlier fit did not
 see, at least the class's ``warm_min_epochs``, never more than ``epochs``. The new rows are a
 small share on a night (0.5% at 25M), so a warm fit costs a few passes instead of ``epochs``;
-the passes run over all training rows, not the new ones alone, so what was learnt is refined
-rather than forgotten.
+what a pass runs over is the model's: ``replay_rows`` gives the models that train on rows (bpr) and
+sentences (item2vec) every row of each user whose history changed tonight plus a seeded replay
+sample of the other rows, ``warm_replay`` of them per changed row, so a night's epochs cost what
+changed; yesterday's state carries the rest, and the replay keeps it from drifting towards tonight's
+users only ("refine, don't forget" on a budget). ``warm_replay=None`` replays every row (a warm pass
+over all training rows, the cost of a cold epoch).
 """
 
 from __future__ import annotations
@@ -37,7 +41,8 @@ class WarmStart:
 
     ``user_map[new_index]`` / ``item_map[new_index]``: that id's index in the earlier fit, ``-1``
     for an id it never saw. ``n_new_rows``: training rows (user, item pairs) the earlier fit did not
-    see; ``share_new`` their share of this fit's training rows.
+    see; ``share_new`` their share of this fit's training rows. ``new_row`` (when known): per row of
+    tonight's training part, whether its pair is one of those.
     """
 
     model: Recommender
@@ -45,6 +50,7 @@ class WarmStart:
     item_map: np.ndarray
     n_new_rows: int
     n_rows: int
+    new_row: np.ndarray | None = None
 
     @classmethod
     def between(cls, model: Recommender, old_user_ids: np.ndarray, old_item_ids: np.ndarray, train: Interactions) -> WarmStart:
@@ -57,13 +63,32 @@ class WarmStart:
             raise ValueError(f"the earlier fit has a {model.n_users} x {model.n_items} index, its split's ids are {len(old_user_ids)} x {len(old_item_ids)}")
         user_map = ids_lookup(old_user_ids, train.user_ids)
         item_map = ids_lookup(old_item_ids, train.item_ids)
-        old_seen = remap_matrix(model._seen, user_map, item_map, (train.n_users, train.n_items))
-        known = int(train.seen.multiply(old_seen).nnz)
-        return cls(model, user_map, item_map, n_new_rows=int(train.seen.nnz) - known, n_rows=int(train.seen.nnz))
+        old_seen = remap_matrix(model._seen, user_map, item_map, (train.n_users, train.n_items)).tocoo()
+        old_keys = np.sort(old_seen.row.astype(np.int64) * train.n_items + old_seen.col)
+        new_row = ~sorted_contains(old_keys, train.user_idx.astype(np.int64) * train.n_items + train.item_idx)
+        return cls(model, user_map, item_map, n_new_rows=int(new_row.sum()), n_rows=len(train), new_row=new_row)
 
     @property
     def share_new(self) -> float:
         return self.n_new_rows / self.n_rows if self.n_rows else 0.0
+
+    def changed_users(self, train: Interactions) -> np.ndarray:
+        """Per user of ``train``: whether any of their training rows is new tonight (a new user, or an old one with new rows)."""
+        changed = np.zeros(train.n_users, bool)
+        changed[train.user_idx[self._new_row(train)]] = True
+        return changed
+
+    def replay_rows(self, train: Interactions, replay: float | None, rng: np.random.Generator) -> np.ndarray:
+        """Training row indices a warm pass runs over (sorted): every row of each changed user, and a uniform
+        sample without replacement of ``ceil(replay x`` that many ``)`` of the other rows (all of them when
+        fewer, or when ``replay`` is None), drawn from ``rng`` (the model's seeded generator)."""
+        changed = self.changed_users(train)[train.user_idx]
+        return replay_sample(changed, replay, rng)
+
+    def _new_row(self, train: Interactions) -> np.ndarray:
+        if self.new_row is None or len(self.new_row) != len(train):
+            raise ValueError(f"this warm start knows no new rows for a training part of {len(train)} rows (made by WarmStart.between for it?)")
+        return self.new_row
 
     def grow(self, old: np.ndarray, mapping: np.ndarray, fresh: np.ndarray) -> np.ndarray:
         """Rows of ``old`` (earlier indices) moved to the new indices; ``fresh`` (one row per new index) where unknown."""
@@ -74,6 +99,31 @@ class WarmStart:
 
     def grow_items(self, old: np.ndarray, fresh: np.ndarray) -> np.ndarray:
         return self.grow(old, self.item_map, fresh)
+
+
+def replay_sample(changed: np.ndarray, replay: float | None, rng: np.random.Generator) -> np.ndarray:
+    """Indices (sorted) of every ``changed`` entry plus ``min(#unchanged, ceil(replay * #changed))`` unchanged
+    ones, uniform without replacement from ``rng``; every index when ``replay`` is None."""
+    changed = np.asarray(changed, bool)
+    if replay is None:
+        return np.arange(len(changed))
+    if float(replay) < 0:
+        raise ValueError(f"warm_replay must be >= 0 (unchanged rows replayed per changed row) or None (all), got {replay}")
+    kept, others = np.flatnonzero(changed), np.flatnonzero(~changed)
+    n = min(len(others), math.ceil(float(replay) * len(kept)))
+    return np.sort(np.concatenate([kept, rng.choice(others, n, replace=False) if n else others[:0]]))
+
+
+def sorted_contains(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """Per entry of ``keys``: whether it is in ``sorted_keys`` (ascending). The keys are looked up in
+    ascending order (NumPy's binary search is several times faster on ascending queries at 25M)."""
+    if not len(sorted_keys):
+        return np.zeros(len(keys), bool)
+    order = np.argsort(keys, kind="stable")
+    pos = np.empty(len(keys), np.int64)
+    pos[order] = np.searchsorted(sorted_keys, keys[order])
+    pos = np.minimum(pos, len(sorted_keys) - 1)
+    return sorted_keys[pos] == keys
 
 
 def grow_rows(old: np.ndarray, mapping: np.ndarray, fresh: np.ndarray, axis: int = 0) -> np.ndarray:

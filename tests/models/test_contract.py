@@ -289,12 +289,12 @@ STILL = {
     "bpr": dict(lr=1e-9),
     "ease": {},
     "edlae": {},
+    "mf": {},  # a warm epoch solves only the users and items with new rows
 }
 #: warm models whose fit moves every row whatever the settings, so no fit shows the carried rows as they were
 MOVING = {
-    "mf": "each ALS epoch solves every user exactly from the item factors",
-    "item2vec": "gensim's learning rate (alpha) is not a parameter",
-    "deepwalk": "gensim's learning rate (alpha) is not a parameter",
+    "item2vec": "gensim's learning rate (alpha) is not a parameter, and negative sampling moves any item's context vector",
+    "deepwalk": "gensim's learning rate (alpha) is not a parameter, and negative sampling moves any item's context vector",
 }
 
 

@@ -132,7 +132,7 @@ def test_save_load_round_trip(tmp_path):
     m.save(tmp_path / "ease")
     for loaded in (EASERecommender.load(tmp_path / "ease"), load_model(tmp_path / "ease")):
         assert type(loaded) is EASERecommender
-        assert loaded.get_params() == {"l2": 4.0, "implicit_threshold": 3.0, "max_items": 100, "top_items": None}
+        assert loaded.get_params() == {"l2": 4.0, "implicit_threshold": 3.0, "max_items": 100, "top_items": None, "warm_resolve": 0.02}
         np.testing.assert_array_equal(loaded.item_weights(), m.item_weights())
         assert (loaded.X_ != m.X_).nnz == 0
         np.testing.assert_array_equal(loaded.score(np.arange(30)), m.score(np.arange(30)))

@@ -9,7 +9,7 @@ import pytest
 from recflow.models.context import FitContext
 from recflow.models.ease import EASERecommender
 from recflow.models.edlae import EDLAERecommender
-from recflow.models.warm import WarmStart, grow_rows, warm_epochs
+from recflow.models.warm import WarmStart, grow_rows, replay_sample, warm_epochs
 from recflow.prep.interactions import index_split
 
 
@@ -88,3 +88,99 @@ def test_grow_rows_refuses_a_map_or_shape_that_does_not_fit():
         grow_rows(old, np.array([0, 1]), np.zeros((2, 5)))
     with pytest.raises(IndexError, match="position 2"):
         grow_rows(old, np.array([2, 0]), np.zeros((2, 3)))
+
+
+# ----------------------------------------------------------------------------- warm fits that cost what changed
+
+
+def _warm(model_cls, params: dict, new=NEW):
+    earlier = model_cls(**params).fit(OLD)
+    return earlier, model_cls(**params).fit(new, FitContext(warm_start=WarmStart.between(earlier, OLD.user_ids, OLD.item_ids, new)))
+
+
+def test_a_warm_start_knows_which_training_rows_are_new_and_which_users_changed():
+    warm = WarmStart.between(EASERecommender(l2=1.0).fit(OLD), OLD.user_ids, OLD.item_ids, NEW)
+    assert warm.new_row.tolist() == [False] * 5 + [True] * 3  # (10, 300), (5, 150), (5, 100)
+    assert warm.changed_users(NEW).tolist() == [True, True, False, False]  # users 5 and 10 of 5, 10, 20, 30
+
+
+def test_the_replay_sample_keeps_every_changed_row_and_a_seeded_bounded_share_of_the_others():
+    changed = np.zeros(10, bool)
+    changed[[0, 3]] = True
+    one = replay_sample(changed, 1.0, np.random.default_rng(7))
+    assert len(one) == 4 and {0, 3} <= set(one.tolist()) and one.tolist() == sorted(one.tolist())
+    assert one.tolist() == replay_sample(changed, 1.0, np.random.default_rng(7)).tolist()
+    assert replay_sample(changed, 0.0, np.random.default_rng(7)).tolist() == [0, 3]
+    assert replay_sample(changed, 100.0, np.random.default_rng(7)).tolist() == list(range(10))  # at most every other row
+    assert replay_sample(changed, None, np.random.default_rng(7)).tolist() == list(range(10))
+    with pytest.raises(ValueError, match="warm_replay must be >= 0"):
+        replay_sample(changed, -1.0, np.random.default_rng(7))
+
+
+def test_a_warm_ease_within_its_threshold_keeps_yesterdays_weights_and_scores_tonights_history_with_them():
+    earlier, warm = _warm(EASERecommender, {"l2": 1.0, "warm_resolve": 1.0})
+    assert warm.warm_fit_["resolved"] is False and 0 < warm.warm_fit_["gram_change"] <= 1.0
+    assert warm.solved_.tolist() == [True, False, True, True]  # item 150 is new: B has no column for it
+    old_cols = [0, 2, 3]  # items 100, 200, 300 tonight
+    np.testing.assert_array_equal(warm.B_[np.ix_(old_cols, old_cols)], earlier.B_)
+    X = NEW.seen.toarray()
+    scores = warm.score(np.arange(NEW.n_users))
+    np.testing.assert_array_equal(scores[:, old_cols], (X[:, old_cols] @ earlier.B_).astype(np.float32))
+    assert np.isneginf(scores[:, 1]).all()  # not recommended until the next solve
+    cold = EASERecommender(l2=1.0).fit(NEW)
+    np.testing.assert_array_equal(warm.G_, cold.G_)  # the Gram matrix stays exact for the next solve
+    grown = np.zeros((4, 4), np.float32)
+    grown[np.ix_(old_cols, old_cols)] = earlier.G_
+    assert warm.gram_drift_ == pytest.approx(float(np.linalg.norm(cold.G_ - grown)))  # |dG|_F since the solve
+
+
+def test_a_warm_ease_above_its_threshold_re_solves_and_equals_a_cold_fit():
+    _, warm = _warm(EASERecommender, {"l2": 1.0, "warm_resolve": 0.0})
+    cold = EASERecommender(l2=1.0, warm_resolve=0.0).fit(NEW)
+    assert warm.warm_fit_["resolved"] is True and "above warm_resolve" in warm.warm_fit_["why"]
+    np.testing.assert_array_equal(warm.B_, cold.B_)
+    assert warm.gram_drift_ == 0.0 and warm.solved_.all()
+
+
+def test_a_kept_ease_carries_its_drift_to_the_next_night_through_save_and_load(tmp_path):
+    from recflow.models import load_model
+
+    _, warm = _warm(EASERecommender, {"l2": 1.0, "warm_resolve": 1.0})
+    warm.save(tmp_path / "ease")
+    loaded = load_model(tmp_path / "ease")
+    assert loaded.gram_drift_ == pytest.approx(warm.gram_drift_) and loaded.solved_.tolist() == warm.solved_.tolist()
+    np.testing.assert_array_equal(loaded.score(np.arange(4)), warm.score(np.arange(4)))
+    newer = _parts([*zip(NEW.user_ids[NEW.user_idx], NEW.item_ids[NEW.item_idx]), (30, 300)])
+    night2 = EASERecommender(l2=1.0, warm_resolve=1.0).fit(newer, FitContext(warm_start=WarmStart.between(loaded, NEW.user_ids, NEW.item_ids, newer)))
+    step = np.linalg.norm(EASERecommender(l2=1.0).fit(newer).G_ - warm.G_)  # user 30 adds item 300: the same item indices
+    assert night2.warm_fit_["resolved"] is False and night2.gram_drift_ == pytest.approx(warm.gram_drift_ + step)
+
+
+def test_a_warm_mf_epoch_solves_only_the_changed_users_and_the_items_with_new_rows():
+    from recflow.models.mf import BiasedMFRecommender
+
+    earlier, warm = _warm(BiasedMFRecommender, {"factors": 2, "epochs": 3})
+    assert warm.warm_fit_ == {"users_solved": 2, "of_users": 4, "items_solved": 3, "of_items": 4}  # users 5, 10; items 100, 150, 300
+    np.testing.assert_array_equal(warm.user_factors_[2:], earlier.user_factors_[1:])  # users 20 and 30 keep theirs
+    np.testing.assert_array_equal(warm.item_factors_[2], earlier.item_factors_[1])  # item 200 keeps its own
+
+
+def test_a_warm_bpr_epoch_runs_over_the_changed_users_rows_and_its_replay_sample():
+    from recflow.models.bpr import BPRRecommender
+
+    _, warm = _warm(BPRRecommender, {"factors": 2, "epochs": 3, "warm_replay": 0.2})
+    assert warm.warm_fit_ == {"changed_users": 2, "rows_per_epoch": 6, "of_rows": 8, "warm_replay": 0.2}  # 5 rows of users 5, 10 + ceil(0.2 x 5)
+    _, every = _warm(BPRRecommender, {"factors": 2, "epochs": 3, "warm_replay": None})
+    assert every.warm_fit_["rows_per_epoch"] == 8
+
+
+def test_a_warm_item2vec_trains_the_changed_users_sentences_and_its_replay_sample():
+    from recflow.models.item2vec import Item2VecRecommender
+
+    params = {"dim": 4, "epochs": 2, "min_rating": 0.0, "window": 2}
+    earlier, warm = _warm(Item2VecRecommender, {**params, "warm_replay": 0.0})
+    # sentences: user 5 [150, 100], 10 [100, 200, 300], 20 [200, 300], 30 [100] (one token: trains nothing)
+    assert warm.warm_fit_ == {"changed_sentences": 2, "sentences_trained": 2, "of_sentences": 3, "warm_replay": 0.0}
+    assert warm.has_vector_.tolist() == [True, True, True, True]  # the whole vocabulary, new item 150 included
+    _, replayed = _warm(Item2VecRecommender, {**params, "warm_replay": 1.0})
+    assert replayed.warm_fit_["sentences_trained"] == 3
