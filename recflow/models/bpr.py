@@ -17,8 +17,11 @@ Warm start (``warm_starts``): both factor matrices start from the earlier fit's 
 items: the cold initial draw, made first so a seed still fixes everything) and ``warm_epochs``
 epochs run (at least ``warm_min_epochs``, 3), with fresh Adam moments. Each warm epoch runs over
 ``WarmStart.replay_rows``: every row of each user with a new row tonight, plus a fresh seeded
-sample of ``warm_replay`` (default 1) other rows per such row, so a night costs what changed
-(``warm_replay=None``: every row, as before). ``warm_fit_`` states the rows per epoch.
+sample of ``warm_replay`` (default 4) other rows per such row, so a night costs what changed
+(``warm_replay=None``: every row, as before). ``warm_fit_`` states the rows per epoch. Why 4: at
+the synthetic 2.5M shape (a night's 609 changed users hold 3.6% of the rows) a warm fit's
+Recall@10 was 0.0916 replaying none, 0.0938 replaying 1 and 0.1052 replaying 4 per changed row,
+against 0.1012 [0.0856, 0.1173] cold; lazy Adam needs the steps (4.6 s, 7.2 s vs 74 s cold).
 
 ``score(u) = p_u . Q^T`` (``dot_factors`` declares it); the user and item factors are the
 ``users`` and ``items`` vector spaces. Ranking only. ``history_``: per epoch the mean ``loss``.
@@ -70,7 +73,7 @@ class BPRRecommender(Recommender):
         init_std: float = 0.02,
         implicit_threshold: float | None = None,
         seed: int = 0,
-        warm_replay: float | None = 1.0,
+        warm_replay: float | None = 4.0,
     ) -> None:
         self.factors = factors
         self.lr = lr

@@ -146,8 +146,7 @@ class EASERecommender(Recommender):
         if why is not None:
             return None
         known = np.flatnonzero(kept_map >= 0)
-        B = np.zeros((len(kept_map), len(kept_map)), np.float32)
-        B[np.ix_(known, known)] = np.asarray(old.B_)[np.ix_(kept_map[known], kept_map[known])]
+        B = _moved_square(old.B_, kept_map, len(kept_map), "C")
         solved = np.zeros(len(kept_map), bool)
         solved[known] = old_solved[kept_map[known]]
         self.warm_fit_["unsolved_items"] = int((~solved).sum())
@@ -272,9 +271,20 @@ def _grown_gram(G: np.ndarray | None, item_map: np.ndarray, n_items: int) -> np.
     """An earlier Gram matrix on tonight's item indices; new items get zero rows and columns."""
     if G is None:
         raise ValueError("the earlier fit kept no Gram matrix: fit cold")
-    out = np.zeros((n_items, n_items), dtype=np.float32, order="F")
+    return _moved_square(G, item_map, n_items, "F")
+
+
+def _moved_square(M: np.ndarray, item_map: np.ndarray, n_items: int, order: str) -> np.ndarray:
+    """An items x items matrix moved to tonight's indices (``item_map[new] = old``, -1 for new: zero rows and
+    columns); a plain copy where the known items keep their order and lead (the common night: no new item
+    sorts before an old one), instead of a fancy-indexed gather of every cell."""
+    out = np.zeros((n_items, n_items), dtype=np.float32, order=order)
     known = np.flatnonzero(item_map >= 0)
-    out[np.ix_(known, known)] = G[np.ix_(item_map[known], item_map[known])]
+    n = len(known)
+    if np.array_equal(known, np.arange(n)) and np.array_equal(item_map[known], np.arange(n)) and M.shape[0] == n:
+        out[:n, :n] = M
+    else:
+        out[np.ix_(known, known)] = np.asarray(M)[np.ix_(item_map[known], item_map[known])]
     return out
 
 

@@ -154,6 +154,7 @@ def test_a_kept_ease_carries_its_drift_to_the_next_night_through_save_and_load(t
     night2 = EASERecommender(l2=1.0, warm_resolve=1.0).fit(newer, FitContext(warm_start=WarmStart.between(loaded, NEW.user_ids, NEW.item_ids, newer)))
     step = np.linalg.norm(EASERecommender(l2=1.0).fit(newer).G_ - warm.G_)  # user 30 adds item 300: the same item indices
     assert night2.warm_fit_["resolved"] is False and night2.gram_drift_ == pytest.approx(warm.gram_drift_ + step)
+    np.testing.assert_array_equal(night2.B_, warm.B_)  # the same items in the same order: B as it was
 
 
 def test_a_warm_mf_epoch_solves_only_the_changed_users_and_the_items_with_new_rows():
