@@ -207,6 +207,7 @@ def model_rows(cold: dict, night: dict, models: list[str]) -> list[dict]:
                 "cold_epochs": ct.get("epochs_run"),
                 "night_epochs": wt.get("epochs_run"),
                 "warm": bool(wt.get("warm_start_from")),
+                "warm_fit": warm_fit_note(wt.get("warm_start", {})),
                 "cold_recall": c.get("recall_at_10"),
                 "cold_ci": (c.get("recall_at_10_ci_low"), c.get("recall_at_10_ci_high")),
                 "night_recall": w.get("recall_at_10"),
@@ -214,6 +215,18 @@ def model_rows(cold: dict, night: dict, models: list[str]) -> list[dict]:
             }
         )
     return rows
+
+
+def warm_fit_note(warm: dict) -> str:
+    """What a warm fit ran over, from its train summary's ``warm_start``: rows, sentences, solved users / items, or a closed form kept."""
+    if "resolved" in warm:
+        return f"{'re-solved' if warm['resolved'] else 'B kept'} (dG {warm.get('gram_change', 0):.2%})"
+    counted = (("rows_per_epoch", "of_rows", "rows/epoch"), ("sentences_trained", "of_sentences", "sentences"), ("users_solved", "of_users", "users"))
+    for done, total, what in counted:
+        if done in warm:
+            extra = f", {warm['items_solved']:,}/{warm['of_items']:,} items" if done == "users_solved" else ""
+            return f"{warm[done]:,}/{warm[total]:,} {what}{extra}"
+    return "-"
 
 
 def stage_rows(cold: dict[str, float], night: dict[str, float]) -> list[dict]:
@@ -244,7 +257,7 @@ def print_table(summary: dict) -> None:
         f"({parts.get('read', '?')} of {parts.get('total', '?')} partitions read, combine: {parts.get('combine', '?')})"
     )
     heads = [("model", "<9"), ("cold fit s", ">10"), ("night fit s", ">11"), ("epochs c/n", ">10"), ("warm", ">5")]
-    heads += [("cold R@10 [95% CI]", ">28"), ("night R@10", ">10"), ("delta", ">8"), ("in CI", ">6")]
+    heads += [("cold R@10 [95% CI]", ">28"), ("night R@10", ">10"), ("delta", ">8"), ("in CI", ">6"), ("warm fit ran over", "<40")]
     print(" ".join(f"{h:{f}}" for h, f in heads))
     for r in summary["models"]:
         ci = f"[{r['cold_ci'][0]:.4f}, {r['cold_ci'][1]:.4f}]" if r["cold_ci"][0] is not None else "-"
@@ -253,7 +266,7 @@ def print_table(summary: dict) -> None:
         night = f"{r['night_recall']:.4f}" if r["night_recall"] is not None else "-"
         epochs = f"{r['cold_epochs']}/{r['night_epochs']}"
         cells = [r["model"], f"{r['cold_fit_s'] or 0:.2f}", f"{r['night_fit_s'] or 0:.2f}", epochs, "yes" if r["warm"] else "no"]
-        cells += [cold, night, delta, "yes" if r["within_ci"] else "NO"]
+        cells += [cold, night, delta, "yes" if r["within_ci"] else "NO", r.get("warm_fit", "-")]
         print(" ".join(f"{c:{f}}" for c, (_, f) in zip(cells, heads)))
     print_stages(summary.get("stages", []))
 
