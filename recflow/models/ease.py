@@ -24,8 +24,9 @@ warm starts) and the binarised train matrix go to ``arrays.npz``.
 
 Warm start (``warm_starts``): an append changes the Gram matrix exactly and cheaply. ``G`` is a
 sum over users of ``x_u x_u^T``, so with yesterday's ``G`` moved to tonight's item indices (new
-items: zero rows and columns), only the users whose row changed are redone:
-``G = G_old - X_old[t]^T X_old[t] + X[t]^T X[t]`` over those users ``t``. Integer counts in
+items: zero rows and columns), only the users with a new row are redone:
+``G = G_old - X_old[t]^T X_old[t] + X[t]^T X[t]`` over those users ``t`` (only their rows are read
+from yesterday's ``X``; the difference is sparse and added in place). Integer counts in
 float32, so the result equals a cold ``X^T X`` bit for bit. The inversion is the cubic part, and a
 night moves ``G`` little, so it is re-solved only when ``G`` has moved by more than ``warm_resolve``
 (relative Frobenius norm, 2% by default) since the fit whose ``B`` it would keep: the model
@@ -59,7 +60,6 @@ import scipy.sparse as sp
 from recflow.models.base import Recommender, spread_items
 from recflow.models.context import FitContext
 from recflow.models.search_space import Dimension, FloatRange
-from recflow.models.warm import remap_matrix
 from recflow.prep.interactions import Interactions
 
 
@@ -99,15 +99,14 @@ class EASERecommender(Recommender):
         drift = 0.0
         if kept_map is not None:
             old = warm.model
-            old_X = remap_matrix(old.X_, warm.user_map, kept_map, self.X_.shape)
             G = _grown_gram(old.G_, kept_map, self.X_.shape[1])
-            touched = np.flatnonzero(np.diff((self.X_ != old_X).tocsr().indptr) > 0)
+            touched = np.flatnonzero(warm.changed_users(train))  # every user whose row can differ (a superset: equal rows cancel exactly)
             if len(touched):
-                old_W = self._weighted(old_X)[touched]
+                old_W = self._weighted(_earlier_rows(old.X_, warm.user_map[touched], kept_map))
                 new_W = W[touched]
-                delta = (new_W.T @ new_W).toarray().astype(np.float32) - (old_W.T @ old_W).toarray().astype(np.float32)
-                G += delta
-                drift = float(np.linalg.norm(delta))
+                delta = (new_W.T @ new_W - old_W.T @ old_W).tocoo()  # sparse: the touched users' items only
+                G[delta.row, delta.col] += delta.data.astype(np.float32)
+                drift = float(np.sqrt(np.square(delta.data, dtype=np.float64).sum()))
             drift += float(getattr(old, "gram_drift_", 0.0))
         else:
             G = _gram(W)
@@ -265,6 +264,16 @@ def _binarise(train: Interactions, threshold: float | None) -> sp.csr_matrix:
 def _gram(X: sp.csr_matrix) -> np.ndarray:
     """``X^T X`` dense float32 (Fortran order): counts are integers, exact in float32 below 2**24 co-occurrences."""
     return (X.T @ X).toarray(order="F").astype(np.float32, order="F", copy=False)
+
+
+def _earlier_rows(X_old: sp.csr_matrix, old_users: np.ndarray, kept_map: np.ndarray) -> sp.csr_matrix:
+    """The earlier fit's rows of these users (``old_users``: their earlier indices, -1 for a new user: an empty
+    row) on tonight's kept item columns (``kept_map[new] = old``); columns no longer kept are dropped."""
+    inverse = np.full(X_old.shape[1], -1, dtype=np.int64)
+    inverse[kept_map[kept_map >= 0]] = np.flatnonzero(kept_map >= 0)
+    sub = X_old[np.clip(old_users, 0, None)].tocoo()
+    keep = (old_users[sub.row] >= 0) & (inverse[sub.col] >= 0)
+    return sp.csr_matrix((sub.data[keep], (sub.row[keep], inverse[sub.col[keep]])), shape=(len(old_users), len(kept_map)))
 
 
 def _grown_gram(G: np.ndarray | None, item_map: np.ndarray, n_items: int) -> np.ndarray:
