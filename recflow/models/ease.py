@@ -42,8 +42,9 @@ relative change). ``warm_resolve=0`` re-solves every warm fit, which then equals
 exactly (EASE; EDLAE to float32 rounding). The weekly cold rebuild bounds the drift whatever the
 threshold. With ``top_items`` the kept subset can move: items that leave it are simply dropped
 from ``G`` (exact), and items that enter it are exact only when they are brand new (no history
-outside the old subset's Gram matrix); when an item with history enters, the fit is cold and
-``warm_started_`` says so.
+outside the old subset's Gram matrix); an item with history that enters gets its row and column
+of ``G`` from tonight's whole ``X`` (``X[:, e]^T X``: a few sparse columns, exact), so the Gram
+update stays exact and only the solve is paid (an item that left the subset re-solves ``B``).
 
 ``folds_in_history``: ``score`` is ``X_u B``, so any list of items scores as a new ``X_u`` row (items
 outside ``items_`` and, with ``implicit_threshold``, a history has no ratings: every item counts).
@@ -99,15 +100,20 @@ class EASERecommender(Recommender):
         drift = 0.0
         if kept_map is not None:
             old = warm.model
-            G = _grown_gram(old.G_, kept_map, self.X_.shape[1])
-            touched = np.flatnonzero(warm.changed_users(train))  # every user whose row can differ (a superset: equal rows cancel exactly)
+            grown = _grown_gram(old.G_, kept_map, self.X_.shape[1])
+            G = grown.copy(order="F")
+            touched = self._touched_users(warm, train, kept_map)
             if len(touched):
-                old_W = self._weighted(_earlier_rows(old.X_, warm.user_map[touched], kept_map))
+                old_W = _earlier_rows(old.X_, warm.user_map[touched], kept_map, self._weighted)
                 new_W = W[touched]
                 delta = (new_W.T @ new_W - old_W.T @ old_W).tocoo()  # sparse: the touched users' items only
                 G[delta.row, delta.col] += delta.data.astype(np.float32)
-                drift = float(np.sqrt(np.square(delta.data, dtype=np.float64).sum()))
-            drift += float(getattr(old, "gram_drift_", 0.0))
+            if len(self._entered):  # their rows and columns of X^T X, from every user's history, replace the partial ones
+                cross = (W[:, self._entered].T @ W).toarray().astype(np.float32)
+                G[self._entered, :] = cross
+                G[:, self._entered] = cross.T
+            drift = float(np.linalg.norm(G - grown)) + float(getattr(old, "gram_drift_", 0.0))
+            del grown
         else:
             G = _gram(W)
         self.G_ = G
@@ -123,6 +129,23 @@ class EASERecommender(Recommender):
         self.history_: list[dict] = []
         self._remember_seen(train)
         return self
+
+    def _touched_users(self, warm, train: Interactions, kept_map: np.ndarray) -> np.ndarray:
+        """Every user whose weighted row over the kept items can differ from yesterday's (a superset: equal rows
+        cancel exactly): those with a new row, and with ``top_items`` those holding an item that entered or left
+        the kept subset (their row over it changed, and with it EDLAE's user weight)."""
+        touched = warm.changed_users(train)
+        if len(self._entered):
+            touched[np.unique(self.X_[:, self._entered].tocoo().row)] = True
+        old = warm.model
+        still = np.zeros(len(old.items_), bool)
+        still[kept_map[kept_map >= 0]] = True
+        if not still.all():
+            inverse = np.full(old.X_.shape[0], -1, dtype=np.int64)
+            inverse[warm.user_map[warm.user_map >= 0]] = np.flatnonzero(warm.user_map >= 0)
+            rows = inverse[np.unique(old.X_[:, np.flatnonzero(~still)].tocoo().row)]
+            touched[rows[rows >= 0]] = True
+        return np.flatnonzero(touched)
 
     def _kept_weights(self, warm, kept_map: np.ndarray, drift: float) -> tuple[np.ndarray, np.ndarray, float] | None:
         """Yesterday's ``B`` on tonight's kept items (with its ``solved_`` mask and the carried drift) when
@@ -167,8 +190,8 @@ class EASERecommender(Recommender):
         return None
 
     def _kept_map(self, warm) -> np.ndarray | None:
-        """For each kept item tonight, its column in the earlier fit's ``items_`` (-1: not there), or None
-        when the exact update is impossible (an item with history entered the kept subset, or no Gram matrix)."""
+        """For each kept item tonight, its column in the earlier fit's ``items_`` (-1: not there), or None when the
+        earlier fit kept no Gram matrix. Sets ``_entered``: the kept items with history that the earlier subset lacked."""
         old = warm.model
         if getattr(old, "G_", None) is None:
             return None
@@ -176,8 +199,8 @@ class EASERecommender(Recommender):
         position[old.items_] = np.arange(len(old.items_))
         earlier = warm.item_map[self.items_]
         kept_map = np.where(earlier >= 0, position[np.clip(earlier, 0, None)], -1)
-        entered_with_history = (kept_map < 0) & (earlier >= 0)
-        return None if entered_with_history.any() else kept_map
+        self._entered = np.flatnonzero((kept_map < 0) & (earlier >= 0))  # items with history that entered the kept subset
+        return kept_map
 
     def _kept_items(self, train: Interactions) -> tuple[np.ndarray, sp.csr_matrix]:
         """The items the dense matrix covers (all, or the ``top_items`` most popular) and the binary X over them."""
@@ -266,12 +289,13 @@ def _gram(X: sp.csr_matrix) -> np.ndarray:
     return (X.T @ X).toarray(order="F").astype(np.float32, order="F", copy=False)
 
 
-def _earlier_rows(X_old: sp.csr_matrix, old_users: np.ndarray, kept_map: np.ndarray) -> sp.csr_matrix:
-    """The earlier fit's rows of these users (``old_users``: their earlier indices, -1 for a new user: an empty
-    row) on tonight's kept item columns (``kept_map[new] = old``); columns no longer kept are dropped."""
+def _earlier_rows(X_old: sp.csr_matrix, old_users: np.ndarray, kept_map: np.ndarray, weighted) -> sp.csr_matrix:
+    """The earlier fit's weighted rows of these users (``old_users``: their earlier indices, -1 for a new user: an
+    empty row) on tonight's kept item columns (``kept_map[new] = old``). ``weighted`` (the model's row weighting)
+    sees each row as it was, over the earlier kept items; only then are the columns no longer kept dropped."""
     inverse = np.full(X_old.shape[1], -1, dtype=np.int64)
     inverse[kept_map[kept_map >= 0]] = np.flatnonzero(kept_map >= 0)
-    sub = X_old[np.clip(old_users, 0, None)].tocoo()
+    sub = weighted(X_old[np.clip(old_users, 0, None)]).tocoo()
     keep = (old_users[sub.row] >= 0) & (inverse[sub.col] >= 0)
     return sp.csr_matrix((sub.data[keep], (sub.row[keep], inverse[sub.col[keep]])), shape=(len(old_users), len(kept_map)))
 

@@ -66,11 +66,25 @@ def test_a_top_items_ease_warm_starts_exactly_while_its_subset_keeps_the_same_it
     np.testing.assert_array_equal(warm.B_, cold.B_)
 
 
-def test_a_top_items_ease_fits_cold_when_an_item_with_history_enters_its_subset():
+def test_a_top_items_ease_gets_an_entering_items_gram_row_from_its_whole_history_and_re_solves_when_one_left():
     new = _parts([(10, 100), (10, 200), (20, 200), (20, 300), (30, 100), (10, 300), (5, 150), (5, 100), (30, 300)])  # 300 now ties 100
-    warm, cold = _warm_and_cold({"l2": 1.0, "top_items": 2}, new)
-    assert not warm.warm_started_ and warm.items_.tolist() == [0, 3]
+    warm, cold = _warm_and_cold({"l2": 1.0, "top_items": 2, "warm_resolve": 1.0}, new)
+    assert warm.warm_started_ and warm.items_.tolist() == cold.items_.tolist() == [0, 3]  # 300 (with history) in, 200 out
+    np.testing.assert_array_equal(warm.G_, cold.G_)
+    assert warm.warm_fit_["resolved"] is True and "left the kept items" in warm.warm_fit_["why"]
     np.testing.assert_array_equal(warm.B_, cold.B_)
+
+
+def test_a_top_items_edlae_reweights_the_users_whose_kept_row_moved_with_the_subset_even_without_new_rows():
+    new = _parts([(10, 100), (10, 200), (20, 200), (20, 300), (30, 100), (10, 300), (5, 150), (5, 100), (30, 300)])
+    params = {"l2": 1.0, "user_exponent": 0.5, "top_items": 2}
+    earlier = EDLAERecommender(**params).fit(OLD)
+    warm = EDLAERecommender(**params).fit(new, FitContext(warm_start=WarmStart.between(earlier, OLD.user_ids, OLD.item_ids, new)))
+    cold = EDLAERecommender(**params).fit(new)
+    # user 20 has no new row, but its kept row went from {200} to {300}; user 10's weight is from its old row {100, 200}
+    assert warm.warm_started_ and warm.items_.tolist() == [0, 3]
+    np.testing.assert_allclose(warm.G_, cold.G_, atol=1e-6)
+    np.testing.assert_allclose(warm.B_, cold.B_, atol=1e-5)
 
 
 def test_grow_rows_moves_slices_along_any_axis_and_keeps_fresh_ones_where_the_map_has_none():
