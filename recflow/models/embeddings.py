@@ -117,18 +117,7 @@ class ItemVectorRecommender(Recommender):
 
         self._check_params()
         warm = self._warm(context)
-        tokens = np.array([str(i) for i in range(train.n_items)], dtype=object)
-        sentences = [s[s >= 0] for s in map(np.asarray, self._sentences(train, context))]
-        trained = np.array([len(s) >= 2 for s in sentences], bool)  # a lone token has no skip-gram context: it would keep its random init
-        if warm is not None:
-            counts = np.bincount(np.concatenate([s for s, t in zip(sentences, trained) if t] or [np.zeros(0, np.int64)]), minlength=train.n_items)
-            changed = self._changed_sentences(sentences, train, warm) & trained
-            picked = np.flatnonzero(trained)[replay_sample(changed[trained], self.warm_replay, np.random.default_rng(int(self.seed)))]
-            self.warm_fit_ = {"changed_sentences": int(changed.sum()), "sentences_trained": len(picked), "of_sentences": int(trained.sum())}
-            self.warm_fit_["warm_replay"] = self.warm_replay
-        else:
-            picked = np.flatnonzero(trained)
-        corpus = [tokens[sentences[k]].tolist() for k in picked]
+        corpus, counts = self._corpus(train, context, warm)
 
         self.history_: list[dict[str, Any]] = []
         history = self.history_
@@ -162,17 +151,12 @@ class ItemVectorRecommender(Recommender):
             seed=int(self.seed),
             workers=int(self.workers),
         )
-        if warm is not None and counts.any():  # tonight's whole vocabulary, from its counts
+        if counts is not None and counts.any():  # warm: tonight's whole vocabulary, from its counts
             w2v.build_vocab_from_freq({str(i): int(c) for i, c in enumerate(counts) if c}, corpus_count=len(corpus))
         elif corpus:
             w2v.build_vocab(corpus)
         if warm is not None and len(w2v.wv):
-            rows = np.array([int(k) for k in w2v.wv.index_to_key], dtype=np.int64)
-            old = warm.item_map[rows]
-            known = old >= 0
-            known[known] = warm.model.has_vector_[old[known]]
-            w2v.wv.vectors[known] = warm.model.item_vectors_[old[known]]
-            w2v.syn1neg[known] = warm.model.context_vectors_[old[known]]
+            self._carry_vectors(w2v, warm)
         if len(w2v.wv):
             if corpus:  # a warm fit with nothing changed keeps the earlier vectors as they are
                 w2v.train(
@@ -195,6 +179,35 @@ class ItemVectorRecommender(Recommender):
         self.user_vectors_ = self._user_vectors(train)
         self._remember_seen(train)
         return self
+
+    def _corpus(self, train: Interactions, context: FitContext | None, warm) -> tuple[list[list[str]], np.ndarray | None]:
+        """The sentences this fit trains on, as token lists, and (warm) tonight's item counts for the vocabulary.
+
+        Cold: every sentence of >= 2 tokens (a lone token has no skip-gram context: it would keep its random
+        init). Warm: the changed ones plus a seeded replay sample of the others (``warm_fit_`` says how many)."""
+        tokens = np.array([str(i) for i in range(train.n_items)], dtype=object)
+        sentences = [s[s >= 0] for s in map(np.asarray, self._sentences(train, context))]
+        trained = np.array([len(s) >= 2 for s in sentences], bool)
+        counts = None
+        if warm is not None:
+            counts = np.bincount(np.concatenate([s for s, t in zip(sentences, trained) if t] or [np.zeros(0, np.int64)]), minlength=train.n_items)
+            changed = self._changed_sentences(sentences, train, warm) & trained
+            picked = np.flatnonzero(trained)[replay_sample(changed[trained], self.warm_replay, np.random.default_rng(int(self.seed)))]
+            self.warm_fit_ = {"changed_sentences": int(changed.sum()), "sentences_trained": len(picked), "of_sentences": int(trained.sum())}
+            self.warm_fit_["warm_replay"] = self.warm_replay
+        else:
+            picked = np.flatnonzero(trained)
+        return [tokens[sentences[k]].tolist() for k in picked], counts
+
+    @staticmethod
+    def _carry_vectors(w2v, warm) -> None:
+        """Yesterday's input and context vectors into ``w2v``'s rows for every item that had one."""
+        rows = np.array([int(k) for k in w2v.wv.index_to_key], dtype=np.int64)
+        old = warm.item_map[rows]
+        known = old >= 0
+        known[known] = warm.model.has_vector_[old[known]]
+        w2v.wv.vectors[known] = warm.model.item_vectors_[old[known]]
+        w2v.syn1neg[known] = warm.model.context_vectors_[old[known]]
 
     def _changed_sentences(self, sentences: list[np.ndarray], train: Interactions, warm) -> np.ndarray:
         """Per sentence: whether tonight's new rows changed it (by default: it holds an item with a new row)."""
