@@ -138,8 +138,7 @@ class EASERecommender(Recommender):
         if len(self._entered):
             touched[np.unique(self.X_[:, self._entered].tocoo().row)] = True
         old = warm.model
-        still = np.zeros(len(old.items_), bool)
-        still[kept_map[kept_map >= 0]] = True
+        still = _still_kept(len(old.items_), kept_map)
         if not still.all():
             inverse = np.full(old.X_.shape[0], -1, dtype=np.int64)
             inverse[warm.user_map[warm.user_map >= 0]] = np.flatnonzero(warm.user_map >= 0)
@@ -154,8 +153,7 @@ class EASERecommender(Recommender):
         norm = float(np.linalg.norm(self.G_))
         change = drift / norm if norm else (0.0 if drift == 0 else float("inf"))
         old_solved = np.asarray(getattr(old, "solved_", np.ones(len(old.items_), bool)), bool)
-        still = np.zeros(len(old.items_), bool)
-        still[kept_map[kept_map >= 0]] = True
+        still = _still_kept(len(old.items_), kept_map)
         why = None
         if getattr(old, "B_", None) is None:
             why = "the earlier fit has no B"
@@ -287,6 +285,13 @@ def _binarise(train: Interactions, threshold: float | None) -> sp.csr_matrix:
 def _gram(X: sp.csr_matrix) -> np.ndarray:
     """``X^T X`` dense float32 (Fortran order): counts are integers, exact in float32 below 2**24 co-occurrences."""
     return (X.T @ X).toarray(order="F").astype(np.float32, order="F", copy=False)
+
+
+def _still_kept(n_old_items: int, kept_map: np.ndarray) -> np.ndarray:
+    """Per column of the earlier fit's ``items_``: whether tonight's kept items still hold it."""
+    still = np.zeros(n_old_items, bool)
+    still[kept_map[kept_map >= 0]] = True
+    return still
 
 
 def _earlier_rows(X_old: sp.csr_matrix, old_users: np.ndarray, kept_map: np.ndarray, weighted) -> sp.csr_matrix:

@@ -294,9 +294,10 @@ class _Side:
             rows, f, b = only[0], np.array(only[1], dtype=np.float64), np.array(only[2], dtype=np.float64)
             chunks = [rows[c] for c in _chunks(self.counts[rows], k + 1)]
         diag = np.arange(k + 1)
-        sse = 0.0
+        sse, n = 0.0, 0
         for rows in chunks:
             cnt = self.counts[rows]
+            n += int(cnt.sum())
             width = int(cnt.max())
             col = np.arange(width)
             inside = col[None, :] < cnt[:, None]
@@ -313,7 +314,7 @@ class _Side:
             sse += float(np.square(resid, dtype=np.float64).sum())
             f[rows] = x[:, :k, 0]
             b[rows] = x[:, k, 0]
-        return f, b, sse, int(sum(self.counts[rows].sum() for rows in chunks))
+        return f, b, sse, n
 
 
 def _chunks(counts: np.ndarray, width_k: int) -> list[np.ndarray]:
