@@ -42,8 +42,11 @@ def _record_file(root: Path, train_path: str, config: IndexConfig | dict[str, An
     return root / RECORDS / f"{digest}.json"
 
 
-def continued_index(model: Artifact, config: IndexConfig, root: Path | None = None) -> Artifact | None:
-    """The intact index built over the fit ``model`` warm-started from, with the same configuration; None: build from scratch."""
+def continued_index(model: Artifact, config: IndexConfig, root: Path | None = None, verify: bool = True) -> Artifact | None:
+    """The intact index built over the fit ``model`` warm-started from, with the same configuration; None: build from scratch.
+
+    ``verify=False`` (the cache key): the recorded descriptor as it is; its fingerprint names the content the key
+    continues, and the task body verifies it (hashing a 25M-shape index once per task, not twice)."""
     start = model.meta.get("warm_start_from")
     if not start:
         return None
@@ -52,11 +55,11 @@ def continued_index(model: Artifact, config: IndexConfig, root: Path | None = No
         previous = Artifact(**json.loads(_record_file(root, start, config).read_text()))
     except (OSError, ValueError, TypeError):
         return None
-    return previous if previous.is_intact(root) else None
+    return previous if not verify or previous.is_intact(root) else None
 
 
 def _keyed(inputs: dict[str, Any]) -> dict[str, Any]:
-    previous = continued_index(inputs["model"], inputs.get("config", {}))
+    previous = continued_index(inputs["model"], inputs.get("config", {}), verify=False)
     return {**inputs, "continues": previous.cache_token() if previous is not None else None}
 
 
